@@ -1,0 +1,23 @@
+# Daily tasks for purechat. `just --list` shows them.
+
+# Start a server on 127.0.0.1:50051.
+serve *ARGS:
+    purechat serve {{ARGS}}
+
+# Join a room from this terminal.
+join *ARGS:
+    purechat join {{ARGS}}
+
+# The test suite, as CI runs it.
+test *ARGS:
+    python -m pytest {{ARGS}}
+
+# Regenerate purechat/pb from proto/ (the drift test checks it was done).
+proto:
+    python proto/generate.py
+
+# ruff (with its async rules) and mypy.
+lint:
+    ruff check .
+    ruff format --check .
+    mypy

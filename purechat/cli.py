@@ -1,0 +1,101 @@
+"""`purechat serve` and `purechat join`: parse options, build the parts, run them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+
+from purechat import __version__
+from purechat.core import Limits
+from purechat.server import ChatServer, ServeError, ServerConfig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="purechat", description="A chat server and terminal client over gRPC."
+    )
+    parser.add_argument("--version", action="version", version=f"purechat {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a chat server",
+        description="Run a chat server. Clients of the original chat.ChatService contract "
+        "land in room lobby; purechat clients choose their room.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks one")
+    serve.add_argument(
+        "--max-text", type=int, default=Limits().max_text_bytes, help="longest message text, bytes"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log (to stderr)",
+    )
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = ServerConfig(
+        host=args.host, port=args.port, limits=Limits(max_text_bytes=args.max_text)
+    )
+    try:
+        anyio.run(_serve_until_signalled, ChatServer(config), backend="trio")
+    except ServeError as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve_until_signalled(server: ChatServer) -> None:
+    async def stop_on_signal(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                logging.getLogger("purechat.server").info(
+                    "%s received: shutting down", signal.Signals(signum).name
+                )
+                server.shutdown()
+                return
+
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(stop_on_signal)
+        port = await task_group.start(server.serve)
+        print(f"purechat listening on {_host_for_display(server.config.host)}:{port}", flush=True)
+        await server.stopped()
+        task_group.cancel_scope.cancel()
+
+
+def _host_for_display(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+if __name__ == "__main__":
+    sys.exit(main())

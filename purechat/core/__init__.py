@@ -1,0 +1,35 @@
+"""The chat core: rooms, members, sequence numbers and policies, with no I/O.
+
+The transport feeds it (join, post, leave) and it answers with decisions; whatever it
+delivers goes into each member's `Outbox`, which the transport drains.
+"""
+
+from purechat.core.events import (
+    Ack,
+    EndReason,
+    ErrorCode,
+    EventKind,
+    Notice,
+    Outgoing,
+    RoomEvent,
+    Welcome,
+)
+from purechat.core.hub import Hub, JoinRefused, Member, Outbox, PostOutcome
+from purechat.core.limits import Limits
+
+__all__ = [
+    "Ack",
+    "EndReason",
+    "ErrorCode",
+    "EventKind",
+    "Hub",
+    "JoinRefused",
+    "Limits",
+    "Member",
+    "Notice",
+    "Outbox",
+    "Outgoing",
+    "PostOutcome",
+    "RoomEvent",
+    "Welcome",
+]

@@ -1,0 +1,73 @@
+"""What the core hands to members: room events, acks, notices, welcomes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class EventKind(enum.Enum):
+    MESSAGE = "message"
+    JOIN = "join"
+    LEAVE = "leave"
+
+
+class ErrorCode(enum.Enum):
+    """Why a send was refused; the stream goes on."""
+
+    TEXT_TOO_LONG = "text_too_long"
+    EMPTY_TEXT = "empty_text"
+    RATE_LIMITED = "rate_limited"
+    BAD_FRAME = "bad_frame"
+
+
+class EndReason(enum.Enum):
+    """Why the core ended a member's stream."""
+
+    TOO_SLOW = "too_slow"
+    SHUTTING_DOWN = "shutting_down"
+
+
+@dataclass(slots=True, eq=False)
+class RoomEvent:
+    """One thing that happened in a room, shared by every member that receives it.
+
+    `wire` caches the encoded form per wire format, so a broadcast is serialised once
+    however many members receive it; the transport fills it on first use.
+    """
+
+    kind: EventKind
+    room: str
+    seq: int
+    user: str
+    text: str
+    time_ms: int
+    action: bool = False
+    wire: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    room: str
+    name: str
+    members: tuple[str, ...]
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    client_msg_id: str
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A refused send, told to its sender only."""
+
+    code: ErrorCode
+    message: str
+    client_msg_id: str = ""
+
+
+Outgoing = RoomEvent | Welcome | Ack | Notice

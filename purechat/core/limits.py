@@ -1,0 +1,42 @@
+"""Policies the core enforces, and the validation of names and rooms."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+DEFAULT_ROOM = "lobby"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_text_bytes: int = 4096
+    max_name_chars: int = 32
+    max_room_chars: int = 64
+    # Idempotency window: how many recent client message ids a room remembers.
+    recent_ids_per_room: int = 4096
+
+
+def has_control_characters(text: str) -> bool:
+    """True when text holds control or format characters (escapes, bidi overrides...)."""
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+def name_problem(name: str, limits: Limits) -> str | None:
+    """Why a member name is unacceptable, as a sentence, or None when it is fine."""
+    if len(name) > limits.max_name_chars:
+        return f"Names are at most {limits.max_name_chars} characters."
+    if has_control_characters(name) or name != name.strip():
+        return "Names cannot contain control characters or surrounding spaces."
+    return None
+
+
+def room_problem(room: str, limits: Limits) -> str | None:
+    """Why a room name is unacceptable, as a sentence, or None when it is fine."""
+    if not room:
+        return "Room names cannot be empty."
+    if len(room) > limits.max_room_chars:
+        return f"Room names are at most {limits.max_room_chars} characters."
+    if has_control_characters(room) or any(ch.isspace() for ch in room):
+        return "Room names cannot contain spaces or control characters."
+    return None

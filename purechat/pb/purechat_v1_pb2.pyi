@@ -1,0 +1,130 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClientFrame(_message.Message):
+    __slots__ = ("join", "send")
+    JOIN_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    join: Join
+    send: Send
+    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ...) -> None: ...
+
+class Join(_message.Message):
+    __slots__ = ("name", "room", "after_seq", "history")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    room: str
+    after_seq: int
+    history: int
+    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ...) -> None: ...
+
+class Send(_message.Message):
+    __slots__ = ("text", "client_msg_id", "action")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    client_msg_id: str
+    action: bool
+    def __init__(self, text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
+
+class ServerFrame(_message.Message):
+    __slots__ = ("welcome", "event", "ack", "error")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    event: Event
+    ack: Ack
+    error: Error
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("room", "name", "members", "last_seq")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    name: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    last_seq: int
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Event.Kind]
+        MESSAGE: _ClassVar[Event.Kind]
+        JOIN: _ClassVar[Event.Kind]
+        LEAVE: _ClassVar[Event.Kind]
+        GAP: _ClassVar[Event.Kind]
+    KIND_UNSPECIFIED: Event.Kind
+    MESSAGE: Event.Kind
+    JOIN: Event.Kind
+    LEAVE: Event.Kind
+    GAP: Event.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    GAP_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    kind: Event.Kind
+    room: str
+    seq: int
+    user: str
+    text: str
+    time_unix_ms: int
+    action: bool
+    history: bool
+    gap_until: int
+    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("client_msg_id", "seq", "duplicate")
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    client_msg_id: str
+    seq: int
+    duplicate: bool
+    def __init__(self, client_msg_id: _Optional[str] = ..., seq: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message", "client_msg_id")
+    class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CODE_UNSPECIFIED: _ClassVar[Error.Code]
+        TEXT_TOO_LONG: _ClassVar[Error.Code]
+        EMPTY_TEXT: _ClassVar[Error.Code]
+        RATE_LIMITED: _ClassVar[Error.Code]
+        BAD_FRAME: _ClassVar[Error.Code]
+        NOT_JOINED: _ClassVar[Error.Code]
+    CODE_UNSPECIFIED: Error.Code
+    TEXT_TOO_LONG: Error.Code
+    EMPTY_TEXT: Error.Code
+    RATE_LIMITED: Error.Code
+    BAD_FRAME: Error.Code
+    NOT_JOINED: Error.Code
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    code: Error.Code
+    message: str
+    client_msg_id: str
+    def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., client_msg_id: _Optional[str] = ...) -> None: ...

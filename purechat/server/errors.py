@@ -1,0 +1,42 @@
+"""The one place that picks gRPC status codes for what happens in purechat."""
+
+from __future__ import annotations
+
+from purechat.core import EndReason
+from purechat.transport import Status, StatusCode
+
+SHUTTING_DOWN = "server shutting down"
+
+
+def status_for_end(reason: EndReason) -> Status:
+    if reason is EndReason.TOO_SLOW:
+        return Status(
+            StatusCode.RESOURCE_EXHAUSTED,
+            "you were removed from the room: too slow to receive messages",
+        )
+    return Status(StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+
+def undecodable(kind: str) -> Status:
+    return Status(StatusCode.INVALID_ARGUMENT, f"could not decode the {kind} message")
+
+
+def text_too_long(limit: int) -> Status:
+    return Status(
+        StatusCode.INVALID_ARGUMENT, f"message text is longer than the limit of {limit} bytes"
+    )
+
+
+def join_refused(reason: str) -> Status:
+    return Status(StatusCode.INVALID_ARGUMENT, reason)
+
+
+def first_frame_not_join() -> Status:
+    return Status(StatusCode.INVALID_ARGUMENT, "the first frame of a stream must be a Join")
+
+
+def unimplemented(path: str) -> Status:
+    return Status(StatusCode.UNIMPLEMENTED, f"method {path} is not implemented")
+
+
+OK = Status(StatusCode.OK)

@@ -1,0 +1,144 @@
+"""The chat server: a listener, its connections, and an orderly shutdown."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+from anyio.streams.stapled import MultiListener
+
+from purechat.core import EndReason, Hub, Limits
+from purechat.server import errors
+from purechat.server.errors import status_for_end
+from purechat.server.members import serve_legacy, serve_v1
+from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
+from purechat.transport import Connection, GrpcProtocol, Status, Stream, TransportLimits
+
+log = logging.getLogger("purechat.server")
+
+LEGACY_SERVICE = "chat.ChatService"
+V1_SERVICE = "purechat.v1.Chat"
+
+
+class ServeError(Exception):
+    """The server cannot start; str() is a sentence for a person."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    limits: Limits = field(default_factory=Limits)
+    transport: TransportLimits = field(default_factory=TransportLimits)
+    # Items queued for one member before it counts as too slow and is removed.
+    outbox_size: int = DEFAULT_OUTBOX_SIZE
+    # How long shutdown waits for members to receive their final status.
+    shutdown_grace: float = 3.0
+
+
+class ChatServer:
+    """Serves chat.ChatService and purechat.v1 on one port.
+
+    Start it with `port = await task_group.start(server.serve)`; `shutdown()` ends it
+    gracefully, cancelling the task that runs `serve` ends it at once.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, hub: Hub | None = None):
+        self.config = config or ServerConfig()
+        self.hub = hub or Hub(self.config.limits)
+        self._connections: set[Connection] = set()
+        self._shutdown_requested = anyio.Event()
+        self._all_closed = anyio.Event()
+        self._stopped = anyio.Event()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def shutdown(self) -> None:
+        """Stop accepting, end every member's stream with UNAVAILABLE, then return from serve."""
+        self._shutdown_requested.set()
+
+    async def serve(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until shutdown(); reports the bound port through task_status."""
+        try:
+            listener = await self._listen()
+            async with listener, anyio.create_task_group() as connections:
+                async with anyio.create_task_group() as acceptors:
+                    for sub in listener.listeners:
+                        acceptors.start_soon(self._accept_loop, sub, connections)
+                    task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+                    await self._shutdown_requested.wait()
+                    acceptors.cancel_scope.cancel()
+                await self._close_everything()
+                connections.cancel_scope.cancel()
+        finally:
+            self._stopped.set()
+
+    async def stopped(self) -> None:
+        """Wait until serve() has returned."""
+        await self._stopped.wait()
+
+    async def _listen(self) -> MultiListener[anyio.abc.SocketStream]:
+        host, port = self.config.host, self.config.port
+        try:
+            # No SO_REUSEPORT (purerpc sets it): a second server on a taken port must fail.
+            return await anyio.create_tcp_listener(
+                local_host=host, local_port=port, reuse_port=False
+            )
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+
+    async def _accept_loop(
+        self,
+        listener: anyio.abc.Listener[anyio.abc.SocketStream],
+        connections: anyio.abc.TaskGroup,
+    ) -> None:
+        while True:
+            try:
+                sock = await listener.accept()  # type: ignore[attr-defined]
+            except OSError as error:  # out of file descriptors and the like
+                log.warning("accept failed: %s", error)
+                await anyio.sleep(0.1)
+                continue
+            connections.start_soon(self._serve_connection, sock)
+
+    async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
+        connection = Connection(sock, GrpcProtocol(client_side=False, limits=self.config.transport))
+        self._connections.add(connection)
+        log.debug("%s connected", connection.peer)
+        try:
+            await connection.run(self._handle_call)
+        except Exception:
+            log.exception("%s: connection failed", connection.peer)
+        finally:
+            self._connections.discard(connection)
+            log.debug("%s disconnected", connection.peer)
+            if not self._connections and self._shutdown_requested.is_set():
+                self._all_closed.set()
+
+    async def _handle_call(self, stream: Stream) -> Status:
+        request = stream.request
+        assert request is not None
+        service, method = request.service_name, request.method_name
+        size = self.config.outbox_size
+        if (service, method) == (LEGACY_SERVICE, "JoinChat"):
+            return await serve_legacy(stream, self.hub, size)
+        if (service, method) == (V1_SERVICE, "Connect"):
+            return await serve_v1(stream, self.hub, size)
+        return errors.unimplemented(f"/{service}/{method}")
+
+    async def _close_everything(self) -> None:
+        """End every member with UNAVAILABLE and give the statuses time to be delivered."""
+        self.hub.end_all(EndReason.SHUTTING_DOWN)
+        for connection in list(self._connections):
+            connection.end_calls(status_for_end(EndReason.SHUTTING_DOWN))
+            connection.close_gracefully()
+        if self._connections:
+            with anyio.move_on_after(self.config.shutdown_grace):
+                await self._all_closed.wait()

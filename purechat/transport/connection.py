@@ -1,0 +1,434 @@
+"""One HTTP/2 connection as a task group: a reader, a writer, and (server side) its calls.
+
+The reader handles every event of one socket read before it yields, so messages that
+arrive together are handled together; nothing in it awaits per event. Each stream's
+incoming messages go through a memory object stream bounded by the stream's HTTP/2
+receive window, and a message's window is given back only when the application has
+taken it, so a peer that floods is slowed by flow control, never buffered without end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+import anyio.abc
+import h2.errors
+import h2.exceptions
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from purerpc.grpclib.events import (
+    Event,
+    MessageReceived,
+    RequestEnded,
+    RequestReceived,
+    ResponseEnded,
+    WindowUpdated,
+)
+from purerpc.grpclib.exceptions import ProtocolError
+
+from purechat.transport.protocol import GrpcProtocol, StreamRefused, StreamReset
+from purechat.transport.status import Status, StatusCode
+
+log = logging.getLogger(__name__)
+
+CallHandler = Callable[["Stream"], Awaitable[Status]]
+Metadata = Sequence[tuple[str, str]]
+
+READ_SIZE = 65536
+# Bytes handed to h2 but not yet written to the socket, per connection, past which
+# senders wait: a peer that opens its windows but does not read cannot grow us.
+OUTBOUND_HIGH_WATER = 1024 * 1024
+CONTENT_TYPE_SUFFIX = "+proto"
+
+
+class StreamGone(Exception):
+    """The stream can no longer carry messages; `status` says why."""
+
+    def __init__(self, status: Status):
+        super().__init__(str(status))
+        self.status = status
+
+
+class Stream:
+    """One gRPC call on a connection, seen from either side."""
+
+    def __init__(self, connection: Connection, stream_id: int, request: RequestReceived | None):
+        self.connection = connection
+        self.stream_id = stream_id
+        self.request = request
+        window = connection.protocol.limits.stream_window
+        # A message costs at least its 5-byte prefix of window, so this bound is never
+        # reached by a peer that respects flow control (h2 enforces that it does).
+        self._incoming_send: MemoryObjectSendStream[tuple[bytes, int]]
+        self._incoming: MemoryObjectReceiveStream[tuple[bytes, int]]
+        self._incoming_send, self._incoming = anyio.create_memory_object_stream[tuple[bytes, int]](
+            window // 5 + 1
+        )
+        self._window_opened = anyio.Event()
+        self.response_started = False
+        self.closed_locally = False
+        self.remote_ended = False
+        # Why the stream can no longer be used (reset, connection lost, refused).
+        self.gone: Status | None = None
+        # Server side: a status imposed from outside the handler (evicted, shutdown),
+        # and the cancel scope of the call it ends.
+        self.end_status: Status | None = None
+        self.scope: anyio.CancelScope | None = None
+        # Client side: the status from the server's trailers.
+        self.status: Status | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return tuple(self.request.custom_metadata) if self.request else ()
+
+    # -- receiving -------------------------------------------------------
+
+    async def receive(self) -> bytes | None:
+        """The next message, or None once the peer has finished sending."""
+        try:
+            data, flow_controlled_length = await self._incoming.receive()
+        except anyio.EndOfStream:
+            if self.gone is not None:
+                raise StreamGone(self.gone) from None
+            return None
+        self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
+        self.connection.wake_writer()
+        return data
+
+    # -- sending ---------------------------------------------------------
+
+    async def send_frames(self, blob: bytes) -> None:
+        """Send already framed gRPC messages, as few HTTP/2 DATA frames as the windows allow."""
+        connection = self.connection
+        h2c = connection.protocol.h2_connection
+        sent, total = 0, len(blob)
+        while sent < total:
+            if self.gone is not None or self.closed_locally:
+                raise StreamGone(self.gone or Status(StatusCode.CANCELLED, "stream closed"))
+            if connection.outbound_pending() > OUTBOUND_HIGH_WATER:
+                await connection.wait_drained()
+                continue
+            try:
+                window = min(
+                    h2c.local_flow_control_window(self.stream_id), h2c.max_outbound_frame_size
+                )
+                if window <= 0:
+                    self._window_opened = anyio.Event()
+                    await self._window_opened.wait()
+                    continue
+                h2c.send_data(self.stream_id, blob[sent : sent + window])
+            except h2.exceptions.H2Error as error:
+                self._mark_gone(Status(StatusCode.CANCELLED, f"stream closed: {error}"))
+                continue
+            sent += window
+        connection.wake_writer()
+
+    def start_response(self, metadata: Metadata = ()) -> None:
+        """Server side: send the response headers."""
+        if not self.response_started and self.gone is None:
+            self.connection.protocol.start_response(
+                self.stream_id, CONTENT_TYPE_SUFFIX, tuple(metadata)
+            )
+            self.response_started = True
+            self.connection.wake_writer()
+
+    def end(self, status: Status) -> None:
+        """Server side: end this call with status from outside its handler.
+
+        Synchronous, so the core's eviction and the server's shutdown can call it;
+        the first status wins.
+        """
+        if self.end_status is None:
+            self.end_status = status
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def close(self, status: Status | None = None) -> None:
+        """Finish our side: trailers with status (server), or half-close (client)."""
+        if self.closed_locally or self.gone is not None:
+            return
+        self.closed_locally = True
+        protocol = self.connection.protocol
+        try:
+            if protocol.config.client_side:
+                protocol.end_request(self.stream_id)
+            else:
+                status = status or Status(StatusCode.OK)
+                if self.response_started:
+                    protocol.end_response(self.stream_id, status)
+                else:
+                    protocol.respond_status(self.stream_id, status, CONTENT_TYPE_SUFFIX)
+                if not self.remote_ended:
+                    # The call is over; tell the peer to stop sending (as grpc-go does).
+                    protocol.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except (h2.exceptions.H2Error, ProtocolError):
+            pass
+        self._incoming_send.close()
+        self._window_opened.set()
+        self.connection.stream_closed(self)
+
+    def cancel(self) -> None:
+        """Client side: abandon the call (RST_STREAM CANCEL)."""
+        if self.gone is None:
+            self.connection.protocol.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._mark_gone(Status(StatusCode.CANCELLED, "call cancelled"))
+            self.connection.stream_closed(self)
+            self.connection.wake_writer()
+
+    # -- driven by the connection's reader -------------------------------
+
+    def _deliver(self, data: bytes, flow_controlled_length: int) -> None:
+        try:
+            self._incoming_send.send_nowait((data, flow_controlled_length))
+        except anyio.WouldBlock:  # only a peer ignoring flow control gets here
+            self._refused(Status(StatusCode.RESOURCE_EXHAUSTED, "too many messages in flight"))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
+
+    def _remote_end(self, status: Status | None) -> None:
+        self.remote_ended = True
+        self.status = status
+        self._incoming_send.close()
+
+    def _refused(self, status: Status) -> None:
+        """This stream broke a rule: end the call with status, or reset it."""
+        if self.scope is not None:
+            self.end(status)
+        else:
+            self.connection.protocol.reset(self.stream_id)
+            self._mark_gone(status)
+
+    def _mark_gone(self, status: Status) -> None:
+        if self.gone is None:
+            self.gone = status
+        if self.status is None:
+            self.status = status
+        self._incoming_send.close()
+        self._window_opened.set()
+        if self.scope is not None and self.request is not None:
+            self.scope.cancel()
+
+    def _window_update(self) -> None:
+        self._window_opened.set()
+
+
+class Connection:
+    """An HTTP/2 connection carrying gRPC calls, client or server side."""
+
+    def __init__(self, sock: anyio.abc.ByteStream, protocol: GrpcProtocol):
+        self._sock = sock
+        self.protocol = protocol
+        self.streams: dict[int, Stream] = {}
+        self._wake = anyio.Event()
+        self._drained = anyio.Event()
+        self._closing = False
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self.peer = _peer_name(sock)
+
+    async def run(
+        self,
+        handle_call: CallHandler | None = None,
+        *,
+        task_status: TaskStatus[None] = TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve the connection until either side closes it or the caller cancels."""
+        self.protocol.initiate_connection()
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                task_group.start_soon(self._read_until_closed, handle_call, task_group)
+                task_status.started()
+                await self._write_until_closed()
+                task_group.cancel_scope.cancel()
+        finally:
+            lost = Status(StatusCode.UNAVAILABLE, "connection lost")
+            for stream in list(self.streams.values()):
+                stream._mark_gone(lost)
+            self.streams.clear()
+            await anyio.aclose_forcefully(self._sock)
+
+    # -- client side -----------------------------------------------------
+
+    def start_call(
+        self, service: str, method: str, *, authority: str, metadata: Metadata = ()
+    ) -> Stream:
+        if self._closing:
+            raise StreamGone(Status(StatusCode.UNAVAILABLE, "connection closing"))
+        stream_id = self.protocol.get_next_available_stream_id()
+        stream = Stream(self, stream_id, None)
+        self.streams[stream_id] = stream
+        self.protocol.start_request(
+            stream_id,
+            "http",
+            service,
+            method,
+            authority=authority,
+            content_type_suffix=CONTENT_TYPE_SUFFIX,
+            custom_metadata=tuple(metadata),
+        )
+        self.wake_writer()
+        return stream
+
+    # -- both sides ------------------------------------------------------
+
+    def close_gracefully(self) -> None:
+        """Send GOAWAY; the connection ends once its streams have finished and flushed."""
+        if self._closing:
+            return
+        self._closing = True
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.protocol.h2_connection.close_connection()
+        self.wake_writer()
+
+    def end_calls(self, status: Status) -> None:
+        """Server side: end every call in progress with status."""
+        for stream in list(self.streams.values()):
+            if stream.request is not None:
+                stream.end(status)
+
+    def wake_writer(self) -> None:
+        self._wake.set()
+
+    def outbound_pending(self) -> int:
+        # purerpc's h2 patch keeps outgoing bytes in this bytearray.
+        return len(self.protocol.h2_connection._data_to_send)
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    def stream_closed(self, stream: Stream) -> None:
+        """Forget a stream once our side is done with it."""
+        self.streams.pop(stream.stream_id, None)
+        self.protocol.forget_stream(stream.stream_id)
+        if self._closing and not self.streams:
+            self.wake_writer()
+
+    # -- internals -------------------------------------------------------
+
+    async def _write_until_closed(self) -> None:
+        timeout = self.protocol.limits.write_timeout
+        while True:
+            self._wake = anyio.Event()
+            data = self.protocol.data_to_send()
+            if data:
+                try:
+                    with anyio.fail_after(timeout):
+                        await self._sock.send(data)
+                except TimeoutError:
+                    log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
+                    return
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    return
+                self._drained.set()
+                self._drained = anyio.Event()
+                continue
+            if self._closing and not self.streams:
+                return
+            await self._wake.wait()
+
+    async def _read_until_closed(
+        self, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
+    ) -> None:
+        try:
+            while True:
+                try:
+                    data = await self._sock.receive(READ_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    return
+                try:
+                    events = self.protocol.receive_data(data)
+                except (h2.exceptions.H2Error, ProtocolError) as error:
+                    log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
+                    return
+                for event in events:
+                    self._dispatch(event, handle_call, task_group)
+                self.wake_writer()
+        finally:
+            task_group.cancel_scope.cancel()
+
+    def _dispatch(
+        self, event: Event, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
+    ) -> None:
+        if isinstance(event, WindowUpdated):
+            if event.stream_id == 0:
+                for each in self.streams.values():
+                    each._window_update()
+            elif (updated := self.streams.get(event.stream_id)) is not None:
+                updated._window_update()
+            return
+        if isinstance(event, RequestReceived):
+            if handle_call is None or self._closing:
+                self.protocol.reset(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return
+            call = Stream(self, event.stream_id, event)
+            self.streams[event.stream_id] = call
+            task_group.start_soon(self._serve_call, call, handle_call)
+            return
+        if isinstance(event, StreamRefused) and event.stream_id not in self.streams:
+            # Malformed request headers: there is no call to end, answer with a status.
+            self._refuse(event.stream_id, Status(StatusCode.INVALID_ARGUMENT, event.reason))
+            return
+        found = self.streams.get(event.stream_id)
+        if found is None:
+            if isinstance(event, MessageReceived):
+                self.protocol.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        stream = found
+        if isinstance(event, MessageReceived):
+            stream._deliver(event.data, event.flow_controlled_length)
+        elif isinstance(event, RequestEnded):
+            stream._remote_end(None)
+        elif isinstance(event, ResponseEnded):
+            stream._remote_end(event.status)
+            self.stream_closed(stream)
+        elif isinstance(event, StreamReset):
+            stream._mark_gone(Status(StatusCode.CANCELLED, "call cancelled by the peer"))
+            self.stream_closed(stream)
+        elif isinstance(event, StreamRefused):
+            code = StatusCode.RESOURCE_EXHAUSTED if event.too_large else StatusCode.INVALID_ARGUMENT
+            stream._refused(Status(code, event.reason))
+
+    def _refuse(self, stream_id: int, status: Status) -> None:
+        try:
+            self.protocol.respond_status(stream_id, status, CONTENT_TYPE_SUFFIX)
+            self.protocol.reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.H2Error:
+            pass
+
+    async def _serve_call(self, stream: Stream, handle_call: CallHandler) -> None:
+        status: Status | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                stream.scope = scope
+                try:
+                    status = await handle_call(stream)
+                except StreamGone:
+                    status = None
+                except Exception:
+                    log.exception("%s: call handler failed", self.peer)
+                    status = Status(StatusCode.INTERNAL, "internal server error")
+            if stream.end_status is not None:
+                status = stream.end_status
+            if status is not None:
+                stream.close(status)
+        finally:
+            stream.scope = None
+            if not stream.closed_locally:
+                stream._mark_gone(stream.end_status or Status(StatusCode.CANCELLED, "ended"))
+            self.stream_closed(stream)
+            self.wake_writer()
+
+
+def _peer_name(sock: anyio.abc.ByteStream) -> str:
+    try:
+        address = sock.extra(anyio.abc.SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return "peer"
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)

@@ -1,0 +1,147 @@
+"""purerpc's sans-I/O gRPC connection, with the holes that matter to a server closed.
+
+`GrpcProtocol` subclasses purerpc's `GRPCConnection` (bytes in, events out) and
+changes what it does where one bad stream could hurt its neighbours or where memory
+was unbounded: a too-large or compressed message fails that stream alone, a reset
+stream is reported instead of silently dropped, malformed request headers refuse
+that call instead of killing the connection, and flow-control windows are ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from purerpc.grpclib.connection import GRPCConfiguration, GRPCConnection
+from purerpc.grpclib.events import Event, MessageReceived
+from purerpc.grpclib.exceptions import ProtocolError
+
+KIB = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TransportLimits:
+    """Bounds on what one peer can make us hold."""
+
+    # Largest gRPC message accepted; refused from its 5-byte header, before buffering.
+    max_message_bytes: int = 64 * KIB
+    # Streams one connection may have open at once.
+    max_concurrent_streams: int = 100
+    # A socket write that makes no progress for this long ends the connection.
+    write_timeout: float = 30.0
+
+    @property
+    def stream_window(self) -> int:
+        """Per-stream receive window: must hold one whole message plus its header."""
+        return max(2 * self.max_message_bytes, 64 * KIB)
+
+    @property
+    def connection_window(self) -> int:
+        """Receive window shared by all streams of a connection."""
+        return max(4 * self.stream_window, 1024 * KIB)
+
+
+class StreamReset(Event):  # type: ignore[misc]
+    def __init__(self, stream_id: int, error_code: int):
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class StreamRefused(Event):  # type: ignore[misc]
+    """A stream this side cannot serve; `reason` is a sentence for the peer."""
+
+    def __init__(self, stream_id: int, reason: str, *, too_large: bool = False):
+        self.stream_id = stream_id
+        self.reason = reason
+        self.too_large = too_large
+
+
+class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
+    def __init__(self, *, client_side: bool, limits: TransportLimits | None = None):
+        self.limits = limits or TransportLimits()
+        super().__init__(
+            GRPCConfiguration(
+                client_side=client_side, max_message_length=self.limits.max_message_bytes
+            )
+        )
+        # Flow-controlled bytes received per stream and not yet given back, so a stream
+        # that goes away returns its share of the connection window.
+        self._unacked: dict[int, int] = {}
+
+    def _set_h2_connection_local_settings(self) -> None:
+        self.h2_connection.local_settings = h2.settings.Settings(
+            client=self.config.client_side,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: (
+                    self.limits.max_concurrent_streams
+                ),
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.limits.stream_window,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: 16 * KIB,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.MAX_HEADER_LIST_SIZE,
+            },
+        )
+
+    def initiate_connection(self) -> None:
+        # purerpc opens the connection window by 2**30; ours stays bounded.
+        self.h2_connection.initiate_connection()
+        extra = self.limits.connection_window - 65535
+        if extra > 0:
+            self.h2_connection.increment_flow_control_window(extra)
+
+    def _request_received(self, event: h2.events.RequestReceived) -> list[Event]:
+        try:
+            requests: list[Event] = super()._request_received(event)
+        except (ProtocolError, KeyError, ValueError) as error:
+            return [StreamRefused(event.stream_id, f"Malformed gRPC request: {error}")]
+        encoding = getattr(requests[0], "message_encoding", None)
+        if encoding not in (None, "identity"):
+            self.message_read_buffers.pop(event.stream_id, None)
+            return [StreamRefused(event.stream_id, "Compressed messages are not supported.")]
+        return requests
+
+    def _data_received(self, event: h2.events.DataReceived) -> list[Event]:
+        stream_id = event.stream_id
+        buffer = self.message_read_buffers.get(stream_id)
+        if buffer is None:
+            # Data for a stream we no longer read: hand its window straight back.
+            self.h2_connection.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            return []
+        self._unacked[stream_id] = self._unacked.get(stream_id, 0) + event.flow_controlled_length
+        try:
+            buffer.data_received(event.data, event.flow_controlled_length)
+        except ProtocolError as error:  # MessageTooLargeError, bad compression flag
+            self.forget_stream(stream_id)
+            return [StreamRefused(stream_id, str(error), too_large=True)]
+        return [
+            MessageReceived(stream_id, message, length)
+            for message, length in buffer.read_all_complete_messages_flowcontrol()
+        ]
+
+    def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
+        self.forget_stream(event.stream_id)
+        return [StreamReset(event.stream_id, int(event.error_code))]
+
+    def acknowledge(self, stream_id: int, flow_controlled_length: int) -> None:
+        """Give back the window of a message the application has consumed."""
+        remaining = self._unacked.get(stream_id)
+        if remaining is None:
+            return
+        self._unacked[stream_id] = remaining - flow_controlled_length
+        self.h2_connection.acknowledge_received_data(flow_controlled_length, stream_id)
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Drop a stream's read state and return its unconsumed connection window."""
+        self.message_read_buffers.pop(stream_id, None)
+        leftover = self._unacked.pop(stream_id, 0)
+        if leftover > 0:
+            self.h2_connection.increment_flow_control_window(leftover)
+
+    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        """Reset a stream unless h2 already considers it closed."""
+        self.forget_stream(stream_id)
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2_connection.reset_stream(stream_id, error_code)
