@@ -66,12 +66,14 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, limits=Limits(max_text_bytes=args.max_text)
     )
+    failures: list[ServeError] = []
     try:
         anyio.run(_serve_until_signalled, ChatServer(config), backend="trio")
-    except ServeError as error:
-        print(f"purechat: {error}", file=sys.stderr)
-        return 1
-    return 0
+    except* ServeError as group:
+        failures.extend(e for e in group.exceptions if isinstance(e, ServeError))
+    for failure in failures:
+        print(f"purechat: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 async def _serve_until_signalled(server: ChatServer) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
 from purechat.core import ErrorCode, Hub, JoinRefused, Member, Notice, Outgoing
@@ -23,6 +24,26 @@ from purechat.server.wire import legacy_frame, v1_frame
 from purechat.transport import Status, Stream
 
 log = logging.getLogger("purechat.server")
+
+# A reader handles at most this many messages before letting other tasks run. Messages
+# that arrive together are handled together (so members' writers get batches), but a
+# burst from one sender cannot fill other members' outboxes before their writers run:
+# outboxes hold far more than this (DEFAULT_OUTBOX_SIZE is 64 times this).
+READ_BURST = 16
+
+
+class _Burst:
+    """Counts messages handled since the reader last yielded."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    async def tick(self) -> None:
+        self.count += 1
+        if self.count >= self.limit:
+            self.count = 0
+            await anyio.lowlevel.checkpoint()
 
 
 async def _run_member(
@@ -47,9 +68,11 @@ async def serve_legacy(stream: Stream, hub: Hub, outbox_size: int) -> Status:
     """/chat.ChatService/JoinChat: room lobby, name from the first message's user_id."""
     outbox = StreamOutbox(stream, outbox_size)
     member = hub.attach(DEFAULT_ROOM, outbox)
+    burst = _Burst(min(READ_BURST, max(1, outbox_size // 4)))
 
     async def read() -> None:
         while (raw := await stream.receive()) is not None:
+            await burst.tick()
             try:
                 message = chat_pb2.ChatMessage.FromString(raw)
             except DecodeError:
@@ -65,16 +88,18 @@ async def serve_legacy(stream: Stream, hub: Hub, outbox_size: int) -> Status:
         _leave(hub, member, stream)
         outbox.close()
 
-    try:
-        return await _run_member(stream, outbox, legacy_frame, read)
-    finally:
-        _leave(hub, member, stream)
+    with outbox:
+        try:
+            return await _run_member(stream, outbox, legacy_frame, read)
+        finally:
+            _leave(hub, member, stream)
 
 
 async def serve_v1(stream: Stream, hub: Hub, outbox_size: int) -> Status:
     """/purechat.v1.Chat/Connect: Join first, then Sends; errors are frames, not endings."""
     outbox = StreamOutbox(stream, outbox_size)
     member: Member | None = None
+    burst = _Burst(min(READ_BURST, max(1, outbox_size // 4)))
 
     async def read() -> None:
         nonlocal member
@@ -92,6 +117,7 @@ async def serve_v1(stream: Stream, hub: Hub, outbox_size: int) -> Status:
             return
         log.info("%s joined %s from %s", member.name, member.room.name, stream.connection.peer)
         while (raw := await stream.receive()) is not None:
+            await burst.tick()
             frame = _decode_client_frame(stream, raw)
             if frame is None:
                 return
@@ -112,11 +138,12 @@ async def serve_v1(stream: Stream, hub: Hub, outbox_size: int) -> Status:
         _leave(hub, member, stream)
         outbox.close()
 
-    try:
-        return await _run_member(stream, outbox, v1_frame, read)
-    finally:
-        if member is not None:
-            _leave(hub, member, stream)
+    with outbox:
+        try:
+            return await _run_member(stream, outbox, v1_frame, read)
+        finally:
+            if member is not None:
+                _leave(hub, member, stream)
 
 
 def _decode_client_frame(stream: Stream, raw: bytes) -> purechat_v1_pb2.ClientFrame | None:

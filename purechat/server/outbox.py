@@ -25,6 +25,13 @@ class StreamOutbox:
         self._receive: MemoryObjectReceiveStream[Outgoing]
         self._send, self._receive = anyio.create_memory_object_stream[Outgoing](size)
 
+    def __enter__(self) -> StreamOutbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._send.close()
+        self._receive.close()
+
     def offer(self, item: Outgoing) -> bool:
         try:
             self._send.send_nowait(item)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
@@ -19,7 +20,7 @@ import h2.errors
 import h2.exceptions
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from h2.connection import ConnectionState
 from purerpc.grpclib.events import (
     Event,
     MessageReceived,
@@ -30,7 +31,12 @@ from purerpc.grpclib.events import (
 )
 from purerpc.grpclib.exceptions import ProtocolError
 
-from purechat.transport.protocol import GrpcProtocol, StreamRefused, StreamReset
+from purechat.transport.protocol import (
+    ConnectionTerminated,
+    GrpcProtocol,
+    StreamRefused,
+    StreamReset,
+)
 from purechat.transport.status import Status, StatusCode
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,8 @@ READ_SIZE = 65536
 # senders wait: a peer that opens its windows but does not read cannot grow us.
 OUTBOUND_HIGH_WATER = 1024 * 1024
 CONTENT_TYPE_SUFFIX = "+proto"
+# How long a closing connection waits for the peer to close after our GOAWAY.
+LINGER_SECONDS = 2.0
 
 
 class StreamGone(Exception):
@@ -60,14 +68,13 @@ class Stream:
         self.connection = connection
         self.stream_id = stream_id
         self.request = request
-        window = connection.protocol.limits.stream_window
-        # A message costs at least its 5-byte prefix of window, so this bound is never
-        # reached by a peer that respects flow control (h2 enforces that it does).
-        self._incoming_send: MemoryObjectSendStream[tuple[bytes, int]]
-        self._incoming: MemoryObjectReceiveStream[tuple[bytes, int]]
-        self._incoming_send, self._incoming = anyio.create_memory_object_stream[tuple[bytes, int]](
-            window // 5 + 1
-        )
+        # Messages received and not yet taken, with their flow-controlled length. Bounded
+        # by the stream's receive window: each message costs at least its 5-byte prefix
+        # of window, and h2 refuses a peer that sends beyond the window.
+        self._incoming: deque[tuple[bytes, int]] = deque()
+        self._incoming_limit = connection.protocol.limits.stream_window // 5 + 1
+        self._incoming_ready = anyio.Event()
+        self._incoming_done = False
         self._window_opened = anyio.Event()
         self.response_started = False
         self.closed_locally = False
@@ -89,12 +96,14 @@ class Stream:
 
     async def receive(self) -> bytes | None:
         """The next message, or None once the peer has finished sending."""
-        try:
-            data, flow_controlled_length = await self._incoming.receive()
-        except anyio.EndOfStream:
-            if self.gone is not None:
-                raise StreamGone(self.gone) from None
-            return None
+        while not self._incoming:
+            if self._incoming_done:
+                if self.gone is not None:
+                    raise StreamGone(self.gone)
+                return None
+            self._incoming_ready = anyio.Event()
+            await self._incoming_ready.wait()
+        data, flow_controlled_length = self._incoming.popleft()
         self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
         self.connection.wake_writer()
         return data
@@ -153,21 +162,22 @@ class Stream:
             return
         self.closed_locally = True
         protocol = self.connection.protocol
-        try:
-            if protocol.config.client_side:
+        if protocol.config.client_side:
+            # Half-close: the response keeps coming until the server's trailers.
+            with contextlib.suppress(h2.exceptions.H2Error, ProtocolError):
                 protocol.end_request(self.stream_id)
+            self.connection.wake_writer()
+            return
+        with contextlib.suppress(h2.exceptions.H2Error, ProtocolError):
+            status = status or Status(StatusCode.OK)
+            if self.response_started:
+                protocol.end_response(self.stream_id, status)
             else:
-                status = status or Status(StatusCode.OK)
-                if self.response_started:
-                    protocol.end_response(self.stream_id, status)
-                else:
-                    protocol.respond_status(self.stream_id, status, CONTENT_TYPE_SUFFIX)
-                if not self.remote_ended:
-                    # The call is over; tell the peer to stop sending (as grpc-go does).
-                    protocol.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
-        except (h2.exceptions.H2Error, ProtocolError):
-            pass
-        self._incoming_send.close()
+                protocol.respond_status(self.stream_id, status, CONTENT_TYPE_SUFFIX)
+            if not self.remote_ended:
+                # The call is over; tell the peer to stop sending (as grpc-go does).
+                protocol.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._finish_incoming()
         self._window_opened.set()
         self.connection.stream_closed(self)
 
@@ -182,17 +192,18 @@ class Stream:
     # -- driven by the connection's reader -------------------------------
 
     def _deliver(self, data: bytes, flow_controlled_length: int) -> None:
-        try:
-            self._incoming_send.send_nowait((data, flow_controlled_length))
-        except anyio.WouldBlock:  # only a peer ignoring flow control gets here
-            self._refused(Status(StatusCode.RESOURCE_EXHAUSTED, "too many messages in flight"))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        if self._incoming_done:
             self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
+        elif len(self._incoming) >= self._incoming_limit:  # a peer ignoring flow control
+            self._refused(Status(StatusCode.RESOURCE_EXHAUSTED, "too many messages in flight"))
+        else:
+            self._incoming.append((data, flow_controlled_length))
+            self._incoming_ready.set()
 
     def _remote_end(self, status: Status | None) -> None:
         self.remote_ended = True
         self.status = status
-        self._incoming_send.close()
+        self._finish_incoming()
 
     def _refused(self, status: Status) -> None:
         """This stream broke a rule: end the call with status, or reset it."""
@@ -207,10 +218,14 @@ class Stream:
             self.gone = status
         if self.status is None:
             self.status = status
-        self._incoming_send.close()
+        self._finish_incoming()
         self._window_opened.set()
         if self.scope is not None and self.request is not None:
             self.scope.cancel()
+
+    def _finish_incoming(self) -> None:
+        self._incoming_done = True
+        self._incoming_ready.set()
 
     def _window_update(self) -> None:
         self._window_opened.set()
@@ -226,6 +241,7 @@ class Connection:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._closing = False
+        self._peer_closed = anyio.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
         self.peer = _peer_name(sock)
 
@@ -276,12 +292,12 @@ class Connection:
     # -- both sides ------------------------------------------------------
 
     def close_gracefully(self) -> None:
-        """Send GOAWAY; the connection ends once its streams have finished and flushed."""
-        if self._closing:
-            return
+        """Refuse new streams; once the open ones have finished, send GOAWAY and close.
+
+        GOAWAY waits for the last stream because h2 sends nothing after it, trailers
+        included, and every member is owed its final status.
+        """
         self._closing = True
-        with contextlib.suppress(h2.exceptions.H2Error):
-            self.protocol.h2_connection.close_connection()
         self.wake_writer()
 
     def end_calls(self, status: Status) -> None:
@@ -327,8 +343,27 @@ class Connection:
                 self._drained = anyio.Event()
                 continue
             if self._closing and not self.streams:
+                if self.protocol.h2_connection.state_machine.state is not ConnectionState.CLOSED:
+                    with contextlib.suppress(h2.exceptions.H2Error):
+                        self.protocol.h2_connection.close_connection()
+                    continue
+                await self._linger()
                 return
             await self._wake.wait()
+
+    async def _linger(self) -> None:
+        """Half-close and wait briefly for the peer to close.
+
+        Closing a socket with unread bytes in it sends a reset, and a reset makes the
+        peer's kernel drop what it had received and not yet read: the final statuses
+        and GOAWAY we just sent. So we stop writing first and let the peer go first.
+        """
+        with contextlib.suppress(
+            anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, NotImplementedError
+        ):
+            await self._sock.send_eof()
+        with anyio.move_on_after(LINGER_SECONDS):
+            await self._peer_closed.wait()
 
     async def _read_until_closed(
         self, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
@@ -338,6 +373,7 @@ class Connection:
                 try:
                     data = await self._sock.receive(READ_SIZE)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    self._peer_closed.set()
                     return
                 try:
                     events = self.protocol.receive_data(data)
@@ -359,6 +395,9 @@ class Connection:
                     each._window_update()
             elif (updated := self.streams.get(event.stream_id)) is not None:
                 updated._window_update()
+            return
+        if isinstance(event, ConnectionTerminated):
+            self.close_gracefully()
             return
         if isinstance(event, RequestReceived):
             if handle_call is None or self._closing:

@@ -33,16 +33,23 @@ class TransportLimits:
     max_concurrent_streams: int = 100
     # A socket write that makes no progress for this long ends the connection.
     write_timeout: float = 30.0
+    # Per-stream receive window; None derives it from max_message_bytes.
+    receive_window: int | None = None
 
     @property
     def stream_window(self) -> int:
         """Per-stream receive window: must hold one whole message plus its header."""
-        return max(2 * self.max_message_bytes, 64 * KIB)
+        floor = max(2 * self.max_message_bytes, 64 * KIB)
+        return max(self.receive_window or 0, floor)
 
     @property
     def connection_window(self) -> int:
         """Receive window shared by all streams of a connection."""
         return max(4 * self.stream_window, 1024 * KIB)
+
+
+# A client has one or two streams and wants them never to stall on window updates.
+CLIENT_LIMITS = TransportLimits(receive_window=1024 * KIB)
 
 
 class StreamReset(Event):  # type: ignore[misc]
@@ -58,6 +65,14 @@ class StreamRefused(Event):  # type: ignore[misc]
         self.stream_id = stream_id
         self.reason = reason
         self.too_large = too_large
+
+
+class ConnectionTerminated(Event):  # type: ignore[misc]
+    """The peer sent GOAWAY."""
+
+    def __init__(self, error_code: int):
+        self.stream_id = 0
+        self.error_code = error_code
 
 
 class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
@@ -108,7 +123,7 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         buffer = self.message_read_buffers.get(stream_id)
         if buffer is None:
             # Data for a stream we no longer read: hand its window straight back.
-            self.h2_connection.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            self._give_back(event.flow_controlled_length, stream_id)
             return []
         self._unacked[stream_id] = self._unacked.get(stream_id, 0) + event.flow_controlled_length
         try:
@@ -125,20 +140,35 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self.forget_stream(event.stream_id)
         return [StreamReset(event.stream_id, int(event.error_code))]
 
+    def _connection_terminated(self, event: h2.events.ConnectionTerminated) -> list[Event]:
+        return [ConnectionTerminated(int(event.error_code or 0))]
+
     def acknowledge(self, stream_id: int, flow_controlled_length: int) -> None:
         """Give back the window of a message the application has consumed."""
         remaining = self._unacked.get(stream_id)
         if remaining is None:
             return
         self._unacked[stream_id] = remaining - flow_controlled_length
-        self.h2_connection.acknowledge_received_data(flow_controlled_length, stream_id)
+        self._give_back(flow_controlled_length, stream_id)
 
     def forget_stream(self, stream_id: int) -> None:
         """Drop a stream's read state and return its unconsumed connection window."""
         self.message_read_buffers.pop(stream_id, None)
         leftover = self._unacked.pop(stream_id, 0)
         if leftover > 0:
-            self.h2_connection.increment_flow_control_window(leftover)
+            self._give_back(leftover, None)
+
+    def _give_back(self, size: int, stream_id: int | None) -> None:
+        """Return receive window to the peer; nothing to return once the connection closed.
+
+        h2 refuses WINDOW_UPDATE after GOAWAY, and an exception here would lose every
+        other event of the same read (final statuses among them).
+        """
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            if stream_id is None:
+                self.h2_connection.increment_flow_control_window(size)
+            else:
+                self.h2_connection.acknowledge_received_data(size, stream_id)
 
     def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         """Reset a stream unless h2 already considers it closed."""

@@ -1,0 +1,1 @@
+"""The purechat client: calls over our transport, pipe mode and the interactive UI."""

@@ -1,0 +1,228 @@
+"""The core alone: rooms, names, numbering and the slow-member policy, driven without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from purechat.core import (
+    Ack,
+    EndReason,
+    ErrorCode,
+    EventKind,
+    Hub,
+    JoinRefused,
+    Limits,
+    Notice,
+    Outgoing,
+    RoomEvent,
+    Welcome,
+)
+
+
+class FakeOutbox:
+    """Records what the core delivers; holds at most `capacity` items."""
+
+    def __init__(self, capacity: int = 1000):
+        self.capacity = capacity
+        self.items: list[Outgoing] = []
+        self.ended: EndReason | None = None
+
+    def offer(self, item: Outgoing) -> bool:
+        if len(self.items) >= self.capacity:
+            return False
+        self.items.append(item)
+        return True
+
+    def end(self, reason: EndReason) -> None:
+        self.ended = reason
+
+    def events(self, kind: EventKind | None = None) -> list[RoomEvent]:
+        return [i for i in self.items if isinstance(i, RoomEvent) and kind in (None, i.kind)]
+
+    def texts(self) -> list[str]:
+        return [e.text for e in self.events(EventKind.MESSAGE)]
+
+
+def hub(**limits: int) -> Hub:
+    return Hub(Limits(**limits), clock=lambda: 1_700_000_000.5)
+
+
+def test_welcome_lists_members_and_join_is_announced() -> None:
+    h = hub()
+    alice_box, bob_box = FakeOutbox(), FakeOutbox()
+    h.join("lobby", "alice", alice_box)
+    h.join("lobby", "bob", bob_box)
+    welcome = bob_box.items[0]
+    assert isinstance(welcome, Welcome)
+    assert welcome.members == ("alice", "bob") and welcome.name == "bob"
+    assert [(e.kind, e.user) for e in alice_box.events()] == [
+        (EventKind.JOIN, "alice"),
+        (EventKind.JOIN, "bob"),
+    ]
+
+
+def test_messages_are_numbered_per_room_and_reach_everyone_in_order() -> None:
+    h = hub()
+    a, b, other = FakeOutbox(), FakeOutbox(), FakeOutbox()
+    alice = h.join("lobby", "alice", a)
+    bob = h.join("lobby", "bob", b)
+    h.join("elsewhere", "carol", other)
+    h.post(alice, "one")
+    h.post(bob, "two")
+    h.post(alice, "three")
+    for box in (a, b):
+        assert box.texts() == ["one", "two", "three"]
+        assert [e.seq for e in box.events(EventKind.MESSAGE)] == [1, 2, 3]
+    assert other.texts() == []
+    assert all(e.time_ms == 1_700_000_000_500 for e in a.events())
+
+
+def test_sender_gets_an_ack_after_its_own_message() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box)
+    outcome = h.post(alice, "hi", "id-1")
+    assert outcome.seq == 1 and not outcome.duplicate
+    assert isinstance(box.items[-2], RoomEvent) and box.items[-1] == Ack("id-1", 1, False)
+
+
+def test_taken_names_get_a_distinct_name() -> None:
+    h = hub()
+    first, second = h.attach("lobby", FakeOutbox()), h.attach("lobby", FakeOutbox())
+    assert h.claim_name(first, "GoClient") == "GoClient"
+    assert h.claim_name(second, "GoClient") == "GoClient-2"
+    assert h.members_of("lobby") == ("GoClient", "GoClient-2")
+
+
+def test_messages_carry_the_bound_name_not_what_the_client_claims() -> None:
+    h = hub()
+    box = FakeOutbox()
+    h.join("lobby", "alice", FakeOutbox())
+    mallory = h.attach("lobby", box)
+    h.claim_name(mallory, "alice")
+    h.post(mallory, "I am alice")
+    assert [e.user for e in box.events(EventKind.MESSAGE)] == ["alice-2"]
+
+
+def test_unnamed_members_receive_but_are_not_announced() -> None:
+    h = hub()
+    listener_box, box = FakeOutbox(), FakeOutbox()
+    listener = h.attach("lobby", listener_box)
+    alice = h.join("lobby", "alice", box)
+    h.post(alice, "hello")
+    h.leave(listener)
+    assert listener_box.texts() == ["hello"]
+    assert box.events(EventKind.LEAVE) == []
+    assert h.members_of("lobby") == ("alice",)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("x" * 4097, ErrorCode.TEXT_TOO_LONG),
+        ("   \t", ErrorCode.EMPTY_TEXT),
+        ("", ErrorCode.EMPTY_TEXT),
+    ],
+)
+def test_bad_text_is_refused_to_the_sender_only(text: str, code: ErrorCode) -> None:
+    h = hub()
+    sender_box, other_box = FakeOutbox(), FakeOutbox()
+    sender = h.join("lobby", "alice", sender_box)
+    h.join("lobby", "bob", other_box)
+    outcome = h.post(sender, text, "id-9")
+    assert outcome.refused is not None and outcome.refused.code is code
+    assert isinstance(sender_box.items[-1], Notice) and sender_box.items[-1].client_msg_id == "id-9"
+    assert other_box.texts() == [] and sender_box.texts() == []
+
+
+def test_text_limit_counts_bytes_not_characters() -> None:
+    h = hub(max_text_bytes=4)
+    alice = h.join("lobby", "alice", FakeOutbox())
+    assert h.post(alice, "éé").refused is None
+    assert h.post(alice, "ééé").refused is not None
+
+
+def test_a_retried_send_is_not_broadcast_twice() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box)
+    h.post(alice, "deploy done", "abc")
+    retry = h.post(alice, "deploy done", "abc")
+    assert retry.duplicate and retry.seq == 1
+    assert box.texts() == ["deploy done"]
+    assert box.items[-1] == Ack("abc", 1, True)
+
+
+def test_idempotency_survives_a_reconnect_under_a_suffixed_name() -> None:
+    h = hub()
+    h.join("lobby", "keeper", FakeOutbox())
+    first = h.join("lobby", "bot", FakeOutbox())
+    h.post(first, "once", "m1")
+    still_there = h.join("lobby", "bot", FakeOutbox())  # old stream not yet noticed gone
+    assert still_there.name == "bot-2"
+    assert h.post(still_there, "once", "m1").duplicate
+
+
+def test_a_full_outbox_evicts_that_member_and_the_room_goes_on() -> None:
+    h = hub()
+    fast, slow = FakeOutbox(), FakeOutbox(capacity=3)
+    alice = h.join("lobby", "alice", fast)
+    h.join("lobby", "snail", slow)  # welcome + join = 2 items
+    for n in range(5):
+        h.post(alice, f"m{n}")
+    assert slow.ended is EndReason.TOO_SLOW
+    assert fast.texts() == [f"m{n}" for n in range(5)]
+    assert [e.user for e in fast.events(EventKind.LEAVE)] == ["snail"]
+    assert h.members_of("lobby") == ("alice",)
+
+
+def test_eviction_cascades_without_recursion() -> None:
+    h = hub()
+    keeper = FakeOutbox()
+    h.join("lobby", "keeper", keeper)
+    boxes = [FakeOutbox(capacity=1) for _ in range(50)]
+    for n, box in enumerate(boxes):
+        h.attach("lobby", box).name = None
+        h.claim_name(h.attach("lobby", FakeOutbox(capacity=10_000)), f"ok{n}")
+    h.post(h.join("lobby", "talker", FakeOutbox(capacity=10_000)), "x")
+    assert all(box.ended is EndReason.TOO_SLOW for box in boxes)
+    assert keeper.texts() == ["x"]
+
+
+def test_end_all_ends_everyone_without_leave_storms() -> None:
+    h = hub()
+    boxes = [FakeOutbox() for _ in range(3)]
+    for n, box in enumerate(boxes):
+        h.join("lobby", f"m{n}", box)
+    h.end_all(EndReason.SHUTTING_DOWN)
+    assert all(b.ended is EndReason.SHUTTING_DOWN for b in boxes)
+    assert all(b.events(EventKind.LEAVE) == [] for b in boxes)
+    assert h.member_count() == 0
+
+
+def test_numbering_continues_after_a_room_empties() -> None:
+    h = hub()
+    alice = h.join("ops", "alice", FakeOutbox())
+    h.post(alice, "one")
+    h.leave(alice)
+    assert h.room_names() == []
+    box = FakeOutbox()
+    bob = h.join("ops", "bob", box)
+    h.post(bob, "two")
+    assert [e.seq for e in box.events(EventKind.MESSAGE)] == [2]
+
+
+@pytest.mark.parametrize(
+    ("room", "name"),
+    [("lob by", "alice"), ("lobby", "al\x1b[2Jice"), ("x" * 65, "alice"), ("lobby", "a" * 33)],
+)
+def test_bad_names_and_rooms_are_refused_with_a_sentence(room: str, name: str) -> None:
+    with pytest.raises(JoinRefused, match=r"\.$"):
+        hub().join(room, name, FakeOutbox())
+
+
+def test_original_contract_names_are_cleaned_not_refused() -> None:
+    h = hub()
+    member = h.attach("lobby", FakeOutbox())
+    assert h.claim_name(member, "\x1b]0;pwned\x07bob") == "]0;pwnedbob"
+    assert h.claim_name(h.attach("lobby", FakeOutbox()), "   ") == "guest"
