@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import sys
@@ -12,6 +13,10 @@ import anyio
 import anyio.abc
 
 from purechat import __version__
+from purechat.client.display import Shown
+from purechat.client.interactive import run_interactive
+from purechat.client.pipe import Output, run_pipe
+from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
 from purechat.server import ChatServer, ServeError, ServerConfig
 
@@ -54,7 +59,72 @@ def _parser() -> argparse.ArgumentParser:
         help="how much to log (to stderr)",
     )
     serve.set_defaults(run=_serve)
+
+    join = commands.add_parser(
+        "join",
+        help="chat in a room",
+        description="Chat in a room. In a terminal: a line editor, with the room above it "
+        "(/help lists the commands). With stdin not a terminal: every input line is one "
+        "message, every event one output line; exits 0 once the server has accepted "
+        "every line, 1 with the reason on stderr when it cannot deliver them.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    join.add_argument("--server", default="127.0.0.1:50051", help="server address, HOST:PORT")
+    join.add_argument("--name", default=_login_name(), help="the name you ask for")
+    join.add_argument("--room", default="lobby", help="room to join")
+    join.add_argument(
+        "--history", type=int, default=20, metavar="N", help="recent messages to show"
+    )
+    join.add_argument("--json", action="store_true", help="pipe mode: one JSON object per line")
+    join.add_argument(
+        "--listen", action="store_true", help="ignore stdin; print events until interrupted"
+    )
+    join.add_argument(
+        "--give-up-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="pipe mode: fail when the server stays unreachable this long",
+    )
+    join.set_defaults(run=_join)
     return parser
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "guest"
+
+
+def _join(args: argparse.Namespace) -> int:
+    try:
+        address = Address.parse(args.server)
+    except ValueError as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 2
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
+    shown_send, shown = anyio.create_memory_object_stream[Shown](256)
+    session = ChatSession(
+        address,
+        args.name,
+        args.room,
+        shown_send,
+        history=max(0, args.history),
+        give_up_after=None if interactive or args.listen else args.give_up_after,
+    )
+
+    async def main() -> int:
+        with shown_send:
+            if interactive:
+                return await run_interactive(session, shown)
+            output = Output(sys.stdout, sys.stderr, as_json=args.json)
+            return await run_pipe(session, shown, output, listen=args.listen)
+
+    try:
+        return anyio.run(main, backend="trio")
+    except KeyboardInterrupt:
+        return 0 if interactive or args.listen else 130
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -18,13 +18,18 @@ from purechat.transport import (
 from purechat.transport.connection import Metadata
 from purechat.transport.protocol import CLIENT_LIMITS
 
+CONNECT_TIMEOUT = 10.0
 
-async def open_connection(
-    task_group: anyio.abc.TaskGroup, host: str, port: int, *, connect_timeout: float = 10.0
-) -> Connection:
+
+async def connect(host: str, port: int) -> anyio.abc.SocketStream:
+    """A TCP connection to the server; OSError (TimeoutError included) when there is none."""
+    with anyio.fail_after(CONNECT_TIMEOUT):
+        return await anyio.connect_tcp(host, port)
+
+
+async def open_connection(task_group: anyio.abc.TaskGroup, host: str, port: int) -> Connection:
     """Connect and run the connection in task_group (which then owns it)."""
-    with anyio.fail_after(connect_timeout):
-        sock = await anyio.connect_tcp(host, port)
+    sock = await connect(host, port)
     connection = Connection(sock, GrpcProtocol(client_side=True, limits=CLIENT_LIMITS))
     await task_group.start(connection.run)
     return connection

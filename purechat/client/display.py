@@ -1,0 +1,96 @@
+"""How events look: plain lines, JSON lines, colours; other people's text made harmless."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# 256-colour codes that read well on dark and light backgrounds.
+_PALETTE = (33, 35, 37, 39, 41, 64, 66, 69, 97, 99, 125, 128, 130, 133, 136, 166, 168, 172)
+_RESET = "\x1b[0m"
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One thing to show the person or the script: a message, presence, or a notice."""
+
+    # "message", "join", "leave", "gap" from the room; "error" (a refused send),
+    # "status" (connection trouble) and "info" (joined) from the client itself.
+    kind: str
+    room: str
+    text: str
+    user: str = ""
+    seq: int = 0
+    time_ms: int = 0
+    action: bool = False
+    history: bool = False
+
+
+def neutralise(text: str) -> str:
+    """Show control and format characters as escapes instead of obeying them.
+
+    Escape sequences, backspaces, bells and bidi overrides in someone else's name or text
+    would otherwise clear the screen, move the cursor, retitle the window or hide text.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if unicodedata.category(ch) == "Zs":
+        return " "
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def colour_of(name: str) -> int:
+    """A colour per name, the same in every session."""
+    return _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+
+
+def local_clock(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000).astimezone().strftime("%H:%M:%S")
+
+
+def plain_line(item: Shown, *, colour: bool = False) -> str:
+    """`[HH:MM:SS] name: text`, `* name joined`; coloured names when colour is set."""
+    user = neutralise(item.user)
+    if colour and user:
+        user = f"\x1b[38;5;{colour_of(item.user)}m{user}{_RESET}"
+    text = neutralise(item.text)
+    if item.kind == "join":
+        return f"* {user} joined"
+    if item.kind == "leave":
+        return f"* {user} left"
+    if item.kind == "info":
+        return f"-- {text}"
+    if item.kind in ("error", "status", "gap"):
+        return f"! {text}"
+    stamp = f"[{local_clock(item.time_ms)}] " if item.time_ms else ""
+    marker = "(history) " if item.history else ""
+    if item.action:
+        return f"{stamp}{marker}* {user} {text}"
+    return f"{stamp}{marker}{user}: {text}"
+
+
+def json_line(item: Shown) -> str:
+    """One JSON object; valid whatever the text holds (non-ASCII is escaped)."""
+    when = datetime.fromtimestamp(item.time_ms / 1000, UTC) if item.time_ms else None
+    return json.dumps(
+        {
+            "kind": item.kind,
+            "room": item.room,
+            "seq": item.seq,
+            "user": item.user,
+            "text": item.text,
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            if when
+            else None,
+            "action": item.action,
+            "history": item.history,
+        }
+    )
