@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import trio
+from grpc_tools import protoc
 
 from purechat.server import ChatServer, ServerConfig
 from tests.helpers import Harness
+
+PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
 
 
 @pytest.fixture
@@ -21,3 +28,24 @@ def start_server(nursery: trio.Nursery) -> Any:
         return Harness(server, port, nursery)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def tutorial_stubs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, ModuleType]:
+    """chat_pb2 and chat_pb2_grpc generated from proto/chat.proto, as the tutorial does."""
+    out = tmp_path_factory.mktemp("grpcio_stubs")
+    status = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"--proto_path={PROTO_DIR}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(PROTO_DIR / "chat.proto"),
+        ]
+    )
+    assert status == 0
+    sys.path.insert(0, str(out))
+    try:
+        return importlib.import_module("chat_pb2"), importlib.import_module("chat_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))

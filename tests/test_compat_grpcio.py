@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +11,6 @@ from types import ModuleType
 import grpc
 import pytest
 import trio
-from grpc_tools import protoc
 
 from tests.helpers import Harness
 
@@ -21,26 +18,6 @@ PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
 # The original contract, byte for byte as the tutorial shipped it: changing it breaks
 # every client generated from it.
 ORIGINAL_CHAT_PROTO_SHA256 = "c097d6c28e2fd1b8713dad46521ab3c627056b855abf56fc2726b4fc7ab0c67e"
-
-
-@pytest.fixture(scope="session")
-def tutorial_stubs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, ModuleType]:
-    out = tmp_path_factory.mktemp("grpcio_stubs")
-    status = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"--proto_path={PROTO_DIR}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            str(PROTO_DIR / "chat.proto"),
-        ]
-    )
-    assert status == 0
-    sys.path.insert(0, str(out))
-    try:
-        return importlib.import_module("chat_pb2"), importlib.import_module("chat_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
 
 
 def test_the_original_contract_is_unchanged() -> None:

@@ -67,16 +67,17 @@ async def run_pipe(
         except SessionError as error:
             failure = str(error)
 
+    interrupted = anyio.Event()
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(_print_events, shown, output)
-        task_group.start_soon(_stop_on_signal, task_group.cancel_scope)
+        task_group.start_soon(_stop_on_signal, task_group.cancel_scope, interrupted)
         async with anyio.create_task_group() as feeding:
             if not listen:
                 feeding.start_soon(_feed, session, stdin or sys.stdin)
             await run_session()
             feeding.cancel_scope.cancel()
         task_group.cancel_scope.cancel()
-    if task_group.cancel_scope.cancelled_caught and failure is None:
+    if interrupted.is_set() and failure is None:
         if listen or not session.undelivered:
             return EXIT_OK
         failure = f"interrupted; {session.undelivered} message(s) not delivered"
@@ -102,8 +103,9 @@ async def _print_events(shown: MemoryObjectReceiveStream[Shown], output: Output)
             output.event(item)
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _stop_on_signal(scope: anyio.CancelScope, interrupted: anyio.Event) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
+            interrupted.set()
             scope.cancel()
             return

@@ -1,0 +1,159 @@
+"""`purechat join` in pipe mode, as a script uses it: exit codes, output, exactly-once."""
+
+from __future__ import annotations
+
+import json
+import signal
+from concurrent import futures
+
+import grpc
+import trio
+
+from purechat.pb import chat_pb2
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.server import ChatServer, ServerConfig
+from tests.helpers import Harness, Member
+from tests.processes import Lines, send_lines, start
+
+
+def _join_args(harness: Harness, *more: str) -> list[str]:
+    return ["join", "--server", f"127.0.0.1:{harness.port}", "--history", "0", *more]
+
+
+async def _messages(member: Member, count: int) -> list[v1.Event]:
+    return [await member.next_message() for _ in range(count)]
+
+
+async def test_piped_lines_are_delivered_once_each_and_the_exit_is_zero(
+    start_server, nursery
+) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        watcher = await harness.v1("watcher", "ci")
+        process = await start(nursery, *_join_args(harness, "--room", "ci", "--name", "bot"))
+        lines = [f"build {n} passed" for n in range(50)]
+        await send_lines(process, *lines, "", "   ", close=True)
+        await process.wait()
+        seen = await _messages(watcher, 50)
+        await watcher.call.send("after", "after")
+        assert (await watcher.next_message()).text == "after"  # nothing more from bot
+    assert process.returncode == 0
+    assert [(e.user, e.text) for e in seen] == [("bot", line) for line in lines]
+    stdout = await Lines(process.stdout).rest()
+    assert stdout[0] == "* bot joined"
+    assert [line.split("] ", 1)[1] for line in stdout[1:]] == [f"bot: {line}" for line in lines]
+
+
+async def test_a_refused_line_makes_the_exit_non_zero_with_the_reason(
+    start_server, nursery
+) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        process = await start(nursery, *_join_args(harness, "--name", "bot"))
+        await send_lines(process, "fine", "x" * 5000, close=True)
+        await process.wait()
+        stderr = await Lines(process.stderr).rest()
+    assert process.returncode == 1
+    assert stderr[-1] == (
+        "purechat: Message not sent: it is 5000 bytes and the limit is 4096 bytes."
+    )
+
+
+async def test_an_unreachable_server_is_one_line_and_a_non_zero_exit(nursery) -> None:
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        with trio.fail_after(30):
+            process = await start(
+                nursery, "join", "--server", f"127.0.0.1:{port}", "--give-up-after", "0.2"
+            )
+            await send_lines(process, "hello", close=True)
+            await process.wait()
+            stderr = await Lines(process.stderr).rest()
+    assert process.returncode == 1
+    assert stderr[-1] == (
+        f"purechat: 1 message(s) not delivered: cannot reach the server at "
+        f"127.0.0.1:{port} (connection refused)"
+    )
+    assert not any("Traceback" in line for line in stderr)
+
+
+async def test_json_output_is_valid_whatever_people_send(start_server, nursery) -> None:
+    harness: Harness = await start_server()
+    hostile_texts = ['\x1b[2J"}{\\', "line\nbreak\r\x00", "日本語 🎉", "\u202eevil\x07"]
+    with trio.fail_after(30):
+        process = await start(nursery, *_join_args(harness, "--json", "--listen"))
+        output = Lines(process.stdout)
+        first = await output.next()
+        assert first is not None and json.loads(first)["kind"] == "join"
+        evil = await harness.v1("evil")
+        for text in hostile_texts:
+            await evil.say(text)
+        events = []
+        while len([e for e in events if e["kind"] == "message"]) < len(hostile_texts):
+            line = await output.next()
+            assert line is not None
+            events.append(json.loads(line))
+        process.send_signal(signal.SIGINT)
+        await process.wait()
+    assert process.returncode == 0
+    assert [e["text"] for e in events if e["kind"] == "message"] == hostile_texts
+    assert all(set(e) >= {"kind", "room", "seq", "user", "text", "time"} for e in events)
+
+
+async def test_lines_typed_while_the_server_is_down_arrive_once_after_it_returns(
+    nursery,
+) -> None:
+    async def serve(port: int) -> tuple[ChatServer, Harness]:
+        server = ChatServer(ServerConfig(port=port))
+        bound = await nursery.start(server.serve)
+        return server, Harness(server, bound, nursery)
+
+    with trio.fail_after(60):
+        first, harness = await serve(0)
+        watcher = await harness.v1("watcher")
+        process = await start(nursery, *_join_args(harness, "--name", "bot"))
+        errors = Lines(process.stderr)
+        await send_lines(process, "before restart")
+        assert (await watcher.next_message()).text == "before restart"
+
+        first.shutdown()
+        await first.stopped()
+        assert "reconnecting" in (await errors.next() or "")
+        await send_lines(process, "while down 1", "while down 2")
+
+        _, harness = await serve(harness.port)
+        watcher = await harness.v1("watcher")
+        await send_lines(process, "after restart", close=True)
+        seen = [e.text for e in await _messages(watcher, 3)]
+        await process.wait()
+        await watcher.call.send("end", "end")
+        assert (await watcher.next_message()).text == "end"
+    assert seen == ["while down 1", "while down 2", "after restart"]
+    assert process.returncode == 0
+
+
+class _EchoServicer:
+    """A minimal server of the original contract: echoes each message with a timestamp."""
+
+    def JoinChat(self, request_iterator, context):
+        for request in request_iterator:
+            yield chat_pb2.ChatMessage(user_id=request.user_id, text=request.text, timestamp=1)
+
+
+async def test_falls_back_to_the_original_contract(nursery, tutorial_stubs) -> None:
+    _, rpc = tutorial_stubs
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    rpc.add_ChatServiceServicer_to_server(_EchoServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with trio.fail_after(30):
+            process = await start(nursery, "join", "--server", f"127.0.0.1:{port}", "--name", "go")
+            await send_lines(process, "one", "two", close=True)
+            await process.wait()
+            stdout = await Lines(process.stdout).rest()
+    finally:
+        server.stop(None)
+    assert process.returncode == 0
+    assert [line.split("] ", 1)[1] for line in stdout] == ["go: one", "go: two"]
