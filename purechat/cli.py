@@ -19,6 +19,7 @@ from purechat.client.pipe import Output, run_pipe
 from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
 from purechat.server import ChatServer, ServeError, ServerConfig
+from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks one")
     serve.add_argument(
         "--max-text", type=int, default=Limits().max_text_bytes, help="longest message text, bytes"
+    )
+    serve.add_argument(
+        "--store",
+        default=DEFAULT_STORE_URL,
+        metavar="URL",
+        help="where history is kept: sqlite:///PATH (relative; sqlite:////PATH for an "
+        "absolute path) or memory://",
+    )
+    serve.add_argument(
+        "--history",
+        type=int,
+        default=DEFAULT_HISTORY,
+        metavar="N",
+        help="messages kept per room by the memory:// store",
     )
     serve.add_argument(
         "--log-level",
@@ -136,17 +151,25 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, limits=Limits(max_text_bytes=args.max_text)
     )
-    failures: list[ServeError] = []
+    failures: list[Exception] = []
     try:
-        anyio.run(_serve_until_signalled, ChatServer(config), backend="trio")
-    except* ServeError as group:
-        failures.extend(e for e in group.exceptions if isinstance(e, ServeError))
+        anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
+    except* (ServeError, StoreError) as group:
+        failures.extend(e for e in group.exceptions if isinstance(e, Exception))
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
-async def _serve_until_signalled(server: ChatServer) -> None:
+async def _serve_until_signalled(config: ServerConfig, store_url: str, history: int) -> None:
+    store = await open_store(store_url, history=history)
+    try:
+        await _serve_with(ChatServer(config, store))
+    finally:
+        await store.aclose()
+
+
+async def _serve_with(server: ChatServer) -> None:
     async def stop_on_signal(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
@@ -160,7 +183,11 @@ async def _serve_until_signalled(server: ChatServer) -> None:
     async with anyio.create_task_group() as task_group:
         await task_group.start(stop_on_signal)
         port = await task_group.start(server.serve)
-        print(f"purechat listening on {_host_for_display(server.config.host)}:{port}", flush=True)
+        print(
+            f"purechat listening on {_host_for_display(server.config.host)}:{port}; "
+            f"history kept in {server.store.description}",
+            flush=True,
+        )
         await server.stopped()
         task_group.cancel_scope.cancel()
 

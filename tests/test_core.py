@@ -6,12 +6,14 @@ import pytest
 
 from purechat.core import (
     Ack,
+    Draft,
     EndReason,
     ErrorCode,
     EventKind,
     Hub,
     JoinRefused,
     Limits,
+    Member,
     Notice,
     Outgoing,
     RoomEvent,
@@ -47,14 +49,21 @@ def hub(**limits: int) -> Hub:
     return Hub(Limits(**limits), clock=lambda: 1_700_000_000.5)
 
 
+def say(h: Hub, member: Member, text: str, client_msg_id: str = "") -> int:
+    """Post and publish as the journal would, numbering after the room's newest."""
+    draft = h.post(member, text, client_msg_id)
+    assert isinstance(draft, Draft), draft
+    seq = member.room.last_seq + 1
+    h.publish(draft, seq, duplicate=False, sender=member)
+    return seq
+
+
 def test_welcome_lists_members_and_join_is_announced() -> None:
     h = hub()
     alice_box, bob_box = FakeOutbox(), FakeOutbox()
     h.join("lobby", "alice", alice_box)
-    h.join("lobby", "bob", bob_box)
-    welcome = bob_box.items[0]
-    assert isinstance(welcome, Welcome)
-    assert welcome.members == ("alice", "bob") and welcome.name == "bob"
+    bob = h.join("lobby", "bob", bob_box, last_seq=0)
+    assert bob.welcome == Welcome("lobby", "bob", ("alice", "bob"), 0)
     assert [(e.kind, e.user) for e in alice_box.events()] == [
         (EventKind.JOIN, "alice"),
         (EventKind.JOIN, "bob"),
@@ -67,9 +76,9 @@ def test_messages_are_numbered_per_room_and_reach_everyone_in_order() -> None:
     alice = h.join("lobby", "alice", a)
     bob = h.join("lobby", "bob", b)
     h.join("elsewhere", "carol", other)
-    h.post(alice, "one")
-    h.post(bob, "two")
-    h.post(alice, "three")
+    say(h, alice, "one")
+    say(h, bob, "two")
+    say(h, alice, "three")
     for box in (a, b):
         assert box.texts() == ["one", "two", "three"]
         assert [e.seq for e in box.events(EventKind.MESSAGE)] == [1, 2, 3]
@@ -81,9 +90,62 @@ def test_sender_gets_an_ack_after_its_own_message() -> None:
     h = hub()
     box = FakeOutbox()
     alice = h.join("lobby", "alice", box)
-    outcome = h.post(alice, "hi", "id-1")
-    assert outcome.seq == 1 and not outcome.duplicate
+    assert say(h, alice, "hi", "id-1") == 1
     assert isinstance(box.items[-2], RoomEvent) and box.items[-1] == Ack("id-1", 1, False)
+
+
+def test_nothing_is_broadcast_before_the_store_has_it() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box)
+    draft = h.post(alice, "pending")
+    assert isinstance(draft, Draft) and box.texts() == []
+    h.publish(draft, 1, duplicate=False, sender=alice)
+    assert box.texts() == ["pending"]
+
+
+def test_a_room_opened_here_continues_the_stores_numbering() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("ops", "alice", box, last_seq=41)
+    assert alice.welcome is not None and alice.welcome.last_seq == 41
+    assert say(h, alice, "next") == 42
+
+
+def test_a_number_the_room_already_has_is_not_broadcast_again() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("ops", "alice", box, last_seq=5)  # the store had 5 when the room opened
+    draft = h.post(alice, "committed just before the room opened")
+    assert isinstance(draft, Draft)
+    h.publish(draft, 5, duplicate=False, sender=alice)
+    assert box.texts() == [] and box.items[-1] == Ack("", 5, False)
+
+
+def test_a_retry_is_acked_with_the_original_number_and_not_broadcast() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box)
+    say(h, alice, "deploy done", "abc")
+    retry = h.post(alice, "deploy done", "abc")
+    assert isinstance(retry, Draft)
+    h.publish(retry, 1, duplicate=True, sender=alice)
+    assert box.texts() == ["deploy done"]
+    assert box.items[-1] == Ack("abc", 1, True)
+
+
+def test_a_store_refusal_is_a_notice_or_the_end_for_original_clients() -> None:
+    h = hub()
+    v1_box, legacy_box = FakeOutbox(), FakeOutbox()
+    alice = h.join("lobby", "alice", v1_box)
+    old = h.attach("lobby", legacy_box)
+    h.claim_name(old, "old")
+    notice = Notice(ErrorCode.STORE_UNAVAILABLE, "Message not sent.", "m1")
+    h.refuse(alice, notice)
+    h.refuse(old, notice)
+    assert v1_box.items[-2] == notice
+    assert legacy_box.ended is EndReason.STORE_UNAVAILABLE
+    assert h.members_of("lobby") == ("alice",)
 
 
 def test_taken_names_get_a_distinct_name() -> None:
@@ -100,7 +162,7 @@ def test_messages_carry_the_bound_name_not_what_the_client_claims() -> None:
     h.join("lobby", "alice", FakeOutbox())
     mallory = h.attach("lobby", box)
     h.claim_name(mallory, "alice")
-    h.post(mallory, "I am alice")
+    say(h, mallory, "I am alice")
     assert [e.user for e in box.events(EventKind.MESSAGE)] == ["alice-2"]
 
 
@@ -109,7 +171,7 @@ def test_unnamed_members_receive_but_are_not_announced() -> None:
     listener_box, box = FakeOutbox(), FakeOutbox()
     listener = h.attach("lobby", listener_box)
     alice = h.join("lobby", "alice", box)
-    h.post(alice, "hello")
+    say(h, alice, "hello")
     h.leave(listener)
     assert listener_box.texts() == ["hello"]
     assert box.events(EventKind.LEAVE) == []
@@ -130,7 +192,7 @@ def test_bad_text_is_refused_to_the_sender_only(text: str, code: ErrorCode) -> N
     sender = h.join("lobby", "alice", sender_box)
     h.join("lobby", "bob", other_box)
     outcome = h.post(sender, text, "id-9")
-    assert outcome.refused is not None and outcome.refused.code is code
+    assert isinstance(outcome, Notice) and outcome.code is code
     assert isinstance(sender_box.items[-1], Notice) and sender_box.items[-1].client_msg_id == "id-9"
     assert other_box.texts() == [] and sender_box.texts() == []
 
@@ -138,29 +200,8 @@ def test_bad_text_is_refused_to_the_sender_only(text: str, code: ErrorCode) -> N
 def test_text_limit_counts_bytes_not_characters() -> None:
     h = hub(max_text_bytes=4)
     alice = h.join("lobby", "alice", FakeOutbox())
-    assert h.post(alice, "éé").refused is None
-    assert h.post(alice, "ééé").refused is not None
-
-
-def test_a_retried_send_is_not_broadcast_twice() -> None:
-    h = hub()
-    box = FakeOutbox()
-    alice = h.join("lobby", "alice", box)
-    h.post(alice, "deploy done", "abc")
-    retry = h.post(alice, "deploy done", "abc")
-    assert retry.duplicate and retry.seq == 1
-    assert box.texts() == ["deploy done"]
-    assert box.items[-1] == Ack("abc", 1, True)
-
-
-def test_idempotency_survives_a_reconnect_under_a_suffixed_name() -> None:
-    h = hub()
-    h.join("lobby", "keeper", FakeOutbox())
-    first = h.join("lobby", "bot", FakeOutbox())
-    h.post(first, "once", "m1")
-    still_there = h.join("lobby", "bot", FakeOutbox())  # old stream not yet noticed gone
-    assert still_there.name == "bot-2"
-    assert h.post(still_there, "once", "m1").duplicate
+    assert isinstance(h.post(alice, "éé"), Draft)
+    assert isinstance(h.post(alice, "ééé"), Notice)
 
 
 def test_a_full_outbox_evicts_that_member_and_the_room_goes_on() -> None:
@@ -169,7 +210,7 @@ def test_a_full_outbox_evicts_that_member_and_the_room_goes_on() -> None:
     alice = h.join("lobby", "alice", fast)
     h.join("lobby", "snail", slow)  # welcome + join = 2 items
     for n in range(5):
-        h.post(alice, f"m{n}")
+        say(h, alice, f"m{n}")
     assert slow.ended is EndReason.TOO_SLOW
     assert fast.texts() == [f"m{n}" for n in range(5)]
     assert [e.user for e in fast.events(EventKind.LEAVE)] == ["snail"]
@@ -184,7 +225,7 @@ def test_eviction_cascades_without_recursion() -> None:
     for n, box in enumerate(boxes):
         h.attach("lobby", box).name = None
         h.claim_name(h.attach("lobby", FakeOutbox(capacity=10_000)), f"ok{n}")
-    h.post(h.join("lobby", "talker", FakeOutbox(capacity=10_000)), "x")
+    say(h, h.join("lobby", "talker", FakeOutbox(capacity=10_000)), "x")
     assert all(box.ended is EndReason.TOO_SLOW for box in boxes)
     assert keeper.texts() == ["x"]
 
@@ -198,18 +239,6 @@ def test_end_all_ends_everyone_without_leave_storms() -> None:
     assert all(b.ended is EndReason.SHUTTING_DOWN for b in boxes)
     assert all(b.events(EventKind.LEAVE) == [] for b in boxes)
     assert h.member_count() == 0
-
-
-def test_numbering_continues_after_a_room_empties() -> None:
-    h = hub()
-    alice = h.join("ops", "alice", FakeOutbox())
-    h.post(alice, "one")
-    h.leave(alice)
-    assert h.room_names() == []
-    box = FakeOutbox()
-    bob = h.join("ops", "bob", box)
-    h.post(bob, "two")
-    assert [e.seq for e in box.events(EventKind.MESSAGE)] == [2]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,8 @@ import trio
 from purechat.client.calls import V1Call, open_connection
 from purechat.transport import StatusCode
 
-SERVE = [sys.executable, "-m", "purechat", "serve"]
+# Tests pass their own --store when they need one; argparse keeps the last.
+SERVE = [sys.executable, "-m", "purechat", "serve", "--store", "memory://"]
 
 
 async def _start(nursery: trio.Nursery, *args: str) -> tuple[trio.Process, int]:
@@ -32,10 +34,10 @@ async def _start(nursery: trio.Nursery, *args: str) -> tuple[trio.Process, int]:
         chunk = await process.stdout.receive_some(1)
         assert chunk, "server exited before listening"
         line += chunk
-    prefix = "purechat listening on 127.0.0.1:"
     text = line.decode().strip()
-    assert text.startswith(prefix), text
-    return process, int(text.removeprefix(prefix))
+    listening = re.fullmatch(r"purechat listening on 127\.0\.0\.1:(\d+); history kept in .+", text)
+    assert listening, text
+    return process, int(listening[1])
 
 
 async def test_sigterm_ends_members_with_unavailable_and_exits_zero_in_time(nursery) -> None:

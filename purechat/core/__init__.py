@@ -6,6 +6,7 @@ delivers goes into each member's `Outbox`, which the transport drains.
 
 from purechat.core.events import (
     Ack,
+    Draft,
     EndReason,
     ErrorCode,
     EventKind,
@@ -14,11 +15,12 @@ from purechat.core.events import (
     RoomEvent,
     Welcome,
 )
-from purechat.core.hub import Hub, JoinRefused, Member, Outbox, PostOutcome
+from purechat.core.hub import Hub, JoinRefused, Member, Outbox
 from purechat.core.limits import Limits
 
 __all__ = [
     "Ack",
+    "Draft",
     "EndReason",
     "ErrorCode",
     "EventKind",
@@ -29,7 +31,6 @@ __all__ = [
     "Notice",
     "Outbox",
     "Outgoing",
-    "PostOutcome",
     "RoomEvent",
     "Welcome",
 ]

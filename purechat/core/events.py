@@ -10,6 +10,8 @@ class EventKind(enum.Enum):
     MESSAGE = "message"
     JOIN = "join"
     LEAVE = "leave"
+    # Messages after `seq` up to `gap_until` are no longer kept.
+    GAP = "gap"
 
 
 class ErrorCode(enum.Enum):
@@ -19,6 +21,7 @@ class ErrorCode(enum.Enum):
     EMPTY_TEXT = "empty_text"
     RATE_LIMITED = "rate_limited"
     BAD_FRAME = "bad_frame"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 class EndReason(enum.Enum):
@@ -26,6 +29,7 @@ class EndReason(enum.Enum):
 
     TOO_SLOW = "too_slow"
     SHUTTING_DOWN = "shutting_down"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +47,27 @@ class RoomEvent:
     text: str
     time_ms: int
     action: bool = False
+    # Replayed from the room's log on joining, rather than live.
+    history: bool = False
+    gap_until: int = 0
     wire: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated message on its way to the store, which numbers it.
+
+    `sender_key` (the name the sender asked for) and `client_msg_id` identify a send
+    across retries and reconnects: the store answers a repeat with the original number.
+    """
+
+    room: str
+    user: str
+    text: str
+    time_ms: int
+    action: bool
+    sender_key: str
+    client_msg_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ Everything here is synchronous and does no I/O. Delivery goes through each membe
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from purechat.core.events import (
     Ack,
+    Draft,
     EndReason,
     ErrorCode,
     EventKind,
@@ -58,15 +58,13 @@ class Member:
     name: str | None = None
     requested_name: str = ""
     present: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PostOutcome:
-    """What became of one send: accepted as `seq`, or refused with a notice."""
-
-    seq: int = 0
-    duplicate: bool = False
-    refused: Notice | None = None
+    # The room's newest message when this member arrived: history and resume cover
+    # up to here, live delivery everything after, so nothing is missed or doubled.
+    joined_at_seq: int = 0
+    welcome: Welcome | None = None
+    # Original-contract members cannot be told that a send was refused later (by the
+    # store): their stream is ended instead.
+    hears_notices: bool = False
 
 
 @dataclass(eq=False)
@@ -75,22 +73,23 @@ class Room:
     last_seq: int = 0
     members: list[Member] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
-    # (requested sender name, client message id) -> seq, oldest first.
-    recent_ids: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
     def member_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.members if m.name is not None)
 
 
 class Hub:
-    """All rooms of one server."""
+    """All rooms of one server.
+
+    Messages go through two steps: `post` validates a send and returns a `Draft`;
+    once the store has the draft and numbered it, `publish` broadcasts it and acks the
+    sender. Nothing is broadcast that the store does not have.
+    """
 
     def __init__(self, limits: Limits | None = None, clock: Callable[[], float] | None = None):
         self.limits = limits or Limits()
         self._clock = clock or time.time
         self._rooms: dict[str, Room] = {}
-        # Sequence numbers of rooms that emptied, so numbering never restarts.
-        self._retired_seq: dict[str, int] = {}
 
     # -- queries ---------------------------------------------------------
 
@@ -104,26 +103,40 @@ class Hub:
     def member_count(self) -> int:
         return sum(len(r.members) for r in self._rooms.values())
 
+    def has_room(self, room: str) -> bool:
+        return room in self._rooms
+
     # -- membership ------------------------------------------------------
 
-    def attach(self, room_name: str, outbox: Outbox) -> Member:
-        """Add an unnamed member that receives the room's messages (original contract)."""
-        room = self._room(room_name)
-        member = Member(room=room, outbox=outbox)
+    def attach(self, room_name: str, outbox: Outbox, last_seq: int = 0) -> Member:
+        """Add an unnamed member that receives the room's messages (original contract).
+
+        last_seq numbers a room not yet known here (the store's newest message).
+        """
+        room = self._room(room_name, last_seq)
+        member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq)
         room.members.append(member)
         return member
 
-    def join(self, room_name: str, requested_name: str, outbox: Outbox) -> Member:
-        """Add a named member, welcome it and announce it; JoinRefused on bad names."""
+    def join(
+        self, room_name: str, requested_name: str, outbox: Outbox, last_seq: int = 0
+    ) -> Member:
+        """Add a named member and announce it; `member.welcome` is what to tell it first.
+
+        JoinRefused when the name or room breaks the rules.
+        """
         room_name = room_name or DEFAULT_ROOM
         problem = room_problem(room_name, self.limits) or name_problem(requested_name, self.limits)
         if problem:
             raise JoinRefused(problem)
-        member = self.attach(room_name, outbox)
-        self.claim_name(member, requested_name, welcome=True)
+        member = self.attach(room_name, outbox, last_seq)
+        member.hears_notices = True
+        name = self.claim_name(member, requested_name)
+        room = member.room
+        member.welcome = Welcome(room.name, name, room.member_names(), member.joined_at_seq)
         return member
 
-    def claim_name(self, member: Member, requested: str, *, welcome: bool = False) -> str:
+    def claim_name(self, member: Member, requested: str) -> str:
         """Bind a name unique in the member's room and announce the member.
 
         A taken name gets a suffix ("bob" -> "bob-2") rather than a refusal, so two
@@ -140,8 +153,6 @@ class Hub:
         member.name = name
         member.requested_name = requested
         room.names.add(name)
-        if welcome:
-            member.outbox.offer(Welcome(room.name, name, room.member_names(), room.last_seq))
         self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
         return name
 
@@ -163,32 +174,53 @@ class Hub:
 
     def post(
         self, member: Member, text: str, client_msg_id: str = "", *, action: bool = False
-    ) -> PostOutcome:
-        """Validate, number and broadcast one message; ack or refuse to the sender."""
-        room = member.room
+    ) -> Draft | Notice:
+        """Validate a send: a Draft for the store, or a Notice already told to the sender."""
         refusal = self._refusal(text, client_msg_id)
-        if refusal is not None or not member.present or member.name is None:
-            refusal = refusal or Notice(ErrorCode.BAD_FRAME, "You are not in a room.")
+        if refusal is None and (not member.present or member.name is None):
+            refusal = Notice(ErrorCode.BAD_FRAME, "You are not in a room.", client_msg_id)
+        if refusal is not None:
             member.outbox.offer(refusal)
-            return PostOutcome(refused=refusal)
-        key = (member.requested_name, client_msg_id)
-        if client_msg_id and key in room.recent_ids:
-            seq = room.recent_ids[key]
-            member.outbox.offer(Ack(client_msg_id, seq, duplicate=True))
-            return PostOutcome(seq=seq, duplicate=True)
-        room.last_seq += 1
-        seq = room.last_seq
-        if client_msg_id:
-            room.recent_ids[key] = seq
-            if len(room.recent_ids) > self.limits.recent_ids_per_room:
-                room.recent_ids.popitem(last=False)
-        event = RoomEvent(
-            EventKind.MESSAGE, room.name, seq, member.name, text, self._now_ms(), action
+            return refusal
+        assert member.name is not None
+        return Draft(
+            room=member.room.name,
+            user=member.name,
+            text=text,
+            time_ms=self._now_ms(),
+            action=action,
+            sender_key=member.requested_name,
+            client_msg_id=client_msg_id,
         )
-        self._broadcast(room, event)
-        if member.present:
-            member.outbox.offer(Ack(client_msg_id, seq, duplicate=False))
-        return PostOutcome(seq=seq)
+
+    def publish(self, draft: Draft, seq: int, *, duplicate: bool, sender: Member | None) -> None:
+        """The store has draft as seq: broadcast it (unless a retry) and ack the sender."""
+        room = self._rooms.get(draft.room)
+        if not duplicate and room is not None and seq > room.last_seq:
+            room.last_seq = seq
+            event = RoomEvent(
+                EventKind.MESSAGE,
+                room.name,
+                seq,
+                draft.user,
+                draft.text,
+                draft.time_ms,
+                draft.action,
+            )
+            self._broadcast(room, event)
+        if sender is not None and sender.present:
+            sender.outbox.offer(Ack(draft.client_msg_id, seq, duplicate))
+
+    def refuse(self, sender: Member, notice: Notice) -> None:
+        """A draft the store could not take: tell its sender, or end its stream."""
+        if not sender.present:
+            return
+        if sender.hears_notices:
+            sender.outbox.offer(notice)
+        else:
+            self._remove(sender)
+            sender.outbox.end(EndReason.STORE_UNAVAILABLE)
+            self._announce_leave(sender)
 
     def _refusal(self, text: str, client_msg_id: str) -> Notice | None:
         size = len(text.encode())
@@ -205,11 +237,10 @@ class Hub:
 
     # -- internals -------------------------------------------------------
 
-    def _room(self, name: str) -> Room:
+    def _room(self, name: str, last_seq: int) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = Room(name, last_seq=self._retired_seq.pop(name, 0))
-            self._rooms[name] = room
+            room = self._rooms[name] = Room(name, last_seq=last_seq)
         return room
 
     def _now_ms(self) -> int:
@@ -225,8 +256,8 @@ class Hub:
         if member.name is not None:
             room.names.discard(member.name)
         if not room.members:
+            # The store keeps the numbering; the room is loaded again when next joined.
             del self._rooms[room.name]
-            self._retired_seq[room.name] = room.last_seq
 
     def _announce_leave(self, member: Member) -> None:
         if member.name is not None and member.room.members:

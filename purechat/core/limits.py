@@ -13,8 +13,6 @@ class Limits:
     max_text_bytes: int = 4096
     max_name_chars: int = 32
     max_room_chars: int = 64
-    # Idempotency window: how many recent client message ids a room remembers.
-    recent_ids_per_room: int = 4096
 
 
 def has_control_characters(text: str) -> bool:

@@ -114,13 +114,13 @@ class Error(_message.Message):
         EMPTY_TEXT: _ClassVar[Error.Code]
         RATE_LIMITED: _ClassVar[Error.Code]
         BAD_FRAME: _ClassVar[Error.Code]
-        NOT_JOINED: _ClassVar[Error.Code]
+        STORE_UNAVAILABLE: _ClassVar[Error.Code]
     CODE_UNSPECIFIED: Error.Code
     TEXT_TOO_LONG: Error.Code
     EMPTY_TEXT: Error.Code
     RATE_LIMITED: Error.Code
     BAD_FRAME: Error.Code
-    NOT_JOINED: Error.Code
+    STORE_UNAVAILABLE: Error.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]

@@ -14,6 +14,8 @@ def status_for_end(reason: EndReason) -> Status:
             StatusCode.RESOURCE_EXHAUSTED,
             "you were removed from the room: too slow to receive messages",
         )
+    if reason is EndReason.STORE_UNAVAILABLE:
+        return Status(StatusCode.UNAVAILABLE, "the server cannot store messages right now")
     return Status(StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
 

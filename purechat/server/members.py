@@ -1,26 +1,31 @@
 """The two ways in: the original chat.ChatService contract and purechat.v1.
 
-Each call is one member: its reader and its outbox's writer run as sibling tasks of
-one task group, so when either ends badly the call's cancel scope ends both, and the
-membership is removed in `finally` whatever ended the call.
+Each call is one member: its reader and its writer run as sibling tasks of one task
+group, so when either ends badly the call's cancel scope ends both, and the membership
+is removed in `finally` whatever ended the call. The writer first sends what the member
+is owed from before it arrived (welcome, history or missed messages), then live ones.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
-from purechat.core import ErrorCode, Hub, JoinRefused, Member, Notice, Outgoing
+from purechat.core import Draft, ErrorCode, Hub, JoinRefused, Member, Notice, Outgoing
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server import errors
+from purechat.server.history import catch_up
+from purechat.server.journal import Journal
 from purechat.server.outbox import StreamOutbox
 from purechat.server.wire import legacy_frame, v1_frame
+from purechat.store import Store
 from purechat.transport import Status, Stream
 
 log = logging.getLogger("purechat.server")
@@ -32,11 +37,27 @@ log = logging.getLogger("purechat.server")
 READ_BURST = 16
 
 
+@dataclass(frozen=True)
+class Services:
+    """What a member's call needs from the server."""
+
+    hub: Hub
+    store: Store
+    journal: Journal
+    outbox_size: int
+    # Recent lobby messages an original-contract client receives on arrival.
+    legacy_history: int
+
+    async def known_last_seq(self, room: str) -> int:
+        """The store's newest number for a room not yet open here (0 when it is open)."""
+        return 0 if self.hub.has_room(room) else await self.store.last_seq(room)
+
+
 class _Burst:
     """Counts messages handled since the reader last yielded."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
+    def __init__(self, outbox_size: int):
+        self.limit = min(READ_BURST, max(1, outbox_size // 4))
         self.count = 0
 
     async def tick(self) -> None:
@@ -46,11 +67,15 @@ class _Burst:
             await anyio.lowlevel.checkpoint()
 
 
+Prelude = Callable[[], Coroutine[Any, Any, Sequence[Outgoing]]]
+
+
 async def _run_member(
     stream: Stream,
     outbox: StreamOutbox,
     encode: Callable[[Outgoing], bytes],
     read: Callable[[], Coroutine[Any, Any, None]],
+    prelude: Prelude,
 ) -> Status:
     """Run reader and writer as siblings; OK once the reader finished and the writer drained.
 
@@ -59,16 +84,32 @@ async def _run_member(
     """
     stream.start_response()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(outbox.pump, encode)
+        task_group.start_soon(outbox.pump, encode, prelude)
         task_group.start_soon(read)
     return errors.OK
 
 
-async def serve_legacy(stream: Stream, hub: Hub, outbox_size: int) -> Status:
+async def _submit(services: Services, member: Member, draft: Draft | Notice) -> None:
+    if isinstance(draft, Draft):
+        await services.journal.submit(draft, member)
+
+
+async def serve_legacy(stream: Stream, services: Services) -> Status:
     """/chat.ChatService/JoinChat: room lobby, name from the first message's user_id."""
-    outbox = StreamOutbox(stream, outbox_size)
-    member = hub.attach(DEFAULT_ROOM, outbox)
-    burst = _Burst(min(READ_BURST, max(1, outbox_size // 4)))
+    hub = services.hub
+    outbox = StreamOutbox(stream, services.outbox_size)
+    member = hub.attach(DEFAULT_ROOM, outbox, await services.known_last_seq(DEFAULT_ROOM))
+
+    async def recent_lobby() -> Sequence[Outgoing]:
+        return await catch_up(
+            services.store,
+            DEFAULT_ROOM,
+            upto=member.joined_at_seq,
+            after_seq=None,
+            history=services.legacy_history,
+        )
+
+    burst = _Burst(services.outbox_size)
 
     async def read() -> None:
         while (raw := await stream.receive()) is not None:
@@ -81,69 +122,86 @@ async def serve_legacy(stream: Stream, hub: Hub, outbox_size: int) -> Status:
             if member.name is None:
                 name = hub.claim_name(member, message.user_id)
                 log.info("%s joined %s from %s", name, member.room.name, stream.connection.peer)
-            refused = hub.post(member, message.text).refused
-            if refused is not None and refused.code is ErrorCode.TEXT_TOO_LONG:
+            draft = hub.post(member, message.text)
+            if isinstance(draft, Notice) and draft.code is ErrorCode.TEXT_TOO_LONG:
                 stream.end(errors.text_too_long(hub.limits.max_text_bytes))
                 return
+            await _submit(services, member, draft)
         _leave(hub, member, stream)
         outbox.close()
 
     with outbox:
         try:
-            return await _run_member(stream, outbox, legacy_frame, read)
+            return await _run_member(stream, outbox, legacy_frame, read, recent_lobby)
         finally:
             _leave(hub, member, stream)
 
 
-async def serve_v1(stream: Stream, hub: Hub, outbox_size: int) -> Status:
+async def serve_v1(stream: Stream, services: Services) -> Status:
     """/purechat.v1.Chat/Connect: Join first, then Sends; errors are frames, not endings."""
-    outbox = StreamOutbox(stream, outbox_size)
-    member: Member | None = None
-    burst = _Burst(min(READ_BURST, max(1, outbox_size // 4)))
-
-    async def read() -> None:
-        nonlocal member
-        raw = await stream.receive()
-        first = _decode_client_frame(stream, raw) if raw is not None else None
-        if first is None or first.WhichOneof("frame") != "join":
-            if raw is not None and first is not None:
-                stream.end(errors.first_frame_not_join())
-            outbox.close()
-            return
-        try:
-            member = hub.join(first.join.room, first.join.name, outbox)
-        except JoinRefused as refusal:
-            stream.end(errors.join_refused(str(refusal)))
-            return
-        log.info("%s joined %s from %s", member.name, member.room.name, stream.connection.peer)
-        while (raw := await stream.receive()) is not None:
-            await burst.tick()
-            frame = _decode_client_frame(stream, raw)
-            if frame is None:
-                return
-            kind = frame.WhichOneof("frame")
-            if kind == "send":
-                hub.post(
-                    member, frame.send.text, frame.send.client_msg_id, action=frame.send.action
-                )
-            else:
-                outbox.offer(
-                    Notice(
-                        ErrorCode.BAD_FRAME,
-                        f"You are already in {member.room.name}; open a new stream to change rooms."
-                        if kind == "join"
-                        else "Empty frame ignored.",
-                    )
-                )
-        _leave(hub, member, stream)
-        outbox.close()
-
+    hub = services.hub
+    raw = await stream.receive()
+    if raw is None:
+        return errors.OK  # gone before joining
+    first = _decode_client_frame(stream, raw)
+    if first is None:
+        return errors.undecodable("purechat.v1.ClientFrame")
+    if first.WhichOneof("frame") != "join":
+        return errors.first_frame_not_join()
+    join = first.join
+    room = join.room or DEFAULT_ROOM
+    outbox = StreamOutbox(stream, services.outbox_size)
     with outbox:
         try:
-            return await _run_member(stream, outbox, v1_frame, read)
+            member = hub.join(room, join.name, outbox, await services.known_last_seq(room))
+        except JoinRefused as refusal:
+            return errors.join_refused(str(refusal))
+        log.info("%s joined %s from %s", member.name, member.room.name, stream.connection.peer)
+        burst = _Burst(services.outbox_size)
+
+        async def read() -> None:
+            while (raw := await stream.receive()) is not None:
+                await burst.tick()
+                frame = _decode_client_frame(stream, raw)
+                if frame is None:
+                    return
+                kind = frame.WhichOneof("frame")
+                if kind == "send":
+                    send = frame.send
+                    draft = hub.post(member, send.text, send.client_msg_id, action=send.action)
+                    await _submit(services, member, draft)
+                else:
+                    outbox.offer(Notice(ErrorCode.BAD_FRAME, _misplaced(kind, member)))
+            _leave(hub, member, stream)
+            outbox.close()
+
+        try:
+            return await _run_member(
+                stream, outbox, v1_frame, read, _v1_prelude(services, member, join)
+            )
         finally:
-            if member is not None:
-                _leave(hub, member, stream)
+            _leave(hub, member, stream)
+
+
+def _misplaced(kind: str | None, member: Member) -> str:
+    if kind == "join":
+        return f"You are already in {member.room.name}; open a new stream to change rooms."
+    return "Empty frame ignored."
+
+
+def _v1_prelude(services: Services, member: Member, join: purechat_v1_pb2.Join) -> Prelude:
+    async def prelude() -> Sequence[Outgoing]:
+        assert member.welcome is not None
+        earlier = await catch_up(
+            services.store,
+            member.room.name,
+            upto=member.joined_at_seq,
+            after_seq=join.after_seq if join.HasField("after_seq") else None,
+            history=join.history,
+        )
+        return [member.welcome, *earlier]
+
+    return prelude
 
 
 def _decode_client_frame(stream: Stream, raw: bytes) -> purechat_v1_pb2.ClientFrame | None:

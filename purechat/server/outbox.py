@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -49,12 +49,21 @@ class StreamOutbox:
         """No more items: the writer sends what is queued, then finishes."""
         self._send.close()
 
-    async def pump(self, encode: Callable[[Outgoing], bytes]) -> None:
-        """Write everything offered, taking whatever is queued as one batch per write.
+    async def pump(
+        self,
+        encode: Callable[[Outgoing], bytes],
+        prelude: Callable[[], Awaitable[Sequence[Outgoing]]],
+    ) -> None:
+        """Write the prelude, then everything offered, taking what is queued as one batch.
 
         Until the outbox is closed and drained. A lone item goes out at once; under
-        load the batch grows, so the cost per delivery falls as load rises.
+        load the batch grows, so the cost per delivery falls as load rises. Items
+        offered while the prelude is fetched wait behind it, so history and live
+        messages arrive in order.
         """
+        earlier = b"".join(encode(item) for item in await prelude())
+        if earlier:
+            await self._stream.send_frames(earlier)
         async for first in self._receive:
             parts = [encode(first)]
             while len(parts) < MAX_BATCH:

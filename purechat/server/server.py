@@ -14,8 +14,10 @@ from anyio.streams.stapled import MultiListener
 from purechat.core import EndReason, Hub, Limits
 from purechat.server import errors
 from purechat.server.errors import status_for_end
-from purechat.server.members import serve_legacy, serve_v1
+from purechat.server.journal import Journal
+from purechat.server.members import Services, serve_legacy, serve_v1
 from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
+from purechat.store import MemoryStore, Store
 from purechat.transport import Connection, GrpcProtocol, Status, Stream, TransportLimits
 
 log = logging.getLogger("purechat.server")
@@ -38,6 +40,8 @@ class ServerConfig:
     outbox_size: int = DEFAULT_OUTBOX_SIZE
     # How long shutdown waits for members to receive their final status.
     shutdown_grace: float = 3.0
+    # Recent lobby messages sent to an original-contract client when it arrives.
+    legacy_history: int = 20
 
 
 class ChatServer:
@@ -47,9 +51,18 @@ class ChatServer:
     gracefully, cancelling the task that runs `serve` ends it at once.
     """
 
-    def __init__(self, config: ServerConfig | None = None, hub: Hub | None = None):
+    def __init__(self, config: ServerConfig | None = None, store: Store | None = None):
         self.config = config or ServerConfig()
-        self.hub = hub or Hub(self.config.limits)
+        self.hub = Hub(self.config.limits)
+        self.store = store or MemoryStore()
+        self._journal = Journal(self.hub, self.store)
+        self._services = Services(
+            hub=self.hub,
+            store=self.store,
+            journal=self._journal,
+            outbox_size=self.config.outbox_size,
+            legacy_history=self.config.legacy_history,
+        )
         self._connections: set[Connection] = set()
         self._shutdown_requested = anyio.Event()
         self._all_closed = anyio.Event()
@@ -68,6 +81,7 @@ class ChatServer:
         try:
             listener = await self._listen()
             async with listener, anyio.create_task_group() as connections:
+                connections.start_soon(self._journal.run)
                 async with anyio.create_task_group() as acceptors:
                     for sub in listener.listeners:
                         acceptors.start_soon(self._accept_loop, sub, connections)
@@ -126,11 +140,10 @@ class ChatServer:
         request = stream.request
         assert request is not None
         service, method = request.service_name, request.method_name
-        size = self.config.outbox_size
         if (service, method) == (LEGACY_SERVICE, "JoinChat"):
-            return await serve_legacy(stream, self.hub, size)
+            return await serve_legacy(stream, self._services)
         if (service, method) == (V1_SERVICE, "Connect"):
-            return await serve_v1(stream, self.hub, size)
+            return await serve_v1(stream, self._services)
         return errors.unimplemented(f"/{service}/{method}")
 
     async def _close_everything(self) -> None:

@@ -18,12 +18,14 @@ _V1_KIND = {
     EventKind.MESSAGE: purechat_v1_pb2.Event.MESSAGE,
     EventKind.JOIN: purechat_v1_pb2.Event.JOIN,
     EventKind.LEAVE: purechat_v1_pb2.Event.LEAVE,
+    EventKind.GAP: purechat_v1_pb2.Event.GAP,
 }
 _V1_ERROR = {
     ErrorCode.TEXT_TOO_LONG: purechat_v1_pb2.Error.TEXT_TOO_LONG,
     ErrorCode.EMPTY_TEXT: purechat_v1_pb2.Error.EMPTY_TEXT,
     ErrorCode.RATE_LIMITED: purechat_v1_pb2.Error.RATE_LIMITED,
     ErrorCode.BAD_FRAME: purechat_v1_pb2.Error.BAD_FRAME,
+    ErrorCode.STORE_UNAVAILABLE: purechat_v1_pb2.Error.STORE_UNAVAILABLE,
 }
 
 
@@ -56,6 +58,8 @@ def v1_frame(item: Outgoing) -> bytes:
                 text=item.text,
                 time_unix_ms=item.time_ms,
                 action=item.action,
+                history=item.history,
+                gap_until=item.gap_until,
             )
             cached = item.wire[V1] = _frame(purechat_v1_pb2.ServerFrame(event=event))
         return cached

@@ -1,0 +1,39 @@
+"""Stores for room logs: memory:// and sqlite:///PATH, chosen by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from purechat.store.base import Appended, Store, StoredMessage, StoreError
+from purechat.store.memory import DEFAULT_HISTORY, MemoryStore
+from purechat.store.sqlite import SqliteStore
+
+DEFAULT_STORE_URL = "sqlite:///purechat.db"
+
+__all__ = [
+    "DEFAULT_HISTORY",
+    "DEFAULT_STORE_URL",
+    "Appended",
+    "MemoryStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "open_store",
+]
+
+
+async def open_store(url: str, *, history: int = DEFAULT_HISTORY) -> Store:
+    """Open the store a --store URL names; StoreError with a sentence when it cannot.
+
+    memory:// keeps `history` messages per room. sqlite:///PATH follows SQLAlchemy's
+    form: three slashes and a relative path, four for an absolute one.
+    """
+    if url == "memory://":
+        return MemoryStore(history)
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return await SqliteStore.open(Path(url.removeprefix("sqlite:///")))
+    raise StoreError(
+        f"unknown store {url!r}: use memory:// or sqlite:///PATH "
+        "(sqlite:////PATH for an absolute path)"
+    )

@@ -1,0 +1,65 @@
+"""The store interface: every room's ordered log, behind one Protocol.
+
+The broadcast core never sees which store it runs on. A store numbers messages
+(per room, from 1, never reusing a number), answers a repeated send with the number
+it already gave it, and hands back ranges of the log for history and resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from purechat.core import Draft
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; str() is a sentence for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    room: str
+    seq: int
+    user: str
+    text: str
+    time_ms: int
+    action: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where a draft landed: its number, and whether it was a repeat of an earlier send."""
+
+    seq: int
+    duplicate: bool
+
+
+class Store(Protocol):
+    @property
+    def description(self) -> str:
+        """Where history is kept, for the startup line."""
+        ...
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
+        """Number and keep drafts, in order; when this returns they are durable.
+
+        A draft whose (room, sender_key, client_msg_id) was stored before, with a
+        non-empty id, is not stored again: its Appended carries the original number.
+        Raises StoreError when nothing could be stored.
+        """
+        ...
+
+    async def last_seq(self, room: str) -> int:
+        """The newest number given in room, 0 for a room never written to."""
+        ...
+
+    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+        """The kept messages numbered in (after, upto], oldest first.
+
+        Numbers are consecutive, so a missing number means the message is no longer kept.
+        """
+        ...
+
+    async def aclose(self) -> None: ...

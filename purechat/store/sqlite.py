@@ -1,0 +1,186 @@
+"""sqlite:///PATH: every room's log in one SQLite file, committed before anything is sent.
+
+WAL mode with synchronous=FULL, so a message survives a crash of the process or the
+machine once `append` returns. Appends arriving together are committed in one
+transaction by the caller's batching, so throughput is not one fsync per message.
+Blocking calls run on worker threads: one writer connection and one reader
+connection, each used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from purechat.core import Draft
+from purechat.store.base import Appended, StoredMessage, StoreError
+
+T = TypeVar("T")
+
+# "pcht": marks a file as ours, so a foreign database is refused instead of altered.
+APPLICATION_ID = 0x70636874
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE rooms (
+    name TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    text TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    action INTEGER NOT NULL,
+    sender_key TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX message_ids ON messages (room, sender_key, client_msg_id)
+    WHERE client_msg_id != '';
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = anyio.CapacityLimiter(1)
+        self._read_lock = anyio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open or create the store at path; StoreError with the reason when it cannot."""
+        return await anyio.to_thread.run_sync(cls._open_blocking, path)
+
+    @classmethod
+    def _open_blocking(cls, path: Path) -> SqliteStore:
+        path = path.expanduser().resolve()
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory, not a database file")
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
+        try:
+            writer = _connect(path)
+            _prepare(writer, path)
+            reader = _connect(path)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{path} is not a purechat database ({error})") from None
+        return cls(path, writer, reader)
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
+        return await self._run(self._write_lock, self._append_blocking, drafts)
+
+    def _append_blocking(self, drafts: Sequence[Draft]) -> list[Appended]:
+        db = self._writer
+        results: list[Appended] = []
+        last: dict[str, int] = {}
+        with db:  # one transaction: committed (and fsynced) on exit
+            db.execute("BEGIN IMMEDIATE")
+            for draft in drafts:
+                if draft.client_msg_id:
+                    row = db.execute(
+                        "SELECT seq FROM messages"
+                        " WHERE room = ? AND sender_key = ? AND client_msg_id = ?",
+                        (draft.room, draft.sender_key, draft.client_msg_id),
+                    ).fetchone()
+                    if row is not None:
+                        results.append(Appended(row[0], duplicate=True))
+                        continue
+                if draft.room not in last:
+                    last[draft.room] = _last_seq(db, draft.room)
+                seq = last[draft.room] = last[draft.room] + 1
+                db.execute(
+                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        draft.room,
+                        seq,
+                        draft.user,
+                        draft.text,
+                        draft.time_ms,
+                        int(draft.action),
+                        draft.sender_key,
+                        draft.client_msg_id,
+                    ),
+                )
+                results.append(Appended(seq, duplicate=False))
+            db.executemany(
+                "INSERT INTO rooms VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
+                last.items(),
+            )
+        return results
+
+    async def last_seq(self, room: str) -> int:
+        return await self._run(self._read_lock, _last_seq, self._reader, room)
+
+    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+        return await self._run(self._read_lock, self._read_blocking, room, after, upto)
+
+    def _read_blocking(self, room: str, after: int, upto: int) -> list[StoredMessage]:
+        rows = self._reader.execute(
+            "SELECT seq, user, text, time_ms, action FROM messages"
+            " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (room, after, upto),
+        ).fetchall()
+        return [StoredMessage(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
+
+    async def aclose(self) -> None:
+        async with self._write_lock, self._read_lock:
+            self._writer.close()
+            self._reader.close()
+
+    async def _run(
+        self, lock: anyio.CapacityLimiter, function: Callable[..., T], *args: object
+    ) -> T:
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=lock)
+        except sqlite3.Error as error:
+            raise StoreError(f"the message store failed: {error}") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False: each
+    # connection is used by one worker thread at a time, under its limiter.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in a new file; refuse files that are not ours."""
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application_id == 0 and tables == 0:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
+    if application_id != APPLICATION_ID:
+        raise StoreError(f"{path} is a database of another program, not a purechat store")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has purechat store version {version}; this purechat reads version "
+            f"{SCHEMA_VERSION}"
+        )
+
+
+def _last_seq(db: sqlite3.Connection, room: str) -> int:
+    row = db.execute("SELECT last_seq FROM rooms WHERE name = ?", (room,)).fetchone()
+    return int(row[0]) if row else 0
