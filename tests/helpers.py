@@ -32,10 +32,12 @@ class Harness:
         scope = await self.nursery.start(own)
         return box[0], scope
 
-    async def v1(self, name: str, room: str = "lobby") -> Member:
+    async def v1(
+        self, name: str, room: str = "lobby", *, history: int = 0, after_seq: int | None = None
+    ) -> Member:
         connection, scope = await self.connection()
         call = V1Call(connection, authority=f"127.0.0.1:{self.port}")
-        await call.join(name, room)
+        await call.join(name, room, history=history, after_seq=after_seq)
         frame = await call.receive()
         assert frame is not None, call.status
         assert frame.WhichOneof("frame") == "welcome", frame

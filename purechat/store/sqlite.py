@@ -68,8 +68,14 @@ class SqliteStore:
             raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
         try:
             writer = _connect(path)
-            _prepare(writer, path)
+            try:
+                _prepare(writer, path)  # before any pragma, so a foreign file is not touched
+            except StoreError:
+                writer.close()
+                raise
+            _use_wal(writer)
             reader = _connect(path)
+            _use_wal(reader)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{path} is not a purechat database ({error})") from None
         return cls(path, writer, reader)
@@ -152,10 +158,12 @@ class SqliteStore:
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False: each
     # connection is used by one worker thread at a time, under its limiter.
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    return db
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:

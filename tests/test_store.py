@@ -1,0 +1,147 @@
+"""One contract for every store, and the SQLite file's own promises."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from purechat.core import Draft
+from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
+
+
+def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "") -> Draft:
+    return Draft(room, sender, text, 1_700_000_000_000, False, sender, msg_id)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryStore(history=100)
+    else:
+        opened = await SqliteStore.open(tmp_path / "chat.db")
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def test_numbers_are_per_room_consecutive_and_in_order(store: Store) -> None:
+    results = await store.append([draft("a"), draft("b", room="ops"), draft("c")])
+    assert [(r.seq, r.duplicate) for r in results] == [(1, False), (1, False), (2, False)]
+    assert await store.last_seq("lobby") == 2
+    assert await store.last_seq("ops") == 1
+    assert await store.last_seq("never") == 0
+
+
+async def test_read_returns_a_range_oldest_first(store: Store) -> None:
+    await store.append([draft(f"m{n}") for n in range(1, 11)])
+    found = await store.read("lobby", after=3, upto=6)
+    assert [(m.seq, m.text, m.user) for m in found] == [
+        (4, "m4", "bob"),
+        (5, "m5", "bob"),
+        (6, "m6", "bob"),
+    ]
+    assert await store.read("lobby", after=10, upto=10) == []
+    assert await store.read("nowhere", after=0, upto=5) == []
+
+
+async def test_a_repeated_id_gets_the_original_number(store: Store) -> None:
+    first = await store.append([draft("deploy", msg_id="x1")])
+    again = await store.append([draft("deploy", msg_id="x1"), draft("deploy", msg_id="x1")])
+    other_sender = await store.append([draft("deploy", sender="alice", msg_id="x1")])
+    no_id = await store.append([draft("same"), draft("same")])
+    assert first[0].seq == 1
+    assert [(r.seq, r.duplicate) for r in again] == [(1, True), (1, True)]
+    assert other_sender[0].duplicate is False
+    assert [r.duplicate for r in no_id] == [False, False]
+    assert await store.last_seq("lobby") == 4
+
+
+async def test_a_repeat_within_one_batch_is_stored_once(store: Store) -> None:
+    results = await store.append([draft("a", msg_id="same"), draft("a", msg_id="same")])
+    assert [(r.seq, r.duplicate) for r in results] == [(1, False), (1, True)]
+
+
+async def test_the_memory_store_keeps_the_newest_n_and_forgets_their_ids() -> None:
+    store = MemoryStore(history=3)
+    await store.append([draft(f"m{n}", msg_id=f"id{n}") for n in range(1, 6)])
+    assert [m.seq for m in await store.read("lobby", after=0, upto=5)] == [3, 4, 5]
+    assert (await store.append([draft("m5", msg_id="id5")]))[0].duplicate
+    assert not (await store.append([draft("m1", msg_id="id1")]))[0].duplicate
+
+
+async def test_sqlite_keeps_messages_and_numbering_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    first = await SqliteStore.open(path)
+    await first.append([draft("before", msg_id="a"), draft("restart")])
+    await first.aclose()
+    second = await SqliteStore.open(path)
+    try:
+        assert await second.last_seq("lobby") == 2
+        assert [m.text for m in await second.read("lobby", after=0, upto=2)] == [
+            "before",
+            "restart",
+        ]
+        assert (await second.append([draft("before", msg_id="a")]))[0].duplicate
+        assert (await second.append([draft("after")]))[0].seq == 3
+    finally:
+        await second.aclose()
+
+
+async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "chat.db")
+    await store.aclose()
+    db = sqlite3.connect(tmp_path / "chat.db")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a database at all" * 100, "is not a purechat database"),
+        (None, "is a database of another program"),
+    ],
+)
+async def test_foreign_files_are_refused_with_a_sentence(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "other.db"
+    if content is None:
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=message):
+        await open_store(f"sqlite:///{path}")
+    assert path.read_bytes() == before  # nothing of it was changed
+
+
+async def test_bad_store_urls_and_places_are_sentences(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unknown store 'postgres://x'"):
+        await open_store("postgres://x")
+    with pytest.raises(StoreError, match="does not exist"):
+        await open_store(f"sqlite:///{tmp_path}/missing/dir/chat.db")
+    with pytest.raises(StoreError, match="is a directory"):
+        await open_store(f"sqlite:///{tmp_path}")
+
+
+async def test_store_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = await open_store("sqlite:///rel.db")
+    absolute = await open_store(f"sqlite:///{tmp_path}/abs.db")  # tmp_path starts with /
+    try:
+        assert relative.description == str(tmp_path / "rel.db")
+        assert absolute.description == str(tmp_path / "abs.db")
+    finally:
+        await relative.aclose()
+        await absolute.aclose()
