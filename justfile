@@ -21,3 +21,11 @@ lint:
     ruff check .
     ruff format --check .
     mypy
+
+# Benchmarks: purechat beside a grpcio-asyncio server; writes BENCHMARKS.md (minutes).
+bench:
+    python bench/run.py
+
+# A seconds-long run of the benchmark machinery, as CI runs it (not a measurement).
+bench-smoke:
+    python bench/run.py --smoke

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
 import trio
+import trio.lowlevel
 import trio.testing
 
+from purechat.client.calls import V1Call
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.transport import StatusCode
+from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLimits
 from tests.helpers import Harness
 
 
@@ -103,3 +106,39 @@ async def test_a_churn_of_abrupt_disconnects_leaves_nothing_behind(start_server)
         await keeper.call.send("still here", "k1")
         while (await keeper.next_message()).text != "still here":
             pass
+
+
+async def test_a_member_whose_window_keeps_filling_still_gets_everything_in_order(
+    start_server,
+) -> None:
+    """Small receive window, slow reading: the fast path keeps handing over to the queue."""
+    harness: Harness = await start_server()
+    count = 300
+    with trio.fail_after(30):
+        sender = await harness.v1("sender")
+        sock = await anyio.connect_tcp("127.0.0.1", harness.port)
+        small = GrpcProtocol(client_side=True, limits=TransportLimits(max_message_bytes=1024))
+        connection = Connection(sock, small)
+        await harness.nursery.start(connection.run)
+        narrow = V1Call(connection, authority="test")
+        await narrow.join("narrow", "lobby")
+        seqs: list[int] = []
+
+        async def read_slowly() -> None:
+            while len(seqs) < count:
+                frame = await narrow.receive()
+                assert frame is not None, narrow.status
+                if frame.WhichOneof("frame") == "event" and frame.event.seq:
+                    seqs.append(frame.event.seq)
+                await trio.lowlevel.checkpoint()  # let the sender get ahead
+
+        async def send_all() -> None:
+            for n in range(count):
+                await sender.call.send("y" * 900, f"s{n}")
+            for _ in range(count):
+                await sender.next_of("ack")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_slowly)
+            nursery.start_soon(send_all)
+    assert seqs == list(range(1, count + 1))

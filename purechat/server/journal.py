@@ -35,8 +35,16 @@ class Journal:
         )
 
     async def submit(self, draft: Draft, sender: Member) -> None:
-        """Queue a draft; its sender gets an ack (or a refusal) once the store answers."""
-        await self._send.send((draft, sender))
+        """Queue a draft; its sender gets an ack (or a refusal) once the store answers.
+
+        Without yielding while there is room: a reader that yielded per message would
+        hand the journal one message per scheduler pass, and every member's writer
+        would wake once per message instead of once per batch.
+        """
+        try:
+            self._send.send_nowait((draft, sender))
+        except anyio.WouldBlock:
+            await self._send.send((draft, sender))
 
     async def run(self) -> None:
         """Commit and publish until cancelled."""

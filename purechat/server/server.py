@@ -18,7 +18,7 @@ from purechat.server.journal import Journal
 from purechat.server.members import Services, serve_legacy, serve_v1
 from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
 from purechat.store import MemoryStore, Store
-from purechat.transport import Connection, GrpcProtocol, Status, Stream, TransportLimits
+from purechat.transport import Connection, Flusher, GrpcProtocol, Status, Stream, TransportLimits
 
 log = logging.getLogger("purechat.server")
 
@@ -56,6 +56,7 @@ class ChatServer:
         self.hub = Hub(self.config.limits)
         self.store = store or MemoryStore()
         self._journal = Journal(self.hub, self.store)
+        self._flusher = Flusher()
         self._services = Services(
             hub=self.hub,
             store=self.store,
@@ -82,6 +83,7 @@ class ChatServer:
             listener = await self._listen()
             async with listener, anyio.create_task_group() as connections:
                 connections.start_soon(self._journal.run)
+                connections.start_soon(self._flusher.run)
                 async with anyio.create_task_group() as acceptors:
                     for sub in listener.listeners:
                         acceptors.start_soon(self._accept_loop, sub, connections)
@@ -123,7 +125,8 @@ class ChatServer:
             connections.start_soon(self._serve_connection, sock)
 
     async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
-        connection = Connection(sock, GrpcProtocol(client_side=False, limits=self.config.transport))
+        protocol = GrpcProtocol(client_side=False, limits=self.config.transport)
+        connection = Connection(sock, protocol, self._flusher)
         self._connections.add(connection)
         log.debug("%s connected", connection.peer)
         try:

@@ -10,12 +10,14 @@ connection is a task group owning its reader, its writer and its calls.
 """
 
 from purechat.transport.connection import Connection, Stream, StreamGone
+from purechat.transport.flusher import Flusher
 from purechat.transport.framing import frame_message
 from purechat.transport.protocol import GrpcProtocol, TransportLimits
 from purechat.transport.status import Status, StatusCode
 
 __all__ = [
     "Connection",
+    "Flusher",
     "GrpcProtocol",
     "Status",
     "StatusCode",

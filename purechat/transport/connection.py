@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -31,6 +33,7 @@ from purerpc.grpclib.events import (
 )
 from purerpc.grpclib.exceptions import ProtocolError
 
+from purechat.transport.flusher import Flusher
 from purechat.transport.protocol import (
     ConnectionTerminated,
     GrpcProtocol,
@@ -119,6 +122,7 @@ class Stream:
             if self.gone is not None or self.closed_locally:
                 raise StreamGone(self.gone or Status(StatusCode.CANCELLED, "stream closed"))
             if connection.outbound_pending() > OUTBOUND_HIGH_WATER:
+                connection.wake_writer()
                 await connection.wait_drained()
                 continue
             try:
@@ -126,6 +130,9 @@ class Stream:
                     h2c.local_flow_control_window(self.stream_id), h2c.max_outbound_frame_size
                 )
                 if window <= 0:
+                    # What was handed over so far must reach the peer, or no window
+                    # update will ever come back.
+                    connection.wake_writer()
                     self._window_opened = anyio.Event()
                     await self._window_opened.wait()
                     continue
@@ -135,6 +142,30 @@ class Stream:
                 continue
             sent += window
         connection.wake_writer()
+
+    def send_now(self, blob: bytes) -> bool:
+        """Hand framed messages to HTTP/2 at once if the windows take them all; else False.
+
+        Lets a writer that has nothing queued skip its own task: the message goes from
+        the broadcast straight into this stream's HTTP/2 buffer.
+        """
+        if self.gone is not None or self.closed_locally:
+            return True  # nothing more will be delivered here; drop it as the queue would
+        connection = self.connection
+        h2c = connection.protocol.h2_connection
+        if connection.outbound_pending() > OUTBOUND_HIGH_WATER:
+            return False
+        try:
+            if h2c.local_flow_control_window(self.stream_id) < len(blob):
+                return False
+            step = h2c.max_outbound_frame_size
+            for start in range(0, len(blob), step):
+                h2c.send_data(self.stream_id, blob[start : start + step])
+        except h2.exceptions.H2Error as error:
+            self._mark_gone(Status(StatusCode.CANCELLED, f"stream closed: {error}"))
+            return True
+        connection.wake_writer()
+        return True
 
     def start_response(self, metadata: Metadata = ()) -> None:
         """Server side: send the response headers."""
@@ -234,9 +265,18 @@ class Stream:
 class Connection:
     """An HTTP/2 connection carrying gRPC calls, client or server side."""
 
-    def __init__(self, sock: anyio.abc.ByteStream, protocol: GrpcProtocol):
+    def __init__(
+        self, sock: anyio.abc.ByteStream, protocol: GrpcProtocol, flusher: Flusher | None = None
+    ):
         self._sock = sock
         self.protocol = protocol
+        # Plain TCP sockets can be written without waiting, by the flusher; TLS cannot.
+        self._raw: socket.socket | None = None
+        if flusher is not None and isinstance(sock, anyio.abc.SocketStream):
+            self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._flusher = flusher
+        self._unsent = b""
+        self._writer_sending = False
         self.streams: dict[int, Stream] = {}
         self._wake = anyio.Event()
         self._drained = anyio.Event()
@@ -300,6 +340,11 @@ class Connection:
         self._closing = True
         self.wake_writer()
 
+    @property
+    def flusher(self) -> Flusher | None:
+        """The server's flusher, when writes on this connection may skip the writer task."""
+        return self._flusher if self._raw is not None else None
+
     def end_calls(self, status: Status) -> None:
         """Server side: end every call in progress with status."""
         for stream in list(self.streams.values()):
@@ -307,7 +352,33 @@ class Connection:
                 stream.end(status)
 
     def wake_writer(self) -> None:
-        self._wake.set()
+        """There are bytes for the socket: have the flusher or the writer task send them."""
+        if self._flusher is not None and self._raw is not None and not self._closing:
+            self._flusher.mark(self)
+        else:
+            self._wake.set()
+
+    def flush_now(self) -> None:
+        """Write what is pending without waiting; leave any rest to the writer task."""
+        if self._writer_sending or self._raw is None or self._closing:
+            self._wake.set()
+            return
+        data = self._unsent + self.protocol.data_to_send()
+        self._unsent = b""
+        if not data:
+            return
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the writer task meets the same error and ends the connection
+            sent = 0
+        if sent < len(data):
+            self._unsent = data[sent:]
+            self._wake.set()
+        else:
+            self._drained.set()
+            self._drained = anyio.Event()
 
     def outbound_pending(self) -> int:
         # purerpc's h2 patch keeps outgoing bytes in this bytearray.
@@ -327,29 +398,39 @@ class Connection:
 
     async def _write_until_closed(self) -> None:
         timeout = self.protocol.limits.write_timeout
-        while True:
-            self._wake = anyio.Event()
-            data = self.protocol.data_to_send()
-            if data:
-                try:
-                    with anyio.fail_after(timeout):
+        # One scope for the writer's life, its deadline armed only around a socket write:
+        # cheaper than a new timeout scope per write, which the hot path would pay.
+        with anyio.CancelScope() as stalled:
+            while True:
+                self._wake = anyio.Event()
+                data = self._unsent + self.protocol.data_to_send()
+                self._unsent = b""
+                if data:
+                    stalled.deadline = anyio.current_time() + timeout
+                    self._writer_sending = True
+                    try:
                         await self._sock.send(data)
-                except TimeoutError:
-                    log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
-                    return
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    return
-                self._drained.set()
-                self._drained = anyio.Event()
-                continue
-            if self._closing and not self.streams:
-                if self.protocol.h2_connection.state_machine.state is not ConnectionState.CLOSED:
-                    with contextlib.suppress(h2.exceptions.H2Error):
-                        self.protocol.h2_connection.close_connection()
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        return
+                    finally:
+                        self._writer_sending = False
+                    stalled.deadline = math.inf
+                    self._drained.set()
+                    self._drained = anyio.Event()
                     continue
-                await self._linger()
-                return
-            await self._wake.wait()
+                if self._closing and not self.streams:
+                    if (
+                        self.protocol.h2_connection.state_machine.state
+                        is not ConnectionState.CLOSED
+                    ):
+                        with contextlib.suppress(h2.exceptions.H2Error):
+                            self.protocol.h2_connection.close_connection()
+                        continue
+                    await self._linger()
+                    return
+                await self._wake.wait()
+        if stalled.cancelled_caught:
+            log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
 
     async def _linger(self) -> None:
         """Half-close and wait briefly for the peer to close.

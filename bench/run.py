@@ -1,0 +1,419 @@
+"""`just bench`: purechat beside a grpcio-asyncio server of the same contract, same load.
+
+Each scenario starts a fresh server, drives it with bench/loadgen.py worker processes
+(raw HTTP/2 members, one connection each), and stops it; purechat and the reference
+run one after the other in the same run. The server is pinned to one core and the
+load generator to the other, so they do not steal each other's time. Results go to
+BENCHMARKS.md (and bench/fanout.png); `--smoke` is a seconds-long run for CI that
+checks the machinery, not the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("purechat", "grpcio-asyncio")
+SERVER_CPU, LOAD_CPUS = {0}, {1}
+
+
+@dataclass(frozen=True)
+class Scale:
+    warmup: float
+    measure: float
+    sizes: tuple[int, ...]
+    idle_members: int
+    latency_rate: float
+    stall_size: int
+
+
+FULL = Scale(
+    warmup=2.0,
+    measure=5.0,
+    sizes=(10, 100, 1000),
+    idle_members=10_000,
+    latency_rate=500.0,
+    stall_size=20,
+)
+SMOKE = Scale(
+    warmup=0.3, measure=0.7, sizes=(10,), idle_members=40, latency_rate=50.0, stall_size=5
+)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(cpus):
+        os.sched_setaffinity(pid, cpus)
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found[1]) if found else 0
+
+
+class Lines:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> str:
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise RuntimeError(f"process ended early: {self.buffer[-500:]!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
+
+
+@dataclass
+class Server:
+    kind: str
+    process: trio.Process
+    port: int
+
+
+async def start_server(nursery: trio.Nursery, kind: str) -> Server:
+    if kind == "purechat":
+        command = [
+            sys.executable,
+            "-m",
+            "purechat",
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            "memory://",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        command = [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
+    process: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            command,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    )
+    _pin(process.pid, SERVER_CPU)
+    assert process.stdout is not None
+    line = await Lines(process.stdout).next()
+    port = int(re.search(r":(\d+)", line)[1])  # type: ignore[index]
+    return Server(kind, process, port)
+
+
+async def stop_server(server: Server) -> None:
+    server.process.terminate()
+    with trio.move_on_after(10):
+        await server.process.wait()
+    server.process.kill()
+
+
+class Worker:
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self.lines = Lines(process.stdout)
+
+    @classmethod
+    async def start(cls, nursery: trio.Nursery, port: int, members: int, *flags: str) -> Worker:
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "loadgen.py"),
+            "--port",
+            str(port),
+            "--members",
+            str(members),
+            *flags,
+        ]
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
+        _pin(process.pid, LOAD_CPUS)
+        worker = cls(process)
+        ready = json.loads(await worker.lines.next())
+        worker.connect_seconds = ready["connect_seconds"]
+        return worker
+
+    connect_seconds: float = 0.0
+
+    async def go(
+        self, measure_from: float, measure_until: float, send_rate: float | None = None
+    ) -> None:
+        assert self.process.stdin is not None
+        command = {
+            "measure_from": measure_from,
+            "measure_until": measure_until,
+            "send_rate": send_rate,
+        }
+        await self.process.stdin.send_all((json.dumps(command) + "\n").encode())
+
+    async def result(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(await self.lines.next())  # type: ignore[no-any-return]
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def room_run(
+    kind: str,
+    size: int,
+    scale: Scale,
+    *,
+    rate: float = 0.0,
+    latency: bool = False,
+    stalled: bool = False,
+) -> dict[str, float]:
+    """One sender and size-1 other members; deliveries/s and latency over the window."""
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, kind)
+        flags = ("--latency",) if latency else ()
+        receivers = [
+            await Worker.start(nursery, server.port, n, *flags) for n in _spread(size - 1, 2)
+        ]
+        extra = []
+        if stalled:
+            extra.append(
+                await Worker.start(nursery, server.port, 1, "--stalled", "--window", "65535")
+            )
+        sender = await Worker.start(nursery, server.port, 1, *flags)
+        start = time.time() + 0.2
+        window = (start + scale.warmup, start + scale.warmup + scale.measure)
+        for worker in [*receivers, *extra]:
+            await worker.go(*window)
+        await sender.go(*window, send_rate=rate)
+        results = [await w.result() for w in [*receivers, sender, *extra]]
+        await stop_server(server)
+        nursery.cancel_scope.cancel()
+    received = sum(r["received"] for r in results[: len(receivers) + 1])
+    latencies = sorted(n for r in results for n in r["latencies_ns"])
+    outcome = {"deliveries_per_s": received / scale.measure}
+    if latencies:
+        outcome |= {
+            "p50_ms": latencies[len(latencies) // 2] / 1e6,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6,
+            "max_ms": latencies[-1] / 1e6,
+        }
+    return outcome
+
+
+async def idle_run(kind: str, members: int, scale: Scale) -> dict[str, float]:
+    """members idle members: how fast they join, and server memory per member."""
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, kind)
+        await trio.sleep(0.5)
+        before = rss_kib(server.process.pid)
+        started = time.monotonic()
+        async with trio.open_nursery() as joining:
+            workers: list[Worker] = []
+            for n in _spread(members, 4):
+                joining.start_soon(_append_worker, workers, nursery, server.port, n)
+        join_seconds = time.monotonic() - started
+        probe = await Worker.start(nursery, server.port, 1)
+        now = time.time()
+        for worker in workers:
+            await worker.go(now, now + 3.0 + members / 5000)
+        await probe.go(now, now + 3.0 + members / 5000, send_rate=2.0)
+        results = [await w.result() for w in workers]
+        after = rss_kib(server.process.pid)
+        await stop_server(server)
+        nursery.cancel_scope.cancel()
+    reached = sum(r["members_reached"] for r in results)
+    return {
+        "joins_per_s": members / join_seconds,
+        "kib_per_member": (after - before) / members,
+        "reached": reached,
+    }
+
+
+async def _append_worker(workers: list[Worker], nursery: trio.Nursery, port: int, n: int) -> None:
+    workers.append(await Worker.start(nursery, port, n))
+
+
+async def measure_all(scale: Scale) -> dict[str, dict]:  # type: ignore[type-arg]
+    results: dict[str, dict] = {kind: {} for kind in SERVERS}  # type: ignore[type-arg]
+    for kind in SERVERS:
+        for size in scale.sizes:
+            print(f"{kind}: fan-out, {size} members", file=sys.stderr, flush=True)
+            results[kind][f"fanout_{size}"] = await room_run(kind, size, scale)
+            print(f"{kind}: latency, {size} members", file=sys.stderr, flush=True)
+            results[kind][f"latency_{size}"] = await room_run(
+                kind, size, scale, rate=scale.latency_rate, latency=True
+            )
+        print(f"{kind}: {scale.idle_members} idle members", file=sys.stderr, flush=True)
+        results[kind]["idle"] = await idle_run(kind, scale.idle_members, scale)
+        print(f"{kind}: stalled member", file=sys.stderr, flush=True)
+        results[kind]["stall_without"] = await room_run(kind, scale.stall_size, scale)
+        results[kind]["stall_with"] = await room_run(kind, scale.stall_size, scale, stalled=True)
+    return results
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and (found := re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())):
+        model = found[1].strip()
+    memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else "?"
+    return (
+        f"{os.cpu_count()} cores ({model}), {int(memory) // 1024 // 1024} GiB, "
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    )
+
+
+def report(results: dict[str, dict], scale: Scale, command: str) -> str:  # type: ignore[type-arg]
+    ours, peer = results["purechat"], results["grpcio-asyncio"]
+
+    def ratio(key: str, field: str) -> str:
+        a, b = ours[key].get(field), peer[key].get(field)
+        return f"{a / b:.1f}x" if a and b else "n/a"
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Made by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {machine()}. Server pinned to one core, load generator to the other.",
+        "Load: bench/loadgen.py, raw HTTP/2 members of the original `chat.ChatService` "
+        "contract, one connection each, 64-byte texts; purechat with `--store memory://`.",
+        "",
+        "## Fan-out: one sender as fast as the server accepts",
+        "",
+        "| members | purechat deliveries/s | grpcio-asyncio deliveries/s | ratio |",
+        "|---:|---:|---:|---:|",
+    ]
+    for size in scale.sizes:
+        key = f"fanout_{size}"
+        lines.append(
+            f"| {size} | {ours[key]['deliveries_per_s']:,.0f} | "
+            f"{peer[key]['deliveries_per_s']:,.0f} | {ratio(key, 'deliveries_per_s')} |"
+        )
+    lines += [
+        "",
+        f"## Latency: {scale.latency_rate:.0f} messages/s into the room",
+        "",
+        "| members | server | deliveries/s | p50 ms | p99 ms | max ms |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for size in scale.sizes:
+        for kind in SERVERS:
+            r = results[kind][f"latency_{size}"]
+            lines.append(
+                f"| {size} | {kind} | {r['deliveries_per_s']:,.0f} | "
+                f"{r.get('p50_ms', float('nan')):.1f} | {r.get('p99_ms', float('nan')):.1f} | "
+                f"{r.get('max_ms', float('nan')):.1f} |"
+            )
+    lines += [
+        "",
+        f"## {scale.idle_members:,} idle members",
+        "",
+        "| server | joins/s | server memory per member | reached by a message |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in SERVERS:
+        r = results[kind]["idle"]
+        lines.append(
+            f"| {kind} | {r['joins_per_s']:,.0f} | {r['kib_per_member']:.1f} KiB | "
+            f"{r['reached']:,} of {scale.idle_members:,} |"
+        )
+    lines += [
+        "",
+        f"## One member stops reading, among {scale.stall_size}",
+        "",
+        "| server | deliveries/s without | with a stalled member | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in SERVERS:
+        without = results[kind]["stall_without"]["deliveries_per_s"]
+        with_stall = results[kind]["stall_with"]["deliveries_per_s"]
+        change = (with_stall - without) / without * 100 if without else float("nan")
+        lines.append(f"| {kind} | {without:,.0f} | {with_stall:,.0f} | {change:+.0f}% |")
+    lines += ["", "![deliveries/s and p99 latency against room size](bench/fanout.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict], scale: Scale, path: Path) -> None:  # type: ignore[type-arg]
+    import matplotlib  # noqa: PLC0415 -- only the full run draws
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind in SERVERS:
+        left.plot(
+            scale.sizes,
+            [results[kind][f"fanout_{s}"]["deliveries_per_s"] for s in scale.sizes],
+            marker="o",
+            label=kind,
+        )
+        right.plot(
+            scale.sizes,
+            [results[kind][f"latency_{s}"].get("p99_ms", float("nan")) for s in scale.sizes],
+            marker="o",
+            label=kind,
+        )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="members",
+        ylabel="deliveries/s",
+        title="fan-out, one sender flat out",
+    )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="members",
+        ylabel="p99 latency, ms",
+        title=f"{scale.latency_rate:.0f} messages/s",
+    )
+    for axes in (left, right):
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check for CI")
+    args = parser.parse_args()
+    scale = SMOKE if args.smoke else FULL
+    results = trio.run(measure_all, scale)
+    command = "just bench" if not args.smoke else "just bench-smoke"
+    text = report(results, scale, command)
+    if args.smoke:
+        print(text)
+        for kind in SERVERS:
+            assert results[kind][f"fanout_{scale.sizes[0]}"]["deliveries_per_s"] > 0, kind
+            assert results[kind]["idle"]["reached"] == scale.idle_members, kind
+        return
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    plot(results, scale, ROOT / "bench" / "fanout.png")
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
