@@ -82,6 +82,8 @@ def text_of(message: bytes) -> bytes:
 class Stats:
     received: int = 0  # messages received inside the measuring window
     reached: int = 0  # members that received at least one message
+    expected: int = 0
+    all_reached: trio.Event = field(default_factory=trio.Event)
     latencies_ns: list[int] = field(default_factory=list)
     ended: int = 0  # members whose stream or connection ended
 
@@ -193,6 +195,8 @@ class Member:
                     if not reached:
                         reached = True
                         stats.reached += 1
+                        if stats.reached == stats.expected:
+                            stats.all_reached.set()
                     if counting:
                         stats.received += 1
                         if latency:
@@ -227,7 +231,7 @@ async def worker(args: argparse.Namespace) -> None:
     The command is a JSON line: {"measure_from", "measure_until"} (Unix times) and
     optionally "send_rate" (messages/s from this worker's first member; 0 = flat out).
     """
-    stats = Stats()
+    stats = Stats(expected=args.members)
     window: list[float] = [float("inf"), float("inf")]
     started = time.monotonic()
     async with trio.open_nursery() as nursery:
@@ -244,7 +248,11 @@ async def worker(args: argparse.Namespace) -> None:
         window[:] = [command["measure_from"], command["measure_until"]]
         if command.get("send_rate") is not None:
             nursery.start_soon(_send, members[0], command["send_rate"], window[1])
-        await trio.sleep(max(0.0, window[1] - time.time()) + 0.3)
+        with trio.move_on_after(max(0.0, window[1] - time.time()) + 0.3):
+            if args.until_reached:
+                await stats.all_reached.wait()
+            else:
+                await trio.sleep_forever()
         nursery.cancel_scope.cancel()
     result = {
         "received": stats.received,
@@ -282,6 +290,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=MAX_WINDOW)
     parser.add_argument("--stalled", action="store_true", help="never read (a stuck member)")
     parser.add_argument("--latency", action="store_true", help="decode send times")
+    parser.add_argument(
+        "--until-reached", action="store_true", help="finish once every member got a message"
+    )
     trio.run(worker, parser.parse_args())
 
 

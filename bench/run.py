@@ -222,36 +222,38 @@ async def room_run(
 
 
 async def idle_run(kind: str, members: int, scale: Scale) -> dict[str, float]:
-    """members idle members: how fast they join, and server memory per member."""
+    """members idle members: how fast they join, and server memory per member.
+
+    A member has joined when a message sent to the room reaches it: a probe member
+    sends two a second, and the join rate is members over the time until all have one.
+    """
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, kind)
         await trio.sleep(0.5)
         before = rss_kib(server.process.pid)
         started = time.monotonic()
+        probe = await Worker.start(nursery, server.port, 1)
+        await probe.go(time.time(), time.time() + 300, send_rate=2.0)
         async with trio.open_nursery() as joining:
             workers: list[Worker] = []
             for n in _spread(members, 4):
                 joining.start_soon(_append_worker, workers, nursery, server.port, n)
-        join_seconds = time.monotonic() - started
-        probe = await Worker.start(nursery, server.port, 1)
-        now = time.time()
         for worker in workers:
-            await worker.go(now, now + 3.0 + members / 5000)
-        await probe.go(now, now + 3.0 + members / 5000, send_rate=2.0)
+            await worker.go(time.time(), time.time() + 120)
         results = [await w.result() for w in workers]
+        join_seconds = time.monotonic() - started
         after = rss_kib(server.process.pid)
         await stop_server(server)
         nursery.cancel_scope.cancel()
-    reached = sum(r["members_reached"] for r in results)
     return {
         "joins_per_s": members / join_seconds,
         "kib_per_member": (after - before) / members,
-        "reached": reached,
+        "reached": sum(r["members_reached"] for r in results),
     }
 
 
 async def _append_worker(workers: list[Worker], nursery: trio.Nursery, port: int, n: int) -> None:
-    workers.append(await Worker.start(nursery, port, n))
+    workers.append(await Worker.start(nursery, port, n, "--until-reached"))
 
 
 async def measure_all(scale: Scale) -> dict[str, dict]:  # type: ignore[type-arg]

@@ -53,7 +53,7 @@ READ_SIZE = 65536
 OUTBOUND_HIGH_WATER = 1024 * 1024
 CONTENT_TYPE_SUFFIX = "+proto"
 # How long a closing connection waits for the peer to close after our GOAWAY.
-LINGER_SECONDS = 2.0
+LINGER_SECONDS = 1.0
 
 
 class StreamGone(Exception):
@@ -76,9 +76,9 @@ class Stream:
         # of window, and h2 refuses a peer that sends beyond the window.
         self._incoming: deque[tuple[bytes, int]] = deque()
         self._incoming_limit = connection.protocol.limits.stream_window // 5 + 1
-        self._incoming_ready = anyio.Event()
+        self._incoming_ready: anyio.Event | None = None
         self._incoming_done = False
-        self._window_opened = anyio.Event()
+        self._window_opened: anyio.Event | None = None
         self.response_started = False
         self.closed_locally = False
         self.remote_ended = False
@@ -106,6 +106,7 @@ class Stream:
                 return None
             self._incoming_ready = anyio.Event()
             await self._incoming_ready.wait()
+            self._incoming_ready = None
         data, flow_controlled_length = self._incoming.popleft()
         self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
         self.connection.wake_writer()
@@ -133,7 +134,8 @@ class Stream:
                     # What was handed over so far must reach the peer, or no window
                     # update will ever come back.
                     connection.wake_writer()
-                    self._window_opened = anyio.Event()
+                    if self._window_opened is None:
+                        self._window_opened = anyio.Event()
                     await self._window_opened.wait()
                     continue
                 h2c.send_data(self.stream_id, blob[sent : sent + window])
@@ -209,7 +211,7 @@ class Stream:
                 # The call is over; tell the peer to stop sending (as grpc-go does).
                 protocol.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
         self._finish_incoming()
-        self._window_opened.set()
+        self._window_update()
         self.connection.stream_closed(self)
 
     def cancel(self) -> None:
@@ -229,7 +231,8 @@ class Stream:
             self._refused(Status(StatusCode.RESOURCE_EXHAUSTED, "too many messages in flight"))
         else:
             self._incoming.append((data, flow_controlled_length))
-            self._incoming_ready.set()
+            if self._incoming_ready is not None:
+                self._incoming_ready.set()
 
     def _remote_end(self, status: Status | None) -> None:
         self.remote_ended = True
@@ -250,20 +253,29 @@ class Stream:
         if self.status is None:
             self.status = status
         self._finish_incoming()
-        self._window_opened.set()
+        self._window_update()
         if self.scope is not None and self.request is not None:
             self.scope.cancel()
 
     def _finish_incoming(self) -> None:
         self._incoming_done = True
-        self._incoming_ready.set()
+        if self._incoming_ready is not None:
+            self._incoming_ready.set()
 
     def _window_update(self) -> None:
-        self._window_opened.set()
+        if self._window_opened is not None:
+            self._window_opened.set()
+            self._window_opened = None
 
 
 class Connection:
-    """An HTTP/2 connection carrying gRPC calls, client or server side."""
+    """An HTTP/2 connection carrying gRPC calls, client or server side.
+
+    The task that runs it reads; its calls are child tasks. A writer task exists only
+    while there are bytes the socket would not take at once: on the server, bytes
+    normally go out through the flusher without any task of the connection's waking,
+    and an idle connection costs no writer task at all.
+    """
 
     def __init__(
         self, sock: anyio.abc.ByteStream, protocol: GrpcProtocol, flusher: Flusher | None = None
@@ -276,12 +288,12 @@ class Connection:
             self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
         self._flusher = flusher
         self._unsent = b""
+        self._writer_running = False
         self._writer_sending = False
+        self._wake: anyio.Event | None = None
+        self._drained: anyio.Event | None = None
         self.streams: dict[int, Stream] = {}
-        self._wake = anyio.Event()
-        self._drained = anyio.Event()
         self._closing = False
-        self._peer_closed = anyio.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
         self.peer = _peer_name(sock)
 
@@ -296,11 +308,16 @@ class Connection:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                task_group.start_soon(self._read_until_closed, handle_call, task_group)
-                task_status.started()
-                await self._write_until_closed()
-                task_group.cancel_scope.cancel()
+                try:
+                    self._start_writer()
+                    task_status.started()
+                    await self._read_until_closed(handle_call, task_group)
+                finally:
+                    # Marks the group as ending before it closes, so nothing tries to
+                    # start a writer in it once it is closed (see _start_writer).
+                    task_group.cancel_scope.cancel()
         finally:
+            self._task_group = None
             lost = Status(StatusCode.UNAVAILABLE, "connection lost")
             for stream in list(self.streams.values()):
                 stream._mark_gone(lost)
@@ -338,7 +355,7 @@ class Connection:
         included, and every member is owed its final status.
         """
         self._closing = True
-        self.wake_writer()
+        self._start_writer()
 
     @property
     def flusher(self) -> Flusher | None:
@@ -352,16 +369,16 @@ class Connection:
                 stream.end(status)
 
     def wake_writer(self) -> None:
-        """There are bytes for the socket: have the flusher or the writer task send them."""
+        """There are bytes for the socket: have the flusher or a writer task send them."""
         if self._flusher is not None and self._raw is not None and not self._closing:
             self._flusher.mark(self)
         else:
-            self._wake.set()
+            self._start_writer()
 
     def flush_now(self) -> None:
-        """Write what is pending without waiting; leave any rest to the writer task."""
-        if self._writer_sending or self._raw is None or self._closing:
-            self._wake.set()
+        """Write what is pending without waiting; leave any rest to a writer task."""
+        if self._writer_running or self._raw is None or self._closing:
+            self._start_writer()
             return
         data = self._unsent + self.protocol.data_to_send()
         self._unsent = b""
@@ -369,22 +386,22 @@ class Connection:
             return
         try:
             sent = self._raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # the writer task meets the same error and ends the connection
+        except OSError:  # BlockingIOError, or an error the writer task will meet too
             sent = 0
         if sent < len(data):
             self._unsent = data[sent:]
-            self._wake.set()
+            self._start_writer()
         else:
-            self._drained.set()
-            self._drained = anyio.Event()
+            self._notify_drained()
 
     def outbound_pending(self) -> int:
         # purerpc's h2 patch keeps outgoing bytes in this bytearray.
-        return len(self.protocol.h2_connection._data_to_send)
+        return len(self.protocol.h2_connection._data_to_send) + len(self._unsent)
 
     async def wait_drained(self) -> None:
+        """Until the next write to the socket completes."""
+        if self._drained is None:
+            self._drained = anyio.Event()
         await self._drained.wait()
 
     def stream_closed(self, stream: Stream) -> None:
@@ -392,80 +409,106 @@ class Connection:
         self.streams.pop(stream.stream_id, None)
         self.protocol.forget_stream(stream.stream_id)
         if self._closing and not self.streams:
-            self.wake_writer()
+            self._start_writer()
 
     # -- internals -------------------------------------------------------
 
-    async def _write_until_closed(self) -> None:
+    def _notify_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    def _start_writer(self) -> None:
+        if self._writer_running:
+            if self._wake is not None:
+                self._wake.set()
+            return
+        group = self._task_group
+        # A group whose scope is cancelled is ending: writing is over (and a closed
+        # group, which may still be referenced here until run() resumes, refuses tasks).
+        if group is not None and not group.cancel_scope.cancel_called:
+            self._writer_running = True
+            group.start_soon(self._write_until_idle)
+
+    async def _write_until_idle(self) -> None:
+        """Write until nothing is left; when closing, finish with GOAWAY and close."""
         timeout = self.protocol.limits.write_timeout
-        # One scope for the writer's life, its deadline armed only around a socket write:
-        # cheaper than a new timeout scope per write, which the hot path would pay.
+        # One scope for the writer's life, its deadline armed only around a socket write.
         with anyio.CancelScope() as stalled:
-            while True:
-                self._wake = anyio.Event()
-                data = self._unsent + self.protocol.data_to_send()
-                self._unsent = b""
-                if data:
-                    stalled.deadline = anyio.current_time() + timeout
-                    self._writer_sending = True
-                    try:
-                        await self._sock.send(data)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                        return
-                    finally:
-                        self._writer_sending = False
-                    stalled.deadline = math.inf
-                    self._drained.set()
-                    self._drained = anyio.Event()
-                    continue
-                if self._closing and not self.streams:
-                    if (
-                        self.protocol.h2_connection.state_machine.state
-                        is not ConnectionState.CLOSED
-                    ):
-                        with contextlib.suppress(h2.exceptions.H2Error):
-                            self.protocol.h2_connection.close_connection()
-                        continue
-                    await self._linger()
-                    return
-                await self._wake.wait()
+            try:
+                await self._write_loop(stalled, write_timeout=timeout)
+            finally:
+                self._writer_running = False
         if stalled.cancelled_caught:
             log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
+            self._stop()
+
+    async def _write_loop(self, stalled: anyio.CancelScope, *, write_timeout: float) -> None:
+        while True:
+            self._wake = anyio.Event() if self._closing else None
+            data = self._unsent + self.protocol.data_to_send()
+            self._unsent = b""
+            if data:
+                stalled.deadline = anyio.current_time() + write_timeout
+                self._writer_sending = True
+                try:
+                    await self._sock.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    self._stop()
+                    return
+                finally:
+                    self._writer_sending = False
+                stalled.deadline = math.inf
+                self._notify_drained()
+                continue
+            if not self._closing:
+                return  # idle: the next write starts a new writer
+            if self.streams:
+                assert self._wake is not None
+                await self._wake.wait()  # the last calls are finishing
+                continue
+            if self.protocol.h2_connection.state_machine.state is not ConnectionState.CLOSED:
+                with contextlib.suppress(h2.exceptions.H2Error):
+                    self.protocol.h2_connection.close_connection()
+                continue
+            await self._linger()
+            return
 
     async def _linger(self) -> None:
-        """Half-close and wait briefly for the peer to close.
+        """Half-close, give the peer a moment to close first, then close.
 
         Closing a socket with unread bytes in it sends a reset, and a reset makes the
         peer's kernel drop what it had received and not yet read: the final statuses
-        and GOAWAY we just sent. So we stop writing first and let the peer go first.
+        and GOAWAY we just sent. So we stop writing first and let the peer go first;
+        when it does, the reader sees the end and the connection is over.
         """
         with contextlib.suppress(
             anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, NotImplementedError
         ):
             await self._sock.send_eof()
-        with anyio.move_on_after(LINGER_SECONDS):
-            await self._peer_closed.wait()
+        await anyio.sleep(LINGER_SECONDS)
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
 
     async def _read_until_closed(
         self, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
     ) -> None:
-        try:
-            while True:
-                try:
-                    data = await self._sock.receive(READ_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                    self._peer_closed.set()
-                    return
-                try:
-                    events = self.protocol.receive_data(data)
-                except (h2.exceptions.H2Error, ProtocolError) as error:
-                    log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
-                    return
-                for event in events:
-                    self._dispatch(event, handle_call, task_group)
-                self.wake_writer()
-        finally:
-            task_group.cancel_scope.cancel()
+        while True:
+            try:
+                data = await self._sock.receive(READ_SIZE)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                return
+            try:
+                events = self.protocol.receive_data(data)
+            except (h2.exceptions.H2Error, ProtocolError) as error:
+                log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
+                return
+            for event in events:
+                self._dispatch(event, handle_call, task_group)
+            self.wake_writer()
 
     def _dispatch(
         self, event: Event, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
