@@ -99,6 +99,11 @@ async def start_server(nursery: trio.Nursery, kind: str) -> Server:
             "memory://",
             "--log-level",
             "warning",
+            # all the load comes from one address, and floods on purpose
+            "--rate-limit",
+            "0",
+            "--max-conns-per-addr",
+            "0",
         ]
     else:
         command = [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
@@ -299,7 +304,8 @@ def report(results: dict[str, dict], scale: Scale, command: str) -> str:  # type
         f"Made by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         f"Machine: {machine()}. Server pinned to one core, load generator to the other.",
         "Load: bench/loadgen.py, raw HTTP/2 members of the original `chat.ChatService` "
-        "contract, one connection each, 64-byte texts; purechat with `--store memory://`.",
+        "contract, one connection each, 64-byte texts; "
+        "purechat with `--store memory:// --rate-limit 0 --max-conns-per-addr 0`.",
         "",
         "## Fan-out: one sender as fast as the server accepts",
         "",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -19,7 +21,10 @@ from purechat.client.pipe import Output, run_pipe
 from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
 from purechat.server import ChatServer, ServeError, ServerConfig
+from purechat.server.auth import TokenBook, TokenFileError
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
+from purechat.tls import TlsSetupError, client_context, server_context
+from purechat.transport import TransportLimits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +72,54 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="messages kept per room by the memory:// store",
     )
+    limits, transport = Limits(), TransportLimits()
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's key")
+    serve.add_argument(
+        "--tokens",
+        type=Path,
+        metavar="FILE",
+        help="require a bearer token on every call; FILE has a 'TOKEN NAME' pair per line "
+        "and is read again on SIGHUP",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        default=limits.rate_limit,
+        metavar="N",
+        help="messages a second per member, bursts of 2N; 0 turns it off",
+    )
+    serve.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=transport.max_message_bytes,
+        metavar="N",
+        help="largest gRPC message accepted",
+    )
+    serve.add_argument(
+        "--max-members-per-room", type=int, default=limits.max_members_per_room, metavar="N"
+    )
+    serve.add_argument(
+        "--max-conns-per-addr",
+        type=int,
+        default=ServerConfig.max_conns_per_addr,
+        metavar="N",
+        help="connections one client address may hold; 0 for no limit",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=transport.handshake_timeout,
+        metavar="SECONDS",
+        help="time a new connection has to finish TLS and HTTP/2 and make its first call",
+    )
+    serve.add_argument(
+        "--keepalive",
+        type=float,
+        default=ServerConfig.keepalive_idle,
+        metavar="SECONDS",
+        help="ping connections silent this long; drop those that do not answer",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -94,6 +147,15 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument(
         "--listen", action="store_true", help="ignore stdin; print events until interrupted"
     )
+    join.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
+    join.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
+    )
+    join.add_argument(
+        "--token",
+        default=os.environ.get("PURECHAT_TOKEN"),
+        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
+    )
     join.add_argument(
         "--give-up-after",
         type=float,
@@ -119,6 +181,11 @@ def _join(args: argparse.Namespace) -> int:
         print(f"purechat: {error}", file=sys.stderr)
         return 2
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
+    try:
+        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+    except TlsSetupError as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 2
     shown_send, shown = anyio.create_memory_object_stream[Shown](256)
     session = ChatSession(
         address,
@@ -127,6 +194,8 @@ def _join(args: argparse.Namespace) -> int:
         shown_send,
         history=max(0, args.history),
         give_up_after=None if interactive or args.listen else args.give_up_after,
+        ssl_context=tls,
+        token=args.token,
     )
 
     async def main() -> int:
@@ -148,9 +217,11 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = ServerConfig(
-        host=args.host, port=args.port, limits=Limits(max_text_bytes=args.max_text)
-    )
+    try:
+        config = _server_config(args)
+    except (ServeError, TlsSetupError, TokenFileError) as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
     failures: list[Exception] = []
     try:
         anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
@@ -159,6 +230,28 @@ def _serve(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ServeError("--tls-cert and --tls-key go together")
+    limits = Limits(
+        max_text_bytes=args.max_text,
+        rate_limit=max(0.0, args.rate_limit),
+        max_members_per_room=args.max_members_per_room,
+    )
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        transport=TransportLimits(
+            max_message_bytes=args.max_message_bytes, handshake_timeout=args.handshake_timeout
+        ),
+        ssl_context=server_context(args.tls_cert, args.tls_key) if args.tls_cert else None,
+        tokens=TokenBook(args.tokens, limits) if args.tokens else None,
+        max_conns_per_addr=max(0, args.max_conns_per_addr),
+        keepalive_idle=args.keepalive,
+    )
 
 
 async def _serve_until_signalled(config: ServerConfig, store_url: str, history: int) -> None:
@@ -171,9 +264,13 @@ async def _serve_until_signalled(config: ServerConfig, store_url: str, history: 
 
 async def _serve_with(server: ChatServer) -> None:
     async def stop_on_signal(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if server.config.tokens is not None:
+                        server.config.tokens.reload()
+                    continue
                 logging.getLogger("purechat.server").info(
                     "%s received: shutting down", signal.Signals(signum).name
                 )

@@ -12,6 +12,7 @@ import pytest
 import trio
 from grpc_tools import protoc
 
+from purechat.core import Limits
 from purechat.server import ChatServer, ServerConfig
 from tests.helpers import Harness
 
@@ -23,6 +24,8 @@ def start_server(nursery: trio.Nursery) -> Any:
     """Start a ChatServer on port 0 in the test's nursery; returns a Harness for it."""
 
     async def start(**config: Any) -> Harness:
+        # Tests send in bursts; the rate limit has tests of its own.
+        config.setdefault("limits", Limits(rate_limit=0))
         server = ChatServer(ServerConfig(port=0, **config))
         port = await nursery.start(server.serve)
         return Harness(server, port, nursery)

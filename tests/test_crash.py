@@ -10,6 +10,7 @@ import trio
 import trio.lowlevel
 
 from purechat.client.calls import V1Call, open_connection
+from purechat.core import Limits
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import SqliteStore
 from tests.helpers import Harness
@@ -17,7 +18,9 @@ from tests.processes import Lines, start
 
 
 async def _serve_process(nursery: trio.Nursery, db: Path) -> tuple[trio.Process, int]:
-    process = await start(nursery, "serve", "--port", "0", "--store", f"sqlite:///{db}")
+    process = await start(
+        nursery, "serve", "--port", "0", "--store", f"sqlite:///{db}", "--rate-limit", "0"
+    )
     line = await Lines(process.stdout).next()
     found = re.search(r":(\d+); history kept in (.+)$", line or "")
     assert found and found[2] == str(db), line
@@ -110,7 +113,8 @@ async def test_purechat_join_resumes_without_loss_or_duplicates_after_a_restart(
     db = tmp_path / "chat.db"
 
     async def serve(port: int) -> Harness:
-        server = ChatServer(ServerConfig(port=port), await SqliteStore.open(db))
+        config = ServerConfig(port=port, limits=Limits(rate_limit=0))
+        server = ChatServer(config, await SqliteStore.open(db))
         bound = await nursery.start(server.serve)
         return Harness(server, bound, nursery)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from purechat.core import Draft
+from purechat.core import Draft, Limits
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import Appended, MemoryStore, SqliteStore, Store, StoreError
@@ -22,6 +22,7 @@ async def _send_all(member: Member, texts: Sequence[str]) -> None:
 
 
 async def _start(nursery: trio.Nursery, store, **config) -> Harness:
+    config.setdefault("limits", Limits(rate_limit=0))
     server = ChatServer(ServerConfig(port=0, **config), store)
     port = await nursery.start(server.serve)
     return Harness(server, port, nursery)

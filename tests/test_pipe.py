@@ -9,6 +9,7 @@ from concurrent import futures
 import grpc
 import trio
 
+from purechat.core import Limits
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
@@ -105,7 +106,7 @@ async def test_lines_typed_while_the_server_is_down_arrive_once_after_it_returns
     nursery,
 ) -> None:
     async def serve(port: int) -> tuple[ChatServer, Harness]:
-        server = ChatServer(ServerConfig(port=port))
+        server = ChatServer(ServerConfig(port=port, limits=Limits(rate_limit=0)))
         bound = await nursery.start(server.serve)
         return server, Harness(server, bound, nursery)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import anyio
 import anyio.abc
 
@@ -21,10 +23,20 @@ from purechat.transport.protocol import CLIENT_LIMITS
 CONNECT_TIMEOUT = 10.0
 
 
-async def connect(host: str, port: int) -> anyio.abc.SocketStream:
-    """A TCP connection to the server; OSError (TimeoutError included) when there is none."""
+async def connect(
+    host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> anyio.abc.ByteStream:
+    """A connection to the server, TLS when ssl_context is set.
+
+    OSError (TimeoutError included) when there is none; ssl.SSLError (an OSError too)
+    when the TLS handshake fails.
+    """
     with anyio.fail_after(CONNECT_TIMEOUT):
-        return await anyio.connect_tcp(host, port)
+        if ssl_context is None:
+            return await anyio.connect_tcp(host, port)
+        return await anyio.connect_tcp(
+            host, port, ssl_context=ssl_context, tls_hostname=host, tls_standard_compatible=False
+        )
 
 
 async def open_connection(task_group: anyio.abc.TaskGroup, host: str, port: int) -> Connection:
@@ -39,7 +51,8 @@ class _Call:
     service = ""
     method = ""
 
-    def __init__(self, connection: Connection, *, authority: str, metadata: Metadata = ()):
+    def __init__(self, connection: Connection, *, authority: str, token: str | None = None):
+        metadata: Metadata = [("authorization", f"Bearer {token}")] if token else ()
         self.stream: Stream = connection.start_call(
             self.service, self.method, authority=authority, metadata=metadata
         )

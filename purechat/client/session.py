@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.client.display import Shown
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
+from purechat.transport.connection import NEVER_ANSWERED
 from purechat.transport.protocol import CLIENT_LIMITS
 
 _KINDS = {v1.Event.MESSAGE: "message", v1.Event.JOIN: "join", v1.Event.LEAVE: "leave"}
@@ -34,6 +36,10 @@ _FATAL = {
     StatusCode.PERMISSION_DENIED,
     StatusCode.FAILED_PRECONDITION,
 }
+
+
+# How long to wait before sending again when the server says we send too fast.
+RATE_LIMIT_PAUSE = 0.5
 
 
 class SessionError(Exception):
@@ -91,6 +97,8 @@ class ChatSession:
         history: int = 0,
         backoff: Backoff | None = None,
         give_up_after: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
     ):
         self.address = address
         self.name = name
@@ -108,6 +116,12 @@ class ChatSession:
         self._changed = anyio.Event()
         self._call: V1Call | LegacyCall | None = None
         self._switching = False
+        self._ssl_context = ssl_context
+        self._token = token
+        self._ever_joined = False
+        # Sends the server asked us to slow down for: sent again after a pause.
+        self._resend_after = 0.0
+        self._sent_here: dict[str, None] = {}
 
     # -- what the UI calls ---------------------------------------------
 
@@ -150,8 +164,14 @@ class ChatSession:
         while True:
             try:
                 joined, status = await self._connect_once()
+            except ssl.SSLError as error:
+                raise SessionError(f"TLS with {self.address} failed: {_reason(error)}.") from None
             except OSError as error:
                 joined, status = False, Status(StatusCode.UNAVAILABLE, _reason(error))
+            self._ever_joined = self._ever_joined or joined
+            if status is not None and _never_answered(status) and not self._ever_joined:
+                hint = "" if self._ssl_context else " (is it a TLS port? try --tls)"
+                raise SessionError(f"The server at {self.address} closed the connection{hint}.")
             if status is None:
                 return  # finished
             if joined:
@@ -177,14 +197,17 @@ class ChatSession:
 
     async def _connect_once(self) -> tuple[bool, Status | None]:
         """One connection: (whether we got into the room, the status it ended with)."""
-        sock = await connect(self.address.host, self.address.port)  # OSError when refused
+        sock = await connect(self.address.host, self.address.port, self._ssl_context)
         async with anyio.create_task_group() as task_group:
             connection = Connection(sock, GrpcProtocol(client_side=True, limits=CLIENT_LIMITS))
             await task_group.start(connection.run)
+            authority, token = str(self.address), self._token
             if self.legacy:
-                result = await self._run_legacy(LegacyCall(connection, authority=str(self.address)))
+                result = await self._run_legacy(
+                    LegacyCall(connection, authority=authority, token=token)
+                )
             else:
-                result = await self._run_v1(V1Call(connection, authority=str(self.address)))
+                result = await self._run_v1(V1Call(connection, authority=authority, token=token))
             task_group.cancel_scope.cancel()
         return result
 
@@ -223,7 +246,8 @@ class ChatSession:
         async def send(pending: _PendingSend) -> None:
             await call.send(pending.text, pending.client_msg_id, action=pending.action)
 
-        await self._write_pending(call, {}, send)
+        self._sent_here = {}
+        await self._write_pending(call, self._sent_here, send)
 
     async def _write_pending(
         self,
@@ -234,6 +258,8 @@ class ChatSession:
         """Send each pending message once on this stream; half-close once finished."""
         try:
             while True:
+                if (pause := self._resend_after - anyio.current_time()) > 0:
+                    await anyio.sleep(pause)
                 waiting = self._wait_change
                 for pending in list(self._pending.values()):
                     if pending.client_msg_id not in sent_here:
@@ -255,9 +281,21 @@ class ChatSession:
                 self._settle(frame.ack.client_msg_id)
             elif kind == "error":
                 error = frame.error
+                if error.code == v1.Error.RATE_LIMITED and error.client_msg_id in self._pending:
+                    self._retry_later(error.client_msg_id)
+                    continue
                 if self._settle(error.client_msg_id):
                     self.failures.append(error.message)
                 await self._shown.send(Shown("error", self.room, error.message))
+
+    def _retry_later(self, client_msg_id: str) -> None:
+        """The server said slow down: send it (and what follows) again after a pause."""
+        self._resend_after = anyio.current_time() + RATE_LIMIT_PAUSE
+        sent = list(self._sent_here)
+        if client_msg_id in sent:
+            for later in sent[sent.index(client_msg_id) :]:
+                del self._sent_here[later]
+        self._notify()
 
     async def _on_event(self, event: v1.Event) -> None:
         kind = _KINDS.get(event.kind, "gap")
@@ -345,6 +383,10 @@ class ChatSession:
 
 def _legacy_text(pending: _PendingSend) -> str:
     return f"/me {pending.text}" if pending.action else pending.text
+
+
+def _never_answered(status: Status) -> bool:
+    return bool(status.status_message == NEVER_ANSWERED)
 
 
 def _lost() -> Status:

@@ -15,7 +15,7 @@ from purechat.core.events import (
     RoomEvent,
     Welcome,
 )
-from purechat.core.hub import Hub, JoinRefused, Member, Outbox
+from purechat.core.hub import Hub, JoinRefused, Member, Outbox, RoomFull
 from purechat.core.limits import Limits
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "Outbox",
     "Outgoing",
     "RoomEvent",
+    "RoomFull",
     "Welcome",
 ]

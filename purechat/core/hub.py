@@ -29,6 +29,7 @@ from purechat.core.limits import (
     name_problem,
     room_problem,
 )
+from purechat.core.ratelimit import TokenBucket
 
 GUEST_NAME = "guest"
 
@@ -49,6 +50,10 @@ class JoinRefused(Exception):
     """A join with a name or room that breaks the rules; str() is a sentence."""
 
 
+class RoomFull(JoinRefused):
+    """The room has as many members as it may have."""
+
+
 @dataclass(eq=False)
 class Member:
     room: Room
@@ -65,6 +70,7 @@ class Member:
     # Original-contract members cannot be told that a send was refused later (by the
     # store): their stream is ended instead.
     hears_notices: bool = False
+    bucket: TokenBucket | None = None
 
 
 @dataclass(eq=False)
@@ -114,7 +120,11 @@ class Hub:
         last_seq numbers a room not yet known here (the store's newest message).
         """
         room = self._room(room_name, last_seq)
+        if len(room.members) >= self.limits.max_members_per_room:
+            raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
         member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq)
+        if self.limits.rate_limit > 0:
+            member.bucket = TokenBucket.full(self.limits.rate_limit, self._clock())
         room.members.append(member)
         return member
 
@@ -179,6 +189,14 @@ class Hub:
         refusal = self._refusal(text, client_msg_id)
         if refusal is None and (not member.present or member.name is None):
             refusal = Notice(ErrorCode.BAD_FRAME, "You are not in a room.", client_msg_id)
+        if refusal is None and member.bucket is not None and not member.bucket.take(self._clock()):
+            rate = self.limits.rate_limit
+            refusal = Notice(
+                ErrorCode.RATE_LIMITED,
+                f"Message not sent: slow down to {rate:g} messages a second "
+                f"(bursts of {2 * rate:g}).",
+                client_msg_id,
+            )
         if refusal is not None:
             member.outbox.offer(refusal)
             return refusal

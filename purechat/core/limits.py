@@ -13,6 +13,9 @@ class Limits:
     max_text_bytes: int = 4096
     max_name_chars: int = 32
     max_room_chars: int = 64
+    # Messages a second per member, with bursts of twice that; 0 turns it off.
+    rate_limit: float = 10.0
+    max_members_per_room: int = 50_000
 
 
 def has_control_characters(text: str) -> bool:

@@ -41,4 +41,29 @@ def unimplemented(path: str) -> Status:
     return Status(StatusCode.UNIMPLEMENTED, f"method {path} is not implemented")
 
 
+def unauthenticated() -> Status:
+    return Status(
+        StatusCode.UNAUTHENTICATED,
+        "a valid token is required (send 'authorization: Bearer TOKEN')",
+    )
+
+
+def too_many_connections(limit: int) -> Status:
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"too many connections from your address (at most {limit})",
+    )
+
+
+def room_full(reason: str) -> Status:
+    return Status(StatusCode.RESOURCE_EXHAUSTED, reason)
+
+
+def rate_limited(rate: float) -> Status:
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"too many messages: at most {rate:g} a second (bursts of {2 * rate:g})",
+    )
+
+
 OK = Status(StatusCode.OK)

@@ -17,7 +17,16 @@ import anyio
 import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
-from purechat.core import Draft, ErrorCode, Hub, JoinRefused, Member, Notice, Outgoing
+from purechat.core import (
+    Draft,
+    ErrorCode,
+    Hub,
+    JoinRefused,
+    Member,
+    Notice,
+    Outgoing,
+    RoomFull,
+)
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server import errors
@@ -94,11 +103,29 @@ async def _submit(services: Services, member: Member, draft: Draft | Notice) -> 
         await services.journal.submit(draft, member)
 
 
-async def serve_legacy(stream: Stream, services: Services) -> Status:
-    """/chat.ChatService/JoinChat: room lobby, name from the first message's user_id."""
+async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
+    """/chat.ChatService/JoinChat: room lobby, name from the token or the first user_id."""
     hub = services.hub
-    outbox = StreamOutbox(stream, services.outbox_size)
-    member = hub.attach(DEFAULT_ROOM, outbox, await services.known_last_seq(DEFAULT_ROOM))
+    last_seq = await services.known_last_seq(DEFAULT_ROOM)
+    with StreamOutbox(stream, services.outbox_size) as outbox:
+        try:
+            member = hub.attach(DEFAULT_ROOM, outbox, last_seq)
+        except RoomFull as full:
+            return errors.room_full(str(full))
+        try:
+            return await _legacy_member(stream, services, identity, outbox, member)
+        finally:
+            _leave(hub, member, stream)
+
+
+async def _legacy_member(
+    stream: Stream,
+    services: Services,
+    identity: str | None,
+    outbox: StreamOutbox,
+    member: Member,
+) -> Status:
+    hub = services.hub
 
     async def recent_lobby() -> Sequence[Outgoing]:
         return await catch_up(
@@ -120,24 +147,29 @@ async def serve_legacy(stream: Stream, services: Services) -> Status:
                 stream.end(errors.undecodable("chat.ChatMessage"))
                 return
             if member.name is None:
-                name = hub.claim_name(member, message.user_id)
+                name = hub.claim_name(member, identity or message.user_id)
                 log.info("%s joined %s from %s", name, member.room.name, stream.connection.peer)
             draft = hub.post(member, message.text)
-            if isinstance(draft, Notice) and draft.code is ErrorCode.TEXT_TOO_LONG:
-                stream.end(errors.text_too_long(hub.limits.max_text_bytes))
+            if isinstance(draft, Notice) and (ending := _legacy_ending(draft, hub)):
+                stream.end(ending)
                 return
             await _submit(services, member, draft)
         _leave(hub, member, stream)
         outbox.close()
 
-    with outbox:
-        try:
-            return await _run_member(stream, outbox, legacy_frame, read, recent_lobby)
-        finally:
-            _leave(hub, member, stream)
+    return await _run_member(stream, outbox, legacy_frame, read, recent_lobby)
 
 
-async def serve_v1(stream: Stream, services: Services) -> Status:
+def _legacy_ending(refusal: Notice, hub: Hub) -> Status | None:
+    """The original contract cannot carry an error and go on: these end its stream."""
+    if refusal.code is ErrorCode.TEXT_TOO_LONG:
+        return errors.text_too_long(hub.limits.max_text_bytes)
+    if refusal.code is ErrorCode.RATE_LIMITED:
+        return errors.rate_limited(hub.limits.rate_limit)
+    return None
+
+
+async def serve_v1(stream: Stream, services: Services, identity: str | None) -> Status:
     """/purechat.v1.Chat/Connect: Join first, then Sends; errors are frames, not endings."""
     hub = services.hub
     raw = await stream.receive()
@@ -153,7 +185,10 @@ async def serve_v1(stream: Stream, services: Services) -> Status:
     outbox = StreamOutbox(stream, services.outbox_size)
     with outbox:
         try:
-            member = hub.join(room, join.name, outbox, await services.known_last_seq(room))
+            name = identity or join.name
+            member = hub.join(room, name, outbox, await services.known_last_seq(room))
+        except RoomFull as full:
+            return errors.room_full(str(full))
         except JoinRefused as refusal:
             return errors.join_refused(str(refusal))
         log.info("%s joined %s from %s", member.name, member.room.name, stream.connection.peer)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+from collections import Counter
 from dataclasses import dataclass, field
 
 import anyio
@@ -10,9 +12,11 @@ import anyio.abc
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from anyio.streams.stapled import MultiListener
+from anyio.streams.tls import TLSStream
 
 from purechat.core import EndReason, Hub, Limits
 from purechat.server import errors
+from purechat.server.auth import TokenBook
 from purechat.server.errors import status_for_end
 from purechat.server.journal import Journal
 from purechat.server.members import Services, serve_legacy, serve_v1
@@ -30,6 +34,17 @@ class ServeError(Exception):
     """The server cannot start; str() is a sentence for a person."""
 
 
+class _HandshakeFailed(Exception):
+    """A new connection did not get as far as HTTP/2."""
+
+
+def _address_of(sock: anyio.abc.SocketStream) -> str:
+    try:
+        return str(sock.extra(anyio.abc.SocketAttribute.remote_address)[0])
+    except (anyio.TypedAttributeLookupError, IndexError, TypeError):
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -42,6 +57,16 @@ class ServerConfig:
     shutdown_grace: float = 3.0
     # Recent lobby messages sent to an original-contract client when it arrives.
     legacy_history: int = 20
+    # TLS for every connection when set (with ALPN h2, as gRPC clients require).
+    ssl_context: ssl.SSLContext | None = None
+    # Bearer tokens every call must carry, when set; names come from them.
+    tokens: TokenBook | None = None
+    # Connections one client address may hold at once; 0 for no limit.
+    max_conns_per_addr: int = 64
+    # A connection silent this long is pinged; one that does not answer in
+    # keepalive_timeout more is removed, so a vanished peer goes within a minute.
+    keepalive_idle: float = 30.0
+    keepalive_timeout: float = 20.0
 
 
 class ChatServer:
@@ -65,6 +90,7 @@ class ChatServer:
             legacy_history=self.config.legacy_history,
         )
         self._connections: set[Connection] = set()
+        self._per_address: Counter[str] = Counter()
         self._shutdown_requested = anyio.Event()
         self._all_closed = anyio.Event()
         self._stopped = anyio.Event()
@@ -84,6 +110,7 @@ class ChatServer:
             async with listener, anyio.create_task_group() as connections:
                 connections.start_soon(self._journal.run)
                 connections.start_soon(self._flusher.run)
+                connections.start_soon(self._keep_alive)
                 async with anyio.create_task_group() as acceptors:
                     for sub in listener.listeners:
                         acceptors.start_soon(self._accept_loop, sub, connections)
@@ -125,29 +152,81 @@ class ChatServer:
             connections.start_soon(self._serve_connection, sock)
 
     async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
-        protocol = GrpcProtocol(client_side=False, limits=self.config.transport)
-        connection = Connection(sock, protocol, self._flusher)
-        self._connections.add(connection)
-        log.debug("%s connected", connection.peer)
+        address = _address_of(sock)
+        self._per_address[address] += 1
         try:
-            await connection.run(self._handle_call)
+            stream: anyio.abc.ByteStream = sock
+            if self.config.ssl_context is not None:
+                stream = await self._tls(sock)
+            limit = self.config.max_conns_per_addr
+            handler = self._handle_call
+            if limit and self._per_address[address] > limit:
+                log.warning("%s: more than %d connections from this address", address, limit)
+                handler = self._refuse_crowded
+            protocol = GrpcProtocol(client_side=False, limits=self.config.transport)
+            connection = Connection(stream, protocol, self._flusher)
+            self._connections.add(connection)
+            log.debug("%s connected", connection.peer)
+            try:
+                await connection.run(handler)
+            finally:
+                self._connections.discard(connection)
+                log.debug("%s disconnected", connection.peer)
+                if not self._connections and self._shutdown_requested.is_set():
+                    self._all_closed.set()
+        except _HandshakeFailed as failure:
+            log.info("%s: %s", address, failure)
+            await anyio.aclose_forcefully(sock)
         except Exception:
-            log.exception("%s: connection failed", connection.peer)
+            log.exception("%s: connection failed", address)
         finally:
-            self._connections.discard(connection)
-            log.debug("%s disconnected", connection.peer)
-            if not self._connections and self._shutdown_requested.is_set():
-                self._all_closed.set()
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
+
+    async def _tls(self, sock: anyio.abc.SocketStream) -> anyio.abc.ByteStream:
+        """The TLS handshake, within the handshake timeout."""
+        assert self.config.ssl_context is not None
+        try:
+            with anyio.fail_after(self.config.transport.handshake_timeout):
+                return await TLSStream.wrap(
+                    sock,
+                    server_side=True,
+                    ssl_context=self.config.ssl_context,
+                    standard_compatible=False,
+                )
+        except TimeoutError:
+            raise _HandshakeFailed("no TLS handshake in time") from None
+        except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as error:
+            raise _HandshakeFailed(f"TLS handshake failed: {error}") from None
 
     async def _handle_call(self, stream: Stream) -> Status:
         request = stream.request
         assert request is not None
         service, method = request.service_name, request.method_name
+        identity = None
+        if self.config.tokens is not None:
+            identity = self.config.tokens.name_for(stream.metadata)
+            if identity is None:
+                return errors.unauthenticated()
         if (service, method) == (LEGACY_SERVICE, "JoinChat"):
-            return await serve_legacy(stream, self._services)
+            return await serve_legacy(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Connect"):
-            return await serve_v1(stream, self._services)
+            return await serve_v1(stream, self._services, identity)
         return errors.unimplemented(f"/{service}/{method}")
+
+    async def _refuse_crowded(self, stream: Stream) -> Status:
+        stream.connection.close_gracefully()
+        return errors.too_many_connections(self.config.max_conns_per_addr)
+
+    async def _keep_alive(self) -> None:
+        """Ping silent connections; drop those that do not answer (one task for all)."""
+        idle, timeout = self.config.keepalive_idle, self.config.keepalive_timeout
+        while True:
+            await anyio.sleep(min(idle, timeout) / 2)
+            now = anyio.current_time()
+            for connection in list(self._connections):
+                connection.keepalive(now, idle, timeout)
 
     async def _close_everything(self) -> None:
         """End every member with UNAVAILABLE and give the statuses time to be delivered."""

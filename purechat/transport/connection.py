@@ -36,7 +36,9 @@ from purerpc.grpclib.exceptions import ProtocolError
 from purechat.transport.flusher import Flusher
 from purechat.transport.protocol import (
     ConnectionTerminated,
+    Flood,
     GrpcProtocol,
+    PingAcknowledged,
     StreamRefused,
     StreamReset,
 )
@@ -52,6 +54,11 @@ READ_SIZE = 65536
 # senders wait: a peer that opens its windows but does not read cannot grow us.
 OUTBOUND_HIGH_WATER = 1024 * 1024
 CONTENT_TYPE_SUFFIX = "+proto"
+# The status of calls on a connection that closed before the peer sent anything:
+# most likely a TLS port spoken to in plain text, or not a gRPC server at all.
+NEVER_ANSWERED = "the server closed the connection without answering"
+# Bytes waiting for a peer that does not read, past which it is dropped.
+MAX_OUTBOUND = 8 * 1024 * 1024
 # How long a closing connection waits for the peer to close after our GOAWAY.
 LINGER_SECONDS = 1.0
 
@@ -295,6 +302,10 @@ class Connection:
         self.streams: dict[int, Stream] = {}
         self._closing = False
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._handshake = anyio.CancelScope()
+        self._ping_sent_at: float | None = None
+        self.last_heard = anyio.current_time()
+        self.heard_from_peer = False
         self.peer = _peer_name(sock)
 
     async def run(
@@ -318,7 +329,10 @@ class Connection:
                     task_group.cancel_scope.cancel()
         finally:
             self._task_group = None
-            lost = Status(StatusCode.UNAVAILABLE, "connection lost")
+            lost = Status(
+                StatusCode.UNAVAILABLE,
+                "connection lost" if self.heard_from_peer else NEVER_ANSWERED,
+            )
             for stream in list(self.streams.values()):
                 stream._mark_gone(lost)
             self.streams.clear()
@@ -496,19 +510,47 @@ class Connection:
     async def _read_until_closed(
         self, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
     ) -> None:
-        while True:
-            try:
-                data = await self._sock.receive(READ_SIZE)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                return
-            try:
-                events = self.protocol.receive_data(data)
-            except (h2.exceptions.H2Error, ProtocolError) as error:
-                log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
-                return
-            for event in events:
-                self._dispatch(event, handle_call, task_group)
-            self.wake_writer()
+        """Read and dispatch until the peer goes; a server-side peer that has not made
+        its first call within the handshake timeout is dropped."""
+        limits = self.protocol.limits
+        deadline = anyio.current_time() + limits.handshake_timeout if handle_call else math.inf
+        with anyio.CancelScope(deadline=deadline) as self._handshake:
+            while True:
+                try:
+                    data = await self._sock.receive(READ_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    return
+                self.last_heard = anyio.current_time()
+                self.heard_from_peer = True
+                try:
+                    events = self.protocol.receive_data(data, self.last_heard)
+                except Flood as flood:
+                    log.warning("%s: flood (%s); closing", self.peer, flood)
+                    self.flush_now()  # the GOAWAY saying why, if the socket takes it
+                    return
+                except (h2.exceptions.H2Error, ProtocolError) as error:
+                    log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
+                    return
+                for event in events:
+                    self._dispatch(event, handle_call, task_group)
+                if self.outbound_pending() > MAX_OUTBOUND:
+                    log.warning("%s: peer makes us write but does not read; closing", self.peer)
+                    return
+                self.wake_writer()
+        if self._handshake.cancelled_caught:
+            log.info("%s: no call within %ss; closing", self.peer, limits.handshake_timeout)
+
+    def keepalive(self, now: float, idle: float, timeout: float) -> None:
+        """Ping a peer silent for `idle` seconds; drop it if a ping went unanswered `timeout`."""
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at > timeout:
+                log.info("%s: no answer to a keepalive ping in %ss; closing", self.peer, timeout)
+                self._stop()
+        elif now - self.last_heard > idle:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.protocol.ping()
+                self._ping_sent_at = now
+                self.wake_writer()
 
     def _dispatch(
         self, event: Event, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
@@ -523,10 +565,14 @@ class Connection:
         if isinstance(event, ConnectionTerminated):
             self.close_gracefully()
             return
+        if isinstance(event, PingAcknowledged):
+            self._ping_sent_at = None
+            return
         if isinstance(event, RequestReceived):
             if handle_call is None or self._closing:
                 self.protocol.reset(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
+            self._handshake.deadline = math.inf  # a call: the handshake is done
             call = Stream(self, event.stream_id, event)
             self.streams[event.stream_id] = call
             task_group.start_soon(self._serve_call, call, handle_call)

@@ -34,6 +34,12 @@ class TransportLimits:
     max_concurrent_streams: int = 100
     # A socket write that makes no progress for this long ends the connection.
     write_timeout: float = 30.0
+    # A new connection must have sent its first call within this long.
+    handshake_timeout: float = 10.0
+    # Per connection and per 10 seconds: more stream resets, pings or settings
+    # frames than this from the peer is a flood (CVE-2023-44487 and its cousins).
+    max_resets: int = 200
+    max_control_frames: int = 200
     # Per-stream receive window; None derives it from max_message_bytes.
     receive_window: int | None = None
 
@@ -107,6 +113,20 @@ class _CompactSettings(h2.settings.Settings):  # type: ignore[misc]
         super().__setitem__(key, value)
 
 
+class PingAcknowledged(Event):  # type: ignore[misc]
+    """The peer answered a keepalive ping."""
+
+    def __init__(self) -> None:
+        self.stream_id = 0
+
+
+class Flood(Exception):
+    """The peer sends control frames or resets faster than any client needs to."""
+
+
+FLOOD_WINDOW_SECONDS = 10.0
+
+
 class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
     def __init__(self, *, client_side: bool, limits: TransportLimits | None = None):
         self.limits = limits or TransportLimits()
@@ -119,6 +139,9 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         # that goes away returns its share of the connection window.
         self._unacked: dict[int, int] = {}
         self._compact()
+        self._flood_window_start = 0.0
+        self._resets = 0
+        self._control_frames = 0
 
     def _set_h2_connection_local_settings(self) -> None:
         self.h2_connection.remote_settings = _CompactSettings(client=not self.config.client_side)
@@ -175,6 +198,35 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
             for message, length in buffer.read_all_complete_messages_flowcontrol()
         ]
 
+    def receive_data(self, data: bytes, now: float = 0.0) -> list[Event]:
+        """purerpc's receive_data, dispatching by type, and counting what floods."""
+        if now - self._flood_window_start > FLOOD_WINDOW_SECONDS:
+            self._flood_window_start, self._resets, self._control_frames = now, 0, 0
+        events: list[Event] = []
+        for event in self.h2_connection.receive_data(data):
+            if isinstance(event, h2.events.StreamReset):
+                self._resets += 1
+            elif isinstance(event, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
+                self._control_frames += 1
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                events.extend(handler(self, event))
+        limits = self.limits
+        if self._resets > limits.max_resets or self._control_frames > limits.max_control_frames:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.h2_connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            raise Flood(
+                f"{self._resets} stream resets and {self._control_frames} pings or settings "
+                f"in {FLOOD_WINDOW_SECONDS:g}s"
+            )
+        return events
+
+    def ping(self) -> None:
+        self.h2_connection.ping(b"purechat")
+
+    def _ping_acknowledged(self, event: h2.events.PingAckReceived) -> list[Event]:
+        return [PingAcknowledged()]
+
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         self.forget_stream(event.stream_id)
         return [StreamReset(event.stream_id, int(event.error_code))]
@@ -214,3 +266,19 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self.forget_stream(stream_id)
         with contextlib.suppress(h2.exceptions.H2Error):
             self.h2_connection.reset_stream(stream_id, error_code)
+
+
+# h2 event type -> GrpcProtocol method, as purerpc's receive_data dispatches them.
+_HANDLERS: dict[type[Any], Any] = {
+    h2.events.RequestReceived: GrpcProtocol._request_received,
+    h2.events.ResponseReceived: GrpcProtocol._response_received,
+    h2.events.TrailersReceived: GrpcProtocol._trailers_received,
+    h2.events.InformationalResponseReceived: GrpcProtocol._informational_response_received,
+    h2.events.DataReceived: GrpcProtocol._data_received,
+    h2.events.WindowUpdated: GrpcProtocol._window_updated,
+    h2.events.RemoteSettingsChanged: GrpcProtocol._remote_settings_changed,
+    h2.events.PingAckReceived: GrpcProtocol._ping_acknowledged,
+    h2.events.StreamEnded: GrpcProtocol._stream_ended,
+    h2.events.StreamReset: GrpcProtocol._stream_reset,
+    h2.events.ConnectionTerminated: GrpcProtocol._connection_terminated,
+}
