@@ -217,6 +217,9 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # h2 and hpack log every header at debug level, bearer tokens included.
+    for chatty in ("h2", "hpack"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         config = _server_config(args)
     except (ServeError, TlsSetupError, TokenFileError) as error:

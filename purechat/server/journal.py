@@ -21,55 +21,88 @@ log = logging.getLogger("purechat.server")
 # Drafts waiting for the store; senders wait (and so are slowed by flow control)
 # beyond this.
 QUEUE_SIZE = 4096
+_Entry = tuple[Draft, Member, "InFlight"]
 MAX_BATCH = 1024
+
+
+class InFlight:
+    """One member's drafts that the store has not answered yet.
+
+    A client that half-closes after sending is owed its own messages back: the call
+    ends only once these are published.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: anyio.Event | None = None
+
+    def add(self) -> None:
+        self.count += 1
+
+    def done(self) -> None:
+        self.count -= 1
+        if not self.count and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        while self.count:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
 
 class Journal:
     def __init__(self, hub: Hub, store: Store):
         self.hub = hub
         self.store = store
-        self._send: MemoryObjectSendStream[tuple[Draft, Member]]
-        self._receive: MemoryObjectReceiveStream[tuple[Draft, Member]]
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[Draft, Member]](
-            QUEUE_SIZE
-        )
+        self._send: MemoryObjectSendStream[_Entry]
+        self._receive: MemoryObjectReceiveStream[_Entry]
+        self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
 
-    async def submit(self, draft: Draft, sender: Member) -> None:
+    async def submit(self, draft: Draft, sender: Member, in_flight: InFlight) -> None:
         """Queue a draft; its sender gets an ack (or a refusal) once the store answers.
 
         Without yielding while there is room: a reader that yielded per message would
         hand the journal one message per scheduler pass, and every member's writer
         would wake once per message instead of once per batch.
         """
+        in_flight.add()
         try:
-            self._send.send_nowait((draft, sender))
+            self._send.send_nowait((draft, sender, in_flight))
         except anyio.WouldBlock:
-            await self._send.send((draft, sender))
+            await self._send.send((draft, sender, in_flight))
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._send.close()
+        self._receive.close()
 
     async def run(self) -> None:
-        """Commit and publish until cancelled."""
-        with self._send, self._receive:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                await self._commit(batch)
+        """Commit and publish until cancelled (within `with journal:`)."""
+        async for first in self._receive:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Draft, Member]]) -> None:
+    async def _commit(self, batch: list[_Entry]) -> None:
         try:
-            results = await self.store.append([draft for draft, _ in batch])
+            results = await self.store.append([draft for draft, _, _ in batch])
         except StoreError as error:
             log.error("%s; %d message(s) refused", error, len(batch))
-            for draft, sender in batch:
+            for draft, sender, in_flight in batch:
                 notice = Notice(
                     ErrorCode.STORE_UNAVAILABLE,
                     "Message not sent: the server cannot store messages right now.",
                     draft.client_msg_id,
                 )
                 self.hub.refuse(sender, notice)
+                in_flight.done()
             return
-        for (draft, sender), result in zip(batch, results, strict=True):
+        for (draft, sender, in_flight), result in zip(batch, results, strict=True):
             self.hub.publish(draft, result.seq, duplicate=result.duplicate, sender=sender)
+            in_flight.done()

@@ -31,7 +31,7 @@ from purechat.core.limits import DEFAULT_ROOM
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server import errors
 from purechat.server.history import catch_up
-from purechat.server.journal import Journal
+from purechat.server.journal import InFlight, Journal
 from purechat.server.outbox import StreamOutbox
 from purechat.server.wire import legacy_frame, v1_frame
 from purechat.store import Store
@@ -98,9 +98,11 @@ async def _run_member(
     return errors.OK
 
 
-async def _submit(services: Services, member: Member, draft: Draft | Notice) -> None:
+async def _submit(
+    services: Services, member: Member, draft: Draft | Notice, in_flight: InFlight
+) -> None:
     if isinstance(draft, Draft):
-        await services.journal.submit(draft, member)
+        await services.journal.submit(draft, member, in_flight)
 
 
 async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
@@ -126,6 +128,7 @@ async def _legacy_member(
     member: Member,
 ) -> Status:
     hub = services.hub
+    in_flight = InFlight()
 
     async def recent_lobby() -> Sequence[Outgoing]:
         return await catch_up(
@@ -153,7 +156,8 @@ async def _legacy_member(
             if isinstance(draft, Notice) and (ending := _legacy_ending(draft, hub)):
                 stream.end(ending)
                 return
-            await _submit(services, member, draft)
+            await _submit(services, member, draft, in_flight)
+        await in_flight.wait_idle()  # the client is owed its own messages back
         _leave(hub, member, stream)
         outbox.close()
 
@@ -172,6 +176,7 @@ def _legacy_ending(refusal: Notice, hub: Hub) -> Status | None:
 async def serve_v1(stream: Stream, services: Services, identity: str | None) -> Status:
     """/purechat.v1.Chat/Connect: Join first, then Sends; errors are frames, not endings."""
     hub = services.hub
+    in_flight = InFlight()
     raw = await stream.receive()
     if raw is None:
         return errors.OK  # gone before joining
@@ -204,9 +209,10 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
                 if kind == "send":
                     send = frame.send
                     draft = hub.post(member, send.text, send.client_msg_id, action=send.action)
-                    await _submit(services, member, draft)
+                    await _submit(services, member, draft, in_flight)
                 else:
                     outbox.offer(Notice(ErrorCode.BAD_FRAME, _misplaced(kind, member)))
+            await in_flight.wait_idle()  # acks for what it sent come before the end
             _leave(hub, member, stream)
             outbox.close()
 

@@ -107,20 +107,26 @@ class ChatServer:
         """Listen and serve until shutdown(); reports the bound port through task_status."""
         try:
             listener = await self._listen()
-            async with listener, anyio.create_task_group() as connections:
-                connections.start_soon(self._journal.run)
-                connections.start_soon(self._flusher.run)
-                connections.start_soon(self._keep_alive)
-                async with anyio.create_task_group() as acceptors:
-                    for sub in listener.listeners:
-                        acceptors.start_soon(self._accept_loop, sub, connections)
-                    task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-                    await self._shutdown_requested.wait()
-                    acceptors.cancel_scope.cancel()
-                await self._close_everything()
-                connections.cancel_scope.cancel()
+            with self._journal:
+                await self._serve_on(listener, task_status)
         finally:
             self._stopped.set()
+
+    async def _serve_on(
+        self, listener: MultiListener[anyio.abc.SocketStream], task_status: TaskStatus[int]
+    ) -> None:
+        async with listener, anyio.create_task_group() as connections:
+            connections.start_soon(self._journal.run)
+            connections.start_soon(self._flusher.run)
+            connections.start_soon(self._keep_alive)
+            async with anyio.create_task_group() as acceptors:
+                for sub in listener.listeners:
+                    acceptors.start_soon(self._accept_loop, sub, connections)
+                task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+                await self._shutdown_requested.wait()
+                acceptors.cancel_scope.cancel()
+            await self._close_everything()
+            connections.cancel_scope.cancel()
 
     async def stopped(self) -> None:
         """Wait until serve() has returned."""

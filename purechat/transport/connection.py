@@ -57,6 +57,8 @@ CONTENT_TYPE_SUFFIX = "+proto"
 # The status of calls on a connection that closed before the peer sent anything:
 # most likely a TLS port spoken to in plain text, or not a gRPC server at all.
 NEVER_ANSWERED = "the server closed the connection without answering"
+# How long a connection closed for misbehaving tries to tell the peer why.
+LAST_WORDS_SECONDS = 1.0
 # Bytes waiting for a peer that does not read, past which it is dropped.
 MAX_OUTBOUND = 8 * 1024 * 1024
 # How long a closing connection waits for the peer to close after our GOAWAY.
@@ -247,9 +249,9 @@ class Stream:
         self._finish_incoming()
 
     def _refused(self, status: Status) -> None:
-        """This stream broke a rule: end the call with status, or reset it."""
-        if self.scope is not None:
-            self.end(status)
+        """This stream broke a rule: end the call with status (server), or reset it."""
+        if self.request is not None:
+            self.end(status)  # its call task closes it with status, started or not
         else:
             self.connection.protocol.reset(self.stream_id)
             self._mark_gone(status)
@@ -297,6 +299,7 @@ class Connection:
         self._unsent = b""
         self._writer_running = False
         self._writer_sending = False
+        self._writer_stopped: anyio.Event | None = None
         self._wake: anyio.Event | None = None
         self._drained: anyio.Event | None = None
         self.streams: dict[int, Stream] = {}
@@ -453,6 +456,8 @@ class Connection:
                 await self._write_loop(stalled, write_timeout=timeout)
             finally:
                 self._writer_running = False
+                if self._writer_stopped is not None:
+                    self._writer_stopped.set()
         if stalled.cancelled_caught:
             log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
             self._stop()
@@ -526,7 +531,7 @@ class Connection:
                     events = self.protocol.receive_data(data, self.last_heard)
                 except Flood as flood:
                     log.warning("%s: flood (%s); closing", self.peer, flood)
-                    self.flush_now()  # the GOAWAY saying why, if the socket takes it
+                    await self._last_words()
                     return
                 except (h2.exceptions.H2Error, ProtocolError) as error:
                     log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
@@ -539,6 +544,18 @@ class Connection:
                 self.wake_writer()
         if self._handshake.cancelled_caught:
             log.info("%s: no call within %ss; closing", self.peer, limits.handshake_timeout)
+
+    async def _last_words(self) -> None:
+        """Give what is queued (the GOAWAY saying why) a moment to reach the peer."""
+        with anyio.move_on_after(LAST_WORDS_SECONDS):
+            while self._writer_running:
+                self._writer_stopped = anyio.Event()
+                await self._writer_stopped.wait()
+            data = self._unsent + self.protocol.data_to_send()
+            self._unsent = b""
+            if data:
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await self._sock.send(data)
 
     def keepalive(self, now: float, idle: float, timeout: float) -> None:
         """Ping a peer silent for `idle` seconds; drop it if a ping went unanswered `timeout`."""
@@ -613,6 +630,9 @@ class Connection:
         try:
             with anyio.CancelScope() as scope:
                 stream.scope = scope
+                if stream.gone is not None or stream.end_status is not None:
+                    # Reset or refused before its task ran (a rapid reset costs no handler).
+                    scope.cancel()
                 try:
                     status = await handle_call(stream)
                 except StreamGone:

@@ -1,0 +1,24 @@
+"""Waiting on what gives no event to wait on: another process, or a server's own timer.
+
+Everywhere else tests wait on events. Here the change happens in another process (a
+token file reloaded on SIGHUP) or on a timer inside the server (keepalive), so the
+only way to see it is to look again; the enclosing trio.fail_after bounds the wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+POLL_SECONDS = 0.05
+
+
+async def eventually(probe: Callable[[], Awaitable[object]], expected: object) -> None:
+    while await probe() != expected:  # noqa: ASYNC110
+        await trio.sleep(POLL_SECONDS)
+
+
+async def settles(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110
+        await trio.sleep(POLL_SECONDS)
