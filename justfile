@@ -29,3 +29,7 @@ bench:
 # A seconds-long run of the benchmark machinery, as CI runs it (not a measurement).
 bench-smoke:
     python bench/run.py --smoke
+
+# Where the server spends its time (py-spy), fan-out at 100 members; RATE=0 is flat out.
+profile RATE="0":
+    python bench/profile.py {{RATE}}
