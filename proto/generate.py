@@ -12,10 +12,19 @@ from pathlib import Path
 PROTO_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = PROTO_DIR.parent / "purechat" / "pb"
 PROTO_FILES = ("chat.proto", "purechat_v1.proto")
+# The standard gRPC services purechat serves. They go into a descriptor set loaded into
+# a pool of purechat's own, not into generated modules: grpcio's health and reflection
+# packages register the same file names in protobuf's default pool.
+STANDARD_FILES = (
+    "grpc/health/v1/health.proto",
+    "grpc/reflection/v1/reflection.proto",
+    "grpc/reflection/v1alpha/reflection.proto",
+)
+STANDARD_SET = "standard_services.binpb"
 
 
 def generate(out_dir: Path) -> None:
-    """Write <name>_pb2.py and .pyi for every file in PROTO_FILES into out_dir."""
+    """Write <name>_pb2.py and .pyi for PROTO_FILES, and STANDARD_SET, into out_dir."""
     from grpc_tools import protoc  # noqa: PLC0415 -- a dev dependency, needed only here
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -31,6 +40,16 @@ def generate(out_dir: Path) -> None:
         )
         if status != 0:
             raise SystemExit(f"protoc failed on {name} (exit status {status})")
+    status = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"--proto_path={PROTO_DIR}",
+            f"--descriptor_set_out={out_dir / STANDARD_SET}",
+            *(str(PROTO_DIR / name) for name in STANDARD_FILES),
+        ]
+    )
+    if status != 0:
+        raise SystemExit(f"protoc failed on the standard services (exit status {status})")
 
 
 if __name__ == "__main__":

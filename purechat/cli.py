@@ -9,26 +9,40 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import anyio
 import anyio.abc
+from google.protobuf.message import Message
 
 from purechat import __version__
+from purechat.client.admin import AdminError, print_members, print_rooms
+from purechat.client.admin import call as admin_call
 from purechat.client.display import Shown
 from purechat.client.interactive import run_interactive
 from purechat.client.pipe import Output, run_pipe
 from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
+from purechat.logs import configure as configure_logging
+from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServeError, ServerConfig
 from purechat.server.auth import TokenBook, TokenFileError
+from purechat.settings import SettingsError, config_path, defaults_from
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
 from purechat.tls import TlsSetupError, client_context, server_context
 from purechat.transport import TransportLimits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, serve = _parser()
+    if argv[:1] == ["serve"]:
+        try:
+            serve.set_defaults(**defaults_from(serve, config_path(argv[1:])))
+        except SettingsError as error:
+            print(f"purechat: {error}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -39,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
         prog="purechat", description="A chat server and terminal client over gRPC."
     )
@@ -50,9 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run a chat server",
         description="Run a chat server. Clients of the original chat.ChatService contract "
-        "land in room lobby; purechat clients choose their room.",
+        "land in room lobby; purechat clients choose their room. Every option can also be "
+        "set in a TOML file (--config; keys named like the options) or as PURECHAT_<NAME> "
+        "(e.g. PURECHAT_RATE_LIMIT=5); the command line wins, then the environment.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks one")
     serve.add_argument(
@@ -97,7 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         help="largest gRPC message accepted",
     )
     serve.add_argument(
-        "--max-members-per-room", type=int, default=limits.max_members_per_room, metavar="N"
+        "--max-members-per-room",
+        type=int,
+        default=limits.max_members_per_room,
+        metavar="N",
+        help="members one room may have",
     )
     serve.add_argument(
         "--max-conns-per-addr",
@@ -121,10 +142,19 @@ def _parser() -> argparse.ArgumentParser:
         help="ping connections silent this long; drop those that do not answer",
     )
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off unless set)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="how much to log (to stderr)",
+    )
+    serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="log line format"
     )
     serve.set_defaults(run=_serve)
 
@@ -137,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "every line, 1 with the reason on stderr when it cannot deliver them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    join.add_argument("--server", default="127.0.0.1:50051", help="server address, HOST:PORT")
+    _add_connection_options(join)
     join.add_argument("--name", default=_login_name(), help="the name you ask for")
     join.add_argument("--room", default="lobby", help="room to join")
     join.add_argument(
@@ -147,15 +177,6 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument(
         "--listen", action="store_true", help="ignore stdin; print events until interrupted"
     )
-    join.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
-    join.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
-    )
-    join.add_argument(
-        "--token",
-        default=os.environ.get("PURECHAT_TOKEN"),
-        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
-    )
     join.add_argument(
         "--give-up-after",
         type=float,
@@ -164,7 +185,55 @@ def _parser() -> argparse.ArgumentParser:
         help="pipe mode: fail when the server stays unreachable this long",
     )
     join.set_defaults(run=_join)
-    return parser
+
+    for name, summary, run in (
+        ("rooms", "list a running server's rooms", _rooms),
+        ("who", "list the members of a room on a running server", _who),
+    ):
+        admin = commands.add_parser(name, help=summary, description=summary.capitalize() + ".")
+        if name == "who":
+            admin.add_argument("room", help="room whose members to list")
+        _add_connection_options(admin)
+        admin.set_defaults(run=run)
+    return parser, serve
+
+
+def _add_connection_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--server", default="127.0.0.1:50051", help="server address, HOST:PORT")
+    command.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
+    command.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
+    )
+    command.add_argument(
+        "--token",
+        default=os.environ.get("PURECHAT_TOKEN"),
+        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
+    )
+
+
+def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[Message]) -> int:
+    try:
+        address = Address.parse(args.server)
+        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+        answer = anyio.run(
+            partial(admin_call, address, method, request, reply, ssl_context=tls, token=args.token),
+            backend="trio",
+        )
+    except (ValueError, TlsSetupError, AdminError) as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
+    (print_rooms if method == "ListRooms" else print_members)(answer)
+    return 0
+
+
+def _rooms(args: argparse.Namespace) -> int:
+    return _admin(args, "ListRooms", v1.ListRoomsRequest(), v1.ListRoomsResponse)
+
+
+def _who(args: argparse.Namespace) -> int:
+    return _admin(
+        args, "ListMembers", v1.ListMembersRequest(room=args.room), v1.ListMembersResponse
+    )
 
 
 def _login_name() -> str:
@@ -212,14 +281,7 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # h2 and hpack log every header at debug level, bearer tokens included.
-    for chatty in ("h2", "hpack"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format)
     try:
         config = _server_config(args)
     except (ServeError, TlsSetupError, TokenFileError) as error:
@@ -254,6 +316,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         tokens=TokenBook(args.tokens, limits) if args.tokens else None,
         max_conns_per_addr=max(0, args.max_conns_per_addr),
         keepalive_idle=args.keepalive,
+        metrics_port=args.metrics_port,
     )
 
 

@@ -21,12 +21,16 @@ PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
 
 @pytest.fixture
 def start_server(nursery: trio.Nursery) -> Any:
-    """Start a ChatServer on port 0 in the test's nursery; returns a Harness for it."""
+    """Start a ChatServer on port 0 in the test's nursery; returns a Harness for it.
+
+    Keyword arguments are ServerConfig fields, and `store` for the server's store.
+    """
 
     async def start(**config: Any) -> Harness:
         # Tests send in bursts; the rate limit has tests of its own.
         config.setdefault("limits", Limits(rate_limit=0))
-        server = ChatServer(ServerConfig(port=0, **config))
+        store = config.pop("store", None)
+        server = ChatServer(ServerConfig(port=0, **config), store)
         port = await nursery.start(server.serve)
         return Harness(server, port, nursery)
 

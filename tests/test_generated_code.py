@@ -31,3 +31,11 @@ def test_committed_code_matches_proto(tmp_path: Path, suffix: str) -> None:
         fresh = (tmp_path / name).read_text()
         committed = (ROOT / "purechat" / "pb" / name).read_text()
         assert committed == fresh, f"purechat/pb/{name} is stale: run `just proto`"
+
+
+def test_committed_standard_services_match_proto(tmp_path: Path) -> None:
+    generator = _generator()
+    generator.generate(tmp_path)
+    name = generator.STANDARD_SET
+    fresh = (tmp_path / name).read_bytes()
+    assert (ROOT / "purechat" / "pb" / name).read_bytes() == fresh, f"{name} is stale"

@@ -15,7 +15,7 @@ from purechat.core.events import (
     RoomEvent,
     Welcome,
 )
-from purechat.core.hub import Hub, JoinRefused, Member, Outbox, RoomFull
+from purechat.core.hub import Hub, HubStats, JoinRefused, Member, Outbox, RoomFull
 from purechat.core.limits import Limits
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "ErrorCode",
     "EventKind",
     "Hub",
+    "HubStats",
     "JoinRefused",
     "Limits",
     "Member",

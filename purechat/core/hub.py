@@ -73,6 +73,16 @@ class Member:
     bucket: TokenBucket | None = None
 
 
+@dataclass
+class HubStats:
+    """Counts for metrics; plain integers, read when scraped."""
+
+    messages: int = 0
+    deliveries: int = 0
+    evictions: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(eq=False)
 class Room:
     name: str
@@ -96,6 +106,7 @@ class Hub:
         self.limits = limits or Limits()
         self._clock = clock or time.time
         self._rooms: dict[str, Room] = {}
+        self.stats = HubStats()
 
     # -- queries ---------------------------------------------------------
 
@@ -111,6 +122,13 @@ class Hub:
 
     def has_room(self, room: str) -> bool:
         return room in self._rooms
+
+    def rooms(self) -> list[tuple[str, int, int]]:
+        """(name, members, newest number) of every open room, by name."""
+        return [
+            (r.name, len(r.members), r.last_seq)
+            for r in sorted(self._rooms.values(), key=lambda r: r.name)
+        ]
 
     # -- membership ------------------------------------------------------
 
@@ -198,6 +216,8 @@ class Hub:
                 client_msg_id,
             )
         if refusal is not None:
+            reason = refusal.code.value
+            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
             member.outbox.offer(refusal)
             return refusal
         assert member.name is not None
@@ -216,6 +236,7 @@ class Hub:
         room = self._rooms.get(draft.room)
         if not duplicate and room is not None and seq > room.last_seq:
             room.last_seq = seq
+            self.stats.messages += 1
             event = RoomEvent(
                 EventKind.MESSAGE,
                 room.name,
@@ -290,9 +311,11 @@ class Hub:
         pending = [event]
         while pending:
             current = pending.pop(0)
+            self.stats.deliveries += len(room.members)
             evicted = [m for m in list(room.members) if not m.outbox.offer(current)]
             for member in evicted:
                 if member.present:
+                    self.stats.evictions += 1
                     self._remove(member)
                     member.outbox.end(EndReason.TOO_SLOW)
                     if member.name is not None and room.members:

@@ -128,3 +128,34 @@ class Error(_message.Message):
     message: str
     client_msg_id: str
     def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., client_msg_id: _Optional[str] = ...) -> None: ...
+
+class ListRoomsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRoomsResponse(_message.Message):
+    __slots__ = ("rooms",)
+    class Room(_message.Message):
+        __slots__ = ("name", "members", "last_seq")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        MEMBERS_FIELD_NUMBER: _ClassVar[int]
+        LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        members: int
+        last_seq: int
+        def __init__(self, name: _Optional[str] = ..., members: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    rooms: _containers.RepeatedCompositeFieldContainer[ListRoomsResponse.Room]
+    def __init__(self, rooms: _Optional[_Iterable[_Union[ListRoomsResponse.Room, _Mapping]]] = ...) -> None: ...
+
+class ListMembersRequest(_message.Message):
+    __slots__ = ("room",)
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    def __init__(self, room: _Optional[str] = ...) -> None: ...
+
+class ListMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, members: _Optional[_Iterable[str]] = ...) -> None: ...

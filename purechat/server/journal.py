@@ -9,6 +9,8 @@ is number order, so every member sees one order.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -50,10 +52,15 @@ class InFlight:
             await self._idle.wait()
 
 
+StoreObserver = Callable[[bool, float], None]
+
+
 class Journal:
-    def __init__(self, hub: Hub, store: Store):
+    def __init__(self, hub: Hub, store: Store, observe: StoreObserver | None = None):
+        """observe(ok, seconds) hears how every store write went (health, metrics)."""
         self.hub = hub
         self.store = store
+        self._observe = observe or (lambda ok, seconds: None)
         self._send: MemoryObjectSendStream[_Entry]
         self._receive: MemoryObjectReceiveStream[_Entry]
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
@@ -90,9 +97,11 @@ class Journal:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Entry]) -> None:
+        started = time.perf_counter()
         try:
             results = await self.store.append([draft for draft, _, _ in batch])
         except StoreError as error:
+            self._observe(False, time.perf_counter() - started)
             log.error("%s; %d message(s) refused", error, len(batch))
             for draft, sender, in_flight in batch:
                 notice = Notice(
@@ -103,6 +112,7 @@ class Journal:
                 self.hub.refuse(sender, notice)
                 in_flight.done()
             return
+        self._observe(True, time.perf_counter() - started)
         for (draft, sender, in_flight), result in zip(batch, results, strict=True):
             self.hub.publish(draft, result.seq, duplicate=result.duplicate, sender=sender)
             in_flight.done()

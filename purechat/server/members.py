@@ -56,6 +56,8 @@ class Services:
     outbox_size: int
     # Recent lobby messages an original-contract client receives on arrival.
     legacy_history: int
+    # Hears how many messages each resume replayed (metrics).
+    observe_catch_up: Callable[[int], None]
 
     async def known_last_seq(self, room: str) -> int:
         """The store's newest number for a room not yet open here (0 when it is open)."""
@@ -233,13 +235,16 @@ def _misplaced(kind: str | None, member: Member) -> str:
 def _v1_prelude(services: Services, member: Member, join: purechat_v1_pb2.Join) -> Prelude:
     async def prelude() -> Sequence[Outgoing]:
         assert member.welcome is not None
+        resuming = join.HasField("after_seq")
         earlier = await catch_up(
             services.store,
             member.room.name,
             upto=member.joined_at_seq,
-            after_seq=join.after_seq if join.HasField("after_seq") else None,
+            after_seq=join.after_seq if resuming else None,
             history=join.history,
         )
+        if resuming:
+            services.observe_catch_up(len(earlier))
         return [member.welcome, *earlier]
 
     return prelude

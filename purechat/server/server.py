@@ -15,19 +15,28 @@ from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
 from purechat.core import EndReason, Hub, Limits
+from purechat.core.limits import DEFAULT_ROOM
+from purechat.ops.health import HEALTH_SERVICE, HealthState
+from purechat.ops.health import check as health_check
+from purechat.ops.health import watch as health_watch
+from purechat.ops.metrics import Metrics
+from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
+from purechat.ops.reflection import Reflection
 from purechat.server import errors
+from purechat.server.admin import ADMIN_SERVICE, list_members, list_rooms
 from purechat.server.auth import TokenBook
 from purechat.server.errors import status_for_end
 from purechat.server.journal import Journal
 from purechat.server.members import Services, serve_legacy, serve_v1
 from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
-from purechat.store import MemoryStore, Store
+from purechat.store import MemoryStore, Store, StoreError
 from purechat.transport import Connection, Flusher, GrpcProtocol, Status, Stream, TransportLimits
 
 log = logging.getLogger("purechat.server")
 
 LEGACY_SERVICE = "chat.ChatService"
 V1_SERVICE = "purechat.v1.Chat"
+REFLECTION_SERVICES = frozenset(f"{version}.ServerReflection" for version in REFLECTION_VERSIONS)
 
 
 class ServeError(Exception):
@@ -67,6 +76,8 @@ class ServerConfig:
     # keepalive_timeout more is removed, so a vanished peer goes within a minute.
     keepalive_idle: float = 30.0
     keepalive_timeout: float = 20.0
+    # Prometheus metrics over HTTP on this port (0 picks one), when set.
+    metrics_port: int | None = None
 
 
 class ChatServer:
@@ -80,14 +91,22 @@ class ChatServer:
         self.config = config or ServerConfig()
         self.hub = Hub(self.config.limits)
         self.store = store or MemoryStore()
-        self._journal = Journal(self.hub, self.store)
+        self.health = HealthState(frozenset({LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE}))
+        self.metrics = Metrics(self.hub)
+        self.metrics_port: int | None = None
+        self._journal = Journal(self.hub, self.store, self._store_answered)
         self._flusher = Flusher()
+        self._reflection = Reflection(
+            [LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
+            + [f"{version}.ServerReflection" for version in REFLECTION_VERSIONS]
+        )
         self._services = Services(
             hub=self.hub,
             store=self.store,
             journal=self._journal,
             outbox_size=self.config.outbox_size,
             legacy_history=self.config.legacy_history,
+            observe_catch_up=self.metrics.catch_up_messages.observe,
         )
         self._connections: set[Connection] = set()
         self._per_address: Counter[str] = Counter()
@@ -119,6 +138,10 @@ class ChatServer:
             connections.start_soon(self._journal.run)
             connections.start_soon(self._flusher.run)
             connections.start_soon(self._keep_alive)
+            if self.config.metrics_port is not None:
+                self.metrics_port = await connections.start(
+                    self.metrics.serve, self.config.host, self.config.metrics_port
+                )
             async with anyio.create_task_group() as acceptors:
                 for sub in listener.listeners:
                     acceptors.start_soon(self._accept_loop, sub, connections)
@@ -210,6 +233,12 @@ class ChatServer:
         request = stream.request
         assert request is not None
         service, method = request.service_name, request.method_name
+        # Probes and discovery are open; chat and admin need a token when tokens are on.
+        if service == HEALTH_SERVICE and method in ("Check", "Watch"):
+            serve_health = health_check if method == "Check" else health_watch
+            return await serve_health(stream, self.health)
+        if service in REFLECTION_SERVICES and method == "ServerReflectionInfo":
+            return await self._reflection.serve(stream, service.rpartition(".")[0])
         identity = None
         if self.config.tokens is not None:
             identity = self.config.tokens.name_for(stream.metadata)
@@ -219,7 +248,16 @@ class ChatServer:
             return await serve_legacy(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Connect"):
             return await serve_v1(stream, self._services, identity)
+        if (service, method) == (ADMIN_SERVICE, "ListRooms"):
+            return await list_rooms(stream, self.hub)
+        if (service, method) == (ADMIN_SERVICE, "ListMembers"):
+            return await list_members(stream, self.hub)
         return errors.unimplemented(f"/{service}/{method}")
+
+    def _store_answered(self, ok: bool, seconds: float) -> None:
+        self.health.store_answered(ok)
+        if ok:
+            self.metrics.store_write_seconds.observe(seconds)
 
     async def _refuse_crowded(self, stream: Stream) -> Status:
         stream.connection.close_gracefully()
@@ -233,9 +271,20 @@ class ChatServer:
             now = anyio.current_time()
             for connection in list(self._connections):
                 connection.keepalive(now, idle, timeout)
+            await self._probe_store()
+
+    async def _probe_store(self) -> None:
+        """Health follows the store also when no one is writing to it."""
+        try:
+            await self.store.last_seq(DEFAULT_ROOM)
+        except StoreError:
+            self.health.store_answered(False)
+        else:
+            self.health.store_answered(True)
 
     async def _close_everything(self) -> None:
         """End every member with UNAVAILABLE and give the statuses time to be delivered."""
+        self.health.shutting_down()
         self.hub.end_all(EndReason.SHUTTING_DOWN)
         for connection in list(self._connections):
             connection.end_calls(status_for_end(EndReason.SHUTTING_DOWN))

@@ -1,0 +1,77 @@
+"""`purechat rooms` and `purechat who ROOM`: one unary admin call each."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+
+import anyio
+from google.protobuf.message import Message
+
+from purechat.client.calls import connect
+from purechat.client.display import neutralise
+from purechat.client.session import Address
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.transport import Connection, GrpcProtocol, StatusCode, frame_message
+from purechat.transport.protocol import CLIENT_LIMITS
+
+ADMIN = "purechat.v1.Admin"
+TIMEOUT = 10.0
+
+
+class AdminError(Exception):
+    """The call failed; str() is a sentence."""
+
+
+async def call(
+    address: Address,
+    method: str,
+    request: Message,
+    reply_type: type[Message],
+    *,
+    ssl_context: ssl.SSLContext | None,
+    token: str | None,
+) -> Message:
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    try:
+        with anyio.fail_after(TIMEOUT):
+            sock = await connect(address.host, address.port, ssl_context)
+            async with anyio.create_task_group() as task_group:
+                connection = Connection(sock, GrpcProtocol(client_side=True, limits=CLIENT_LIMITS))
+                await task_group.start(connection.run)
+                stream = connection.start_call(
+                    ADMIN, method, authority=str(address), metadata=metadata
+                )
+                await stream.send_frames(frame_message(request.SerializeToString()))
+                stream.close()
+                raw = await stream.receive()
+                while await stream.receive() is not None:
+                    pass
+                task_group.cancel_scope.cancel()
+    except TimeoutError:
+        raise AdminError(f"the server at {address} did not answer in {TIMEOUT:g}s") from None
+    except OSError as error:
+        raise AdminError(f"cannot reach the server at {address}: {error}") from None
+    status = stream.status
+    if status is not None and status.status_code is StatusCode.UNAUTHENTICATED:
+        raise AdminError("the server requires a token: pass --token or set PURECHAT_TOKEN")
+    if raw is None or status is None or status.status_code is not StatusCode.OK:
+        reason = status.status_message if status is not None else "no answer"
+        raise AdminError(f"the server refused: {reason or status}")
+    return reply_type.FromString(raw)
+
+
+def print_rooms(reply: Message) -> None:
+    assert isinstance(reply, v1.ListRoomsResponse)
+    if not reply.rooms:
+        print("no rooms have members")
+    for room in reply.rooms:
+        print(f"{neutralise(room.name)}\t{room.members} members\tlast message #{room.last_seq}")
+    sys.stdout.flush()
+
+
+def print_members(reply: Message) -> None:
+    assert isinstance(reply, v1.ListMembersResponse)
+    for name in reply.members:
+        print(neutralise(name))
+    sys.stdout.flush()
