@@ -107,20 +107,22 @@ async def start_server(nursery: trio.Nursery, kind: str) -> Server:
         ]
     else:
         command = [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
-    process: trio.Process = await nursery.start(
-        partial(
-            trio.run_process,
-            command,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    )
-    _pin(process.pid, SERVER_CPU)
+    process = await _spawn(nursery, command, SERVER_CPU, stdin=subprocess.DEVNULL)
     assert process.stdout is not None
     line = await Lines(process.stdout).next()
     port = int(re.search(r":(\d+)", line)[1])  # type: ignore[index]
     return Server(kind, process, port)
+
+
+async def _spawn(
+    nursery: trio.Nursery, command: list[str], cpus: set[int], *, stdin: int
+) -> trio.Process:
+    """A child process owned by nursery, stdout piped, pinned to cpus."""
+    process: trio.Process = await nursery.start(
+        partial(trio.run_process, command, stdin=stdin, stdout=subprocess.PIPE, check=False)
+    )
+    _pin(process.pid, cpus)
+    return process
 
 
 async def stop_server(server: Server) -> None:
@@ -147,17 +149,7 @@ class Worker:
             str(members),
             *flags,
         ]
-        process: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                check=False,
-            )
-        )
-        _pin(process.pid, LOAD_CPUS)
-        worker = cls(process)
+        worker = cls(await _spawn(nursery, command, LOAD_CPUS, stdin=subprocess.PIPE))
         ready = json.loads(await worker.lines.next())
         worker.connect_seconds = ready["connect_seconds"]
         return worker

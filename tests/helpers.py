@@ -9,7 +9,7 @@ import trio
 from purechat.client.calls import LegacyCall, V1Call, open_connection
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer
-from purechat.transport import Connection
+from purechat.transport import Connection, Status, Stream
 
 
 @dataclass
@@ -97,3 +97,19 @@ class Member:
     def drop(self) -> None:
         """Vanish abruptly: close the connection without ending the call."""
         self.scope.cancel()
+
+
+async def still_served(member: Member, text: str) -> None:
+    """The well-behaved member can still talk and hear itself, promptly."""
+    with trio.fail_after(5):
+        await member.say(text)
+        while (await member.next_message()).text != text:
+            pass
+
+
+async def final_status(stream: Stream) -> Status:
+    """Read a call to its end; the status the server ended it with."""
+    while await stream.receive() is not None:
+        pass
+    assert stream.status is not None
+    return stream.status

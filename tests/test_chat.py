@@ -10,7 +10,7 @@ from purechat.client.calls import V1Call
 from purechat.core import Limits
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import StatusCode
-from tests.helpers import Harness, Member
+from tests.helpers import Harness, Member, final_status, still_served
 
 
 async def test_two_members_see_each_others_messages_in_the_same_order(start_server) -> None:
@@ -128,13 +128,10 @@ async def test_original_contract_too_long_text_ends_with_invalid_argument(start_
         watcher = await harness.v1("watcher")
         call, _ = await harness.legacy()
         await call.send("big", "x" * 4097)
-        while await call.receive() is not None:
-            pass
-        assert call.status is not None
-        assert call.status.status_code is StatusCode.INVALID_ARGUMENT
-        assert "4096 bytes" in call.status.status_message
-        await watcher.say("still here")
-        assert (await watcher.next_message()).text == "still here"
+        status = await final_status(call.stream)
+        assert status.status_code is StatusCode.INVALID_ARGUMENT
+        assert "4096 bytes" in status.status_message
+        await still_served(watcher, "still here")
 
 
 async def test_empty_text_is_not_broadcast(start_server) -> None:
@@ -162,13 +159,10 @@ async def test_undecodable_input_ends_only_that_stream(start_server) -> None:
             else:
                 stream = call.call.stream
             await stream.send_frames(b"\x00\x00\x00\x00\x03\xff\xff\xff")
-            while await stream.receive() is not None:
-                pass
-            assert stream.status is not None
-            assert stream.status.status_code is StatusCode.INVALID_ARGUMENT
-            assert "decode" in stream.status.status_message
-        await alice.say("unaffected")
-        assert (await alice.next_message()).text == "unaffected"
+            status = await final_status(stream)
+            assert status.status_code is StatusCode.INVALID_ARGUMENT
+            assert "decode" in status.status_message
+        await still_served(alice, "unaffected")
 
 
 async def test_unknown_method_is_unimplemented(start_server) -> None:

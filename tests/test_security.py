@@ -20,19 +20,11 @@ from purechat.server.auth import TokenBook, TokenFileError
 from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLimits
 from purechat.transport.protocol import CLIENT_LIMITS
 from tests.attackers import RawPeer, goaway_code, grpc_status, request_headers
-from tests.helpers import Harness, Member
+from tests.helpers import Harness, still_served
 from tests.polling import eventually, settles
 from tests.processes import Lines, send_lines, start
 
 ENHANCE_YOUR_CALM = 0xB
-
-
-async def still_served(harness: Harness, member: Member, text: str) -> None:
-    """The well-behaved member can still talk and hear itself, promptly."""
-    with trio.fail_after(5):
-        await member.say(text)
-        while (await member.next_message()).text != text:
-            pass
 
 
 # -- TLS -----------------------------------------------------------------------
@@ -230,7 +222,7 @@ async def test_flooding_members_get_rate_limit_errors_and_others_are_unaffected(
             elif kind == "ack":
                 acked += 1
         assert acked == 10 and limited == 20  # the burst of 2N, then refusals
-        await still_served(harness, calm, "still fine")
+        await still_served(calm, "still fine")
 
 
 async def test_an_original_client_over_the_rate_limit_is_ended_with_resource_exhausted(
@@ -247,7 +239,7 @@ async def test_an_original_client_over_the_rate_limit_is_ended_with_resource_exh
         assert call.status is not None
         assert call.status.status_code is StatusCode.RESOURCE_EXHAUSTED
         assert "at most 2 a second" in call.status.status_message
-        await still_served(harness, calm, "unaffected")
+        await still_served(calm, "unaffected")
 
 
 async def test_piped_lines_over_the_rate_limit_are_paced_not_lost(start_server, nursery) -> None:
@@ -280,7 +272,7 @@ async def test_a_message_of_many_megabytes_is_refused_before_it_is_buffered(
             received += await peer.sock.receive(65536)
         await peer.aclose()
         assert grpc_status(received) == str(StatusCode.RESOURCE_EXHAUSTED.value)
-        await still_served(harness, calm, "after the big one")
+        await still_served(calm, "after the big one")
 
 
 async def test_a_full_room_refuses_with_resource_exhausted(start_server) -> None:
@@ -305,7 +297,7 @@ async def test_connections_per_address_are_limited(start_server) -> None:
         assert call.status is not None
         assert call.status.status_code is StatusCode.RESOURCE_EXHAUSTED
         assert "at most 2" in call.status.status_message
-        await still_served(harness, first, "the first two are fine")
+        await still_served(first, "the first two are fine")
 
 
 # -- hostile peers ---------------------------------------------------------------
@@ -318,7 +310,7 @@ async def test_bytes_that_are_not_http2_close_that_connection_only(start_server)
         peer = await RawPeer.connect(harness.port, preface=False)
         await peer.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(2000))
         await peer.read_until_closed()
-        await still_served(harness, calm, "garbage did not hurt")
+        await still_served(calm, "garbage did not hurt")
 
 
 async def test_a_connection_that_sends_nothing_is_closed_after_the_handshake_timeout(
@@ -332,7 +324,7 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_handshake_tim
         for peer in [*silent, preface_only]:
             await peer.read_until_closed()
         assert harness.server.connection_count == 1
-        await still_served(harness, calm, "the silent ones are gone")
+        await still_served(calm, "the silent ones are gone")
 
 
 @pytest.mark.parametrize("flood", ["resets", "pings", "settings"])
@@ -353,7 +345,7 @@ async def test_floods_end_in_goaway_enhance_your_calm(start_server, flood: str) 
         await peer.send(burst)
         received = await peer.read_until_closed()
         assert goaway_code(received) == ENHANCE_YOUR_CALM
-        await still_served(harness, calm, f"after a {flood} flood")
+        await still_served(calm, f"after a {flood} flood")
 
 
 async def test_a_peer_that_vanished_is_removed_by_keepalive(start_server) -> None:
@@ -366,7 +358,7 @@ async def test_a_peer_that_vanished_is_removed_by_keepalive(start_server) -> Non
         await settles(lambda: harness.server.hub.member_count() == 2)
         await settles(lambda: harness.server.hub.member_count() == 1)
         await ghost.aclose()
-        await still_served(harness, calm, "the ghost is gone")
+        await still_served(calm, "the ghost is gone")
 
 
 async def test_a_peer_sending_beyond_its_window_is_cut_off(start_server) -> None:
@@ -378,4 +370,4 @@ async def test_a_peer_sending_beyond_its_window_is_cut_off(start_server) -> None
         message = b"\x00" + (16000).to_bytes(4, "big") + b"y" * 16000
         await peer.send(b"".join(peer.data(1, message) for _ in range(100)))  # 1.6 MB > window
         await peer.read_until_closed()
-        await still_served(harness, calm, "the overflow was cut off")
+        await still_served(calm, "the overflow was cut off")
