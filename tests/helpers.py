@@ -76,6 +76,15 @@ class Member:
                 return frame
             self.unread.append(frame)
 
+    async def next_of_any(self, *kinds: str) -> v1.ServerFrame:
+        """The next frame of any of these kinds (others are kept, as in next_of)."""
+        while True:
+            frame = await self.call.receive()
+            assert frame is not None, f"call ended: {self.call.status}"
+            if frame.WhichOneof("frame") in kinds:
+                return frame
+            self.unread.append(frame)
+
     async def next_message(self) -> v1.Event:
         """The next MESSAGE event, skipping presence, acks and errors."""
         while True:

@@ -247,8 +247,13 @@ class Hub:
                 draft.action,
             )
             self._broadcast(room, event)
-        if sender is not None and sender.present:
-            sender.outbox.offer(Ack(draft.client_msg_id, seq, duplicate))
+        if sender is not None:
+            self.acknowledge(sender, draft.client_msg_id, seq, duplicate=duplicate)
+
+    def acknowledge(self, sender: Member, client_msg_id: str, seq: int, *, duplicate: bool) -> None:
+        """Tell a sender its message is stored as seq (and delivered here)."""
+        if sender.present:
+            sender.outbox.offer(Ack(client_msg_id, seq, duplicate))
 
     def refuse(self, sender: Member, notice: Notice) -> None:
         """A draft the store could not take: tell its sender, or end its stream."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from purechat.core import Draft, ErrorCode, Hub, Member, Notice
-from purechat.store import Store, StoreError
+from purechat.server.feed import Feed
+from purechat.store import Appended, Store, StoreError
 
 log = logging.getLogger("purechat.server")
 
@@ -56,11 +58,22 @@ StoreObserver = Callable[[bool, float], None]
 
 
 class Journal:
-    def __init__(self, hub: Hub, store: Store, observe: StoreObserver | None = None):
-        """observe(ok, seconds) hears how every store write went (health, metrics)."""
+    def __init__(
+        self,
+        hub: Hub,
+        store: Store,
+        observe: StoreObserver | None = None,
+        feed: Feed | None = None,
+    ):
+        """observe(ok, seconds) hears how every store write went (health, metrics).
+
+        With a feed (a store shared by several servers), the journal only stores and
+        acks: broadcasting is the feed's, in the shared log's order.
+        """
         self.hub = hub
         self.store = store
         self._observe = observe or (lambda ok, seconds: None)
+        self._feed = feed
         self._send: MemoryObjectSendStream[_Entry]
         self._receive: MemoryObjectReceiveStream[_Entry]
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
@@ -114,5 +127,18 @@ class Journal:
             return
         self._observe(True, time.perf_counter() - started)
         for (draft, sender, in_flight), result in zip(batch, results, strict=True):
-            self.hub.publish(draft, result.seq, duplicate=result.duplicate, sender=sender)
-            in_flight.done()
+            if self._feed is None:
+                self.hub.publish(draft, result.seq, duplicate=result.duplicate, sender=sender)
+                in_flight.done()
+            else:
+                self._feed.when_delivered(
+                    draft.room,
+                    result.seq,
+                    partial(self._ack, sender, draft.client_msg_id, result, in_flight),
+                )
+
+    def _ack(
+        self, sender: Member, client_msg_id: str, result: Appended, in_flight: InFlight
+    ) -> None:
+        self.hub.acknowledge(sender, client_msg_id, result.seq, duplicate=result.duplicate)
+        in_flight.done()

@@ -26,6 +26,7 @@ from purechat.server import errors
 from purechat.server.admin import ADMIN_SERVICE, list_members, list_rooms
 from purechat.server.auth import TokenBook
 from purechat.server.errors import status_for_end
+from purechat.server.feed import Feed, SharedStore
 from purechat.server.journal import Journal
 from purechat.server.members import Services, serve_legacy, serve_v1
 from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
@@ -94,7 +95,9 @@ class ChatServer:
         self.health = HealthState(frozenset({LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE}))
         self.metrics = Metrics(self.hub)
         self.metrics_port: int | None = None
-        self._journal = Journal(self.hub, self.store, self._store_answered)
+        # A store shared with other servers delivers through the feed, in its log's order.
+        self._feed = Feed(self.hub, self.store) if isinstance(self.store, SharedStore) else None
+        self._journal = Journal(self.hub, self.store, self._store_answered, self._feed)
         self._flusher = Flusher()
         self._reflection = Reflection(
             [LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
@@ -136,6 +139,8 @@ class ChatServer:
     ) -> None:
         async with listener, anyio.create_task_group() as connections:
             connections.start_soon(self._journal.run)
+            if self._feed is not None:
+                connections.start_soon(self._feed.run)
             connections.start_soon(self._flusher.run)
             connections.start_soon(self._keep_alive)
             if self.config.metrics_port is not None:

@@ -27,13 +27,18 @@ async def open_store(url: str, *, history: int = DEFAULT_HISTORY) -> Store:
     """Open the store a --store URL names; StoreError with a sentence when it cannot.
 
     memory:// keeps `history` messages per room. sqlite:///PATH follows SQLAlchemy's
-    form: three slashes and a relative path, four for an absolute one.
+    form: three slashes and a relative path, four for an absolute one. redis:// (or
+    rediss:// for TLS) shares the rooms with every server using the same Redis.
     """
     if url == "memory://":
         return MemoryStore(history)
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return await SqliteStore.open(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("redis://", "rediss://")):
+        from purechat.store.redis import RedisStore  # noqa: PLC0415 -- only when asked for
+
+        return await RedisStore.open(url, history)
     raise StoreError(
-        f"unknown store {url!r}: use memory:// or sqlite:///PATH "
-        "(sqlite:////PATH for an absolute path)"
+        f"unknown store {url!r}: use memory://, sqlite:///PATH (sqlite:////PATH for an "
+        "absolute path) or redis://HOST:PORT[/DB]"
     )

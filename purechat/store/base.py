@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from purechat.core import Draft
 
@@ -36,6 +36,7 @@ class Appended:
     duplicate: bool
 
 
+@runtime_checkable
 class Store(Protocol):
     @property
     def description(self) -> str:
