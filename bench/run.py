@@ -15,6 +15,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -86,7 +88,9 @@ class Server:
     port: int
 
 
-async def start_server(nursery: trio.Nursery, kind: str) -> Server:
+async def start_server(
+    nursery: trio.Nursery, kind: str, store: str = "memory://", cpus: set[int] = SERVER_CPU
+) -> Server:
     if kind == "purechat":
         command = [
             sys.executable,
@@ -96,7 +100,7 @@ async def start_server(nursery: trio.Nursery, kind: str) -> Server:
             "--port",
             "0",
             "--store",
-            "memory://",
+            store,
             "--log-level",
             "warning",
             # all the load comes from one address, and floods on purpose
@@ -107,7 +111,7 @@ async def start_server(nursery: trio.Nursery, kind: str) -> Server:
         ]
     else:
         command = [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
-    process = await _spawn(nursery, command, SERVER_CPU, stdin=subprocess.DEVNULL)
+    process = await _spawn(nursery, command, cpus, stdin=subprocess.DEVNULL)
     assert process.stdout is not None
     line = await Lines(process.stdout).next()
     port = int(re.search(r":(\d+)", line)[1])  # type: ignore[index]
@@ -218,6 +222,59 @@ async def room_run(
     return outcome
 
 
+async def shared_run(size: int, scale: Scale, *, rate: float = 0.0) -> dict[str, float]:
+    """Two purechat servers on one redis-server; members split between them, the sender
+    on the first. Each server pinned to a core of its own; Redis and the load share them."""
+    redis = shutil.which("redis-server") or shutil.which("valkey-server")
+    assert redis is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        redis_port = probe.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(
+                trio.run_process,
+                [redis, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
+        )
+        await trio.sleep(0.5)
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        first = await start_server(nursery, "purechat", url, {0})
+        second = await start_server(nursery, "purechat", url, {1})
+        flags = ("--latency",) if rate else ()
+        halves = _spread(size - 1, 2)
+        receivers = [
+            await Worker.start(nursery, first.port, halves[0], *flags),
+            await Worker.start(nursery, second.port, halves[1], *flags),
+        ]
+        sender = await Worker.start(nursery, first.port, 1, *flags)
+        start = time.time() + 0.2
+        window = (start + scale.warmup, start + scale.warmup + scale.measure)
+        for worker in receivers:
+            await worker.go(*window)
+        await sender.go(*window, send_rate=rate)
+        results = [await w.result() for w in [*receivers, sender]]
+        for server in (first, second):
+            await stop_server(server)
+        nursery.cancel_scope.cancel()
+    return _outcome(results, scale)
+
+
+def _outcome(results: list[dict], scale: Scale) -> dict[str, float]:  # type: ignore[type-arg]
+    received = sum(r["received"] for r in results)
+    latencies = sorted(n for r in results for n in r["latencies_ns"])
+    outcome = {"deliveries_per_s": received / scale.measure}
+    if latencies:
+        outcome |= {
+            "p50_ms": latencies[len(latencies) // 2] / 1e6,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6,
+            "max_ms": latencies[-1] / 1e6,
+        }
+    return outcome
+
+
 async def idle_run(kind: str, members: int, scale: Scale) -> dict[str, float]:
     """members idle members: how fast they join, and server memory per member.
 
@@ -268,6 +325,14 @@ async def measure_all(scale: Scale) -> dict[str, dict]:  # type: ignore[type-arg
         print(f"{kind}: stalled member", file=sys.stderr, flush=True)
         results[kind]["stall_without"] = await room_run(kind, scale.stall_size, scale)
         results[kind]["stall_with"] = await room_run(kind, scale.stall_size, scale, stalled=True)
+    if shutil.which("redis-server") or shutil.which("valkey-server"):
+        size = scale.sizes[-1] if len(scale.sizes) == 1 else 100
+        print(f"purechat: two servers on one Redis, {size} members", file=sys.stderr, flush=True)
+        results["shared"] = {
+            "size": size,
+            "fanout": await shared_run(size, scale),
+            "latency": await shared_run(size, scale, rate=scale.latency_rate),
+        }
     return results
 
 
@@ -350,6 +415,24 @@ def report(results: dict[str, dict], scale: Scale, command: str) -> str:  # type
         with_stall = results[kind]["stall_with"]["deliveries_per_s"]
         change = (with_stall - without) / without * 100 if without else float("nan")
         lines.append(f"| {kind} | {without:,.0f} | {with_stall:,.0f} | {change:+.0f}% |")
+    if "shared" in results:
+        shared = results["shared"]
+        fanout, latency = shared["fanout"], shared["latency"]
+        lines += [
+            "",
+            f"## Two servers on one Redis, {shared['size']} members split between them",
+            "",
+            "Each server on a core of its own; redis-server (no persistence) and the load",
+            "generator share the two cores. The sender is on the first server; every delivery",
+            "on either server comes from the room's Redis Stream.",
+            "",
+            "| scenario | deliveries/s | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|",
+            f"| fan-out, one sender flat out | {fanout['deliveries_per_s']:,.0f} | | | |",
+            f"| {scale.latency_rate:.0f} messages/s | {latency['deliveries_per_s']:,.0f} | "
+            f"{latency.get('p50_ms', float('nan')):.1f} | {latency.get('p99_ms', float('nan')):.1f}"
+            f" | {latency.get('max_ms', float('nan')):.1f} |",
+        ]
     lines += ["", "![deliveries/s and p99 latency against room size](bench/fanout.png)", ""]
     return "\n".join(lines)
 
