@@ -7,7 +7,10 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
 from purechat.ops.standard import message_class, pool
-from purechat.pb import chat_pb2, purechat_v1_pb2
+
+# Imported for their side effect: purechat's own files enter the default pool, where
+# reflection looks them up.
+from purechat.pb import chat_pb2, purechat_v1_pb2  # noqa: F401
 from purechat.transport import Status, StatusCode, Stream, frame_message
 
 VERSIONS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
@@ -67,7 +70,3 @@ def _with_dependencies(file: FileDescriptor) -> list[FileDescriptor]:
             ordered.append(current)
             stack.extend(current.dependencies)
     return ordered
-
-
-# Make sure purechat's own files are in the default pool before anyone asks.
-KNOWN_FILES = (chat_pb2.DESCRIPTOR.name, purechat_v1_pb2.DESCRIPTOR.name)
