@@ -85,6 +85,9 @@ class RedisStore:
     @classmethod
     async def open(cls, url: str, history: int) -> RedisStore:
         address = RedisAddress.parse(url)
+        # glide's core logs reconnect attempts as coloured warnings on stderr; purechat's
+        # own log already says, once, in a sentence, that Redis is gone and it retries.
+        glide.Logger.set_logger_config(glide.LogLevel.ERROR)
         config = glide.GlideClientConfiguration(
             [glide.NodeAddress(address.host, address.port)],
             use_tls=address.tls,
