@@ -347,16 +347,12 @@ async def _serve_with(server: ChatServer) -> None:
         await task_group.start(stop_on_signal)
         port = await task_group.start(server.serve)
         print(
-            f"purechat listening on {_host_for_display(server.config.host)}:{port}; "
+            f"purechat listening on {Address(server.config.host, port)}; "
             f"history kept in {server.store.description}",
             flush=True,
         )
         await server.stopped()
         task_group.cancel_scope.cancel()
-
-
-def _host_for_display(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 if __name__ == "__main__":

@@ -123,6 +123,11 @@ class Hub:
     def has_room(self, room: str) -> bool:
         return room in self._rooms
 
+    def last_seq(self, room: str) -> int:
+        """The newest number delivered in an open room (0 when it is not open here)."""
+        found = self._rooms.get(room)
+        return found.last_seq if found else 0
+
     def rooms(self) -> list[tuple[str, int, int]]:
         """(name, members, newest number) of every open room, by name."""
         return [

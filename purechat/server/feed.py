@@ -42,7 +42,7 @@ class Feed:
 
     def when_delivered(self, room: str, seq: int, then: Callable[[], None]) -> None:
         """Run `then` once seq has been delivered in room here (at once if it has)."""
-        if not self.hub.has_room(room) or self._delivered(room) >= seq:
+        if not self.hub.has_room(room) or self.hub.last_seq(room) >= seq:
             then()
         else:
             self._waiting.setdefault(room, []).append((seq, then))
@@ -79,17 +79,11 @@ class Feed:
                 self._release(message.room)
             await anyio.lowlevel.checkpoint()
 
-    def _delivered(self, room: str) -> int:
-        for name, _, last in self.hub.rooms():
-            if name == room:
-                return last
-        return 0
-
     def _release(self, room: str) -> None:
         waiting = self._waiting.get(room)
         if not waiting:
             return
-        reached = self._delivered(room)
+        reached = self.hub.last_seq(room)
         ready = [then for seq, then in waiting if seq <= reached]
         self._waiting[room] = [(seq, then) for seq, then in waiting if seq > reached]
         for then in ready:

@@ -2,9 +2,9 @@
 
 The reader handles every event of one socket read before it yields, so messages that
 arrive together are handled together; nothing in it awaits per event. Each stream's
-incoming messages go through a memory object stream bounded by the stream's HTTP/2
-receive window, and a message's window is given back only when the application has
-taken it, so a peer that floods is slowed by flow control, never buffered without end.
+incoming messages wait in a queue bounded by the stream's HTTP/2 receive window, and a
+message's window is given back only when the application has taken it, so a peer that
+floods is slowed by flow control, never buffered without end.
 """
 
 from __future__ import annotations
@@ -136,22 +136,21 @@ class Stream:
                 await connection.wait_drained()
                 continue
             try:
-                window = min(
-                    h2c.local_flow_control_window(self.stream_id), h2c.max_outbound_frame_size
-                )
-                if window <= 0:
-                    # What was handed over so far must reach the peer, or no window
-                    # update will ever come back.
-                    connection.wake_writer()
-                    if self._window_opened is None:
-                        self._window_opened = anyio.Event()
-                    await self._window_opened.wait()
-                    continue
-                h2c.send_data(self.stream_id, blob[sent : sent + window])
+                window = h2c.local_flow_control_window(self.stream_id)
             except h2.exceptions.H2Error as error:
                 self._mark_gone(Status(StatusCode.CANCELLED, f"stream closed: {error}"))
                 continue
-            sent += window
+            if window <= 0:
+                # What was handed over so far must reach the peer, or no window
+                # update will ever come back.
+                connection.wake_writer()
+                if self._window_opened is None:
+                    self._window_opened = anyio.Event()
+                await self._window_opened.wait()
+                continue
+            chunk = blob[sent : sent + window]
+            self._hand_over(chunk)
+            sent += len(chunk)
         connection.wake_writer()
 
     def send_now(self, blob: bytes) -> bool:
@@ -169,14 +168,22 @@ class Stream:
         try:
             if h2c.local_flow_control_window(self.stream_id) < len(blob):
                 return False
-            step = h2c.max_outbound_frame_size
-            for start in range(0, len(blob), step):
-                h2c.send_data(self.stream_id, blob[start : start + step])
         except h2.exceptions.H2Error as error:
             self._mark_gone(Status(StatusCode.CANCELLED, f"stream closed: {error}"))
             return True
+        self._hand_over(blob)
         connection.wake_writer()
         return True
+
+    def _hand_over(self, data: bytes) -> None:
+        """Give h2 data the windows allow, as DATA frames of at most the peer's frame size."""
+        h2c = self.connection.protocol.h2_connection
+        step = h2c.max_outbound_frame_size
+        try:
+            for start in range(0, len(data), step):
+                h2c.send_data(self.stream_id, data[start : start + step])
+        except h2.exceptions.H2Error as error:
+            self._mark_gone(Status(StatusCode.CANCELLED, f"stream closed: {error}"))
 
     def start_response(self, metadata: Metadata = ()) -> None:
         """Server side: send the response headers."""
@@ -291,11 +298,13 @@ class Connection:
     ):
         self._sock = sock
         self.protocol = protocol
-        # Plain TCP sockets can be written without waiting, by the flusher; TLS cannot.
+        # Plain TCP sockets can be written without waiting, by the flusher; TLS cannot,
+        # so a TLS connection leaves all writing to its writer task.
         self._raw: socket.socket | None = None
+        self._flusher: Flusher | None = None
         if flusher is not None and isinstance(sock, anyio.abc.SocketStream):
             self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
-        self._flusher = flusher
+            self._flusher = flusher
         self._unsent = b""
         self._writer_running = False
         self._writer_sending = False
@@ -377,7 +386,7 @@ class Connection:
     @property
     def flusher(self) -> Flusher | None:
         """The server's flusher, when writes on this connection may skip the writer task."""
-        return self._flusher if self._raw is not None else None
+        return self._flusher
 
     def end_calls(self, status: Status) -> None:
         """Server side: end every call in progress with status."""
@@ -387,7 +396,7 @@ class Connection:
 
     def wake_writer(self) -> None:
         """There are bytes for the socket: have the flusher or a writer task send them."""
-        if self._flusher is not None and self._raw is not None and not self._closing:
+        if self._flusher is not None and not self._closing:
             self._flusher.mark(self)
         else:
             self._start_writer()
@@ -397,8 +406,7 @@ class Connection:
         if self._writer_running or self._raw is None or self._closing:
             self._start_writer()
             return
-        data = self._unsent + self.protocol.data_to_send()
-        self._unsent = b""
+        data = self._take_pending()
         if not data:
             return
         try:
@@ -429,6 +437,12 @@ class Connection:
             self._start_writer()
 
     # -- internals -------------------------------------------------------
+
+    def _take_pending(self) -> bytes:
+        """What the socket has not taken yet, then what h2 queued since, in that order."""
+        data: bytes = self._unsent + self.protocol.data_to_send()
+        self._unsent = b""
+        return data
 
     def _notify_drained(self) -> None:
         if self._drained is not None:
@@ -465,8 +479,7 @@ class Connection:
     async def _write_loop(self, stalled: anyio.CancelScope, *, write_timeout: float) -> None:
         while True:
             self._wake = anyio.Event() if self._closing else None
-            data = self._unsent + self.protocol.data_to_send()
-            self._unsent = b""
+            data = self._take_pending()
             if data:
                 stalled.deadline = anyio.current_time() + write_timeout
                 self._writer_sending = True
@@ -551,8 +564,7 @@ class Connection:
             while self._writer_running:
                 self._writer_stopped = anyio.Event()
                 await self._writer_stopped.wait()
-            data = self._unsent + self.protocol.data_to_send()
-            self._unsent = b""
+            data = self._take_pending()
             if data:
                 with contextlib.suppress(anyio.BrokenResourceError, OSError):
                     await self._sock.send(data)
