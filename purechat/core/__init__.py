@@ -15,11 +15,12 @@ from purechat.core.events import (
     RoomEvent,
     Welcome,
 )
-from purechat.core.hub import Hub, HubStats, JoinRefused, Member, Outbox, RoomFull
+from purechat.core.hub import BoundName, Hub, HubStats, JoinRefused, Member, Outbox, RoomFull
 from purechat.core.limits import Limits
 
 __all__ = [
     "Ack",
+    "BoundName",
     "Draft",
     "EndReason",
     "ErrorCode",

@@ -30,6 +30,9 @@ class EndReason(enum.Enum):
     TOO_SLOW = "too_slow"
     SHUTTING_DOWN = "shutting_down"
     STORE_UNAVAILABLE = "store_unavailable"
+    # Servers sharing a store: this one lost touch with it, and the member's name was
+    # given to somebody else meanwhile.
+    NAME_LOST = "name_lost"
 
 
 @dataclass(slots=True, eq=False)

@@ -7,7 +7,7 @@ Everything here is synchronous and does no I/O. Delivery goes through each membe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -94,18 +94,36 @@ class Room:
         return tuple(m.name for m in self.members if m.name is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class BoundName:
+    """A name the shared store bound for a joiner, and who is in the room, everywhere."""
+
+    name: str
+    members: tuple[str, ...]
+
+
 class Hub:
     """All rooms of one server.
 
     Messages go through two steps: `post` validates a send and returns a `Draft`;
     once the store has the draft and numbered it, `publish` broadcasts it and acks the
     sender. Nothing is broadcast that the store does not have.
+
+    With `shared_presence` (several servers on one store), names are bound by the store
+    and joins and leaves are announced from its log (`announce`), not by this hub.
     """
 
-    def __init__(self, limits: Limits | None = None, clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        clock: Callable[[], float] | None = None,
+        *,
+        shared_presence: bool = False,
+    ):
         self.limits = limits or Limits()
         self._clock = clock or time.time
         self._rooms: dict[str, Room] = {}
+        self.shared_presence = shared_presence
         self.stats = HubStats()
 
     # -- queries ---------------------------------------------------------
@@ -127,6 +145,10 @@ class Hub:
         """The newest number delivered in an open room (0 when it is not open here)."""
         found = self._rooms.get(room)
         return found.last_seq if found else 0
+
+    def named_members(self) -> list[tuple[str, str]]:
+        """(room, name) of every member with a name."""
+        return [(r.name, name) for r in self._rooms.values() for name in r.member_names()]
 
     def rooms(self) -> list[tuple[str, int, int]]:
         """(name, members, newest number) of every open room, by name."""
@@ -151,43 +173,79 @@ class Hub:
         room.members.append(member)
         return member
 
+    def check_join(self, room_name: str, requested_name: str) -> None:
+        """JoinRefused (or RoomFull) when a join would be refused."""
+        problem = room_problem(room_name, self.limits) or name_problem(requested_name, self.limits)
+        if problem:
+            raise JoinRefused(problem)
+        room = self._rooms.get(room_name)
+        if room is not None and len(room.members) >= self.limits.max_members_per_room:
+            raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
+
     def join(
-        self, room_name: str, requested_name: str, outbox: Outbox, last_seq: int = 0
+        self,
+        room_name: str,
+        requested_name: str,
+        outbox: Outbox,
+        last_seq: int = 0,
+        bound: BoundName | None = None,
     ) -> Member:
         """Add a named member and announce it; `member.welcome` is what to tell it first.
 
         JoinRefused when the name or room breaks the rules.
         """
         room_name = room_name or DEFAULT_ROOM
-        problem = room_problem(room_name, self.limits) or name_problem(requested_name, self.limits)
-        if problem:
-            raise JoinRefused(problem)
+        self.check_join(room_name, requested_name)
         member = self.attach(room_name, outbox, last_seq)
         member.hears_notices = True
-        name = self.claim_name(member, requested_name)
+        name = self.claim_name(member, requested_name, bound.name if bound else None)
         room = member.room
-        member.welcome = Welcome(room.name, name, room.member_names(), member.joined_at_seq)
+        members = bound.members if bound else room.member_names()
+        member.welcome = Welcome(room.name, name, members, member.joined_at_seq)
         return member
 
-    def claim_name(self, member: Member, requested: str) -> str:
-        """Bind a name unique in the member's room and announce the member.
+    def candidate_names(self, requested: str) -> Iterator[str]:
+        """The name a member asked for, then with suffixes ("bob", "bob-2", ...).
 
-        A taken name gets a suffix ("bob" -> "bob-2") rather than a refusal, so two
-        clients that both call themselves the same can still both chat.
+        A taken name gets a suffix rather than a refusal, so two clients that both call
+        themselves the same can still both chat.
         """
-        room = member.room
         base = _clean_name(requested, self.limits) or GUEST_NAME
-        name = base
+        yield base
         n = 1
-        while name in room.names:
+        while True:
             n += 1
             suffix = f"-{n}"
-            name = base[: self.limits.max_name_chars - len(suffix)] + suffix
+            yield base[: self.limits.max_name_chars - len(suffix)] + suffix
+
+    def claim_name(self, member: Member, requested: str, bound: str | None = None) -> str:
+        """Give the member the first candidate name free in its room (or the name the
+        shared store bound for it) and announce it."""
+        room = member.room
+        if bound is None:
+            name = next(n for n in self.candidate_names(requested) if n not in room.names)
+        else:
+            name = bound
         member.name = name
         member.requested_name = requested
         room.names.add(name)
-        self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
+        if not self.shared_presence:
+            self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
         return name
+
+    def announce(self, room_name: str, kind: EventKind, user: str, time_ms: int) -> None:
+        """A join or leave from the shared store's log: tell this server's members."""
+        room = self._rooms.get(room_name)
+        if room is not None:
+            self._broadcast(room, RoomEvent(kind, room.name, 0, user, "", time_ms))
+
+    def remove_named(self, room_name: str, name: str, reason: EndReason) -> None:
+        """End the stream of the member called name in room, if it is here."""
+        room = self._rooms.get(room_name)
+        for member in list(room.members) if room else []:
+            if member.name == name:
+                self._remove(member)
+                member.outbox.end(reason)
 
     def leave(self, member: Member) -> None:
         """Remove a member (idempotent) and announce it if it had a name."""
@@ -309,7 +367,7 @@ class Hub:
             del self._rooms[room.name]
 
     def _announce_leave(self, member: Member) -> None:
-        if member.name is not None and member.room.members:
+        if member.name is not None and member.room.members and not self.shared_presence:
             self._broadcast(member.room, self._event(member.room, EventKind.LEAVE, member.name, ""))
 
     def _broadcast(self, room: Room, event: RoomEvent) -> None:
@@ -328,7 +386,7 @@ class Hub:
                     self.stats.evictions += 1
                     self._remove(member)
                     member.outbox.end(EndReason.TOO_SLOW)
-                    if member.name is not None and room.members:
+                    if member.name is not None and room.members and not self.shared_presence:
                         pending.append(self._event(room, EventKind.LEAVE, member.name, ""))
 
 

@@ -16,6 +16,11 @@ def status_for_end(reason: EndReason) -> Status:
         )
     if reason is EndReason.STORE_UNAVAILABLE:
         return Status(StatusCode.UNAVAILABLE, "the server cannot store messages right now")
+    if reason is EndReason.NAME_LOST:
+        return Status(
+            StatusCode.UNAVAILABLE,
+            "the server lost touch with the others and your name went to somebody else; join again",
+        )
     return Status(StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
 
@@ -27,6 +32,10 @@ def text_too_long(limit: int) -> Status:
     return Status(
         StatusCode.INVALID_ARGUMENT, f"message text is longer than the limit of {limit} bytes"
     )
+
+
+def store_unreachable() -> Status:
+    return Status(StatusCode.UNAVAILABLE, "the server cannot reach its store right now")
 
 
 def join_refused(reason: str) -> Status:

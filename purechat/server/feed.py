@@ -1,22 +1,23 @@
 """The feed: with a store shared by several servers, delivery comes from the store's log.
 
-Every server reads each open room's log from where its members are (`Store.tail`) and
+Every server reads each open room's logs from where its members are (`tail`) and
 broadcasts in the log's order, its own members' messages included, so members on every
-server see one order. A sender's ack waits until its message has come round the feed:
-an ack then means "stored, and delivered here in order".
+server see one order; joins and leaves (logged by every server's `Presence`) come the
+same way. A sender's ack waits until its message has come round the feed: an ack then
+means "stored, and delivered here in order".
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 import anyio
 import anyio.lowlevel
 
 from purechat.core import Draft, Hub
-from purechat.store import Store, StoredMessage, StoreError
+from purechat.store import StoredMessage, StoreError
+from purechat.store.shared import LogEntry, Position, PresenceId, SharedStore
 
 log = logging.getLogger("purechat.server")
 
@@ -26,18 +27,13 @@ IDLE_SECONDS = 0.05
 RETRY_FIRST, RETRY_MOST = 0.1, 2.0
 
 
-@runtime_checkable
-class SharedStore(Store, Protocol):
-    """A store several servers use at once; each reads the rooms' logs with `tail`."""
-
-    async def tail(self, positions: dict[str, int], block_ms: int) -> list[StoredMessage]: ...
-
-
 class Feed:
     def __init__(self, hub: Hub, store: SharedStore):
         self.hub = hub
         self.store = store
         self._waiting: dict[str, list[tuple[int, Callable[[], None]]]] = {}
+        # Per open room, the newest join or leave delivered here.
+        self._presence: dict[str, PresenceId] = {}
         self.healthy = True
 
     def when_delivered(self, room: str, seq: int, then: Callable[[], None]) -> None:
@@ -47,16 +43,21 @@ class Feed:
         else:
             self._waiting.setdefault(room, []).append((seq, then))
 
+    def opened(self, room: str, presence: PresenceId) -> None:
+        """A room just opened here: announce the joins and leaves logged after presence."""
+        self._presence[room] = presence
+
     async def run(self) -> None:
         retry = RETRY_FIRST
         while True:
-            positions = {name: last for name, _, last in self.hub.rooms()}
-            self._release_closed_rooms(positions)
-            if not positions:
+            open_rooms = {name: last for name, _, last in self.hub.rooms()}
+            self._release_closed_rooms(open_rooms)
+            if not open_rooms:
                 await anyio.sleep(IDLE_SECONDS)  # no room is open here: nothing to read
                 continue
             try:
-                messages = await self.store.tail(positions, BLOCK_MS)
+                positions = await self._positions(open_rooms)
+                entries = await self.store.tail(positions, BLOCK_MS)
             except StoreError as error:
                 if self.healthy:
                     log.error("%s; retrying", error)
@@ -65,19 +66,27 @@ class Feed:
                 retry = min(RETRY_MOST, 2 * retry)
                 continue
             self.healthy, retry = True, RETRY_FIRST
-            for message in messages:
-                draft = Draft(
-                    message.room,
-                    message.user,
-                    message.text,
-                    message.time_ms,
-                    message.action,
-                    "",
-                    "",
-                )
-                self.hub.publish(draft, message.seq, duplicate=False, sender=None)
-                self._release(message.room)
+            for entry in entries:
+                self._deliver(entry)
             await anyio.lowlevel.checkpoint()
+
+    async def _positions(self, open_rooms: dict[str, int]) -> dict[str, Position]:
+        for room in open_rooms:
+            if room not in self._presence:  # opened without a join: from now on
+                self._presence[room] = (await self.store.position(room)).presence
+        return {room: Position(seq, self._presence[room]) for room, seq in open_rooms.items()}
+
+    def _deliver(self, entry: LogEntry) -> None:
+        if isinstance(entry, StoredMessage):
+            draft = Draft(entry.room, entry.user, entry.text, entry.time_ms, entry.action, "", "")
+            self.hub.publish(draft, entry.seq, duplicate=False, sender=None)
+            self._release(entry.room)
+            return
+        delivered = self._presence.get(entry.room)
+        # A room closed meanwhile, or opened again since the read began, is skipped.
+        if delivered is not None and entry.id > delivered:
+            self._presence[entry.room] = entry.id
+            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms)
 
     def _release(self, room: str) -> None:
         waiting = self._waiting.get(room)
@@ -90,6 +99,8 @@ class Feed:
             then()
 
     def _release_closed_rooms(self, open_rooms: dict[str, int]) -> None:
+        for room in [room for room in self._presence if room not in open_rooms]:
+            del self._presence[room]
         for room in [room for room in self._waiting if room not in open_rooms]:
             for _, then in self._waiting.pop(room):
                 then()

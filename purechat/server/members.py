@@ -18,6 +18,7 @@ import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
 from purechat.core import (
+    BoundName,
     Draft,
     ErrorCode,
     Hub,
@@ -30,11 +31,13 @@ from purechat.core import (
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server import errors
+from purechat.server.feed import Feed
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight, Journal
 from purechat.server.outbox import StreamOutbox
+from purechat.server.presence import Presence
 from purechat.server.wire import legacy_frame, v1_frame
-from purechat.store import Store
+from purechat.store import Store, StoreError
 from purechat.transport import Status, Stream
 
 log = logging.getLogger("purechat.server")
@@ -58,10 +61,45 @@ class Services:
     legacy_history: int
     # Hears how many messages each resume replayed (metrics).
     observe_catch_up: Callable[[int], None]
+    # With a store shared by several servers: delivery and presence come through it.
+    feed: Feed | None = None
+    presence: Presence | None = None
 
     async def known_last_seq(self, room: str) -> int:
         """The store's newest number for a room not yet open here (0 when it is open)."""
         return 0 if self.hub.has_room(room) else await self.store.last_seq(room)
+
+    async def join(self, room: str, requested: str, outbox: StreamOutbox) -> Member:
+        """A named member, announced in its room on every server sharing the store.
+
+        JoinRefused (or RoomFull) for a refused join, StoreError when the store is away.
+        """
+        if self.presence is None or self.feed is None:
+            return self.hub.join(room, requested, outbox, await self.known_last_seq(room))
+        self.hub.check_join(room, requested)
+        joined = await self.presence.join(room, requested)
+        opened = not self.hub.has_room(room)
+        bound = BoundName(joined.name, joined.members)
+        try:
+            member = self.hub.join(room, requested, outbox, joined.position.seq, bound)
+        except JoinRefused:  # the room filled up while the store answered
+            self.presence.release(room, joined.name)
+            raise
+        if opened:
+            self.feed.opened(room, joined.position.presence)
+        return member
+
+    async def claim_name(self, member: Member, requested: str) -> str:
+        """Name an original-contract member (on its first message) and announce it."""
+        if self.presence is None:
+            return self.hub.claim_name(member, requested)
+        joined = await self.presence.join(member.room.name, requested)
+        return self.hub.claim_name(member, requested, joined.name)
+
+    def release(self, member: Member) -> None:
+        """The member's call is over: free its name on every server (once per member)."""
+        if self.presence is not None and member.name is not None:
+            self.presence.release(member.room.name, member.name)
 
 
 class _Burst:
@@ -120,6 +158,7 @@ async def serve_legacy(stream: Stream, services: Services, identity: str | None)
             return await _legacy_member(stream, services, identity, outbox, member)
         finally:
             _leave(hub, member, stream)
+            services.release(member)
 
 
 async def _legacy_member(
@@ -152,7 +191,11 @@ async def _legacy_member(
                 stream.end(errors.undecodable("chat.ChatMessage"))
                 return
             if member.name is None:
-                name = hub.claim_name(member, identity or message.user_id)
+                try:
+                    name = await services.claim_name(member, identity or message.user_id)
+                except (JoinRefused, StoreError) as refusal:
+                    stream.end(_unnamed(refusal))
+                    return
                 log.info("%s joined %s from %s", name, member.room.name, stream.connection.peer)
             draft = hub.post(member, message.text)
             if isinstance(draft, Notice) and (ending := _legacy_ending(draft, hub)):
@@ -164,6 +207,12 @@ async def _legacy_member(
         outbox.close()
 
     return await _run_member(stream, outbox, legacy_frame, read, recent_lobby)
+
+
+def _unnamed(refusal: JoinRefused | StoreError) -> Status:
+    if isinstance(refusal, StoreError):
+        return errors.store_unreachable()
+    return errors.join_refused(str(refusal))
 
 
 def _legacy_ending(refusal: Notice, hub: Hub) -> Status | None:
@@ -192,12 +241,14 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
     outbox = StreamOutbox(stream, services.outbox_size)
     with outbox:
         try:
-            name = identity or join.name
-            member = hub.join(room, name, outbox, await services.known_last_seq(room))
+            member = await services.join(room, identity or join.name, outbox)
         except RoomFull as full:
             return errors.room_full(str(full))
         except JoinRefused as refusal:
             return errors.join_refused(str(refusal))
+        except StoreError as error:
+            log.error("%s; a join was refused", error)
+            return errors.store_unreachable()
         log.info("%s joined %s from %s", member.name, member.room.name, stream.connection.peer)
         burst = _Burst(services.outbox_size)
 
@@ -224,6 +275,7 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
             )
         finally:
             _leave(hub, member, stream)
+            services.release(member)
 
 
 def _misplaced(kind: str | None, member: Member) -> str:

@@ -23,14 +23,16 @@ from purechat.ops.metrics import Metrics
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
 from purechat.server import errors
-from purechat.server.admin import ADMIN_SERVICE, list_members, list_rooms
+from purechat.server.admin import ADMIN_SERVICE, HubRoster, Roster, list_members, list_rooms
 from purechat.server.auth import TokenBook
 from purechat.server.errors import status_for_end
-from purechat.server.feed import Feed, SharedStore
+from purechat.server.feed import Feed
 from purechat.server.journal import Journal
 from purechat.server.members import Services, serve_legacy, serve_v1
 from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
+from purechat.server.presence import Presence
 from purechat.store import MemoryStore, Store, StoreError
+from purechat.store.shared import SharedStore
 from purechat.transport import Connection, Flusher, GrpcProtocol, Status, Stream, TransportLimits
 
 log = logging.getLogger("purechat.server")
@@ -79,6 +81,11 @@ class ServerConfig:
     keepalive_timeout: float = 20.0
     # Prometheus metrics over HTTP on this port (0 picks one), when set.
     metrics_port: int | None = None
+    # With a store shared by several servers: how long a server that stopped without
+    # a word keeps its members listed (it renews that three times as often).
+    presence_ttl: float = 15.0
+    # How long a stopping server waits for the shared store to hear its members left.
+    retire_timeout: float = 3.0
 
 
 class ChatServer:
@@ -90,15 +97,19 @@ class ChatServer:
 
     def __init__(self, config: ServerConfig | None = None, store: Store | None = None):
         self.config = config or ServerConfig()
-        self.hub = Hub(self.config.limits)
         self.store = store or MemoryStore()
+        shared = self.store if isinstance(self.store, SharedStore) else None
+        self.hub = Hub(self.config.limits, shared_presence=shared is not None)
         self.health = HealthState(frozenset({LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE}))
         self.metrics = Metrics(self.hub)
         self.metrics_port: int | None = None
-        # A store shared with other servers delivers through the feed, in its log's order.
-        self._feed = Feed(self.hub, self.store) if isinstance(self.store, SharedStore) else None
+        # A store shared with other servers delivers through the feed, in its log's order,
+        # and keeps who is where.
+        self._feed = Feed(self.hub, shared) if shared else None
+        self._presence = Presence(self.hub, shared, self.config.presence_ttl) if shared else None
         self._journal = Journal(self.hub, self.store, self._store_answered, self._feed)
         self._flusher = Flusher()
+        self._roster: Roster = shared or HubRoster(self.hub)
         self._reflection = Reflection(
             [LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
             + [f"{version}.ServerReflection" for version in REFLECTION_VERSIONS]
@@ -110,6 +121,8 @@ class ChatServer:
             outbox_size=self.config.outbox_size,
             legacy_history=self.config.legacy_history,
             observe_catch_up=self.metrics.catch_up_messages.observe,
+            feed=self._feed,
+            presence=self._presence,
         )
         self._connections: set[Connection] = set()
         self._per_address: Counter[str] = Counter()
@@ -141,6 +154,8 @@ class ChatServer:
             connections.start_soon(self._journal.run)
             if self._feed is not None:
                 connections.start_soon(self._feed.run)
+            if self._presence is not None:
+                await connections.start(self._presence.run)
             connections.start_soon(self._flusher.run)
             connections.start_soon(self._keep_alive)
             if self.config.metrics_port is not None:
@@ -154,6 +169,7 @@ class ChatServer:
                 await self._shutdown_requested.wait()
                 acceptors.cancel_scope.cancel()
             await self._close_everything()
+            await self._retire()
             connections.cancel_scope.cancel()
 
     async def stopped(self) -> None:
@@ -254,9 +270,9 @@ class ChatServer:
         if (service, method) == (V1_SERVICE, "Connect"):
             return await serve_v1(stream, self._services, identity)
         if (service, method) == (ADMIN_SERVICE, "ListRooms"):
-            return await list_rooms(stream, self.hub)
+            return await list_rooms(stream, self._roster)
         if (service, method) == (ADMIN_SERVICE, "ListMembers"):
-            return await list_members(stream, self.hub)
+            return await list_members(stream, self._roster)
         return errors.unimplemented(f"/{service}/{method}")
 
     def _store_answered(self, ok: bool, seconds: float) -> None:
@@ -286,6 +302,17 @@ class ChatServer:
             self.health.store_answered(False)
         else:
             self.health.store_answered(True)
+
+    async def _retire(self) -> None:
+        """Tell the other servers this one's members have left, rather than let them
+        wait for its heartbeat to expire."""
+        if self._presence is None:
+            return
+        with anyio.move_on_after(self.config.retire_timeout):
+            try:
+                await self._presence.retire()
+            except StoreError as error:
+                log.warning("%s; other servers list this one's members until they expire", error)
 
     async def _close_everything(self) -> None:
         """End every member with UNAVAILABLE and give the statuses time to be delivered."""

@@ -4,7 +4,8 @@ Several purechat servers pointed at one Redis are one chat. A message is numbere
 appended atomically by a Lua script (INCR the room's counter, XADD with that number as
 the entry id, remember the client's message id), so numbers are per room, monotonic
 and the same for every server; every server then delivers each room from the stream
-(`tail`), so all members everywhere see the stream's one order.
+(`tail`), so all members everywhere see the stream's one order. Names, member lists,
+joins and leaves are kept beside each log (see PRESENCE), with a heartbeat per server.
 
 Uses valkey-glide (its async client runs under trio and asyncio). Blocking reads use a
 client of their own, since a blocking command holds its connection.
@@ -20,34 +21,194 @@ from urllib.parse import unquote, urlsplit
 
 import glide
 
-from purechat.core import Draft
+from purechat.core import Draft, EventKind
 from purechat.store.base import Appended, StoredMessage, StoreError
+from purechat.store.shared import (
+    Joined,
+    LogEntry,
+    Position,
+    PresenceChange,
+    PresenceId,
+    Seat,
+)
 
 KEY_PREFIX = "purechat:room:"
 REQUEST_TIMEOUT_MS = 2000
+# Retried sends are recognised among at least this many of a room's newest messages.
+IDS_KEPT = 10_000
+# Presence entries kept per room: enough for a server whose feed lags a little.
+PRESENCE_KEPT = 1000
 
-# ARGV: history, count, then per draft: room, user, text, time_ms, action, sender, id.
-# Returns one number per draft: its seq, negative for a repeat of an earlier send.
+# ARGV: history, ids bucket size, count, then per draft: room, user, text, time_ms,
+# action, sender, id. Returns one number per draft: its seq, negative for a repeat.
+# Client ids live in hashes of `size` numbers each; the newest two are consulted and
+# older ones deleted, so a retry is recognised among the last `size` messages at least.
 APPEND = """
-local history = tonumber(ARGV[1])
+local history, size = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
   local room, user, text, time, action, sender, id =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   i = i + 7
   local key = 'purechat:room:' .. room
+  local bucket = math.floor(tonumber(redis.call('GET', key .. ':seq') or '0') / size)
+  local retry = sender .. '|' .. id
   local seq = false
-  if id ~= '' then seq = redis.call('HGET', key .. ':ids', sender .. '|' .. id) end
+  if id ~= '' then
+    seq = redis.call('HGET', key .. ':ids:' .. bucket, retry)
+      or redis.call('HGET', key .. ':ids:' .. (bucket - 1), retry)
+  end
   if seq then
     table.insert(out, -tonumber(seq))
   else
     seq = redis.call('INCR', key .. ':seq')
     redis.call('XADD', key .. ':log', 'MAXLEN', '~', history, seq .. '-0',
       'user', user, 'text', text, 'time', time, 'action', action)
-    if id ~= '' then redis.call('HSET', key .. ':ids', sender .. '|' .. id, seq) end
+    local now = math.floor(seq / size)
+    if now ~= bucket then redis.call('DEL', key .. ':ids:' .. (now - 2)) end
+    if id ~= '' then redis.call('HSET', key .. ':ids:' .. now, retry, seq) end
     table.insert(out, seq)
   end
+end
+return out
+"""
+
+# Presence: per room a hash name -> server holding it, and a stream of joins and
+# leaves whose ids are `<newest message number>-*`, so they merge with the messages
+# in the order they happened. Per server a set of its seats (JSON [room, name]) and a
+# key that lives while its heartbeats do; `purechat:servers` lists servers with seats,
+# `purechat:rooms` rooms with members.
+PRESENCE = f"""
+local function room_key(room) return 'purechat:room:' .. room end
+local function seats_key(server) return 'purechat:server:' .. server .. ':seats' end
+local function log(room, kind, name, time)
+  local key = room_key(room)
+  return redis.call('XADD', key .. ':presence', 'MAXLEN', '~', {PRESENCE_KEPT},
+    (redis.call('GET', key .. ':seq') or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
+end
+local function enter(room, name, server, time)
+  redis.call('HSET', room_key(room) .. ':members', name, server)
+  redis.call('SADD', 'purechat:rooms', room)
+  redis.call('SADD', seats_key(server), cjson.encode({{room, name}}))
+  redis.call('SADD', 'purechat:servers', server)
+  return log(room, 'join', name, time)
+end
+local function leave(room, name, server, time)
+  local members = room_key(room) .. ':members'
+  redis.call('SREM', seats_key(server), cjson.encode({{room, name}}))
+  if redis.call('HGET', members, name) ~= server then return 0 end
+  redis.call('HDEL', members, name)
+  if redis.call('HLEN', members) == 0 then redis.call('SREM', 'purechat:rooms', room) end
+  log(room, 'leave', name, time)
+  return 1
+end
+local function retire(server, time)
+  local gone = 0
+  for _, seat in ipairs(redis.call('SMEMBERS', seats_key(server))) do
+    local room_and_name = cjson.decode(seat)
+    gone = gone + leave(room_and_name[1], room_and_name[2], server, time)
+  end
+  redis.call('DEL', seats_key(server), 'purechat:server:' .. server)
+  redis.call('SREM', 'purechat:servers', server)
+  return gone
+end
+"""
+
+# ARGV: room, server, time, candidate names. Returns nil when all are taken, else
+# {name, newest message number, presence id before the join, members}.
+JOIN = (
+    PRESENCE
+    + """
+local room, server, time = ARGV[1], ARGV[2], ARGV[3]
+local key = room_key(room)
+for i = 4, #ARGV do
+  if redis.call('HEXISTS', key .. ':members', ARGV[i]) == 0 then
+    local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+    local before = '0-0'
+    if #newest > 0 then before = newest[1][1] end
+    enter(room, ARGV[i], server, time)
+    return {ARGV[i], redis.call('GET', key .. ':seq') or '0', before,
+      redis.call('HKEYS', key .. ':members')}
+  end
+end
+return false
+"""
+)
+
+# ARGV: room. Returns {newest message number, newest presence id}.
+POSITION = """
+local key = 'purechat:room:' .. ARGV[1]
+local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+local last = '0-0'
+if #newest > 0 then last = newest[1][1] end
+return {redis.call('GET', key .. ':seq') or '0', last}
+"""
+
+# ARGV: server, time, then room and name per seat.
+LEAVE = (
+    PRESENCE
+    + """
+for i = 3, #ARGV, 2 do leave(ARGV[i], ARGV[i + 1], ARGV[1], ARGV[2]) end
+return 0
+"""
+)
+
+# ARGV: server, ttl in ms. Returns 1 when the server's key was still there.
+HEARTBEAT = """
+local key = 'purechat:server:' .. ARGV[1]
+local alive = redis.call('EXISTS', key)
+redis.call('SET', key, '1', 'PX', ARGV[2])
+redis.call('SADD', 'purechat:servers', ARGV[1])
+return alive
+"""
+
+# ARGV: server, time, then room and name per seat. Returns the seats others took.
+RESTORE = (
+    PRESENCE
+    + """
+local server, time = ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local room, name = ARGV[i], ARGV[i + 1]
+  local owner = redis.call('HGET', room_key(room) .. ':members', name)
+  if not owner then
+    enter(room, name, server, time)
+  elseif owner == server then
+    redis.call('SADD', seats_key(server), cjson.encode({room, name}))
+  else
+    table.insert(lost, room)
+    table.insert(lost, name)
+  end
+end
+return lost
+"""
+)
+
+# ARGV: time. Retires every server whose heartbeat expired; returns members removed.
+SWEEP = (
+    PRESENCE
+    + """
+local gone = 0
+for _, server in ipairs(redis.call('SMEMBERS', 'purechat:servers')) do
+  if redis.call('EXISTS', 'purechat:server:' .. server) == 0 then
+    gone = gone + retire(server, ARGV[1])
+  end
+end
+return gone
+"""
+)
+
+# ARGV: server, time.
+RETIRE = PRESENCE + "\nreturn retire(ARGV[1], ARGV[2])\n"
+
+# Returns room, member count, newest number for every room with members.
+ROOMS = """
+local out = {}
+for _, room in ipairs(redis.call('SMEMBERS', 'purechat:rooms')) do
+  local key = 'purechat:room:' .. room
+  table.insert(out, {room, redis.call('HLEN', key .. ':members'),
+    redis.call('GET', key .. ':seq') or '0'})
 end
 return out
 """
@@ -113,7 +274,7 @@ class RedisStore:
         return f"{where} (streams of the newest ~{self.history} messages per room)"
 
     async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        args = [str(self.history), str(len(drafts))]
+        args = [str(self.history), str(max(self.history, IDS_KEPT)), str(len(drafts))]
         for d in drafts:
             args += [
                 d.room,
@@ -139,20 +300,66 @@ class RedisStore:
         )
         return [_message(room, entry_id, fields) for entry_id, fields in (entries or {}).items()]
 
-    async def tail(self, positions: dict[str, int], block_ms: int) -> list[StoredMessage]:
-        """What was appended to these rooms after each one's position, waiting up to block_ms."""
+    async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         if not positions:
             return []
         rooms = list(positions)
         command = ["XREAD", "BLOCK", str(block_ms), "STREAMS"]
         command += [f"{KEY_PREFIX}{room}:log" for room in rooms]
-        command += [f"{positions[room]}-0" for room in rooms]
+        command += [f"{KEY_PREFIX}{room}:presence" for room in rooms]
+        command += [f"{positions[room].seq}-0" for room in rooms]
+        command += [str(positions[room].presence) for room in rooms]
         found = await self._call(self._reader, command)
-        messages = []
-        for key, entries in (found or {}).items():
-            room = key.decode().removeprefix(KEY_PREFIX).removesuffix(":log")
-            messages += [_message(room, entry_id, fields) for entry_id, fields in entries.items()]
-        return sorted(messages, key=lambda m: (m.room, m.seq))
+        entries: list[LogEntry] = []
+        for raw_key, logged in (found or {}).items():
+            room, _, stream = raw_key.decode().removeprefix(KEY_PREFIX).rpartition(":")
+            parse = _message if stream == "log" else _presence
+            entries += [parse(room, entry_id, fields) for entry_id, fields in logged.items()]
+        return sorted(entries, key=_happened)
+
+    async def position(self, room: str) -> Position:
+        seq, presence = await self._call(self._client, ["EVAL", POSITION, "0", room])
+        return Position(int(seq), PresenceId.parse(presence.decode()))
+
+    async def join(
+        self, room: str, candidates: Sequence[str], server: str, time_ms: int
+    ) -> Joined | None:
+        answer = await self._call(
+            self._client, ["EVAL", JOIN, "0", room, server, str(time_ms), *candidates]
+        )
+        if answer is None:
+            return None
+        name, seq, before, members = answer
+        position = Position(int(seq), PresenceId.parse(before.decode()))
+        return Joined(name.decode(), position, tuple(sorted(m.decode() for m in members)))
+
+    async def leave(self, server: str, seats: Sequence[Seat], time_ms: int) -> None:
+        await self._call(self._client, ["EVAL", LEAVE, "0", server, str(time_ms), *_flat(seats)])
+
+    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
+        alive = await self._call(self._client, ["EVAL", HEARTBEAT, "0", server, str(ttl_ms)])
+        return bool(alive)
+
+    async def restore(self, server: str, seats: Sequence[Seat], time_ms: int) -> list[Seat]:
+        lost = await self._call(
+            self._client, ["EVAL", RESTORE, "0", server, str(time_ms), *_flat(seats)]
+        )
+        names = [value.decode() for value in lost]
+        return list(zip(names[::2], names[1::2], strict=True))
+
+    async def sweep(self, time_ms: int) -> int:
+        return int(await self._call(self._client, ["EVAL", SWEEP, "0", str(time_ms)]))
+
+    async def retire(self, server: str, time_ms: int) -> None:
+        await self._call(self._client, ["EVAL", RETIRE, "0", server, str(time_ms)])
+
+    async def members(self, room: str) -> tuple[str, ...]:
+        names = await self._call(self._client, ["HKEYS", f"{KEY_PREFIX}{room}:members"])
+        return tuple(sorted(name.decode() for name in names))
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        found = await self._call(self._client, ["EVAL", ROOMS, "0"])
+        return sorted((name.decode(), int(count), int(seq)) for name, count, seq in found)
 
     async def aclose(self) -> None:
         for client in (self._client, self._reader):
@@ -166,8 +373,31 @@ class RedisStore:
             raise StoreError(f"Redis at {self.address.host}:{self.address.port}: {error}") from None
 
 
+def _flat(seats: Sequence[Seat]) -> list[str]:
+    return [part for seat in seats for part in seat]
+
+
+def _happened(entry: LogEntry) -> tuple[str, int, int, int]:
+    """Sort key: a room's message n, then the joins and leaves logged after it."""
+    if isinstance(entry, StoredMessage):
+        return (entry.room, entry.seq, 0, 0)
+    return (entry.room, entry.id.seq, 1, entry.id.order)
+
+
+def _fields(fields: list[list[bytes]]) -> dict[str, str]:
+    return {key.decode(): value.decode() for key, value in fields}
+
+
+def _presence(room: str, entry_id: bytes, fields: list[list[bytes]]) -> PresenceChange:
+    values = _fields(fields)
+    kind = EventKind.JOIN if values["kind"] == "join" else EventKind.LEAVE
+    return PresenceChange(
+        room, PresenceId.parse(entry_id.decode()), kind, values["user"], int(values["time"])
+    )
+
+
 def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> StoredMessage:
-    values = {key.decode(): value.decode() for key, value in fields}
+    values = _fields(fields)
     return StoredMessage(
         room,
         int(entry_id.decode().split("-")[0]),

@@ -1,0 +1,142 @@
+"""Presence across servers: names, member lists, joins and leaves kept in the shared store.
+
+A joiner's name is bound in the store, so suffixes ("bob-2") are unique on every
+server, and its join is logged there for every server's feed to announce. Leaves are
+queued without waiting (a member's call is ending, often cancelled) and told to the
+store by this server's presence task, which also sends the heartbeats that keep this
+server's members listed and sweeps away the members of servers that stopped sending
+theirs. A server that dies without a word thus has its members leave within about
+`ttl` (plus one heartbeat interval) on every other server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from purechat.core import EndReason, Hub, JoinRefused
+from purechat.store import StoreError
+from purechat.store.shared import Joined, Seat, SharedStore
+
+log = logging.getLogger("purechat.server")
+
+HEARTBEATS_PER_TTL = 3
+# How many names a join tries ("bob", "bob-2", ... "bob-100") before it is refused.
+MAX_CANDIDATES = 100
+RETRY_FIRST, RETRY_MOST = 0.1, 2.0
+
+
+class Presence:
+    def __init__(
+        self,
+        hub: Hub,
+        store: SharedStore,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.hub = hub
+        self.store = store
+        self.ttl = ttl
+        self._clock = clock
+        # Unique per run, so a restarted server never inherits a dead one's members.
+        self.server = uuid.uuid4().hex
+        # Leaves not yet told to the store. Bounded by the members this server has
+        # had: each is queued once, and a join needs the store, so none pile up
+        # while it is away.
+        self._leaving: list[Seat] = []
+        self._wake = anyio.Event()
+        self.healthy = True
+
+    async def join(self, room: str, requested: str) -> Joined:
+        """Bind a name for requested in room on every server and log the join.
+
+        Shielded: once the store has bound a name the caller must learn it, or it would
+        never be released. Bounded by the store's request timeout.
+        """
+        candidates = list(itertools.islice(self.hub.candidate_names(requested), MAX_CANDIDATES))
+        with anyio.CancelScope(shield=True):
+            joined = await self.store.join(room, candidates, self.server, self._now_ms())
+        if joined is None:
+            raise JoinRefused(
+                f"Too many members of {room} are called {candidates[0]}; choose another name."
+            )
+        return joined
+
+    def release(self, room: str, name: str) -> None:
+        """Queue a member's leave; the presence task tells the store."""
+        self._leaving.append((room, name))
+        self._wake.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Heartbeats, sweeps and leaves until cancelled; started once registered."""
+        await self._try(self._beat)
+        task_status.started()
+        interval = self.ttl / HEARTBEATS_PER_TTL
+        next_beat = anyio.current_time() + interval
+        while True:
+            with anyio.move_on_after(max(0.0, next_beat - anyio.current_time())):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            if self._leaving:
+                await self._try(self._tell_leaves)
+            if anyio.current_time() >= next_beat:
+                await self._try(self._beat)
+                next_beat = anyio.current_time() + interval
+
+    async def retire(self) -> None:
+        """Remove every member of this server from the store (it is stopping)."""
+        self._leaving.clear()
+        await self.store.retire(self.server, self._now_ms())
+
+    async def _try(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run step, retrying with backoff while the store is unreachable."""
+        retry = RETRY_FIRST
+        while True:
+            try:
+                await step()
+            except StoreError as error:
+                if self.healthy:
+                    log.error("%s; presence retrying", error)
+                self.healthy = False
+                await anyio.sleep(retry)
+                retry = min(RETRY_MOST, 2 * retry)
+            else:
+                self.healthy = True
+                return
+
+    async def _tell_leaves(self) -> None:
+        leaving = self._leaving[:]
+        await self.store.leave(self.server, leaving, self._now_ms())
+        del self._leaving[: len(leaving)]
+
+    async def _beat(self) -> None:
+        if not await self.store.heartbeat(self.server, int(self.ttl * 1000)):
+            await self._restore()
+        gone = await self.store.sweep(self._now_ms())
+        if gone:
+            log.info("%d member(s) of servers that stopped answering removed", gone)
+
+    async def _restore(self) -> None:
+        """This server's heartbeats lapsed (the store was away): list its members again.
+
+        A name somebody else took meanwhile cannot be given back: that member's stream
+        ends, and its client reconnects under a new one.
+        """
+        leaving = set(self._leaving)
+        seats = [seat for seat in self.hub.named_members() if seat not in leaving]
+        if not seats:
+            return
+        lost = await self.store.restore(self.server, seats, self._now_ms())
+        for room, name in lost:
+            self.hub.remove_named(room, name, EndReason.NAME_LOST)
+        log.warning("listed %d member(s) again after losing touch with the store", len(seats))
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)

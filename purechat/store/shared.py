@@ -1,0 +1,123 @@
+"""A store several servers use at once: the rooms' logs and who is in them, everywhere.
+
+With such a store every server delivers from the log (`tail`) rather than from its own
+members' sends, so members on every server see one order; and names, member lists and
+join/leave events are kept in the store, so they cover every server. A server keeps
+its members listed by heartbeats; when one stops without saying so, any other removes
+its members (`sweep`) once its heartbeat has expired, and their leaves are published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from purechat.core import EventKind
+from purechat.store.base import Store, StoredMessage
+
+# (room, name) of one member, as the store lists a server's members.
+Seat = tuple[str, str]
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class PresenceId:
+    """A join or leave's place in its room's presence log.
+
+    `seq` is the room's newest message number when it happened, so presence and
+    messages merge into the order they happened in: message `seq` first, then the
+    presence entries numbered `(seq, 0)`, `(seq, 1)`, ...
+    """
+
+    seq: int
+    order: int
+
+    @classmethod
+    def parse(cls, entry_id: str) -> PresenceId:
+        seq, _, order = entry_id.partition("-")
+        return cls(int(seq), int(order or 0))
+
+    def __str__(self) -> str:
+        return f"{self.seq}-{self.order}"
+
+
+NO_PRESENCE = PresenceId(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    room: str
+    id: PresenceId
+    kind: EventKind  # JOIN or LEAVE
+    user: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a server has delivered a room's logs up to."""
+
+    seq: int
+    presence: PresenceId
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A name bound in a room on every server, and what the joiner needs to start."""
+
+    name: str
+    # Delivered up to here before the join: the join is the next presence entry.
+    position: Position
+    # Everyone in the room once joined, on every server.
+    members: tuple[str, ...]
+
+
+LogEntry = StoredMessage | PresenceChange
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
+        """What was logged in these rooms after each one's position, in the order it
+        happened, waiting up to block_ms for something."""
+        ...
+
+    async def position(self, room: str) -> Position:
+        """The room's newest message and presence entry."""
+        ...
+
+    async def join(
+        self, room: str, candidates: Sequence[str], server: str, time_ms: int
+    ) -> Joined | None:
+        """Bind the first candidate name nobody in room has, for server, and log the
+        join; None when every candidate is taken."""
+        ...
+
+    async def leave(self, server: str, seats: Sequence[Seat], time_ms: int) -> None:
+        """Unbind these names (those server still holds) and log the leaves."""
+        ...
+
+    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
+        """Keep server's members listed for ttl_ms more; False if they had lapsed."""
+        ...
+
+    async def restore(self, server: str, seats: Sequence[Seat], time_ms: int) -> list[Seat]:
+        """Bind these names for server again after its heartbeat lapsed; the ones
+        somebody else took meanwhile are returned."""
+        ...
+
+    async def sweep(self, time_ms: int) -> int:
+        """Unbind the members of servers whose heartbeat expired; how many."""
+        ...
+
+    async def retire(self, server: str, time_ms: int) -> None:
+        """Unbind every member of server, which is stopping."""
+        ...
+
+    async def members(self, room: str) -> tuple[str, ...]:
+        """Names in room on every server, sorted."""
+        ...
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        """(name, named members, newest number) of every room with members, by name."""
+        ...
