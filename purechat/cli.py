@@ -80,14 +80,15 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=DEFAULT_STORE_URL,
         metavar="URL",
         help="where history is kept: sqlite:///PATH (relative; sqlite:////PATH for an "
-        "absolute path) or memory://",
+        "absolute path), memory://, or redis://HOST:PORT[/DB] (rediss:// for TLS) to run "
+        "several servers as one chat",
     )
     serve.add_argument(
         "--history",
         type=int,
         default=DEFAULT_HISTORY,
         metavar="N",
-        help="messages kept per room by the memory:// store",
+        help="messages kept per room by the memory:// and redis:// stores",
     )
     limits, transport = Limits(), TransportLimits()
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
@@ -140,6 +141,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=ServerConfig.keepalive_idle,
         metavar="SECONDS",
         help="ping connections silent this long; drop those that do not answer",
+    )
+    serve.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=ServerConfig.presence_ttl,
+        metavar="SECONDS",
+        help="with redis://: how long the others list a server's members after it stops "
+        "without a word",
     )
     serve.add_argument(
         "--metrics-port",
@@ -316,6 +325,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         tokens=TokenBook(args.tokens, limits) if args.tokens else None,
         max_conns_per_addr=max(0, args.max_conns_per_addr),
         keepalive_idle=args.keepalive,
+        presence_ttl=max(0.1, args.presence_ttl),
         metrics_port=args.metrics_port,
     )
 

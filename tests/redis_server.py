@@ -64,6 +64,18 @@ class RedisProcess:
         self.process.terminate()
         await self.process.wait()
 
+    async def keys(self, pattern: str) -> list[str]:
+        """KEYS pattern, over a plain socket (what is in Redis, not what purechat says)."""
+        async with await trio.open_tcp_stream("127.0.0.1", self.port) as stream:
+            await stream.send_all(f"KEYS {pattern}\r\n".encode())
+            reply = b""
+            while True:
+                reply += await stream.receive_some(65536)
+                lines = reply.split(b"\r\n")
+                count = int(lines[0][1:])
+                if len(lines) >= 2 * count + 2:
+                    return sorted(line.decode() for line in lines[2 : 2 * count + 1 : 2])
+
     async def _until_answering(self) -> None:
         with trio.fail_after(10):
             while True:

@@ -6,6 +6,7 @@ import pytest
 
 from purechat.core import (
     Ack,
+    BoundName,
     Draft,
     EndReason,
     ErrorCode,
@@ -68,6 +69,27 @@ def test_welcome_lists_members_and_join_is_announced() -> None:
         (EventKind.JOIN, "alice"),
         (EventKind.JOIN, "bob"),
     ]
+
+
+def test_with_shared_presence_joins_and_leaves_come_only_from_the_shared_log() -> None:
+    h = Hub(Limits(), clock=lambda: 1.0, shared_presence=True)
+    alice_box, bob_box, slow_box = FakeOutbox(), FakeOutbox(), FakeOutbox(capacity=0)
+    h.join("lobby", "alice", alice_box, bound=BoundName("alice", ("alice",), (0, 0)))
+    bob = h.join(
+        "lobby", "bob", bob_box, bound=BoundName("bob-2", ("alice", "bob", "bob-2"), (3, 1))
+    )
+    h.join("lobby", "slow", slow_box, bound=BoundName("slow", ("slow",), (3, 0)))
+    assert alice_box.events() == []  # nothing announced by this server on its own
+    h.announce("lobby", EventKind.JOIN, "bob-2", 5, at=(3, 2))  # news to alice and bob
+    assert slow_box.ended is EndReason.TOO_SLOW  # evicted, without a leave of its own
+    h.announce("lobby", EventKind.JOIN, "carol", 6, at=(3, 1))  # logged before bob joined
+    h.leave(bob)
+    assert bob.welcome == Welcome("lobby", "bob-2", ("alice", "bob", "bob-2"), 0)
+    assert [(e.kind, e.user) for e in alice_box.events()] == [
+        (EventKind.JOIN, "bob-2"),
+        (EventKind.JOIN, "carol"),
+    ]
+    assert [(e.kind, e.user) for e in bob_box.events()] == [(EventKind.JOIN, "bob-2")]
 
 
 def test_messages_are_numbered_per_room_and_reach_everyone_in_order() -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from purechat.core import Limits
+from purechat.core import Draft, Limits
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
-from purechat.store import Store, StoreError, open_store
+from purechat.store import Appended, StoreError, open_store
+from purechat.store.redis import RedisStore
 from tests.helpers import Harness, Member
 from tests.processes import Lines, start
 from tests.redis_server import RedisProcess, free_port
@@ -23,11 +24,12 @@ class ScaleOut:
     def __init__(self, nursery: trio.Nursery, directory: Path):
         self.nursery = nursery
         self.redis = RedisProcess(directory, free_port())
-        self.servers: list[tuple[ChatServer, Store]] = []
+        self.servers: list[tuple[ChatServer, RedisStore]] = []
 
-    async def server(self) -> Harness:
-        store = await open_store(self.redis.url, history=1000)
-        server = ChatServer(ServerConfig(port=0, limits=Limits(rate_limit=0)), store)
+    async def server(self, presence_ttl: float = 15.0) -> Harness:
+        store = await RedisStore.open(self.redis.url, history=1000)
+        config = ServerConfig(port=0, limits=Limits(rate_limit=0), presence_ttl=presence_ttl)
+        server = ChatServer(config, store)
         self.servers.append((server, store))
         return Harness(server, await self.nursery.start(server.serve), self.nursery)
 
@@ -132,6 +134,125 @@ async def test_redis_restart_refuses_rather_than_loses_and_catches_up(
             await trio.sleep(0.1)
         after = await bob.next_message()
     assert (after.text, after.seq) == ("after", 2)  # numbering went on; nothing was lost
+
+
+async def next_presence(member: Member) -> tuple[str, str]:
+    """The next join or leave the member hears, as ("join"|"leave", name)."""
+    while True:
+        event = (await member.next_of("event")).event
+        if event.kind in (v1.Event.JOIN, v1.Event.LEAVE):
+            return ("join" if event.kind == v1.Event.JOIN else "leave", event.user)
+
+
+async def test_names_member_lists_and_presence_cover_every_server(scale_out: ScaleOut) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(), await scale_out.server()
+        alice = await a.v1("alice")
+        assert await next_presence(alice) == ("join", "alice")
+        bob = await b.v1("bob")
+        twin = await b.v1("alice")  # the name is taken on the other server
+        heard_by_alice = [await next_presence(alice) for _ in range(2)]
+        mid_room = set(await scale_out.servers[0][1].members("lobby"))
+        bob.drop()
+        heard_after = await next_presence(alice)
+        heard_by_twin = [await next_presence(twin) for _ in range(2)]
+    assert twin.name == "alice-2"
+    assert set(bob.welcome.members) == {"alice", "bob"}
+    assert set(twin.welcome.members) == {"alice", "bob", "alice-2"}
+    assert heard_by_alice == [("join", "bob"), ("join", "alice-2")]
+    assert mid_room == {"alice", "bob", "alice-2"}
+    assert heard_after == ("leave", "bob")
+    # Its own join, then news: not the joins its welcome already listed.
+    assert heard_by_twin == [("join", "alice-2"), ("leave", "bob")]
+
+
+async def test_an_original_client_is_announced_everywhere_once_it_has_a_name(
+    scale_out: ScaleOut,
+) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(), await scale_out.server()
+        alice = await a.v1("alice")
+        assert await next_presence(alice) == ("join", "alice")
+        go, _ = await b.legacy()
+        await go.send("GoClient", "hello from Go")
+        heard = await next_presence(alice)
+        message = await alice.next_message()
+        twin = await a.v1("GoClient")
+    assert heard == ("join", "GoClient")
+    assert (message.user, message.text) == ("GoClient", "hello from Go")
+    assert twin.name == "GoClient-2"
+
+
+async def test_who_and_rooms_answer_for_every_server(scale_out: ScaleOut, nursery) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(), await scale_out.server()
+        await a.v1("alice", "ops")
+        await b.v1("bob", "ops")
+        await (await b.v1("carol", "dev")).say("hello")
+        where = ("--server", f"127.0.0.1:{a.port}")
+        who = await start(nursery, "who", "ops", *where)
+        rooms = await start(nursery, "rooms", *where)
+        for process in (who, rooms):
+            await process.wait()
+        who_said = await Lines(who.stdout).rest()
+        rooms_said = await Lines(rooms.stdout).rest()
+    assert who_said == ["alice", "bob"]
+    assert rooms_said == ["dev\t1 members\tlast message #1", "ops\t2 members\tlast message #0"]
+
+
+async def test_a_stopping_server_says_its_members_left(scale_out: ScaleOut) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(), await scale_out.server()
+        watcher = await a.v1("watcher")
+        await b.v1("leaver")
+        assert await next_presence(watcher) == ("join", "watcher")
+        assert await next_presence(watcher) == ("join", "leaver")
+        b.server.shutdown()
+        await b.server.stopped()
+        heard = await next_presence(watcher)
+    assert heard == ("leave", "leaver")
+
+
+async def test_a_killed_servers_members_leave_everywhere_within_the_ttl(
+    scale_out: ScaleOut, nursery
+) -> None:
+    ttl = 1.0
+    with trio.fail_after(60):
+        survivor = await scale_out.server(presence_ttl=ttl)
+        watcher = await survivor.v1("watcher")
+        assert await next_presence(watcher) == ("join", "watcher")
+        doomed = await start(
+            nursery, "serve", "--port", "0", "--store", scale_out.redis.url,
+            "--presence-ttl", str(ttl),
+        )  # fmt: skip
+        port = int((await Lines(doomed.stdout).next() or "").split(":")[1].split(";")[0])
+        ghost = await Harness(survivor.server, port, nursery).v1("ghost")
+        assert await next_presence(watcher) == ("join", "ghost")
+        doomed.kill()
+        await doomed.wait()
+        killed_at = trio.current_time()
+        heard = await next_presence(watcher)
+        waited = trio.current_time() - killed_at
+        # Its name is free again for whoever comes next.
+        again = await survivor.v1("ghost")
+    assert heard == ("leave", "ghost")
+    assert waited < ttl + 2 * ttl / 3 + 1  # expiry, then the survivor's next sweep
+    assert again.name == "ghost"
+    assert ghost.name == "ghost"
+
+
+async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) -> None:
+    store = await RedisStore.open(scale_out.redis.url, history=10, ids_kept=100)
+    try:
+        drafts = [Draft("ids", "bot", f"m{n}", 0, False, "bot", f"id-{n}") for n in range(1000)]
+        for start_at in range(0, len(drafts), 50):
+            await store.append(drafts[start_at : start_at + 50])
+        retried = await store.append([drafts[-100], drafts[-1]])
+        id_hashes = await scale_out.redis.keys("purechat:room:ids:ids:*")
+    finally:
+        await store.aclose()
+    assert retried == [Appended(901, duplicate=True), Appended(1000, duplicate=True)]
+    assert len(id_hashes) <= 2  # the newest 100 or more, not all 1000
 
 
 async def test_an_unreachable_redis_is_a_sentence_at_startup() -> None:

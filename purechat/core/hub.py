@@ -71,6 +71,9 @@ class Member:
     # store): their stream is ended instead.
     hears_notices: bool = False
     bucket: TokenBucket | None = None
+    # Shared presence: the place in the room's presence log its welcome's member list
+    # reflects; only joins and leaves after it are news to this member.
+    presence_from: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -100,6 +103,8 @@ class BoundName:
 
     name: str
     members: tuple[str, ...]
+    # Where in the room's presence log the join was: see Member.presence_from.
+    presence_from: tuple[int, int]
 
 
 class Hub:
@@ -198,6 +203,8 @@ class Hub:
         self.check_join(room_name, requested_name)
         member = self.attach(room_name, outbox, last_seq)
         member.hears_notices = True
+        if bound:
+            member.presence_from = bound.presence_from
         name = self.claim_name(member, requested_name, bound.name if bound else None)
         room = member.room
         members = bound.members if bound else room.member_names()
@@ -233,11 +240,16 @@ class Hub:
             self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
         return name
 
-    def announce(self, room_name: str, kind: EventKind, user: str, time_ms: int) -> None:
-        """A join or leave from the shared store's log: tell this server's members."""
+    def announce(
+        self, room_name: str, kind: EventKind, user: str, time_ms: int, at: tuple[int, int]
+    ) -> None:
+        """A join or leave from the shared store's log (at its place there): tell this
+        server's members that arrived before it."""
         room = self._rooms.get(room_name)
         if room is not None:
-            self._broadcast(room, RoomEvent(kind, room.name, 0, user, "", time_ms))
+            recipients = [m for m in room.members if m.presence_from < at]
+            event = RoomEvent(kind, room.name, 0, user, "", time_ms)
+            self._broadcast(room, event, recipients)
 
     def remove_named(self, room_name: str, name: str, reason: EndReason) -> None:
         """End the stream of the member called name in room, if it is here."""
@@ -370,8 +382,10 @@ class Hub:
         if member.name is not None and member.room.members and not self.shared_presence:
             self._broadcast(member.room, self._event(member.room, EventKind.LEAVE, member.name, ""))
 
-    def _broadcast(self, room: Room, event: RoomEvent) -> None:
-        """Offer event to every member; evict those whose outbox is full.
+    def _broadcast(
+        self, room: Room, event: RoomEvent, recipients: list[Member] | None = None
+    ) -> None:
+        """Offer event to every member (or to recipients); evict those whose outbox is full.
 
         Evicting announces a leave, which may find more members full: those are
         handled in the same loop rather than by recursion.
@@ -379,8 +393,10 @@ class Hub:
         pending = [event]
         while pending:
             current = pending.pop(0)
-            self.stats.deliveries += len(room.members)
-            evicted = [m for m in list(room.members) if not m.outbox.offer(current)]
+            members = list(room.members) if recipients is None else recipients
+            recipients = None
+            self.stats.deliveries += len(members)
+            evicted = [m for m in members if not m.outbox.offer(current)]
             for member in evicted:
                 if member.present:
                     self.stats.evictions += 1

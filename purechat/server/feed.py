@@ -86,7 +86,8 @@ class Feed:
         # A room closed meanwhile, or opened again since the read began, is skipped.
         if delivered is not None and entry.id > delivered:
             self._presence[entry.room] = entry.id
-            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms)
+            at = (entry.id.seq, entry.id.order)
+            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms, at)
 
     def _release(self, room: str) -> None:
         waiting = self._waiting.get(room)

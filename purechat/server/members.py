@@ -79,7 +79,8 @@ class Services:
         self.hub.check_join(room, requested)
         joined = await self.presence.join(room, requested)
         opened = not self.hub.has_room(room)
-        bound = BoundName(joined.name, joined.members)
+        before = joined.position.presence
+        bound = BoundName(joined.name, joined.members, (before.seq, before.order))
         try:
             member = self.hub.join(room, requested, outbox, joined.position.seq, bound)
         except JoinRefused:  # the room filled up while the store answered

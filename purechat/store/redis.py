@@ -237,14 +237,17 @@ class RedisAddress:
 
 
 class RedisStore:
-    def __init__(self, address: RedisAddress, client: Any, reader: Any, history: int):
+    def __init__(
+        self, address: RedisAddress, client: Any, reader: Any, history: int, ids_kept: int
+    ):
         self.address = address
         self._client = client
         self._reader = reader  # for blocking reads only
         self.history = history
+        self.ids_kept = ids_kept
 
     @classmethod
-    async def open(cls, url: str, history: int) -> RedisStore:
+    async def open(cls, url: str, history: int, ids_kept: int = IDS_KEPT) -> RedisStore:
         address = RedisAddress.parse(url)
         # glide's core logs reconnect attempts as coloured warnings on stderr; purechat's
         # own log already says, once, in a sentence, that Redis is gone and it retries.
@@ -265,7 +268,7 @@ class RedisStore:
             raise StoreError(
                 f"cannot reach Redis at {address.host}:{address.port}: {error}"
             ) from None
-        return cls(address, client, reader, history)
+        return cls(address, client, reader, history, max(history, ids_kept))
 
     @property
     def description(self) -> str:
@@ -274,7 +277,7 @@ class RedisStore:
         return f"{where} (streams of the newest ~{self.history} messages per room)"
 
     async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        args = [str(self.history), str(max(self.history, IDS_KEPT)), str(len(drafts))]
+        args = [str(self.history), str(self.ids_kept), str(len(drafts))]
         for d in drafts:
             args += [
                 d.room,
