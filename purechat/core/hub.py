@@ -241,13 +241,21 @@ class Hub:
         return name
 
     def announce(
-        self, room_name: str, kind: EventKind, user: str, time_ms: int, at: tuple[int, int]
+        self,
+        room_name: str,
+        kind: EventKind,
+        user: str,
+        time_ms: int,
+        *,
+        at: tuple[int, int],
+        only: Member | None = None,
     ) -> None:
         """A join or leave from the shared store's log (at its place there): tell this
-        server's members that arrived before it."""
+        server's members that arrived before it (or just `only`, which missed it)."""
         room = self._rooms.get(room_name)
         if room is not None:
-            recipients = [m for m in room.members if m.presence_from < at]
+            members = room.members if only is None else [only]
+            recipients = [m for m in members if m.presence_from < at and m.present]
             event = RoomEvent(kind, room.name, 0, user, "", time_ms)
             self._broadcast(room, event, recipients)
 

@@ -10,14 +10,15 @@ means "stored, and delivered here in order".
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
 
-from purechat.core import Draft, Hub
+from purechat.core import Draft, Hub, Member
 from purechat.store import StoredMessage, StoreError
-from purechat.store.shared import LogEntry, Position, PresenceId, SharedStore
+from purechat.store.shared import LogEntry, Position, PresenceChange, PresenceId, SharedStore
 
 log = logging.getLogger("purechat.server")
 
@@ -25,6 +26,8 @@ log = logging.getLogger("purechat.server")
 BLOCK_MS = 100
 IDLE_SECONDS = 0.05
 RETRY_FIRST, RETRY_MOST = 0.1, 2.0
+# Joins and leaves remembered per room for members whose join raced the feed.
+RECENT_PRESENCE = 64
 
 
 class Feed:
@@ -32,8 +35,9 @@ class Feed:
         self.hub = hub
         self.store = store
         self._waiting: dict[str, list[tuple[int, Callable[[], None]]]] = {}
-        # Per open room, the newest join or leave delivered here.
+        # Per open room, the newest join or leave delivered here, and the latest few.
         self._presence: dict[str, PresenceId] = {}
+        self._recent: dict[str, deque[PresenceChange]] = {}
         self.healthy = True
 
     def when_delivered(self, room: str, seq: int, then: Callable[[], None]) -> None:
@@ -46,6 +50,21 @@ class Feed:
     def opened(self, room: str, presence: PresenceId) -> None:
         """A room just opened here: announce the joins and leaves logged after presence."""
         self._presence[room] = presence
+        self._recent.pop(room, None)
+
+    def catch_up(self, member: Member) -> None:
+        """Tell a member that just joined the joins and leaves it missed.
+
+        The feed runs while a join waits for the store, so it may already have announced
+        entries logged after the joiner's welcome list was taken.
+        """
+        room = member.room.name
+        for change in self._recent.get(room, ()):
+            at = (change.id.seq, change.id.order)
+            if at > member.presence_from:
+                self.hub.announce(
+                    room, change.kind, change.user, change.time_ms, at=at, only=member
+                )
 
     async def run(self) -> None:
         retry = RETRY_FIRST
@@ -86,8 +105,10 @@ class Feed:
         # A room closed meanwhile, or opened again since the read began, is skipped.
         if delivered is not None and entry.id > delivered:
             self._presence[entry.room] = entry.id
+            recent = self._recent.setdefault(entry.room, deque(maxlen=RECENT_PRESENCE))
+            recent.append(entry)
             at = (entry.id.seq, entry.id.order)
-            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms, at)
+            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms, at=at)
 
     def _release(self, room: str) -> None:
         waiting = self._waiting.get(room)
@@ -102,6 +123,7 @@ class Feed:
     def _release_closed_rooms(self, open_rooms: dict[str, int]) -> None:
         for room in [room for room in self._presence if room not in open_rooms]:
             del self._presence[room]
+            self._recent.pop(room, None)
         for room in [room for room in self._waiting if room not in open_rooms]:
             for _, then in self._waiting.pop(room):
                 then()

@@ -88,6 +88,8 @@ class Services:
             raise
         if opened:
             self.feed.opened(room, joined.position.presence)
+        else:
+            self.feed.catch_up(member)
         return member
 
     async def claim_name(self, member: Member, requested: str) -> str:
