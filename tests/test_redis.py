@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from purechat.client.calls import V1Call
 from purechat.core import Draft, Limits
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import Appended, StoreError, open_store
 from purechat.store.redis import RedisStore
+from purechat.transport import StatusCode
 from tests.helpers import Harness, Member
 from tests.processes import Lines, start
 from tests.redis_server import RedisProcess, free_port
@@ -126,12 +128,7 @@ async def test_redis_restart_refuses_rather_than_loses_and_catches_up(
         error = (await alice.next_of("error")).error
         assert error.code == v1.Error.STORE_UNAVAILABLE
         await redis.start(nursery)
-        while True:  # the client may need a moment to reconnect to the new process
-            await alice.call.send("after", f"after-{trio.current_time()}")
-            frame = await alice.next_of_any("ack", "error")
-            if frame.WhichOneof("frame") == "ack":
-                break
-            await trio.sleep(0.1)
+        await until_accepted(alice, "after")
         after = await bob.next_message()
     assert (after.text, after.seq) == ("after", 2)  # numbering went on; nothing was lost
 
@@ -253,6 +250,45 @@ async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) 
         await store.aclose()
     assert retried == [Appended(901, duplicate=True), Appended(1000, duplicate=True)]
     assert len(id_hashes) <= 2  # the newest 100 or more, not all 1000
+
+
+async def test_while_redis_is_away_joins_are_refused_with_a_sentence(
+    scale_out: ScaleOut, nursery
+) -> None:
+    with trio.fail_after(30):
+        a = await scale_out.server()
+        present = await a.v1("present")
+        await scale_out.redis.stop()
+        connection, _ = await a.connection()
+        newcomer = V1Call(connection, authority="test")
+        await newcomer.join("newcomer", "lobby")
+        while await newcomer.receive() is not None:
+            pass
+        legacy, _ = await a.legacy()
+        await legacy.send("GoClient", "hello?")
+        while await legacy.receive() is not None:
+            pass
+        await scale_out.redis.start(nursery)
+        await until_accepted(present, "still here")
+    for refused in (newcomer, legacy):
+        assert refused.status is not None
+        assert refused.status.status_code is StatusCode.UNAVAILABLE
+    assert newcomer.status.status_message == "the server cannot reach its store right now"
+    # Refused on arrival or at its first message, depending on when Redis is missed.
+    assert legacy.status.status_message in (
+        "the server cannot reach its store right now",
+        "the server cannot store messages right now",
+    )
+
+
+async def until_accepted(member: Member, text: str) -> None:
+    """Send until acked: the server may need a moment to reconnect to a new Redis."""
+    while True:
+        await member.call.send(text, f"{text}-{trio.current_time()}")
+        frame = await member.next_of_any("ack", "error")
+        if frame.WhichOneof("frame") == "ack":
+            return
+        await trio.sleep(0.1)
 
 
 async def test_an_unreachable_redis_is_a_sentence_at_startup() -> None:

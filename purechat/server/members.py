@@ -151,7 +151,11 @@ async def _submit(
 async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
     """/chat.ChatService/JoinChat: room lobby, name from the token or the first user_id."""
     hub = services.hub
-    last_seq = await services.known_last_seq(DEFAULT_ROOM)
+    try:
+        last_seq = await services.known_last_seq(DEFAULT_ROOM)
+    except StoreError as error:
+        log.error("%s; a join was refused", error)
+        return errors.store_unreachable()
     with StreamOutbox(stream, services.outbox_size) as outbox:
         try:
             member = hub.attach(DEFAULT_ROOM, outbox, last_seq)
