@@ -33,11 +33,17 @@ class Harness:
         return box[0], scope
 
     async def v1(
-        self, name: str, room: str = "lobby", *, history: int = 0, after_seq: int | None = None
+        self,
+        name: str,
+        room: str = "lobby",
+        *,
+        history: int = 0,
+        after_seq: int | None = None,
+        session: str = "",
     ) -> Member:
         connection, scope = await self.connection()
         call = V1Call(connection, authority=f"127.0.0.1:{self.port}")
-        await call.join(name, room, history=history, after_seq=after_seq)
+        await call.join(name, room, history=history, after_seq=after_seq, session=session)
         frame = await call.receive()
         assert frame is not None, call.status
         assert frame.WhichOneof("frame") == "welcome", frame

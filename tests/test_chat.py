@@ -82,6 +82,25 @@ async def test_a_taken_name_gets_a_distinct_one(start_server) -> None:
         assert (await first.next_message()).user == "sam-2"
 
 
+async def test_a_client_back_before_its_old_stream_ended_keeps_its_name(start_server) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(10):
+        watcher = await harness.v1("watcher")
+        old = await harness.v1("sam", session="s1")
+        other_client = await harness.v1("sam", session="s2")
+        back = await harness.v1("sam", session="s1")  # the old stream is still open
+        await old.until_end()
+        await back.say("still sam")
+        heard = []
+        while (event := (await watcher.next_of("event")).event).kind != v1.Event.MESSAGE:
+            heard.append((event.kind, event.user))
+    assert (back.name, other_client.name) == ("sam", "sam-2")
+    assert (event.user, event.text) == ("sam", "still sam")
+    assert old.call.status is not None and old.call.status.status_code is StatusCode.ABORTED
+    # Nobody saw sam leave and come back: the same client just changed streams.
+    assert heard == [(v1.Event.JOIN, "watcher"), (v1.Event.JOIN, "sam"), (v1.Event.JOIN, "sam-2")]
+
+
 async def test_twin_original_clients_can_both_chat_and_cannot_spoof(start_server) -> None:
     harness: Harness = await start_server()
     with trio.fail_after(10):

@@ -238,6 +238,36 @@ async def test_a_killed_servers_members_leave_everywhere_within_the_ttl(
     assert ghost.name == "ghost"
 
 
+async def test_back_on_another_server_after_a_crash_a_member_keeps_its_name(
+    scale_out: ScaleOut, nursery
+) -> None:
+    ttl = 1.0
+    with trio.fail_after(60):
+        survivor = await scale_out.server(presence_ttl=ttl)
+        watcher = await survivor.v1("watcher")
+        doomed = await start(
+            nursery, "serve", "--port", "0", "--store", scale_out.redis.url,
+            "--presence-ttl", str(ttl),
+        )  # fmt: skip
+        port = int((await Lines(doomed.stdout).next() or "").split(":")[1].split(";")[0])
+        on_doomed = Harness(survivor.server, port, nursery)
+        await on_doomed.v1("alice", session="alice's client")
+        await on_doomed.v1("ghost", session="ghost's client")
+        doomed.kill()
+        await doomed.wait()
+        back = await survivor.v1("alice", session="alice's client")
+        heard = []
+        while heard[-1:] != [("leave", "ghost")]:  # the crashed server's seats are swept
+            heard.append(await next_presence(watcher))
+        await back.say("marker")  # logged after the sweep's leaves
+        while (event := (await watcher.next_of("event")).event).kind != v1.Event.MESSAGE:
+            heard.append(("join" if event.kind == v1.Event.JOIN else "leave", event.user))
+        listed = await scale_out.servers[0][1].members("lobby")
+    assert back.name == "alice"
+    assert ("leave", "alice") not in heard
+    assert listed == ("alice", "watcher")
+
+
 async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) -> None:
     store = await RedisStore.open(scale_out.redis.url, history=10, ids_kept=100)
     try:

@@ -86,9 +86,15 @@ class V1Call(_Call):
     method = "Connect"
 
     async def join(
-        self, name: str, room: str, *, history: int = 0, after_seq: int | None = None
+        self,
+        name: str,
+        room: str,
+        *,
+        history: int = 0,
+        after_seq: int | None = None,
+        session: str = "",
     ) -> None:
-        join = purechat_v1_pb2.Join(name=name, room=room, history=history)
+        join = purechat_v1_pb2.Join(name=name, room=room, history=history, session=session)
         if after_seq is not None:
             join.after_seq = after_seq
         await self._send(purechat_v1_pb2.ClientFrame(join=join).SerializeToString())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import ssl
 import uuid
 from collections import OrderedDict
@@ -122,6 +123,9 @@ class ChatSession:
         # Sends the server asked us to slow down for: sent again after a pause.
         self._resend_after = 0.0
         self._sent_here: dict[str, None] = {}
+        # Sent with every join: back after a lost connection, this client takes its
+        # name over instead of getting a suffix while the server still holds it.
+        self._session = secrets.token_hex(16)
 
     # -- what the UI calls ---------------------------------------------
 
@@ -219,6 +223,7 @@ class ChatSession:
             self.room,
             history=self.history if resume is None else 0,
             after_seq=resume,
+            session=self._session,
         )
         first = await call.receive()
         if first is None or first.WhichOneof("frame") != "welcome":

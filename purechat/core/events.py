@@ -33,6 +33,8 @@ class EndReason(enum.Enum):
     # Servers sharing a store: this one lost touch with it, and the member's name was
     # given to somebody else meanwhile.
     NAME_LOST = "name_lost"
+    # The same client joined again on a newer stream, which took the name over.
+    REPLACED = "replaced"
 
 
 @dataclass(slots=True, eq=False)

@@ -74,6 +74,10 @@ class Member:
     # Shared presence: the place in the room's presence log its welcome's member list
     # reflects; only joins and leaves after it are news to this member.
     presence_from: tuple[int, int] = (0, 0)
+    # The client's id across its reconnects (empty: none); see claim_name.
+    session: str = ""
+    # Shared presence: the store's id for this member's hold on its name (opaque here).
+    seat: str = ""
 
 
 @dataclass
@@ -91,7 +95,8 @@ class Room:
     name: str
     last_seq: int = 0
     members: list[Member] = field(default_factory=list)
-    names: set[str] = field(default_factory=set)
+    # Who holds each name, so a name is unique in the room.
+    named: dict[str, Member] = field(default_factory=dict)
 
     def member_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.members if m.name is not None)
@@ -151,9 +156,9 @@ class Hub:
         found = self._rooms.get(room)
         return found.last_seq if found else 0
 
-    def named_members(self) -> list[tuple[str, str]]:
-        """(room, name) of every member with a name."""
-        return [(r.name, name) for r in self._rooms.values() for name in r.member_names()]
+    def named_members(self) -> list[Member]:
+        """Every member with a name, in every room."""
+        return [m for r in self._rooms.values() for m in r.named.values()]
 
     def rooms(self) -> list[tuple[str, int, int]]:
         """(name, members, newest number) of every open room, by name."""
@@ -193,7 +198,9 @@ class Hub:
         requested_name: str,
         outbox: Outbox,
         last_seq: int = 0,
+        *,
         bound: BoundName | None = None,
+        session: str = "",
     ) -> Member:
         """Add a named member and announce it; `member.welcome` is what to tell it first.
 
@@ -203,6 +210,7 @@ class Hub:
         self.check_join(room_name, requested_name)
         member = self.attach(room_name, outbox, last_seq)
         member.hears_notices = True
+        member.session = session
         if bound:
             member.presence_from = bound.presence_from
         name = self.claim_name(member, requested_name, bound.name if bound else None)
@@ -227,16 +235,29 @@ class Hub:
 
     def claim_name(self, member: Member, requested: str, bound: str | None = None) -> str:
         """Give the member the first candidate name free in its room (or the name the
-        shared store bound for it) and announce it."""
+        shared store bound for it) and announce it.
+
+        A name held by a member of the same session (the same client, back after losing
+        its connection before the server noticed) is taken over: the older stream ends,
+        and as the member never left, nothing is announced.
+        """
         room = member.room
         if bound is None:
-            name = next(n for n in self.candidate_names(requested) if n not in room.names)
+            name = next(
+                n
+                for n in self.candidate_names(requested)
+                if n not in room.named or _same_session(room.named[n], member)
+            )
         else:
             name = bound
+        earlier = room.named.get(name)
+        if earlier is not None and earlier is not member:
+            self._remove(earlier)
+            earlier.outbox.end(EndReason.REPLACED)
         member.name = name
         member.requested_name = requested
-        room.names.add(name)
-        if not self.shared_presence:
+        room.named[name] = member
+        if not self.shared_presence and earlier is None:
             self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
         return name
 
@@ -380,8 +401,8 @@ class Hub:
         member.present = False
         room = member.room
         room.members.remove(member)
-        if member.name is not None:
-            room.names.discard(member.name)
+        if member.name is not None and room.named.get(member.name) is member:
+            del room.named[member.name]
         if not room.members:
             # The store keeps the numbering; the room is loaded again when next joined.
             del self._rooms[room.name]
@@ -412,6 +433,10 @@ class Hub:
                     member.outbox.end(EndReason.TOO_SLOW)
                     if member.name is not None and room.members and not self.shared_presence:
                         pending.append(self._event(room, EventKind.LEAVE, member.name, ""))
+
+
+def _same_session(holder: Member, member: Member) -> bool:
+    return bool(member.session) and holder.session == member.session
 
 
 def _clean_name(requested: str, limits: Limits) -> str:

@@ -16,16 +16,18 @@ class ClientFrame(_message.Message):
     def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
-    __slots__ = ("name", "room", "after_seq", "history")
+    __slots__ = ("name", "room", "after_seq", "history", "session")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     room: str
     after_seq: int
     history: int
-    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ...) -> None: ...
+    session: str
+    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ...) -> None: ...
 
 class Send(_message.Message):
     __slots__ = ("text", "client_msg_id", "action")

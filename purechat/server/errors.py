@@ -16,6 +16,10 @@ def status_for_end(reason: EndReason) -> Status:
         )
     if reason is EndReason.STORE_UNAVAILABLE:
         return Status(StatusCode.UNAVAILABLE, "the server cannot store messages right now")
+    if reason is EndReason.REPLACED:
+        return Status(
+            StatusCode.ABORTED, "replaced: the same client joined again on a newer stream"
+        )
     if reason is EndReason.NAME_LOST:
         return Status(
             StatusCode.UNAVAILABLE,

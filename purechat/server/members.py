@@ -69,23 +69,28 @@ class Services:
         """The store's newest number for a room not yet open here (0 when it is open)."""
         return 0 if self.hub.has_room(room) else await self.store.last_seq(room)
 
-    async def join(self, room: str, requested: str, outbox: StreamOutbox) -> Member:
+    async def join(self, room: str, requested: str, session: str, outbox: StreamOutbox) -> Member:
         """A named member, announced in its room on every server sharing the store.
 
         JoinRefused (or RoomFull) for a refused join, StoreError when the store is away.
         """
         if self.presence is None or self.feed is None:
-            return self.hub.join(room, requested, outbox, await self.known_last_seq(room))
+            last_seq = await self.known_last_seq(room)
+            return self.hub.join(room, requested, outbox, last_seq, session=session)
         self.hub.check_join(room, requested)
-        joined = await self.presence.join(room, requested)
+        holder = self.presence.new_holder()
+        joined = await self.presence.join(room, requested, holder, session)
         opened = not self.hub.has_room(room)
         before = joined.position.presence
         bound = BoundName(joined.name, joined.members, (before.seq, before.order))
         try:
-            member = self.hub.join(room, requested, outbox, joined.position.seq, bound)
+            member = self.hub.join(
+                room, requested, outbox, joined.position.seq, bound=bound, session=session
+            )
         except JoinRefused:  # the room filled up while the store answered
-            self.presence.release(room, joined.name)
+            self.presence.release((room, joined.name, holder))
             raise
+        member.seat = holder
         if opened:
             self.feed.opened(room, joined.position.presence)
         else:
@@ -96,13 +101,15 @@ class Services:
         """Name an original-contract member (on its first message) and announce it."""
         if self.presence is None:
             return self.hub.claim_name(member, requested)
-        joined = await self.presence.join(member.room.name, requested)
+        holder = self.presence.new_holder()
+        joined = await self.presence.join(member.room.name, requested, holder, "")
+        member.seat = holder
         return self.hub.claim_name(member, requested, joined.name)
 
     def release(self, member: Member) -> None:
         """The member's call is over: free its name on every server (once per member)."""
         if self.presence is not None and member.name is not None:
-            self.presence.release(member.room.name, member.name)
+            self.presence.release((member.room.name, member.name, member.seat))
 
 
 class _Burst:
@@ -248,7 +255,7 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
     outbox = StreamOutbox(stream, services.outbox_size)
     with outbox:
         try:
-            member = await services.join(room, identity or join.name, outbox)
+            member = await services.join(room, identity or join.name, join.session, outbox)
         except RoomFull as full:
             return errors.room_full(str(full))
         except JoinRefused as refusal:

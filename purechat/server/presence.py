@@ -23,7 +23,7 @@ from anyio.abc import TaskStatus
 
 from purechat.core import EndReason, Hub, JoinRefused
 from purechat.store import StoreError
-from purechat.store.shared import Joined, Seat, SharedStore
+from purechat.store.shared import Joined, Seat, SharedStore, holder_id
 
 log = logging.getLogger("purechat.server")
 
@@ -47,6 +47,7 @@ class Presence:
         self._clock = clock
         # Unique per run, so a restarted server never inherits a dead one's members.
         self.server = uuid.uuid4().hex
+        self._holders = itertools.count(1)
         # Leaves not yet told to the store. Bounded by the members this server has
         # had: each is queued once, and a join needs the store, so none pile up
         # while it is away.
@@ -54,24 +55,29 @@ class Presence:
         self._wake = anyio.Event()
         self.healthy = True
 
-    async def join(self, room: str, requested: str) -> Joined:
-        """Bind a name for requested in room on every server and log the join.
+    def new_holder(self) -> str:
+        """An id for one member's hold on its name, unique among all servers."""
+        return holder_id(self.server, next(self._holders))
+
+    async def join(self, room: str, requested: str, holder: str, session: str) -> Joined:
+        """Bind a name for requested in room on every server, held by holder, and log
+        the join (unless a member of the same session held it: see Hub.claim_name).
 
         Shielded: once the store has bound a name the caller must learn it, or it would
         never be released. Bounded by the store's request timeout.
         """
         candidates = list(itertools.islice(self.hub.candidate_names(requested), MAX_CANDIDATES))
         with anyio.CancelScope(shield=True):
-            joined = await self.store.join(room, candidates, self.server, self._now_ms())
+            joined = await self.store.join(room, candidates, holder, session, self._now_ms())
         if joined is None:
             raise JoinRefused(
                 f"Too many members of {room} are called {candidates[0]}; choose another name."
             )
         return joined
 
-    def release(self, room: str, name: str) -> None:
+    def release(self, seat: Seat) -> None:
         """Queue a member's leave; the presence task tells the store."""
-        self._leaving.append((room, name))
+        self._leaving.append(seat)
         self._wake.set()
 
     async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
@@ -113,7 +119,7 @@ class Presence:
 
     async def _tell_leaves(self) -> None:
         leaving = self._leaving[:]
-        await self.store.leave(self.server, leaving, self._now_ms())
+        await self.store.leave(leaving, self._now_ms())
         del self._leaving[: len(leaving)]
 
     async def _beat(self) -> None:
@@ -130,13 +136,17 @@ class Presence:
         ends, and its client reconnects under a new one.
         """
         leaving = set(self._leaving)
-        seats = [seat for seat in self.hub.named_members() if seat not in leaving]
-        if not seats:
+        held = [
+            ((m.room.name, m.name, m.seat), m.session)
+            for m in self.hub.named_members()
+            if m.name is not None and (m.room.name, m.name, m.seat) not in leaving
+        ]
+        if not held:
             return
-        lost = await self.store.restore(self.server, seats, self._now_ms())
-        for room, name in lost:
+        lost = await self.store.restore(held, self._now_ms())
+        for room, name, _ in lost:
             self.hub.remove_named(room, name, EndReason.NAME_LOST)
-        log.warning("listed %d member(s) again after losing touch with the store", len(seats))
+        log.warning("listed %d member(s) again after losing touch with the store", len(held))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -74,62 +74,81 @@ end
 return out
 """
 
-# Presence: per room a hash name -> server holding it, and a stream of joins and
-# leaves whose ids are `<newest message number>-*`, so they merge with the messages
-# in the order they happened. Per server a set of its seats (JSON [room, name]) and a
-# key that lives while its heartbeats do; `purechat:servers` lists servers with seats,
-# `purechat:rooms` rooms with members.
+# Presence: per room a hash name -> holder (server id "/" number), a hash name ->
+# session, and a stream of joins and leaves whose ids are `<newest message number>-*`,
+# so they merge with the messages in the order they happened. Per server a set of its
+# seats (JSON [room, name, holder]) and a key that lives while its heartbeats do;
+# `purechat:servers` lists servers with seats, `purechat:rooms` rooms with members.
 PRESENCE = f"""
 local function room_key(room) return 'purechat:room:' .. room end
-local function seats_key(server) return 'purechat:server:' .. server .. ':seats' end
+local function server_of(holder) return string.match(holder, '^(.*)/') end
+local function seats_key(holder) return 'purechat:server:' .. server_of(holder) .. ':seats' end
 local function log(room, kind, name, time)
   local key = room_key(room)
   return redis.call('XADD', key .. ':presence', 'MAXLEN', '~', {PRESENCE_KEPT},
     (redis.call('GET', key .. ':seq') or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
 end
-local function enter(room, name, server, time)
-  redis.call('HSET', room_key(room) .. ':members', name, server)
+local function hold(room, name, holder, session)
+  local key = room_key(room)
+  redis.call('HSET', key .. ':members', name, holder)
+  if session ~= '' then redis.call('HSET', key .. ':sessions', name, session) end
   redis.call('SADD', 'purechat:rooms', room)
-  redis.call('SADD', seats_key(server), cjson.encode({{room, name}}))
-  redis.call('SADD', 'purechat:servers', server)
-  return log(room, 'join', name, time)
+  redis.call('SADD', seats_key(holder), cjson.encode({{room, name, holder}}))
+  redis.call('SADD', 'purechat:servers', server_of(holder))
 end
-local function leave(room, name, server, time)
-  local members = room_key(room) .. ':members'
-  redis.call('SREM', seats_key(server), cjson.encode({{room, name}}))
-  if redis.call('HGET', members, name) ~= server then return 0 end
-  redis.call('HDEL', members, name)
-  if redis.call('HLEN', members) == 0 then redis.call('SREM', 'purechat:rooms', room) end
+local function leave(room, name, holder, time)
+  local key = room_key(room)
+  redis.call('SREM', seats_key(holder), cjson.encode({{room, name, holder}}))
+  if redis.call('HGET', key .. ':members', name) ~= holder then return 0 end
+  redis.call('HDEL', key .. ':members', name)
+  redis.call('HDEL', key .. ':sessions', name)
+  if redis.call('HLEN', key .. ':members') == 0 then redis.call('SREM', 'purechat:rooms', room) end
   log(room, 'leave', name, time)
   return 1
 end
 local function retire(server, time)
+  local seats = 'purechat:server:' .. server .. ':seats'
   local gone = 0
-  for _, seat in ipairs(redis.call('SMEMBERS', seats_key(server))) do
-    local room_and_name = cjson.decode(seat)
-    gone = gone + leave(room_and_name[1], room_and_name[2], server, time)
+  for _, seat in ipairs(redis.call('SMEMBERS', seats)) do
+    local held = cjson.decode(seat)
+    gone = gone + leave(held[1], held[2], held[3], time)
   end
-  redis.call('DEL', seats_key(server), 'purechat:server:' .. server)
+  redis.call('DEL', seats, 'purechat:server:' .. server)
   redis.call('SREM', 'purechat:servers', server)
   return gone
 end
 """
 
-# ARGV: room, server, time, candidate names. Returns nil when all are taken, else
-# {name, newest message number, presence id before the join, members}.
+# ARGV: room, holder, session, time, candidate names. Returns nil when all are taken,
+# else {name, newest message number, presence id before the join, members}.
 JOIN = (
     PRESENCE
     + """
-local room, server, time = ARGV[1], ARGV[2], ARGV[3]
+local room, holder, session, time = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = room_key(room)
-for i = 4, #ARGV do
-  if redis.call('HEXISTS', key .. ':members', ARGV[i]) == 0 then
-    local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
-    local before = '0-0'
-    if #newest > 0 then before = newest[1][1] end
-    enter(room, ARGV[i], server, time)
-    return {ARGV[i], redis.call('GET', key .. ':seq') or '0', before,
-      redis.call('HKEYS', key .. ':members')}
+local function joined(name)
+  local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+  local before = '0-0'
+  if #newest > 0 then before = newest[1][1] end
+  return {name, redis.call('GET', key .. ':seq') or '0', before}
+end
+for i = 5, #ARGV do
+  local name = ARGV[i]
+  local earlier = redis.call('HGET', key .. ':members', name)
+  if not earlier then
+    local answer = joined(name)
+    hold(room, name, holder, session)
+    log(room, 'join', name, time)
+    table.insert(answer, redis.call('HKEYS', key .. ':members'))
+    return answer
+  end
+  if session ~= '' and redis.call('HGET', key .. ':sessions', name) == session then
+    -- The same client, back: the name moves to its new stream, unannounced.
+    redis.call('SREM', seats_key(earlier), cjson.encode({room, name, earlier}))
+    hold(room, name, holder, session)
+    local answer = joined(name)
+    table.insert(answer, redis.call('HKEYS', key .. ':members'))
+    return answer
   end
 end
 return false
@@ -145,11 +164,11 @@ if #newest > 0 then last = newest[1][1] end
 return {redis.call('GET', key .. ':seq') or '0', last}
 """
 
-# ARGV: server, time, then room and name per seat.
+# ARGV: time, then room, name and holder per seat.
 LEAVE = (
     PRESENCE
     + """
-for i = 3, #ARGV, 2 do leave(ARGV[i], ARGV[i + 1], ARGV[1], ARGV[2]) end
+for i = 2, #ARGV, 3 do leave(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[1]) end
 return 0
 """
 )
@@ -163,22 +182,22 @@ redis.call('SADD', 'purechat:servers', ARGV[1])
 return alive
 """
 
-# ARGV: server, time, then room and name per seat. Returns the seats others took.
+# ARGV: time, then room, name, holder and session per seat. Returns the seats others
+# took meanwhile, flattened.
 RESTORE = (
     PRESENCE
     + """
-local server, time = ARGV[1], ARGV[2]
 local lost = {}
-for i = 3, #ARGV, 2 do
-  local room, name = ARGV[i], ARGV[i + 1]
+for i = 2, #ARGV, 4 do
+  local room, name, holder, session = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local owner = redis.call('HGET', room_key(room) .. ':members', name)
   if not owner then
-    enter(room, name, server, time)
-  elseif owner == server then
-    redis.call('SADD', seats_key(server), cjson.encode({room, name}))
+    hold(room, name, holder, session)
+    log(room, 'join', name, ARGV[1])
+  elseif owner == holder then
+    hold(room, name, holder, session)
   else
-    table.insert(lost, room)
-    table.insert(lost, name)
+    for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
   end
 end
 return lost
@@ -325,10 +344,10 @@ class RedisStore:
         return Position(int(seq), PresenceId.parse(presence.decode()))
 
     async def join(
-        self, room: str, candidates: Sequence[str], server: str, time_ms: int
+        self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
         answer = await self._call(
-            self._client, ["EVAL", JOIN, "0", room, server, str(time_ms), *candidates]
+            self._client, ["EVAL", JOIN, "0", room, holder, session, str(time_ms), *candidates]
         )
         if answer is None:
             return None
@@ -336,19 +355,19 @@ class RedisStore:
         position = Position(int(seq), PresenceId.parse(before.decode()))
         return Joined(name.decode(), position, tuple(sorted(m.decode() for m in members)))
 
-    async def leave(self, server: str, seats: Sequence[Seat], time_ms: int) -> None:
-        await self._call(self._client, ["EVAL", LEAVE, "0", server, str(time_ms), *_flat(seats)])
+    async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
+        flat = [part for seat in seats for part in seat]
+        await self._call(self._client, ["EVAL", LEAVE, "0", str(time_ms), *flat])
 
     async def heartbeat(self, server: str, ttl_ms: int) -> bool:
         alive = await self._call(self._client, ["EVAL", HEARTBEAT, "0", server, str(ttl_ms)])
         return bool(alive)
 
-    async def restore(self, server: str, seats: Sequence[Seat], time_ms: int) -> list[Seat]:
-        lost = await self._call(
-            self._client, ["EVAL", RESTORE, "0", server, str(time_ms), *_flat(seats)]
-        )
-        names = [value.decode() for value in lost]
-        return list(zip(names[::2], names[1::2], strict=True))
+    async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
+        flat = [part for seat, session in held for part in (*seat, session)]
+        lost = await self._call(self._client, ["EVAL", RESTORE, "0", str(time_ms), *flat])
+        parts = [value.decode() for value in lost]
+        return list(zip(parts[::3], parts[1::3], parts[2::3], strict=True))
 
     async def sweep(self, time_ms: int) -> int:
         return int(await self._call(self._client, ["EVAL", SWEEP, "0", str(time_ms)]))
@@ -374,10 +393,6 @@ class RedisStore:
             return await client.custom_command(command)
         except glide.GlideError as error:
             raise StoreError(f"Redis at {self.address.host}:{self.address.port}: {error}") from None
-
-
-def _flat(seats: Sequence[Seat]) -> list[str]:
-    return [part for seat in seats for part in seat]
 
 
 def _happened(entry: LogEntry) -> tuple[str, int, int, int]:

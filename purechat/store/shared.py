@@ -16,8 +16,14 @@ from typing import Protocol, runtime_checkable
 from purechat.core import EventKind
 from purechat.store.base import Store, StoredMessage
 
-# (room, name) of one member, as the store lists a server's members.
-Seat = tuple[str, str]
+# (room, name, holder) of one member's hold on its name. The holder id is the server's
+# id, "/", and a number unique on that server, so a member whose name was taken over
+# by a newer stream of the same client cannot free it when it ends.
+Seat = tuple[str, str, str]
+
+
+def holder_id(server: str, number: int) -> str:
+    return f"{server}/{number}"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -87,23 +93,24 @@ class SharedStore(Store, Protocol):
         ...
 
     async def join(
-        self, room: str, candidates: Sequence[str], server: str, time_ms: int
+        self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
-        """Bind the first candidate name nobody in room has, for server, and log the
-        join; None when every candidate is taken."""
+        """Bind the first candidate name nobody in room has (or a member of the same
+        non-empty session has: taken over, nothing logged) for holder, and log the join;
+        None when every candidate is taken."""
         ...
 
-    async def leave(self, server: str, seats: Sequence[Seat], time_ms: int) -> None:
-        """Unbind these names (those server still holds) and log the leaves."""
+    async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
+        """Unbind these names (where their holders still hold them) and log the leaves."""
         ...
 
     async def heartbeat(self, server: str, ttl_ms: int) -> bool:
         """Keep server's members listed for ttl_ms more; False if they had lapsed."""
         ...
 
-    async def restore(self, server: str, seats: Sequence[Seat], time_ms: int) -> list[Seat]:
-        """Bind these names for server again after its heartbeat lapsed; the ones
-        somebody else took meanwhile are returned."""
+    async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
+        """Bind these names (seat and session) again after their server's heartbeat
+        lapsed; the seats somebody else took meanwhile are returned."""
         ...
 
     async def sweep(self, time_ms: int) -> int:
