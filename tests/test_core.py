@@ -68,6 +68,22 @@ def test_with_shared_presence_joins_and_leaves_come_only_from_the_shared_log() -
     assert [(e.kind, e.user) for e in bob_box.events()] == [(EventKind.JOIN, "bob-2")]
 
 
+def test_a_same_session_join_takes_the_name_over_silently() -> None:
+    h = hub()
+    watcher_box, old_box, new_box = FakeOutbox(), FakeOutbox(), FakeOutbox()
+    h.join("lobby", "watcher", watcher_box)
+    old = h.join("lobby", "sam", old_box, session="s1")
+    new = h.join("lobby", "sam", new_box, session="s1")
+    with pytest.raises(JoinRefused, match="session id is at most 64"):
+        h.join("lobby", "sam", FakeOutbox(), session="x" * 65)
+    assert (old.present, old_box.ended) == (False, EndReason.REPLACED)
+    assert new.name == "sam" and h.members_of("lobby") == ("watcher", "sam")
+    assert [(e.kind, e.user) for e in watcher_box.events()] == [
+        (EventKind.JOIN, "watcher"),
+        (EventKind.JOIN, "sam"),
+    ]
+
+
 def test_messages_are_numbered_per_room_and_reach_everyone_in_order() -> None:
     h = hub()
     a, b, other = FakeOutbox(), FakeOutbox(), FakeOutbox()

@@ -28,6 +28,7 @@ from purechat.core.limits import (
     has_control_characters,
     name_problem,
     room_problem,
+    session_problem,
 )
 from purechat.core.ratelimit import TokenBucket
 
@@ -183,9 +184,13 @@ class Hub:
         room.members.append(member)
         return member
 
-    def check_join(self, room_name: str, requested_name: str) -> None:
+    def check_join(self, room_name: str, requested_name: str, session: str = "") -> None:
         """JoinRefused (or RoomFull) when a join would be refused."""
-        problem = room_problem(room_name, self.limits) or name_problem(requested_name, self.limits)
+        problem = (
+            room_problem(room_name, self.limits)
+            or name_problem(requested_name, self.limits)
+            or session_problem(session)
+        )
         if problem:
             raise JoinRefused(problem)
         room = self._rooms.get(room_name)
@@ -207,7 +212,7 @@ class Hub:
         JoinRefused when the name or room breaks the rules.
         """
         room_name = room_name or DEFAULT_ROOM
-        self.check_join(room_name, requested_name)
+        self.check_join(room_name, requested_name, session)
         member = self.attach(room_name, outbox, last_seq)
         member.hears_notices = True
         member.session = session

@@ -32,6 +32,17 @@ def name_problem(name: str, limits: Limits) -> str | None:
     return None
 
 
+# A session id is the client's random token (purechat join sends 32 hex digits).
+MAX_SESSION_CHARS = 64
+
+
+def session_problem(session: str) -> str | None:
+    """Why a client's session id is unacceptable, as a sentence, or None."""
+    if len(session) > MAX_SESSION_CHARS or has_control_characters(session):
+        return f"A session id is at most {MAX_SESSION_CHARS} printable characters."
+    return None
+
+
 def room_problem(room: str, limits: Limits) -> str | None:
     """Why a room name is unacceptable, as a sentence, or None when it is fine."""
     if not room:

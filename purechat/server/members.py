@@ -77,7 +77,7 @@ class Services:
         if self.presence is None or self.feed is None:
             last_seq = await self.known_last_seq(room)
             return self.hub.join(room, requested, outbox, last_seq, session=session)
-        self.hub.check_join(room, requested)
+        self.hub.check_join(room, requested, session)
         holder = self.presence.new_holder()
         joined = await self.presence.join(room, requested, holder, session)
         opened = not self.hub.has_room(room)

@@ -53,7 +53,7 @@ class Presence:
         # while it is away.
         self._leaving: list[Seat] = []
         self._wake = anyio.Event()
-        self.healthy = True
+        self._healthy = True
 
     def new_holder(self) -> str:
         """An id for one member's hold on its name, unique among all servers."""
@@ -81,8 +81,13 @@ class Presence:
         self._wake.set()
 
     async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
-        """Heartbeats, sweeps and leaves until cancelled; started once registered."""
-        await self._try(self._beat)
+        """Heartbeats, sweeps and leaves until cancelled.
+
+        Started after the first heartbeat, so other servers' sweeps leave this one's
+        first members alone; or after one failed try: joins fail too while the store is
+        away, and the heartbeats go on retrying.
+        """
+        await self._attempt(self._beat)
         task_status.started()
         interval = self.ttl / HEARTBEATS_PER_TTL
         next_beat = anyio.current_time() + interval
@@ -104,18 +109,21 @@ class Presence:
     async def _try(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run step, retrying with backoff while the store is unreachable."""
         retry = RETRY_FIRST
-        while True:
-            try:
-                await step()
-            except StoreError as error:
-                if self.healthy:
-                    log.error("%s; presence retrying", error)
-                self.healthy = False
-                await anyio.sleep(retry)
-                retry = min(RETRY_MOST, 2 * retry)
-            else:
-                self.healthy = True
-                return
+        while not await self._attempt(step):
+            await anyio.sleep(retry)
+            retry = min(RETRY_MOST, 2 * retry)
+
+    async def _attempt(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run step once; False (said once per outage, in the log) if the store failed."""
+        try:
+            await step()
+        except StoreError as error:
+            if self._healthy:
+                log.error("%s; presence retrying", error)
+            self._healthy = False
+            return False
+        self._healthy = True
+        return True
 
     async def _tell_leaves(self) -> None:
         leaving = self._leaving[:]
