@@ -264,7 +264,15 @@ async def worker(args: argparse.Namespace) -> None:
 
 
 async def _send(member: Member, rate: float, deadline: float) -> None:
-    """Send until the deadline: flat out (rate 0) or at a steady rate."""
+    """Send until the deadline (or the server closes: the idle run's probe outlives its
+    server); flat out (rate 0) or at a steady rate."""
+    try:
+        await _send_until(member, rate, deadline)
+    except trio.BrokenResourceError:
+        print("sender: the server closed the connection", file=sys.stderr, flush=True)
+
+
+async def _send_until(member: Member, rate: float, deadline: float) -> None:
     filler = b"x" * 64
     if rate == 0:
         batch = chat_message(filler) * 64
