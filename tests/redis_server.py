@@ -25,9 +25,10 @@ class RedisProcess:
     """redis-server with an append-only file fsynced on every write, so it can restart
     without losing what it acknowledged."""
 
-    def __init__(self, directory: Path, port: int):
+    def __init__(self, directory: Path, port: int, *options: str):
         self.directory = directory
         self.port = port
+        self.options = options  # more redis-server options (TLS, a password)
         self.process: trio.Process | None = None
 
     @property
@@ -53,6 +54,7 @@ class RedisProcess:
             "always",
             "--save",
             "",
+            *self.options,
         ]
         self.process = await nursery.start(
             partial(trio.run_process, command, stdout=subprocess.DEVNULL, check=False)
@@ -86,5 +88,6 @@ class RedisProcess:
                     continue
                 async with stream:
                     await stream.send_all(b"PING\r\n")
-                    if (await stream.receive_some(64)).startswith(b"+PONG"):
+                    # With a password it answers too, that one is needed.
+                    if (await stream.receive_some(64)).startswith((b"+PONG", b"-NOAUTH")):
                         return

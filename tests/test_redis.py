@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
 from purechat.client.calls import V1Call
 from purechat.core import Draft, Limits
@@ -319,6 +320,45 @@ async def until_accepted(member: Member, text: str) -> None:
         if frame.WhichOneof("frame") == "ack":
             return
         await trio.sleep(0.1)
+
+
+async def test_rediss_with_a_password_and_a_private_ca(nursery, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued.cert_chain_pems[0].write_to_path(str(cert_file))
+    issued.private_key_pem.write_to_path(str(key_file))
+    tls_port = free_port()
+    redis = RedisProcess(
+        tmp_path, free_port(), "--tls-port", str(tls_port), "--tls-cert-file", str(cert_file),
+        "--tls-key-file", str(key_file), "--tls-auth-clients", "no", "--requirepass", "s3cret",
+    )  # fmt: skip
+    await redis.start(nursery)
+    where = f"127.0.0.1:{tls_port}/0"
+    store = await open_store(f"rediss://:s3cret@{where}?ssl_ca_certs={ca_file}", history=10)
+    try:
+        stored = await store.append([Draft("tls", "bot", "over TLS", 0, False, "bot", "1")])
+        read = await store.read("tls", after=0, upto=1)
+    finally:
+        await store.aclose()
+    refusals = []
+    for url in (
+        f"rediss://:wrong@{where}?ssl_ca_certs={ca_file}",  # wrong password
+        f"rediss://:s3cret@{where}",  # a certificate the system does not trust
+        f"rediss://:s3cret@{where}?ssl_ca_certs={tmp_path / 'missing.pem'}",
+        f"redis://:s3cret@{where}?ssl_ca_certs={ca_file}",  # a CA without TLS
+    ):
+        with pytest.raises(StoreError) as refused:
+            await open_store(url, history=10)
+        refusals.append(str(refused.value))
+    assert stored == [Appended(1, duplicate=False)]
+    assert [message.text for message in read] == ["over TLS"]
+    assert refusals[0].startswith(f"cannot reach Redis at 127.0.0.1:{tls_port}")
+    assert refusals[1].startswith(f"cannot reach Redis at 127.0.0.1:{tls_port}")
+    assert refusals[2] == f"cannot read {tmp_path / 'missing.pem'}: No such file or directory"
+    assert refusals[3].endswith("ssl_ca_certs needs rediss://")
+    assert "s3cret" not in refusals[3] and ":***@" in refusals[3]
 
 
 async def test_an_unreachable_redis_is_a_sentence_at_startup() -> None:

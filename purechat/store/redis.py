@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import glide
 
@@ -235,24 +236,53 @@ return out
 
 @dataclass(frozen=True)
 class RedisAddress:
+    """redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS, where
+    ?ssl_ca_certs=FILE (as redis-py spells it) names the CA to trust instead of the
+    system's."""
+
     host: str
     port: int
     tls: bool
     password: str | None
     database: int
+    username: str | None = None
+    ca_file: Path | None = None
 
     @classmethod
     def parse(cls, url: str) -> RedisAddress:
         parts = urlsplit(url)
+        if parts.password:  # errors name the URL, but never its password
+            url = url.replace(f":{parts.password}@", ":***@", 1)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise StoreError(f"{url!r} is not redis://HOST:PORT[/DB] or rediss://...")
         path = parts.path.strip("/")
         if path and not path.isdigit():
             raise StoreError(f"{url!r}: the database must be a number")
-        password = unquote(parts.password) if parts.password else None
+        query = parse_qs(parts.query)
+        if set(query) - {"ssl_ca_certs"}:
+            raise StoreError(f"{url!r}: the only option a Redis URL takes is ssl_ca_certs")
+        tls = parts.scheme == "rediss"
+        if "ssl_ca_certs" in query and not tls:
+            raise StoreError(f"{url!r}: ssl_ca_certs needs rediss://")
         return cls(
-            parts.hostname, parts.port or 6379, parts.scheme == "rediss", password, int(path or 0)
+            parts.hostname,
+            parts.port or 6379,
+            tls,
+            unquote(parts.password) if parts.password else None,
+            int(path or 0),
+            unquote(parts.username) if parts.username else None,
+            Path(query["ssl_ca_certs"][-1]) if "ssl_ca_certs" in query else None,
         )
+
+    def tls_config(self) -> Any:
+        """glide's advanced TLS settings: the CA file's certificates, when one is named."""
+        if self.ca_file is None:
+            return None
+        try:
+            certificates = self.ca_file.read_bytes()
+        except OSError as error:
+            raise StoreError(f"cannot read {self.ca_file}: {error.strerror}") from None
+        return glide.TlsAdvancedConfiguration(root_pem_cacerts=certificates)
 
 
 class RedisStore:
@@ -274,11 +304,14 @@ class RedisStore:
         config = glide.GlideClientConfiguration(
             [glide.NodeAddress(address.host, address.port)],
             use_tls=address.tls,
-            credentials=glide.ServerCredentials(password=address.password)
+            credentials=glide.ServerCredentials(
+                password=address.password, username=address.username
+            )
             if address.password
             else None,
             database_id=address.database,
             request_timeout=REQUEST_TIMEOUT_MS,
+            advanced_config=glide.AdvancedGlideClientConfiguration(tls_config=address.tls_config()),
         )
         try:
             client = await glide.GlideClient.create(config)
