@@ -68,15 +68,21 @@ class RedisProcess:
 
     async def keys(self, pattern: str) -> list[str]:
         """KEYS pattern, over a plain socket (what is in Redis, not what purechat says)."""
+        lines = (await self.command("KEYS", pattern)).split(b"\r\n")
+        count = int(lines[0][1:])
+        return sorted(line.decode() for line in lines[2 : 2 * count + 1 : 2])
+
+    async def command(self, *args: str) -> bytes:
+        """One command over a plain socket; its raw reply (read until complete)."""
+        request = f"*{len(args)}\r\n".encode()
+        for arg in args:
+            request += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
         async with await trio.open_tcp_stream("127.0.0.1", self.port) as stream:
-            await stream.send_all(f"KEYS {pattern}\r\n".encode())
+            await stream.send_all(request)
             reply = b""
-            while True:
+            while not _complete(reply):
                 reply += await stream.receive_some(65536)
-                lines = reply.split(b"\r\n")
-                count = int(lines[0][1:])
-                if len(lines) >= 2 * count + 2:
-                    return sorted(line.decode() for line in lines[2 : 2 * count + 1 : 2])
+            return reply
 
     async def _until_answering(self) -> None:
         with trio.fail_after(10):
@@ -91,3 +97,14 @@ class RedisProcess:
                     # With a password it answers too, that one is needed.
                     if (await stream.receive_some(64)).startswith((b"+PONG", b"-NOAUTH")):
                         return
+
+
+def _complete(reply: bytes) -> bool:
+    """Whether a reply of the kinds the tests ask for (simple, integer, array of bulk
+    strings) has arrived whole."""
+    if not reply.endswith(b"\r\n"):
+        return False
+    if not reply.startswith(b"*"):
+        return True
+    lines = reply.split(b"\r\n")
+    return len(lines) >= 2 * int(lines[0][1:]) + 2

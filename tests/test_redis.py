@@ -14,9 +14,10 @@ from purechat.core import Draft, Limits
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import Appended, StoreError, open_store
-from purechat.store.redis import RedisStore
+from purechat.store.redis import SWEEP, RedisStore
 from purechat.transport import StatusCode
 from tests.helpers import Harness, Member
+from tests.polling import eventually
 from tests.processes import Lines, start
 from tests.redis_server import RedisProcess, free_port
 
@@ -281,6 +282,28 @@ async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) 
         await store.aclose()
     assert retried == [Appended(901, duplicate=True), Appended(1000, duplicate=True)]
     assert len(id_hashes) <= 2  # the newest 100 or more, not all 1000
+
+
+async def test_a_server_whose_heartbeat_lapsed_lists_its_members_again(
+    scale_out: ScaleOut,
+) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(presence_ttl=1.0), await scale_out.server()
+        alice, bob = await a.v1("alice"), await b.v1("bob")
+        store = scale_out.servers[0][1]
+        assert await next_presence(bob) == ("join", "bob")  # alice is in its welcome
+        # As if Redis had been away longer than a's TTL and b swept: one script, so a's
+        # next heartbeat cannot come in between.
+        heartbeat = f"purechat:server:{a.server.presence_id}"
+        lapse = "redis.call('DEL', ARGV[2])\n" + SWEEP
+        swept = await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
+        heard = [await next_presence(bob) for _ in range(2)]
+        await eventually(lambda: store.members("lobby"), ("alice", "bob"))
+        await alice.say("still here")  # alice was never disconnected
+        message = await bob.next_message()
+    assert swept == b":1\r\n"
+    assert heard == [("leave", "alice"), ("join", "alice")]
+    assert (message.user, message.text) == ("alice", "still here")
 
 
 async def test_while_redis_is_away_joins_are_refused_with_a_sentence(

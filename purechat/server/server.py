@@ -131,6 +131,11 @@ class ChatServer:
         self._stopped = anyio.Event()
 
     @property
+    def presence_id(self) -> str | None:
+        """This server's id in a shared store's presence (None without one)."""
+        return self._presence.server if self._presence else None
+
+    @property
     def connection_count(self) -> int:
         return len(self._connections)
 
