@@ -306,6 +306,27 @@ async def test_a_server_whose_heartbeat_lapsed_lists_its_members_again(
     assert (message.user, message.text) == ("alice", "still here")
 
 
+async def test_a_name_taken_while_its_server_had_lapsed_ends_that_members_stream(
+    scale_out: ScaleOut,
+) -> None:
+    with trio.fail_after(30):
+        a = await scale_out.server(presence_ttl=1.0)
+        alice = await a.v1("alice")
+        heartbeat = f"purechat:server:{a.server.presence_id}"
+        # a lapses, is swept, and someone elsewhere is given the name, all at once.
+        lapse = (
+            "redis.call('DEL', ARGV[2])\n"
+            "redis.call('HSET', 'purechat:room:lobby:members', 'alice', 'elsewhere/1')\n"
+        ) + SWEEP
+        await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
+        await alice.until_end()
+    assert alice.call.status is not None
+    assert alice.call.status.status_code is StatusCode.UNAVAILABLE
+    assert alice.call.status.status_message == (
+        "the server lost touch with the others and your name went to somebody else; join again"
+    )
+
+
 async def test_while_redis_is_away_joins_are_refused_with_a_sentence(
     scale_out: ScaleOut, nursery
 ) -> None:
