@@ -236,6 +236,7 @@ async def test_a_killed_servers_members_leave_everywhere_within_the_ttl(
         again = await survivor.v1("ghost")
     assert heard == ("leave", "ghost")
     assert waited < ttl + 2 * ttl / 3 + 1  # expiry, then the survivor's next sweep
+    assert b"purechat_presence_swept_total 1.0" in survivor.server.metrics.scrape()
     assert again.name == "ghost"
     assert ghost.name == "ghost"
 

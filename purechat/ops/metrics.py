@@ -13,7 +13,13 @@ import anyio
 import anyio.abc
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -37,6 +43,12 @@ class Metrics:
             "purechat_resume_catch_up_messages",
             "Messages replayed to a member resuming after a drop.",
             buckets=(0, 1, 10, 100, 1000, 10000),
+            registry=self.registry,
+        )
+        self.presence_swept = Counter(
+            "purechat_presence_swept",
+            "Members of servers sharing the store that stopped answering, removed by this "
+            "server's sweeps.",
             registry=self.registry,
         )
         self.registry.register(_HubCollector(hub))

@@ -39,11 +39,13 @@ class Presence:
         hub: Hub,
         store: SharedStore,
         ttl: float,
+        observe_swept: Callable[[int], None] = lambda count: None,
         clock: Callable[[], float] = time.time,
     ):
         self.hub = hub
         self.store = store
         self.ttl = ttl
+        self._observe_swept = observe_swept
         self._clock = clock
         # Unique per run, so a restarted server never inherits a dead one's members.
         self.server = uuid.uuid4().hex
@@ -135,6 +137,7 @@ class Presence:
             await self._restore()
         gone = await self.store.sweep(self._now_ms())
         if gone:
+            self._observe_swept(gone)
             log.info("%d member(s) of servers that stopped answering removed", gone)
 
     async def _restore(self) -> None:

@@ -106,7 +106,11 @@ class ChatServer:
         # A store shared with other servers delivers through the feed, in its log's order,
         # and keeps who is where.
         self._feed = Feed(self.hub, shared) if shared else None
-        self._presence = Presence(self.hub, shared, self.config.presence_ttl) if shared else None
+        self._presence = (
+            Presence(self.hub, shared, self.config.presence_ttl, self.metrics.presence_swept.inc)
+            if shared
+            else None
+        )
         self._journal = Journal(self.hub, self.store, self._store_answered, self._feed)
         self._flusher = Flusher()
         self._roster: Roster = shared or HubRoster(self.hub)
