@@ -80,7 +80,7 @@ async def test_two_grpcio_clients_with_one_name_both_chat(start_server, tutorial
                     tutorial_stubs,
                     "GoClient",
                     [f"from {n}"],
-                    1,
+                    2,  # stays until both have spoken, so neither name is free again
                 )
             seen = {(await watcher.next_message()).user for _ in range(2)}
     assert seen == {"GoClient", "GoClient-2"}
