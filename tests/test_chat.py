@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
 import trio
 
 from purechat.client.calls import V1Call
@@ -99,6 +101,27 @@ async def test_a_client_back_before_its_old_stream_ended_keeps_its_name(start_se
     assert old.call.status is not None and old.call.status.status_code is StatusCode.ABORTED
     # Nobody saw sam leave and come back: the same client just changed streams.
     assert heard == [(v1.Event.JOIN, "watcher"), (v1.Event.JOIN, "sam"), (v1.Event.JOIN, "sam-2")]
+
+
+async def test_calls_cancelled_by_the_client_leave_the_connection_serving(
+    start_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness: Harness = await start_server()
+    connection, _ = await harness.connection()
+    with trio.fail_after(10):
+        keeper = V1Call(connection, authority="test")
+        await keeper.join("keeper", "lobby")
+        assert await keeper.receive() is not None
+        for n in range(20):  # each a reset while the member's reader and writer both wait
+            brief = V1Call(connection, authority="test")
+            await brief.join(f"brief-{n}", "lobby")
+            assert await brief.receive() is not None
+            brief.cancel()
+        await keeper.send("still here", "k")
+        while (frame := await keeper.receive()) is not None and not frame.HasField("ack"):
+            pass
+    assert frame is not None and frame.ack.client_msg_id == "k"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_twin_original_clients_can_both_chat_and_cannot_spoof(start_server) -> None:

@@ -640,18 +640,20 @@ class Connection:
     async def _serve_call(self, stream: Stream, handle_call: CallHandler) -> None:
         status: Status | None = None
         try:
-            with anyio.CancelScope() as scope:
-                stream.scope = scope
-                if stream.gone is not None or stream.end_status is not None:
-                    # Reset or refused before its task ran (a rapid reset costs no handler).
-                    scope.cancel()
-                try:
+            # except*: a handler's task group delivers StreamGone (and errors) in a group,
+            # and only when the call's scope exits, after its Cancelled is taken out.
+            try:
+                with anyio.CancelScope() as scope:
+                    stream.scope = scope
+                    if stream.gone is not None or stream.end_status is not None:
+                        # Reset or refused before its task ran (a rapid reset costs no handler).
+                        scope.cancel()
                     status = await handle_call(stream)
-                except StreamGone:
-                    status = None
-                except Exception:
-                    log.exception("%s: call handler failed", self.peer)
-                    status = Status(StatusCode.INTERNAL, "internal server error")
+            except* StreamGone:
+                status = None
+            except* Exception:
+                log.exception("%s: call handler failed", self.peer)
+                status = Status(StatusCode.INTERNAL, "internal server error")
             if stream.end_status is not None:
                 status = stream.end_status
             if status is not None:
