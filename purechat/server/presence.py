@@ -31,6 +31,9 @@ HEARTBEATS_PER_TTL = 3
 # How many names a join tries ("bob", "bob-2", ... "bob-100") before it is refused.
 MAX_CANDIDATES = 100
 RETRY_FIRST, RETRY_MOST = 0.1, 2.0
+# Seats per script: Redis runs one script at a time, so a mass disconnect is told in
+# pieces rather than in one long script that holds every other server up.
+MAX_SEATS_PER_CALL = 1000
 
 
 class Presence:
@@ -97,7 +100,7 @@ class Presence:
             with anyio.move_on_after(max(0.0, next_beat - anyio.current_time())):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            if self._leaving:
+            while self._leaving:
                 await self._try(self._tell_leaves)
             if anyio.current_time() >= next_beat:
                 await self._try(self._beat)
@@ -128,7 +131,7 @@ class Presence:
         return True
 
     async def _tell_leaves(self) -> None:
-        leaving = self._leaving[:]
+        leaving = self._leaving[:MAX_SEATS_PER_CALL]
         await self.store.leave(leaving, self._now_ms())
         del self._leaving[: len(leaving)]
 
@@ -152,12 +155,14 @@ class Presence:
             for m in self.hub.named_members()
             if m.name is not None and (m.room.name, m.name, m.seat) not in leaving
         ]
-        if not held:
-            return
-        lost = await self.store.restore(held, self._now_ms())
+        lost = []
+        for start in range(0, len(held), MAX_SEATS_PER_CALL):
+            chunk = held[start : start + MAX_SEATS_PER_CALL]
+            lost += await self.store.restore(chunk, self._now_ms())
         for room, name, _ in lost:
             self.hub.remove_named(room, name, EndReason.NAME_LOST)
-        log.warning("listed %d member(s) again after losing touch with the store", len(held))
+        if held:
+            log.warning("listed %d member(s) again after losing touch with the store", len(held))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
