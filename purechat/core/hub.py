@@ -288,10 +288,10 @@ class Hub:
     def remove_named(self, room_name: str, name: str, reason: EndReason) -> None:
         """End the stream of the member called name in room, if it is here."""
         room = self._rooms.get(room_name)
-        for member in list(room.members) if room else []:
-            if member.name == name:
-                self._remove(member)
-                member.outbox.end(reason)
+        member = room.named.get(name) if room else None
+        if member is not None:
+            self._remove(member)
+            member.outbox.end(reason)
 
     def leave(self, member: Member) -> None:
         """Remove a member (idempotent) and announce it if it had a name."""
