@@ -40,6 +40,9 @@ class Scale:
     idle_members: int
     latency_rate: float
     stall_size: int
+    # The two-server fan-out runs four busy processes on two cores and varies a lot
+    # from run to run: it is repeated, and the median reported with the range.
+    shared_repeats: int = 5
 
 
 FULL = Scale(
@@ -51,7 +54,13 @@ FULL = Scale(
     stall_size=20,
 )
 SMOKE = Scale(
-    warmup=0.3, measure=0.7, sizes=(10,), idle_members=40, latency_rate=50.0, stall_size=5
+    warmup=0.3,
+    measure=0.7,
+    sizes=(10,),
+    idle_members=40,
+    latency_rate=50.0,
+    stall_size=5,
+    shared_repeats=1,
 )
 
 
@@ -320,9 +329,12 @@ async def measure_all(scale: Scale) -> dict[str, dict]:  # type: ignore[type-arg
     if shutil.which("redis-server") or shutil.which("valkey-server"):
         size = scale.sizes[-1] if len(scale.sizes) == 1 else 100
         print(f"purechat: two servers on one Redis, {size} members", file=sys.stderr, flush=True)
+        runs = [await shared_run(size, scale) for _ in range(scale.shared_repeats)]
+        runs.sort(key=lambda run: run["deliveries_per_s"])
         results["shared"] = {
             "size": size,
-            "fanout": await shared_run(size, scale),
+            "fanout": runs[len(runs) // 2],
+            "fanout_runs": [run["deliveries_per_s"] for run in runs],
             "latency": await shared_run(size, scale, rate=scale.latency_rate),
         }
     return results
@@ -410,13 +422,17 @@ def report(results: dict[str, dict], scale: Scale, command: str) -> str:  # type
     if "shared" in results:
         shared = results["shared"]
         fanout, latency = shared["fanout"], shared["latency"]
+        low, high = shared["fanout_runs"][0], shared["fanout_runs"][-1]
+        repeats = len(shared["fanout_runs"])
         lines += [
             "",
             f"## Two servers on one Redis, {shared['size']} members split between them",
             "",
             "Each server on a core of its own; redis-server (no persistence) and the load",
             "generator share the two cores. The sender is on the first server; every delivery",
-            "on either server comes from the room's Redis Stream.",
+            "on either server comes from the room's Redis Stream. Flat out, the four busy",
+            f"processes contend for the two cores: median of {repeats} runs, which ranged from",
+            f"{low:,.0f} to {high:,.0f} deliveries/s.",
             "",
             "| scenario | deliveries/s | p50 ms | p99 ms | max ms |",
             "|---|---:|---:|---:|---:|",
