@@ -37,6 +37,14 @@ class ScaleOut:
         self.servers.append((server, store))
         return Harness(server, await self.nursery.start(server.serve), self.nursery)
 
+    async def process(self, *options: str) -> tuple[trio.Process, int]:
+        """A `purechat serve` process on this Redis (for killing), and its port."""
+        server = await start(
+            self.nursery, "serve", "--port", "0", "--store", self.redis.url, *options
+        )
+        port = int((await Lines(server.stdout).next() or "").split(":")[1].split(";")[0])
+        return server, port
+
     async def close(self) -> None:
         for server, store in self.servers:
             server.shutdown()
@@ -95,10 +103,7 @@ async def test_a_retry_landing_on_another_server_is_not_repeated(scale_out: Scal
 
 async def test_resume_on_another_server_after_sigkill(scale_out: ScaleOut, nursery) -> None:
     with trio.fail_after(60):
-        doomed = await start(
-            nursery, "serve", "--port", "0", "--store", scale_out.redis.url, "--rate-limit", "0"
-        )
-        port = int((await Lines(doomed.stdout).next() or "").split(":")[1].split(";")[0])
+        doomed, port = await scale_out.process("--rate-limit", "0")
         survivor = await scale_out.server()
         sender = await survivor.v1("sender")
         await sender.say("before 1")
@@ -220,11 +225,7 @@ async def test_a_killed_servers_members_leave_everywhere_within_the_ttl(
         survivor = await scale_out.server(presence_ttl=ttl)
         watcher = await survivor.v1("watcher")
         assert await next_presence(watcher) == ("join", "watcher")
-        doomed = await start(
-            nursery, "serve", "--port", "0", "--store", scale_out.redis.url,
-            "--presence-ttl", str(ttl),
-        )  # fmt: skip
-        port = int((await Lines(doomed.stdout).next() or "").split(":")[1].split(";")[0])
+        doomed, port = await scale_out.process("--presence-ttl", str(ttl))
         ghost = await Harness(survivor.server, port, nursery).v1("ghost")
         assert await next_presence(watcher) == ("join", "ghost")
         doomed.kill()
@@ -248,11 +249,7 @@ async def test_back_on_another_server_after_a_crash_a_member_keeps_its_name(
     with trio.fail_after(60):
         survivor = await scale_out.server(presence_ttl=ttl)
         watcher = await survivor.v1("watcher")
-        doomed = await start(
-            nursery, "serve", "--port", "0", "--store", scale_out.redis.url,
-            "--presence-ttl", str(ttl),
-        )  # fmt: skip
-        port = int((await Lines(doomed.stdout).next() or "").split(":")[1].split(";")[0])
+        doomed, port = await scale_out.process("--presence-ttl", str(ttl))
         on_doomed = Harness(survivor.server, port, nursery)
         await on_doomed.v1("alice", session="alice's client")
         await on_doomed.v1("ghost", session="ghost's client")

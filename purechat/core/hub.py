@@ -100,7 +100,7 @@ class Room:
     named: dict[str, Member] = field(default_factory=dict)
 
     def member_names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.members if m.name is not None)
+        return tuple(self.named)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ means "stored, and delivered here in order".
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -17,15 +16,13 @@ import anyio
 import anyio.lowlevel
 
 from purechat.core import Draft, Hub, Member
+from purechat.server.outage import Outage
 from purechat.store import StoredMessage, StoreError
 from purechat.store.shared import LogEntry, Position, PresenceChange, PresenceId, SharedStore
-
-log = logging.getLogger("purechat.server")
 
 # How long one read waits for new messages; rooms opened meanwhile join the next read.
 BLOCK_MS = 100
 IDLE_SECONDS = 0.05
-RETRY_FIRST, RETRY_MOST = 0.1, 2.0
 # Joins and leaves remembered per room for members whose join raced the feed.
 RECENT_PRESENCE = 64
 
@@ -38,7 +35,7 @@ class Feed:
         # Per open room, the newest join or leave delivered here, and the latest few.
         self._presence: dict[str, PresenceId] = {}
         self._recent: dict[str, deque[PresenceChange]] = {}
-        self.healthy = True
+        self._outage = Outage("delivery")
 
     def when_delivered(self, room: str, seq: int, then: Callable[[], None]) -> None:
         """Run `then` once seq has been delivered in room here (at once if it has)."""
@@ -60,14 +57,12 @@ class Feed:
         """
         room = member.room.name
         for change in self._recent.get(room, ()):
-            at = (change.id.seq, change.id.order)
-            if at > member.presence_from:
+            if change.id > member.presence_from:
                 self.hub.announce(
-                    room, change.kind, change.user, change.time_ms, at=at, only=member
+                    room, change.kind, change.user, change.time_ms, at=change.id, only=member
                 )
 
     async def run(self) -> None:
-        retry = RETRY_FIRST
         while True:
             open_rooms = {name: last for name, _, last in self.hub.rooms()}
             self._release_closed_rooms(open_rooms)
@@ -78,13 +73,10 @@ class Feed:
                 positions = await self._positions(open_rooms)
                 entries = await self.store.tail(positions, BLOCK_MS)
             except StoreError as error:
-                if self.healthy:
-                    log.error("%s; retrying", error)
-                self.healthy = False
-                await anyio.sleep(retry)
-                retry = min(RETRY_MOST, 2 * retry)
+                self._outage.failed(error)
+                await self._outage.pause()
                 continue
-            self.healthy, retry = True, RETRY_FIRST
+            self._outage.recovered()
             for entry in entries:
                 self._deliver(entry)
             await anyio.lowlevel.checkpoint()
@@ -107,8 +99,7 @@ class Feed:
             self._presence[entry.room] = entry.id
             recent = self._recent.setdefault(entry.room, deque(maxlen=RECENT_PRESENCE))
             recent.append(entry)
-            at = (entry.id.seq, entry.id.order)
-            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms, at=at)
+            self.hub.announce(entry.room, entry.kind, entry.user, entry.time_ms, at=entry.id)
 
     def _release(self, room: str) -> None:
         waiting = self._waiting.get(room)

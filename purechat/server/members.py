@@ -81,8 +81,7 @@ class Services:
         holder = self.presence.new_holder()
         joined = await self.presence.join(room, requested, holder, session)
         opened = not self.hub.has_room(room)
-        before = joined.position.presence
-        bound = BoundName(joined.name, joined.members, (before.seq, before.order))
+        bound = BoundName(joined.name, joined.members, joined.position.presence)
         try:
             member = self.hub.join(
                 room, requested, outbox, joined.position.seq, bound=bound, session=session

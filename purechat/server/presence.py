@@ -22,6 +22,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from purechat.core import EndReason, Hub, JoinRefused
+from purechat.server.outage import Outage
 from purechat.store import StoreError
 from purechat.store.shared import Joined, Seat, SharedStore, holder_id
 
@@ -30,7 +31,6 @@ log = logging.getLogger("purechat.server")
 HEARTBEATS_PER_TTL = 3
 # How many names a join tries ("bob", "bob-2", ... "bob-100") before it is refused.
 MAX_CANDIDATES = 100
-RETRY_FIRST, RETRY_MOST = 0.1, 2.0
 # Seats per script: Redis runs one script at a time, so a mass disconnect is told in
 # pieces rather than in one long script that holds every other server up.
 MAX_SEATS_PER_CALL = 1000
@@ -58,7 +58,7 @@ class Presence:
         # while it is away.
         self._leaving: list[Seat] = []
         self._wake = anyio.Event()
-        self._healthy = True
+        self._outage = Outage("presence")
 
     def new_holder(self) -> str:
         """An id for one member's hold on its name, unique among all servers."""
@@ -113,21 +113,17 @@ class Presence:
 
     async def _try(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run step, retrying with backoff while the store is unreachable."""
-        retry = RETRY_FIRST
         while not await self._attempt(step):
-            await anyio.sleep(retry)
-            retry = min(RETRY_MOST, 2 * retry)
+            await self._outage.pause()
 
     async def _attempt(self, step: Callable[[], Awaitable[None]]) -> bool:
         """Run step once; False (said once per outage, in the log) if the store failed."""
         try:
             await step()
         except StoreError as error:
-            if self._healthy:
-                log.error("%s; presence retrying", error)
-            self._healthy = False
+            self._outage.failed(error)
             return False
-        self._healthy = True
+        self._outage.recovered()
         return True
 
     async def _tell_leaves(self) -> None:

@@ -127,29 +127,22 @@ JOIN = (
     + """
 local room, holder, session, time = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = room_key(room)
-local function joined(name)
-  local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
-  local before = '0-0'
-  if #newest > 0 then before = newest[1][1] end
-  return {name, redis.call('GET', key .. ':seq') or '0', before}
-end
 for i = 5, #ARGV do
   local name = ARGV[i]
   local earlier = redis.call('HGET', key .. ':members', name)
-  if not earlier then
-    local answer = joined(name)
+  if not earlier
+    or (session ~= '' and redis.call('HGET', key .. ':sessions', name) == session) then
+    local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+    local before = '0-0'
+    if #newest > 0 then before = newest[1][1] end
+    if earlier then
+      -- The same client, back: the name moves to its new stream, unannounced.
+      redis.call('SREM', seats_key(earlier), cjson.encode({room, name, earlier}))
+    end
     hold(room, name, holder, session)
-    log(room, 'join', name, time)
-    table.insert(answer, redis.call('HKEYS', key .. ':members'))
-    return answer
-  end
-  if session ~= '' and redis.call('HGET', key .. ':sessions', name) == session then
-    -- The same client, back: the name moves to its new stream, unannounced.
-    redis.call('SREM', seats_key(earlier), cjson.encode({room, name, earlier}))
-    hold(room, name, holder, session)
-    local answer = joined(name)
-    table.insert(answer, redis.call('HKEYS', key .. ':members'))
-    return answer
+    if not earlier then log(room, 'join', name, time) end
+    return {name, redis.call('GET', key .. ':seq') or '0', before,
+      redis.call('HKEYS', key .. ':members')}
   end
 end
 return false

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from purechat.core import EventKind
 from purechat.store.base import Store, StoredMessage
@@ -26,13 +26,13 @@ def holder_id(server: str, number: int) -> str:
     return f"{server}/{number}"
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class PresenceId:
+class PresenceId(NamedTuple):
     """A join or leave's place in its room's presence log.
 
     `seq` is the room's newest message number when it happened, so presence and
     messages merge into the order they happened in: message `seq` first, then the
-    presence entries numbered `(seq, 0)`, `(seq, 1)`, ...
+    presence entries numbered `(seq, 0)`, `(seq, 1)`, ... A plain (seq, order) tuple,
+    so the core compares places without knowing the store.
     """
 
     seq: int
@@ -45,9 +45,6 @@ class PresenceId:
 
     def __str__(self) -> str:
         return f"{self.seq}-{self.order}"
-
-
-NO_PRESENCE = PresenceId(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
