@@ -143,6 +143,23 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="ping connections silent this long; drop those that do not answer",
     )
     serve.add_argument(
+        "--slow-member-timeout",
+        type=float,
+        default=ServerConfig.slow_member_timeout,
+        metavar="SECONDS",
+        help="remove a member whose backlog makes no progress for this long (it stopped "
+        "reading); a member that keeps reading is never removed for its speed",
+    )
+    serve.add_argument(
+        "--slow-member-bytes",
+        type=int,
+        default=ServerConfig.slow_member_bytes,
+        metavar="BYTES",
+        help="remove a member whose backlog passes this many bytes (it reads far slower "
+        "than its room); when most of a room is an eighth of this behind, senders are "
+        "slowed instead",
+    )
+    serve.add_argument(
         "--presence-ttl",
         type=float,
         default=ServerConfig.presence_ttl,
@@ -326,6 +343,8 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         max_conns_per_addr=max(0, args.max_conns_per_addr),
         keepalive_idle=args.keepalive,
         presence_ttl=max(0.1, args.presence_ttl),
+        slow_member_timeout=args.slow_member_timeout,
+        slow_member_bytes=args.slow_member_bytes,
         metrics_port=args.metrics_port,
     )
 

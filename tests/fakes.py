@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from purechat.core import EndReason, EventKind, Outgoing, RoomEvent
+from purechat.core import EndReason, EventKind, Message, Outgoing, RoomEvent
 
 
 class FakeOutbox:
@@ -25,5 +25,8 @@ class FakeOutbox:
     def events(self, kind: EventKind | None = None) -> list[RoomEvent]:
         return [i for i in self.items if isinstance(i, RoomEvent) and kind in (None, i.kind)]
 
+    def messages(self) -> list[Message]:
+        return [i for i in self.items if isinstance(i, Message)]
+
     def texts(self) -> list[str]:
-        return [e.text for e in self.events(EventKind.MESSAGE)]
+        return [m.text for m in self.messages()]

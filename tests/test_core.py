@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from purechat.core import (
     Ack,
     BoundName,
-    Draft,
     EndReason,
     ErrorCode,
     EventKind,
@@ -15,8 +16,8 @@ from purechat.core import (
     JoinRefused,
     Limits,
     Member,
+    Message,
     Notice,
-    RoomEvent,
     Welcome,
 )
 from tests.fakes import FakeOutbox
@@ -28,10 +29,10 @@ def hub(**limits: int) -> Hub:
 
 def say(h: Hub, member: Member, text: str, client_msg_id: str = "") -> int:
     """Post and publish as the journal would, numbering after the room's newest."""
-    draft = h.post(member, text, client_msg_id)
-    assert isinstance(draft, Draft), draft
+    posted = h.post(member, text, client_msg_id)
+    assert isinstance(posted, Message), posted
     seq = member.room.last_seq + 1
-    h.publish(draft, seq, duplicate=False, sender=member)
+    h.publish(replace(posted, seq=seq), duplicate=False, sender=member)
     return seq
 
 
@@ -95,7 +96,7 @@ def test_messages_are_numbered_per_room_and_reach_everyone_in_order() -> None:
     say(h, alice, "three")
     for box in (a, b):
         assert box.texts() == ["one", "two", "three"]
-        assert [e.seq for e in box.events(EventKind.MESSAGE)] == [1, 2, 3]
+        assert [m.seq for m in box.messages()] == [1, 2, 3]
     assert other.texts() == []
     assert all(e.time_ms == 1_700_000_000_500 for e in a.events())
 
@@ -105,16 +106,16 @@ def test_sender_gets_an_ack_after_its_own_message() -> None:
     box = FakeOutbox()
     alice = h.join("lobby", "alice", box)
     assert say(h, alice, "hi", "id-1") == 1
-    assert isinstance(box.items[-2], RoomEvent) and box.items[-1] == Ack("id-1", 1, False)
+    assert isinstance(box.items[-2], Message) and box.items[-1] == Ack("id-1", 1, False)
 
 
 def test_nothing_is_broadcast_before_the_store_has_it() -> None:
     h = hub()
     box = FakeOutbox()
     alice = h.join("lobby", "alice", box)
-    draft = h.post(alice, "pending")
-    assert isinstance(draft, Draft) and box.texts() == []
-    h.publish(draft, 1, duplicate=False, sender=alice)
+    posted = h.post(alice, "pending")
+    assert isinstance(posted, Message) and box.texts() == []
+    h.publish(replace(posted, seq=1), duplicate=False, sender=alice)
     assert box.texts() == ["pending"]
 
 
@@ -130,9 +131,9 @@ def test_a_number_the_room_already_has_is_not_broadcast_again() -> None:
     h = hub()
     box = FakeOutbox()
     alice = h.join("ops", "alice", box, last_seq=5)  # the store had 5 when the room opened
-    draft = h.post(alice, "committed just before the room opened")
-    assert isinstance(draft, Draft)
-    h.publish(draft, 5, duplicate=False, sender=alice)
+    posted = h.post(alice, "committed just before the room opened")
+    assert isinstance(posted, Message)
+    h.publish(replace(posted, seq=5), duplicate=False, sender=alice)
     assert box.texts() == [] and box.items[-1] == Ack("", 5, False)
 
 
@@ -142,8 +143,8 @@ def test_a_retry_is_acked_with_the_original_number_and_not_broadcast() -> None:
     alice = h.join("lobby", "alice", box)
     say(h, alice, "deploy done", "abc")
     retry = h.post(alice, "deploy done", "abc")
-    assert isinstance(retry, Draft)
-    h.publish(retry, 1, duplicate=True, sender=alice)
+    assert isinstance(retry, Message)
+    h.publish(replace(retry, seq=1), duplicate=True, sender=alice)
     assert box.texts() == ["deploy done"]
     assert box.items[-1] == Ack("abc", 1, True)
 
@@ -177,7 +178,7 @@ def test_messages_carry_the_bound_name_not_what_the_client_claims() -> None:
     mallory = h.attach("lobby", box)
     h.claim_name(mallory, "alice")
     say(h, mallory, "I am alice")
-    assert [e.user for e in box.events(EventKind.MESSAGE)] == ["alice-2"]
+    assert [m.user for m in box.messages()] == ["alice-2"]
 
 
 def test_unnamed_members_receive_but_are_not_announced() -> None:
@@ -214,7 +215,7 @@ def test_bad_text_is_refused_to_the_sender_only(text: str, code: ErrorCode) -> N
 def test_text_limit_counts_bytes_not_characters() -> None:
     h = hub(max_text_bytes=4)
     alice = h.join("lobby", "alice", FakeOutbox())
-    assert isinstance(h.post(alice, "éé"), Draft)
+    assert isinstance(h.post(alice, "éé"), Message)
     assert isinstance(h.post(alice, "ééé"), Notice)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from purechat.core import Draft, Limits
+from purechat.core import Limits, Message
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import Appended, MemoryStore, SqliteStore, Store, StoreError
@@ -116,7 +116,7 @@ async def test_original_clients_get_recent_lobby_messages_on_arrival(nursery) ->
 
 
 class BrokenStore(MemoryStore):
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
+    async def append(self, drafts: Sequence[Message]) -> list[Appended]:
         raise StoreError("the disk is full")
 
 

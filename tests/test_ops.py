@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from purechat.cli import _parser
 from purechat.client.calls import V1Call
-from purechat.core import Draft
+from purechat.core import Message
 from purechat.ops.standard import message_class
 from purechat.server.auth import TokenBook
 from purechat.settings import SettingsError, defaults_from
@@ -48,7 +48,7 @@ async def test_a_healthy_server_is_serving_to_the_standard_health_client(start_s
 class FlakyStore(MemoryStore):
     broken = False
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
+    async def append(self, drafts: Sequence[Message]) -> list[Appended]:
         if self.broken:
             raise StoreError("the disk went away")
         return await super().append(drafts)

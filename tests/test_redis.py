@@ -10,7 +10,7 @@ import trio
 import trustme
 
 from purechat.client.calls import V1Call
-from purechat.core import Draft, Limits
+from purechat.core import Limits, Message
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServerConfig
 from purechat.store import Appended, StoreError, open_store
@@ -271,7 +271,9 @@ async def test_back_on_another_server_after_a_crash_a_member_keeps_its_name(
 async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) -> None:
     store = await RedisStore.open(scale_out.redis.url, history=10, ids_kept=100)
     try:
-        drafts = [Draft("ids", "bot", f"m{n}", 0, False, "bot", f"id-{n}") for n in range(1000)]
+        drafts = [
+            Message("ids", 0, "bot", f"m{n}", 0, False, "bot", f"id-{n}") for n in range(1000)
+        ]
         for start_at in range(0, len(drafts), 50):
             await store.append(drafts[start_at : start_at + 50])
         retried = await store.append([drafts[-100], drafts[-1]])
@@ -380,7 +382,7 @@ async def test_rediss_with_a_password_and_a_private_ca(nursery, tmp_path: Path) 
     where = f"127.0.0.1:{tls_port}/0"
     store = await open_store(f"rediss://:s3cret@{where}?ssl_ca_certs={ca_file}", history=10)
     try:
-        stored = await store.append([Draft("tls", "bot", "over TLS", 0, False, "bot", "1")])
+        stored = await store.append([Message("tls", 0, "bot", "over TLS", 0, False, "bot", "1")])
         read = await store.read("tls", after=0, upto=1)
     finally:
         await store.aclose()

@@ -16,6 +16,7 @@ import trustme
 
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.core import Limits
+from purechat.pb import chat_pb2
 from purechat.server.auth import TokenBook, TokenFileError
 from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLimits
 from purechat.transport.protocol import CLIENT_LIMITS
@@ -200,45 +201,51 @@ async def test_the_token_file_is_read_again_on_sighup_and_tokens_are_not_logged(
 # -- limits --------------------------------------------------------------------
 
 
-async def test_flooding_members_get_rate_limit_errors_and_others_are_unaffected(
+async def test_a_member_over_the_rate_limit_is_paced_in_order_and_others_are_unaffected(
     start_server,
 ) -> None:
-    harness: Harness = await start_server(limits=Limits(rate_limit=5))
+    harness: Harness = await start_server(limits=Limits(rate_limit=20))
     with trio.fail_after(20):
         calm = await harness.v1("calm")
-        flood = await harness.v1("flood")
-        for n in range(30):
-            await flood.call.send(f"spam {n}", f"f{n}")
-        limited = 0
-        acked = 0
-        while limited + acked < 30:
-            frame = await flood.call.receive()
-            assert frame is not None
-            kind = frame.WhichOneof("frame")
-            if kind == "error":
-                assert frame.error.code == frame.error.RATE_LIMITED
-                assert "5 messages a second" in frame.error.message
-                limited += 1
-            elif kind == "ack":
-                acked += 1
-        assert acked == 10 and limited == 20  # the burst of 2N, then refusals
+        fast = await harness.v1("fast")
+        for n in range(60):  # a burst of 40, then 20 more at 20 a second
+            await fast.call.send(f"fast {n}", f"f{n}")
+        acks = [(await fast.next_of("ack")).ack for _ in range(60)]
         await still_served(calm, "still fine")
+    assert [ack.client_msg_id for ack in acks] == [f"f{n}" for n in range(60)]
+    seqs = [ack.seq for ack in acks]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 60  # stored once each, in order
+    assert not [f for f in fast.unread if f.WhichOneof("frame") == "error"]
 
 
-async def test_an_original_client_over_the_rate_limit_is_ended_with_resource_exhausted(
+async def test_an_original_client_over_the_rate_limit_is_paced_not_ended(start_server) -> None:
+    harness: Harness = await start_server(limits=Limits(rate_limit=20))
+    with trio.fail_after(20):
+        watcher = await harness.v1("watcher")
+        call, _ = await harness.legacy()
+        for n in range(60):
+            await call.send("old", f"line {n}")
+        echoes = [(await call.receive()) for _ in range(60)]
+        seen = [(await watcher.next_message()).text for _ in range(60)]
+    assert [echo.text for echo in echoes if echo is not None] == [f"line {n}" for n in range(60)]
+    assert seen == [f"line {n}" for n in range(60)]
+    assert call.status is None  # still in the room
+
+
+async def test_a_client_flooding_past_the_pace_is_ended_with_resource_exhausted(
     start_server,
 ) -> None:
-    harness: Harness = await start_server(limits=Limits(rate_limit=2))
+    harness: Harness = await start_server(limits=Limits(rate_limit=1))
     with trio.fail_after(20):
         calm = await harness.v1("calm")
         call, _ = await harness.legacy()
-        for n in range(10):
-            await call.send("old", f"spam {n}")
+        for n in range(400):  # far more than 30 seconds' worth, without waiting
+            await call.send("flood", f"spam {n}")
         while await call.receive() is not None:
             pass
         assert call.status is not None
         assert call.status.status_code is StatusCode.RESOURCE_EXHAUSTED
-        assert "at most 2 a second" in call.status.status_message
+        assert "at most 1 a second" in call.status.status_message
         await still_served(calm, "unaffected")
 
 
@@ -362,12 +369,15 @@ async def test_a_peer_that_vanished_is_removed_by_keepalive(start_server) -> Non
 
 
 async def test_a_peer_sending_beyond_its_window_is_cut_off(start_server) -> None:
-    harness: Harness = await start_server()
+    # A rate limit of one a second stops the server reading after the burst of two, so
+    # the stream's window is not given back; the peer sends on regardless.
+    harness: Harness = await start_server(limits=Limits(rate_limit=1))
     with trio.fail_after(10):
         calm = await harness.v1("calm")
         peer = await RawPeer.connect(harness.port)
         await peer.send(peer.headers(1, request_headers()))
-        message = b"\x00" + (16000).to_bytes(4, "big") + b"y" * 16000
+        text = chat_pb2.ChatMessage(user_id="x", text="y" * 15990).SerializeToString()
+        message = b"\x00" + len(text).to_bytes(4, "big") + text
         await peer.send(b"".join(peer.data(1, message) for _ in range(100)))  # 1.6 MB > window
         await peer.read_until_closed()
         await still_served(calm, "the overflow was cut off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -13,11 +14,20 @@ from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLi
 from tests.helpers import Harness
 
 
+@pytest.mark.parametrize(
+    ("config", "count"),
+    [
+        # 700 messages of 4 kB: the backlog passes its budget long before the end
+        ({"slow_member_bytes": 512 * 1024}, 700),
+        # 300: the backlog stays small, but makes no progress for the stall timeout
+        ({"slow_member_timeout": 0.5}, 300),
+    ],
+    ids=["backlog over budget", "no progress"],
+)
 async def test_a_member_that_never_reads_is_evicted_and_the_rest_get_everything(
-    start_server,
+    start_server, config: dict[str, float], count: int
 ) -> None:
-    harness: Harness = await start_server(outbox_size=256)
-    count = 700
+    harness: Harness = await start_server(**config)
     text = "x" * 4000  # the stalled member's 1 MiB window fills after ~260 of these
     with trio.fail_after(20):
         sender = await harness.v1("sender")
@@ -28,7 +38,7 @@ async def test_a_member_that_never_reads_is_evicted_and_the_rest_get_everything(
         stalled_left = trio.Event()
 
         async def read_all() -> None:
-            while len(received) < count:
+            while len(received) < count or not stalled_left.is_set():
                 frame = (await reader.next_of("event")).event
                 if frame.kind == v1.Event.MESSAGE:
                     received.append(frame.seq)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from purechat.core import Draft
+from purechat.core import Message
 from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
 
 
-def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "") -> Draft:
-    return Draft(room, sender, text, 1_700_000_000_000, False, sender, msg_id)
+def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "") -> Message:
+    return Message(room, 0, sender, text, 1_700_000_000_000, False, sender, msg_id)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

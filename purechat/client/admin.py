@@ -43,7 +43,7 @@ async def call(
                     ADMIN, method, authority=str(address), metadata=metadata
                 )
                 await stream.send_frames(frame_message(request.SerializeToString()))
-                stream.close()
+                stream.close_send()
                 raw = await stream.receive()
                 while await stream.receive() is not None:
                     pass

@@ -7,6 +7,7 @@ import ssl
 import anyio
 import anyio.abc
 
+from purechat import status as statuses
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import (
     Connection,
@@ -17,8 +18,8 @@ from purechat.transport import (
     StreamGone,
     frame_message,
 )
-from purechat.transport.connection import Metadata
 from purechat.transport.protocol import CLIENT_LIMITS
+from purechat.transport.stream import Metadata
 
 CONNECT_TIMEOUT = 10.0
 
@@ -73,10 +74,10 @@ class _Call:
 
     def close_send(self) -> None:
         """Tell the server we have nothing more to send."""
-        self.stream.close()
+        self.stream.close_send()
 
     def cancel(self) -> None:
-        self.stream.cancel()
+        self.stream.end(statuses.cancelled())
 
 
 class V1Call(_Call):

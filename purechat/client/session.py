@@ -25,8 +25,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.client.display import Shown
 from purechat.pb import purechat_v1_pb2 as v1
+from purechat.status import NEVER_ANSWERED
 from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
-from purechat.transport.connection import NEVER_ANSWERED
 from purechat.transport.protocol import CLIENT_LIMITS
 
 _KINDS = {v1.Event.MESSAGE: "message", v1.Event.JOIN: "join", v1.Event.LEAVE: "leave"}

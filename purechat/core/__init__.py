@@ -6,10 +6,10 @@ delivers goes into each member's `Outbox`, which the transport drains.
 
 from purechat.core.events import (
     Ack,
-    Draft,
     EndReason,
     ErrorCode,
     EventKind,
+    Message,
     Notice,
     Outgoing,
     RoomEvent,
@@ -21,7 +21,6 @@ from purechat.core.limits import Limits
 __all__ = [
     "Ack",
     "BoundName",
-    "Draft",
     "EndReason",
     "ErrorCode",
     "EventKind",
@@ -30,6 +29,7 @@ __all__ = [
     "JoinRefused",
     "Limits",
     "Member",
+    "Message",
     "Notice",
     "Outbox",
     "Outgoing",

@@ -1,13 +1,18 @@
-"""What the core hands to members: room events, acks, notices, welcomes."""
+"""What the core hands to members: messages, presence, acks, notices, welcomes.
+
+`Message` is the one record of a chat message from the sender's stream to every
+member's socket: the core validates it (seq 0), the store numbers and keeps it, the hub
+broadcasts it, history replays it. Encoded forms are the transport's business and are
+not kept here.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class EventKind(enum.Enum):
-    MESSAGE = "message"
     JOIN = "join"
     LEAVE = "leave"
     # Messages after `seq` up to `gap_until` are no longer kept.
@@ -37,42 +42,37 @@ class EndReason(enum.Enum):
     REPLACED = "replaced"
 
 
-@dataclass(slots=True, eq=False)
-class RoomEvent:
-    """One thing that happened in a room, shared by every member that receives it.
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A chat message: seq 0 while it is on its way to the store, which numbers it.
 
-    `wire` caches the encoded form per wire format, so a broadcast is serialised once
-    however many members receive it; the transport fills it on first use.
+    `sender_key` (the name the sender asked for) and `client_msg_id` identify a send
+    across retries and reconnects: the store answers a repeat with the original number.
+    `history` marks a message replayed on joining rather than delivered live.
     """
 
-    kind: EventKind
     room: str
     seq: int
     user: str
     text: str
     time_ms: int
     action: bool = False
-    # Replayed from the room's log on joining, rather than live.
+    sender_key: str = ""
+    client_msg_id: str = ""
     history: bool = False
-    gap_until: int = 0
-    wire: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Draft:
-    """A validated message on its way to the store, which numbers it.
+class RoomEvent:
+    """Something other than a message that happened in a room: a join, a leave, a gap."""
 
-    `sender_key` (the name the sender asked for) and `client_msg_id` identify a send
-    across retries and reconnects: the store answers a repeat with the original number.
-    """
-
+    kind: EventKind
     room: str
-    user: str
-    text: str
-    time_ms: int
-    action: bool
-    sender_key: str
-    client_msg_id: str
+    user: str = ""
+    time_ms: int = 0
+    # GAP: the messages after `seq` up to `gap_until` are no longer kept.
+    seq: int = 0
+    gap_until: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,4 +99,4 @@ class Notice:
     client_msg_id: str = ""
 
 
-Outgoing = RoomEvent | Welcome | Ack | Notice
+Outgoing = Message | RoomEvent | Welcome | Ack | Notice

@@ -1,7 +1,9 @@
 """Rooms and members: who is where, what number the next message gets, who is too slow.
 
 Everything here is synchronous and does no I/O. Delivery goes through each member's
-`Outbox`, whose `offer` never blocks: a full outbox is the slow-member policy's cue.
+`Outbox`, whose `offer` never blocks. A member whose outbox says no (its backlog is
+over its budget) is removed; a room where most members are lagging is `behind`, and
+the transport slows its senders rather than evicting readers.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Protocol
 
 from purechat.core.events import (
     Ack,
-    Draft,
     EndReason,
     ErrorCode,
     EventKind,
+    Message,
     Notice,
     Outgoing,
     RoomEvent,
@@ -31,6 +33,7 @@ from purechat.core.limits import (
     session_problem,
 )
 from purechat.core.ratelimit import TokenBucket
+from purechat.errors import LimitReached, Refusal
 
 GUEST_NAME = "guest"
 
@@ -39,7 +42,7 @@ class Outbox(Protocol):
     """Where the core puts what one member should receive."""
 
     def offer(self, item: Outgoing) -> bool:
-        """Queue item without waiting; False when the member's buffer is full."""
+        """Queue item without waiting; False when the member is too far behind to take it."""
         ...
 
     def end(self, reason: EndReason) -> None:
@@ -47,11 +50,11 @@ class Outbox(Protocol):
         ...
 
 
-class JoinRefused(Exception):
+class JoinRefused(Refusal):
     """A join with a name or room that breaks the rules; str() is a sentence."""
 
 
-class RoomFull(JoinRefused):
+class RoomFull(JoinRefused, LimitReached):
     """The room has as many members as it may have."""
 
 
@@ -77,6 +80,8 @@ class Member:
     presence_from: tuple[int, int] = (0, 0)
     # The client's id across its reconnects (empty: none); see claim_name.
     session: str = ""
+    # Its backlog is large: counted in its room's `lagging` while true.
+    lagging: bool = False
     # Shared presence: the store's id for this member's hold on its name (opaque here).
     seat: str = ""
 
@@ -98,9 +103,16 @@ class Room:
     members: list[Member] = field(default_factory=list)
     # Who holds each name, so a name is unique in the room.
     named: dict[str, Member] = field(default_factory=dict)
+    # Members whose backlog is large.
+    lagging: int = 0
 
     def member_names(self) -> tuple[str, ...]:
         return tuple(self.named)
+
+    @property
+    def behind(self) -> bool:
+        """Most members are lagging: the room as a whole cannot keep up with its senders."""
+        return self.lagging * 2 > len(self.members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +128,8 @@ class BoundName:
 class Hub:
     """All rooms of one server.
 
-    Messages go through two steps: `post` validates a send and returns a `Draft`;
-    once the store has the draft and numbered it, `publish` broadcasts it and acks the
+    Messages go through two steps: `post` validates a send and returns a `Message`
+    (seq 0); once the store has it and numbered it, `publish` broadcasts it and acks the
     sender. Nothing is broadcast that the store does not have.
 
     With `shared_presence` (several servers on one store), names are bound by the store
@@ -135,6 +147,8 @@ class Hub:
         self._clock = clock or time.time
         self._rooms: dict[str, Room] = {}
         self.shared_presence = shared_presence
+        # Hears when a room that was behind is no longer (the transport's pacer).
+        self.on_caught_up: Callable[[str], None] = lambda room: None
         self.stats = HubStats()
 
     # -- queries ---------------------------------------------------------
@@ -156,6 +170,10 @@ class Hub:
         """The newest number delivered in an open room (0 when it is not open here)."""
         found = self._rooms.get(room)
         return found.last_seq if found else 0
+
+    def room_behind(self, room: str) -> bool:
+        found = self._rooms.get(room)
+        return found is not None and found.behind
 
     def named_members(self) -> list[Member]:
         """Every member with a name, in every room."""
@@ -180,7 +198,7 @@ class Hub:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
         member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq)
         if self.limits.rate_limit > 0:
-            member.bucket = TokenBucket.full(self.limits.rate_limit, self._clock())
+            member.bucket = TokenBucket.full(self.limits.rate_limit)
         room.members.append(member)
         return member
 
@@ -219,6 +237,7 @@ class Hub:
         if bound:
             member.presence_from = bound.presence_from
         name = self.claim_name(member, requested_name, bound.name if bound else None)
+        assert name is not None  # just attached: present
         room = member.room
         members = bound.members if bound else room.member_names()
         member.welcome = Welcome(room.name, name, members, member.joined_at_seq)
@@ -238,14 +257,16 @@ class Hub:
             suffix = f"-{n}"
             yield base[: self.limits.max_name_chars - len(suffix)] + suffix
 
-    def claim_name(self, member: Member, requested: str, bound: str | None = None) -> str:
+    def claim_name(self, member: Member, requested: str, bound: str | None = None) -> str | None:
         """Give the member the first candidate name free in its room (or the name the
-        shared store bound for it) and announce it.
+        shared store bound for it) and announce it; None when the member has left.
 
         A name held by a member of the same session (the same client, back after losing
         its connection before the server noticed) is taken over: the older stream ends,
         and as the member never left, nothing is announced.
         """
+        if not member.present:
+            return None
         room = member.room
         if bound is None:
             name = next(
@@ -263,7 +284,7 @@ class Hub:
         member.requested_name = requested
         room.named[name] = member
         if not self.shared_presence and earlier is None:
-            self._broadcast(room, self._event(room, EventKind.JOIN, name, ""))
+            self._broadcast(room, self._event(room, EventKind.JOIN, name))
         return name
 
     def announce(
@@ -282,8 +303,7 @@ class Hub:
         if room is not None:
             members = room.members if only is None else [only]
             recipients = [m for m in members if m.presence_from < at and m.present]
-            event = RoomEvent(kind, room.name, 0, user, "", time_ms)
-            self._broadcast(room, event, recipients)
+            self._broadcast(room, RoomEvent(kind, room.name, user, time_ms), recipients)
 
     def remove_named(self, room_name: str, name: str, reason: EndReason) -> None:
         """End the stream of the member called name in room, if it is here."""
@@ -295,10 +315,18 @@ class Hub:
 
     def leave(self, member: Member) -> None:
         """Remove a member (idempotent) and announce it if it had a name."""
-        if not member.present:
-            return
-        self._remove(member)
-        self._announce_leave(member)
+        if member.present:
+            self._remove(member)
+            self._announce_leave(member)
+
+    def evict(self, member: Member, reason: EndReason) -> None:
+        """Remove a member for reason (too slow, ...), end its stream, tell the room."""
+        if member.present:
+            if reason is EndReason.TOO_SLOW:
+                self.stats.evictions += 1
+            self._remove(member)
+            member.outbox.end(reason)
+            self._announce_leave(member)
 
     def end_all(self, reason: EndReason) -> None:
         """End every member's stream (server shutting down); no leave events."""
@@ -307,31 +335,45 @@ class Hub:
                 self._remove(member)
                 member.outbox.end(reason)
 
+    def set_lagging(self, member: Member, lagging: bool) -> None:
+        """The member's backlog crossed the lagging mark (up or down)."""
+        if not member.present or member.lagging == lagging:
+            return
+        room = member.room
+        was_behind = room.behind
+        member.lagging = lagging
+        room.lagging += 1 if lagging else -1
+        if was_behind and not room.behind:
+            self.on_caught_up(room.name)
+
     # -- messages --------------------------------------------------------
+
+    def rate_delay(self, member: Member, now: float) -> float:
+        """Seconds the member's next message must wait to keep to the rate limit.
+
+        `now` comes from the caller's monotonic clock (the transport's), as the waiting
+        is done there.
+        """
+        if member.bucket is None:
+            return 0.0
+        return member.bucket.reserve(now)
 
     def post(
         self, member: Member, text: str, client_msg_id: str = "", *, action: bool = False
-    ) -> Draft | Notice:
-        """Validate a send: a Draft for the store, or a Notice already told to the sender."""
+    ) -> Message | Notice | None:
+        """Validate a send: a Message for the store, or a Notice already told to the
+        sender; None when the member has left (nothing more of its is handled)."""
+        if not member.present or member.name is None:
+            return None
         refusal = self._refusal(text, client_msg_id)
-        if refusal is None and (not member.present or member.name is None):
-            refusal = Notice(ErrorCode.BAD_FRAME, "You are not in a room.", client_msg_id)
-        if refusal is None and member.bucket is not None and not member.bucket.take(self._clock()):
-            rate = self.limits.rate_limit
-            refusal = Notice(
-                ErrorCode.RATE_LIMITED,
-                f"Message not sent: slow down to {rate:g} messages a second "
-                f"(bursts of {2 * rate:g}).",
-                client_msg_id,
-            )
         if refusal is not None:
             reason = refusal.code.value
             self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
             member.outbox.offer(refusal)
             return refusal
-        assert member.name is not None
-        return Draft(
+        return Message(
             room=member.room.name,
+            seq=0,
             user=member.name,
             text=text,
             time_ms=self._now_ms(),
@@ -340,24 +382,15 @@ class Hub:
             client_msg_id=client_msg_id,
         )
 
-    def publish(self, draft: Draft, seq: int, *, duplicate: bool, sender: Member | None) -> None:
-        """The store has draft as seq: broadcast it (unless a retry) and ack the sender."""
-        room = self._rooms.get(draft.room)
-        if not duplicate and room is not None and seq > room.last_seq:
-            room.last_seq = seq
+    def publish(self, message: Message, *, duplicate: bool, sender: Member | None) -> None:
+        """The store has message (numbered): broadcast it (unless a retry), ack the sender."""
+        room = self._rooms.get(message.room)
+        if not duplicate and room is not None and message.seq > room.last_seq:
+            room.last_seq = message.seq
             self.stats.messages += 1
-            event = RoomEvent(
-                EventKind.MESSAGE,
-                room.name,
-                seq,
-                draft.user,
-                draft.text,
-                draft.time_ms,
-                draft.action,
-            )
-            self._broadcast(room, event)
+            self._broadcast(room, message)
         if sender is not None:
-            self.acknowledge(sender, draft.client_msg_id, seq, duplicate=duplicate)
+            self.acknowledge(sender, message.client_msg_id, message.seq, duplicate=duplicate)
 
     def acknowledge(self, sender: Member, client_msg_id: str, seq: int, *, duplicate: bool) -> None:
         """Tell a sender its message is stored as seq (and delivered here)."""
@@ -365,7 +398,7 @@ class Hub:
             sender.outbox.offer(Ack(client_msg_id, seq, duplicate))
 
     def refuse(self, sender: Member, notice: Notice) -> None:
-        """A draft the store could not take: tell its sender, or end its stream."""
+        """A message the store could not take: tell its sender, or end its stream."""
         if not sender.present:
             return
         if sender.hears_notices:
@@ -399,27 +432,36 @@ class Hub:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _event(self, room: Room, kind: EventKind, user: str, text: str) -> RoomEvent:
-        return RoomEvent(kind, room.name, 0, user, text, self._now_ms())
+    def _event(self, room: Room, kind: EventKind, user: str) -> RoomEvent:
+        return RoomEvent(kind, room.name, user, self._now_ms())
 
     def _remove(self, member: Member) -> None:
+        """Take a present member out of its room (a member that left stays out)."""
+        if not member.present:
+            return
         member.present = False
         room = member.room
+        was_behind = room.behind
         room.members.remove(member)
+        if member.lagging:
+            member.lagging = False
+            room.lagging -= 1
         if member.name is not None and room.named.get(member.name) is member:
             del room.named[member.name]
         if not room.members:
             # The store keeps the numbering; the room is loaded again when next joined.
             del self._rooms[room.name]
+        if was_behind and not room.behind:
+            self.on_caught_up(room.name)
 
     def _announce_leave(self, member: Member) -> None:
         if member.name is not None and member.room.members and not self.shared_presence:
-            self._broadcast(member.room, self._event(member.room, EventKind.LEAVE, member.name, ""))
+            self._broadcast(member.room, self._event(member.room, EventKind.LEAVE, member.name))
 
     def _broadcast(
-        self, room: Room, event: RoomEvent, recipients: list[Member] | None = None
+        self, room: Room, event: Outgoing, recipients: list[Member] | None = None
     ) -> None:
-        """Offer event to every member (or to recipients); evict those whose outbox is full.
+        """Offer event to every member (or to recipients); evict those that cannot take it.
 
         Evicting announces a leave, which may find more members full: those are
         handled in the same loop rather than by recursion.
@@ -437,7 +479,7 @@ class Hub:
                     self._remove(member)
                     member.outbox.end(EndReason.TOO_SLOW)
                     if member.name is not None and room.members and not self.shared_presence:
-                        pending.append(self._event(room, EventKind.LEAVE, member.name, ""))
+                        pending.append(self._event(room, EventKind.LEAVE, member.name))
 
 
 def _same_session(holder: Member, member: Member) -> bool:

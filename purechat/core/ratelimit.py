@@ -1,4 +1,4 @@
-"""Flood control: a token bucket per member."""
+"""Flood control: a token bucket per member, spent by reservation so senders are paced."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ class TokenBucket:
     rate: float
     burst: float
     tokens: float
-    updated: float
+    # When tokens was last brought up to date; None until the first message.
+    updated: float | None = None
 
     @classmethod
-    def full(cls, rate: float, now: float) -> TokenBucket:
-        return cls(rate, 2 * rate, 2 * rate, now)
+    def full(cls, rate: float) -> TokenBucket:
+        return cls(rate, 2 * rate, 2 * rate)
 
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+    def reserve(self, now: float) -> float:
+        """Spend one token, borrowing it if there is none; seconds until it is earned.
+
+        A sender that waits that long before its message is handled keeps to the rate
+        without any message being refused, so its messages keep their order.
+        """
+        if self.updated is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+        self.tokens -= 1
+        return max(0.0, -self.tokens / self.rate)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import anyio
 
+from purechat import status as statuses
 from purechat.ops.standard import message_class
-from purechat.transport import Status, StatusCode, Stream, frame_message
+from purechat.status import Status
+from purechat.transport import Stream, frame_message
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 SERVING, NOT_SERVING, SERVICE_UNKNOWN = 1, 2, 3
@@ -57,19 +59,19 @@ async def _service_asked(stream: Stream) -> str | None:
 async def check(stream: Stream, health: HealthState) -> Status:
     service = await _service_asked(stream)
     if service is None:
-        return Status(StatusCode.INVALID_ARGUMENT, "Check takes one HealthCheckRequest")
+        return statuses.one_request_expected("Check", "HealthCheckRequest")
     if service not in health.services:
-        return Status(StatusCode.NOT_FOUND, f"unknown service {service!r}")
+        return statuses.unknown_service(service)
     stream.start_response()
     await stream.send_frames(_response(health.status))
-    return Status(StatusCode.OK)
+    return statuses.OK
 
 
 async def watch(stream: Stream, health: HealthState) -> Status:
     """The current status, then each change, until the client goes away."""
     service = await _service_asked(stream)
     if service is None:
-        return Status(StatusCode.INVALID_ARGUMENT, "Watch takes one HealthCheckRequest")
+        return statuses.one_request_expected("Watch", "HealthCheckRequest")
     stream.start_response()
     if service not in health.services:
         await stream.send_frames(_response(SERVICE_UNKNOWN))

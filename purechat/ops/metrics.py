@@ -7,7 +7,7 @@ state). Hub counters are read when scraped, so the hot path only adds to integer
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import anyio
 import anyio.abc
@@ -51,7 +51,13 @@ class Metrics:
             "server's sweeps.",
             registry=self.registry,
         )
-        self.registry.register(_HubCollector(hub))
+        self._collector = _HubCollector(hub)
+        self.registry.register(self._collector)
+
+    def count_by_reason(self, evictions: Mapping[str, int], cut_offs: Mapping[str, int]) -> None:
+        """Counters kept elsewhere (by reason), read when scraped."""
+        self._collector.evictions = evictions
+        self._collector.cut_offs = cut_offs
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
@@ -89,6 +95,8 @@ class Metrics:
 class _HubCollector(Collector):
     def __init__(self, hub: Hub):
         self._hub = hub
+        self.evictions: Mapping[str, int] = {}
+        self.cut_offs: Mapping[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
         hub, stats = self._hub, self._hub.stats
@@ -103,9 +111,21 @@ class _HubCollector(Collector):
         yield CounterMetricFamily(
             "purechat_evictions", "Members removed for being too slow.", stats.evictions
         )
-        rejected = CounterMetricFamily(
-            "purechat_rejected_messages", "Sends refused, by reason.", labels=["reason"]
+        yield _by_reason(
+            "purechat_evictions_by_reason",
+            "Members removed for being too slow: backlog over budget, or stalled.",
+            self.evictions,
         )
-        for reason, count in sorted(stats.rejected.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
+        yield _by_reason(
+            "purechat_connections_cut_off",
+            "Connections closed for misbehaving (floods, protocol errors, no handshake).",
+            self.cut_offs,
+        )
+        yield _by_reason("purechat_rejected_messages", "Sends refused, by reason.", stats.rejected)
+
+
+def _by_reason(name: str, documentation: str, counts: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family

@@ -6,12 +6,14 @@ from __future__ import annotations
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
+from purechat import status as statuses
 from purechat.ops.standard import message_class, pool
 
 # Imported for their side effect: purechat's own files enter the default pool, where
 # reflection looks them up.
 from purechat.pb import chat_pb2, purechat_v1_pb2  # noqa: F401
-from purechat.transport import Status, StatusCode, Stream, frame_message
+from purechat.status import Status
+from purechat.transport import Stream, frame_message
 
 VERSIONS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
 NOT_FOUND = 5
@@ -30,7 +32,7 @@ class Reflection:
             response = response_type(original_request=request, valid_host=request.host)
             self._answer(request, response)
             await stream.send_frames(frame_message(response.SerializeToString()))
-        return Status(StatusCode.OK)
+        return statuses.OK
 
     def _answer(self, request: object, response: object) -> None:
         kind = request.WhichOneof("message_request")  # type: ignore[attr-defined]

@@ -6,11 +6,12 @@ from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
+from purechat import status as statuses
 from purechat.core import Hub
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server import errors
+from purechat.status import Status
 from purechat.store import StoreError
-from purechat.transport import Status, Stream, frame_message
+from purechat.transport import Stream, frame_message
 
 ADMIN_SERVICE = "purechat.v1.Admin"
 
@@ -38,11 +39,11 @@ class HubRoster:
 
 async def list_rooms(stream: Stream, roster: Roster) -> Status:
     if await stream.receive() is None:
-        return errors.undecodable("purechat.v1.ListRoomsRequest")
+        return statuses.undecodable("purechat.v1.ListRoomsRequest")
     try:
         rooms = await roster.rooms()
     except StoreError:
-        return errors.store_unreachable()
+        return statuses.store_unreachable()
     response = v1.ListRoomsResponse()
     for name, members, last_seq in rooms:
         response.rooms.add(name=name, members=members, last_seq=last_seq)
@@ -54,15 +55,15 @@ async def list_members(stream: Stream, roster: Roster) -> Status:
     try:
         request = v1.ListMembersRequest.FromString(raw or b"")
     except DecodeError:
-        return errors.undecodable("purechat.v1.ListMembersRequest")
+        return statuses.undecodable("purechat.v1.ListMembersRequest")
     try:
         members = await roster.members(request.room)
     except StoreError:
-        return errors.store_unreachable()
+        return statuses.store_unreachable()
     return await _answer(stream, v1.ListMembersResponse(members=members).SerializeToString())
 
 
 async def _answer(stream: Stream, response: bytes) -> Status:
     stream.start_response()
     await stream.send_frames(frame_message(response))
-    return errors.OK
+    return statuses.OK

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from purechat.core import Limits
 from purechat.core.limits import name_problem
-from purechat.transport.connection import Metadata
+from purechat.transport.stream import Metadata
 
 log = logging.getLogger("purechat.server")
 

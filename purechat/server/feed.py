@@ -15,9 +15,9 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 
-from purechat.core import Draft, Hub, Member
+from purechat.core import Hub, Member, Message
 from purechat.server.outage import Outage
-from purechat.store import StoredMessage, StoreError
+from purechat.store import StoreError
 from purechat.store.shared import LogEntry, Position, PresenceChange, PresenceId, SharedStore
 
 # How long one read waits for new messages; rooms opened meanwhile join the next read.
@@ -66,8 +66,13 @@ class Feed:
         while True:
             open_rooms = {name: last for name, _, last in self.hub.rooms()}
             self._release_closed_rooms(open_rooms)
+            # A room that is behind here waits until its members have caught up: the
+            # log keeps what they have not received yet.
+            open_rooms = {
+                name: last for name, last in open_rooms.items() if not self.hub.room_behind(name)
+            }
             if not open_rooms:
-                await anyio.sleep(IDLE_SECONDS)  # no room is open here: nothing to read
+                await anyio.sleep(IDLE_SECONDS)  # no room to read here now
                 continue
             try:
                 positions = await self._positions(open_rooms)
@@ -88,9 +93,8 @@ class Feed:
         return {room: Position(seq, self._presence[room]) for room, seq in open_rooms.items()}
 
     def _deliver(self, entry: LogEntry) -> None:
-        if isinstance(entry, StoredMessage):
-            draft = Draft(entry.room, entry.user, entry.text, entry.time_ms, entry.action, "", "")
-            self.hub.publish(draft, entry.seq, duplicate=False, sender=None)
+        if isinstance(entry, Message):
+            self.hub.publish(entry, duplicate=False, sender=None)
             self._release(entry.room)
             return
         delivered = self._presence.get(entry.room)

@@ -1,6 +1,6 @@
-"""The journal: drafts go to the store in batches, and are published once stored.
+"""The journal: messages go to the store in batches, and are published once stored.
 
-One task owns the store's write side. Drafts that arrive while a commit is running
+One task owns the store's write side. Messages that arrive while a commit is running
 wait and go together in the next one, so under load many messages share one commit,
 while a lone message is committed at once. Publishing happens in commit order, which
 is number order, so every member sees one order.
@@ -11,26 +11,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from purechat.core import Draft, ErrorCode, Hub, Member, Notice
+from purechat.core import ErrorCode, Hub, Member, Message, Notice
 from purechat.server.feed import Feed
 from purechat.store import Appended, Store, StoreError
 
 log = logging.getLogger("purechat.server")
 
-# Drafts waiting for the store; senders wait (and so are slowed by flow control)
-# beyond this.
+# Messages waiting for the store; senders wait (and so are slowed by flow control)
+# beyond this many, or beyond this many bytes of text.
 QUEUE_SIZE = 4096
-_Entry = tuple[Draft, Member, "InFlight"]
+QUEUE_BYTES = 1024 * 1024
+# One commit takes at most this many messages, or this many bytes of text: no single
+# batch hands a member more than a small part of its backlog budget.
 MAX_BATCH = 1024
+MAX_BATCH_BYTES = 256 * 1024
+_Entry = tuple[Message, Member, "InFlight"]
 
 
 class InFlight:
-    """One member's drafts that the store has not answered yet.
+    """One member's messages that the store has not answered yet.
 
     A client that half-closes after sending is owed its own messages back: the call
     ends only once these are published.
@@ -77,19 +82,25 @@ class Journal:
         self._send: MemoryObjectSendStream[_Entry]
         self._receive: MemoryObjectReceiveStream[_Entry]
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
+        self._queued_bytes = 0
+        self._drained: anyio.Event | None = None
 
-    async def submit(self, draft: Draft, sender: Member, in_flight: InFlight) -> None:
-        """Queue a draft; its sender gets an ack (or a refusal) once the store answers.
+    async def submit(self, message: Message, sender: Member, in_flight: InFlight) -> None:
+        """Queue a message; its sender gets an ack (or a refusal) once the store answers.
 
         Without yielding while there is room: a reader that yielded per message would
         hand the journal one message per scheduler pass, and every member's writer
         would wake once per message instead of once per batch.
         """
+        while self._queued_bytes > QUEUE_BYTES:
+            self._drained = self._drained or anyio.Event()
+            await self._drained.wait()
         in_flight.add()
+        self._queued_bytes += len(message.text)
         try:
-            self._send.send_nowait((draft, sender, in_flight))
+            self._send.send_nowait((message, sender, in_flight))
         except anyio.WouldBlock:
-            await self._send.send((draft, sender, in_flight))
+            await self._send.send((message, sender, in_flight))
 
     def __enter__(self) -> Journal:
         return self
@@ -102,39 +113,47 @@ class Journal:
         """Commit and publish until cancelled (within `with journal:`)."""
         async for first in self._receive:
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            size = len(first[0].text)
+            while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 try:
-                    batch.append(self._receive.receive_nowait())
+                    entry = self._receive.receive_nowait()
                 except anyio.WouldBlock:
                     break
+                batch.append(entry)
+                size += len(entry[0].text)
+            self._queued_bytes -= size
+            if self._drained is not None and self._queued_bytes <= QUEUE_BYTES:
+                self._drained.set()
+                self._drained = None
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Entry]) -> None:
         started = time.perf_counter()
         try:
-            results = await self.store.append([draft for draft, _, _ in batch])
+            results = await self.store.append([message for message, _, _ in batch])
         except StoreError as error:
             self._observe(False, time.perf_counter() - started)
             log.error("%s; %d message(s) refused", error, len(batch))
-            for draft, sender, in_flight in batch:
+            for message, sender, in_flight in batch:
                 notice = Notice(
                     ErrorCode.STORE_UNAVAILABLE,
                     "Message not sent: the server cannot store messages right now.",
-                    draft.client_msg_id,
+                    message.client_msg_id,
                 )
                 self.hub.refuse(sender, notice)
                 in_flight.done()
             return
         self._observe(True, time.perf_counter() - started)
-        for (draft, sender, in_flight), result in zip(batch, results, strict=True):
+        for (message, sender, in_flight), result in zip(batch, results, strict=True):
             if self._feed is None:
-                self.hub.publish(draft, result.seq, duplicate=result.duplicate, sender=sender)
+                stored = replace(message, seq=result.seq)
+                self.hub.publish(stored, duplicate=result.duplicate, sender=sender)
                 in_flight.done()
             else:
                 self._feed.when_delivered(
-                    draft.room,
+                    message.room,
                     result.seq,
-                    partial(self._ack, sender, draft.client_msg_id, result, in_flight),
+                    partial(self._ack, sender, message.client_msg_id, result, in_flight),
                 )
 
     def _ack(

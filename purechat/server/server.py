@@ -14,26 +14,29 @@ from anyio.abc import TaskStatus
 from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
+from purechat import status as statuses
 from purechat.core import EndReason, Hub, Limits
 from purechat.core.limits import DEFAULT_ROOM
+from purechat.errors import ConfigurationError, TransportError
 from purechat.ops.health import HEALTH_SERVICE, HealthState
 from purechat.ops.health import check as health_check
 from purechat.ops.health import watch as health_watch
 from purechat.ops.metrics import Metrics
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
-from purechat.server import errors
 from purechat.server.admin import ADMIN_SERVICE, HubRoster, Roster, list_members, list_rooms
 from purechat.server.auth import TokenBook
-from purechat.server.errors import status_for_end
+from purechat.server.delivery import DEFAULT_BUDGET, DEFAULT_STALL_TIMEOUT, DeliveryLimits
 from purechat.server.feed import Feed
 from purechat.server.journal import Journal
-from purechat.server.members import Services, serve_legacy, serve_v1
-from purechat.server.outbox import DEFAULT_OUTBOX_SIZE
+from purechat.server.members import serve_legacy, serve_v1
+from purechat.server.membership import Services
+from purechat.server.pacing import Pacer
 from purechat.server.presence import Presence
+from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.shared import SharedStore
-from purechat.transport import Connection, Flusher, GrpcProtocol, Status, Stream, TransportLimits
+from purechat.transport import Connection, Flusher, GrpcProtocol, Stream, TransportLimits
 
 log = logging.getLogger("purechat.server")
 
@@ -42,11 +45,11 @@ V1_SERVICE = "purechat.v1.Chat"
 REFLECTION_SERVICES = frozenset(f"{version}.ServerReflection" for version in REFLECTION_VERSIONS)
 
 
-class ServeError(Exception):
+class ServeError(ConfigurationError):
     """The server cannot start; str() is a sentence for a person."""
 
 
-class _HandshakeFailed(Exception):
+class _HandshakeFailed(TransportError):
     """A new connection did not get as far as HTTP/2."""
 
 
@@ -63,8 +66,10 @@ class ServerConfig:
     port: int = 50051
     limits: Limits = field(default_factory=Limits)
     transport: TransportLimits = field(default_factory=TransportLimits)
-    # Items queued for one member before it counts as too slow and is removed.
-    outbox_size: int = DEFAULT_OUTBOX_SIZE
+    # When a member is too slow: no progress on its backlog for this long, or a
+    # backlog over this many bytes (and a quarter of that makes its room lag).
+    slow_member_timeout: float = DEFAULT_STALL_TIMEOUT
+    slow_member_bytes: int = DEFAULT_BUDGET
     # How long shutdown waits for members to receive their final status.
     shutdown_grace: float = 3.0
     # Recent lobby messages sent to an original-contract client when it arrives.
@@ -100,6 +105,9 @@ class ChatServer:
         self.store = store or MemoryStore()
         shared = self.store if isinstance(self.store, SharedStore) else None
         self.hub = Hub(self.config.limits, shared_presence=shared is not None)
+        self._pacer = Pacer(self.hub)
+        self.hub.on_caught_up = self._pacer.caught_up
+        self.cut_offs: Counter[str] = Counter()
         self.health = HealthState(frozenset({LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE}))
         self.metrics = Metrics(self.hub)
         self.metrics_port: int | None = None
@@ -122,12 +130,18 @@ class ChatServer:
             hub=self.hub,
             store=self.store,
             journal=self._journal,
-            outbox_size=self.config.outbox_size,
+            pacer=self._pacer,
             legacy_history=self.config.legacy_history,
             observe_catch_up=self.metrics.catch_up_messages.observe,
+            delivery_limits=DeliveryLimits(
+                budget=self.config.slow_member_bytes,
+                stall_timeout=self.config.slow_member_timeout,
+            ),
+            flusher=self._flusher,
             feed=self._feed,
             presence=self._presence,
         )
+        self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
         self._connections: set[Connection] = set()
         self._per_address: Counter[str] = Counter()
         self._shutdown_requested = anyio.Event()
@@ -223,7 +237,7 @@ class ChatServer:
                 log.warning("%s: more than %d connections from this address", address, limit)
                 handler = self._refuse_crowded
             protocol = GrpcProtocol(client_side=False, limits=self.config.transport)
-            connection = Connection(stream, protocol, self._flusher)
+            connection = Connection(stream, protocol, self._flusher, on_cut_off=self._count_cut_off)
             self._connections.add(connection)
             log.debug("%s connected", connection.peer)
             try:
@@ -273,7 +287,7 @@ class ChatServer:
         if self.config.tokens is not None:
             identity = self.config.tokens.name_for(stream.metadata)
             if identity is None:
-                return errors.unauthenticated()
+                return statuses.unauthenticated()
         if (service, method) == (LEGACY_SERVICE, "JoinChat"):
             return await serve_legacy(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Connect"):
@@ -282,7 +296,10 @@ class ChatServer:
             return await list_rooms(stream, self._roster)
         if (service, method) == (ADMIN_SERVICE, "ListMembers"):
             return await list_members(stream, self._roster)
-        return errors.unimplemented(f"/{service}/{method}")
+        return statuses.unimplemented(f"/{service}/{method}")
+
+    def _count_cut_off(self, reason: str) -> None:
+        self.cut_offs[reason] += 1
 
     def _store_answered(self, ok: bool, seconds: float) -> None:
         self.health.store_answered(ok)
@@ -291,7 +308,7 @@ class ChatServer:
 
     async def _refuse_crowded(self, stream: Stream) -> Status:
         stream.connection.close_gracefully()
-        return errors.too_many_connections(self.config.max_conns_per_addr)
+        return statuses.too_many_connections(self.config.max_conns_per_addr)
 
     async def _keep_alive(self) -> None:
         """Ping silent connections; drop those that do not answer (one task for all)."""
@@ -328,7 +345,7 @@ class ChatServer:
         self.health.shutting_down()
         self.hub.end_all(EndReason.SHUTTING_DOWN)
         for connection in list(self._connections):
-            connection.end_calls(status_for_end(EndReason.SHUTTING_DOWN))
+            connection.end_calls(statuses.for_end(EndReason.SHUTTING_DOWN))
             connection.close_gracefully()
         if self._connections:
             with anyio.move_on_after(self.config.shutdown_grace):

@@ -1,21 +1,21 @@
-"""Translation between core events and the two wire formats, framed once per event.
+"""Translation between core events and the two wire formats, framed once per broadcast.
 
-A broadcast event is serialised and framed the first time any member's writer needs it
-in a given format, and the bytes are cached on the event, so a message to N members
-costs one encoding per format, not N.
+A broadcast offers the same event to every member in turn, so each format's encoder
+remembers the last event it framed: a message to N members costs one encoding per
+format, not N, and nothing about the wire is kept on the core's records.
 """
 
 from __future__ import annotations
 
-from purechat.core import Ack, ErrorCode, EventKind, Notice, Outgoing, RoomEvent, Welcome
+from collections.abc import Callable
+
+from purechat.core import Ack, ErrorCode, EventKind, Message, Notice, Outgoing, RoomEvent, Welcome
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import frame_message
 
-LEGACY = "legacy"
-V1 = "v1"
+Encode = Callable[[Outgoing], bytes]
 
 _V1_KIND = {
-    EventKind.MESSAGE: purechat_v1_pb2.Event.MESSAGE,
     EventKind.JOIN: purechat_v1_pb2.Event.JOIN,
     EventKind.LEAVE: purechat_v1_pb2.Event.LEAVE,
     EventKind.GAP: purechat_v1_pb2.Event.GAP,
@@ -29,40 +29,68 @@ _V1_ERROR = {
 }
 
 
+class _Remembering:
+    """Frames items with `frame`, reusing the bytes when the same item comes again."""
+
+    def __init__(self, frame: Encode):
+        self._frame = frame
+        self._last: Outgoing | None = None
+        self._bytes = b""
+
+    def __call__(self, item: Outgoing) -> bytes:
+        if item is not self._last:
+            self._bytes = self._frame(item)
+            self._last = item
+        return self._bytes
+
+
+def legacy_encoder() -> Encode:
+    """chat.ChatMessage frames for the original contract (see `legacy_frame`)."""
+    return _Remembering(legacy_frame)
+
+
+def v1_encoder() -> Encode:
+    """purechat.v1.ServerFrame frames (see `v1_frame`)."""
+    return _Remembering(v1_frame)
+
+
 def legacy_frame(item: Outgoing) -> bytes:
-    """Framed chat.ChatMessage for a message event; b"" for what that contract cannot say.
+    """Framed chat.ChatMessage for a message; b"" for what that contract cannot say.
 
     The original contract has only messages: presence, acks, notices and welcomes are
     not sent to its clients.
     """
-    if not isinstance(item, RoomEvent) or item.kind is not EventKind.MESSAGE:
+    if not isinstance(item, Message):
         return b""
-    cached = item.wire.get(LEGACY)
-    if cached is None:
-        text = f"* {item.user} {item.text}" if item.action else item.text
-        message = chat_pb2.ChatMessage(user_id=item.user, text=text, timestamp=item.time_ms // 1000)
-        cached = item.wire[LEGACY] = frame_message(message.SerializeToString())
-    return cached
+    text = f"* {item.user} {item.text}" if item.action else item.text
+    message = chat_pb2.ChatMessage(user_id=item.user, text=text, timestamp=item.time_ms // 1000)
+    return frame_message(message.SerializeToString())
 
 
 def v1_frame(item: Outgoing) -> bytes:
     """Framed purechat.v1.ServerFrame for anything the core delivers."""
+    if isinstance(item, Message):
+        event = purechat_v1_pb2.Event(
+            kind=purechat_v1_pb2.Event.MESSAGE,
+            room=item.room,
+            seq=item.seq,
+            user=item.user,
+            text=item.text,
+            time_unix_ms=item.time_ms,
+            action=item.action,
+            history=item.history,
+        )
+        return _frame(purechat_v1_pb2.ServerFrame(event=event))
     if isinstance(item, RoomEvent):
-        cached = item.wire.get(V1)
-        if cached is None:
-            event = purechat_v1_pb2.Event(
-                kind=_V1_KIND[item.kind],
-                room=item.room,
-                seq=item.seq,
-                user=item.user,
-                text=item.text,
-                time_unix_ms=item.time_ms,
-                action=item.action,
-                history=item.history,
-                gap_until=item.gap_until,
-            )
-            cached = item.wire[V1] = _frame(purechat_v1_pb2.ServerFrame(event=event))
-        return cached
+        event = purechat_v1_pb2.Event(
+            kind=_V1_KIND[item.kind],
+            room=item.room,
+            seq=item.seq,
+            user=item.user,
+            time_unix_ms=item.time_ms,
+            gap_until=item.gap_until,
+        )
+        return _frame(purechat_v1_pb2.ServerFrame(event=event))
     if isinstance(item, Ack):
         ack = purechat_v1_pb2.Ack(
             client_msg_id=item.client_msg_id, seq=item.seq, duplicate=item.duplicate

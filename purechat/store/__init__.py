@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from purechat.store.base import Appended, Store, StoredMessage, StoreError
+from purechat.store.base import Appended, OutcomeUnknown, Store, StoreError, StoreUnavailable
 from purechat.store.memory import DEFAULT_HISTORY, MemoryStore
 from purechat.store.sqlite import SqliteStore
 
@@ -15,10 +15,11 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "Appended",
     "MemoryStore",
+    "OutcomeUnknown",
     "SqliteStore",
     "Store",
     "StoreError",
-    "StoredMessage",
+    "StoreUnavailable",
     "open_store",
 ]
 
@@ -38,7 +39,7 @@ async def open_store(url: str, *, history: int = DEFAULT_HISTORY) -> Store:
         from purechat.store.redis import RedisStore  # noqa: PLC0415 -- only when asked for
 
         return await RedisStore.open(url, history)
-    raise StoreError(
+    raise StoreUnavailable(
         f"unknown store {url!r}: use memory://, sqlite:///PATH (sqlite:////PATH for an "
         "absolute path) or redis://HOST:PORT[/DB]"
     )

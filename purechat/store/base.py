@@ -11,21 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from purechat.core import Draft
+from purechat.core import Message
+from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
 
-
-class StoreError(Exception):
-    """The store cannot do what was asked; str() is a sentence for a person."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    room: str
-    seq: int
-    user: str
-    text: str
-    time_ms: int
-    action: bool
+__all__ = ["Appended", "OutcomeUnknown", "Store", "StoreError", "StoreUnavailable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +32,13 @@ class Store(Protocol):
         """Where history is kept, for the startup line."""
         ...
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        """Number and keep drafts, in order; when this returns they are durable.
+    async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        """Number and keep messages, in order; when this returns they are durable.
 
-        A draft whose (room, sender_key, client_msg_id) was stored before, with a
+        A message whose (room, sender_key, client_msg_id) was stored before, with a
         non-empty id, is not stored again: its Appended carries the original number.
-        Raises StoreError when nothing could be stored.
+        StoreUnavailable when nothing was stored; OutcomeUnknown when the store did not
+        answer and the messages may or may not have been stored.
         """
         ...
 
@@ -56,7 +46,7 @@ class Store(Protocol):
         """The newest number given in room, 0 for a room never written to."""
         ...
 
-    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+    async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         """The kept messages numbered in (after, upto], oldest first.
 
         Numbers are consecutive, so a missing number means the message is no longer kept.

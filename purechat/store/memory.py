@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 
-from purechat.core import Draft
-from purechat.store.base import Appended, StoredMessage
+from purechat.core import Message
+from purechat.store.base import Appended
 
 DEFAULT_HISTORY = 1000
 
@@ -16,7 +16,7 @@ DEFAULT_HISTORY = 1000
 @dataclass
 class _RoomLog:
     last_seq: int = 0
-    messages: deque[tuple[StoredMessage, tuple[str, str]]] = field(default_factory=deque)
+    messages: deque[tuple[Message, tuple[str, str]]] = field(default_factory=deque)
     ids: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
@@ -29,20 +29,18 @@ class MemoryStore:
     def description(self) -> str:
         return f"memory (the newest {self.history} messages of each room, lost on restart)"
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        return [self._append(draft) for draft in drafts]
+    async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        return [self._append(message) for message in messages]
 
-    def _append(self, draft: Draft) -> Appended:
-        log = self._rooms.setdefault(draft.room, _RoomLog())
-        key = (draft.sender_key, draft.client_msg_id)
-        if draft.client_msg_id and (seq := log.ids.get(key)) is not None:
+    def _append(self, message: Message) -> Appended:
+        log = self._rooms.setdefault(message.room, _RoomLog())
+        key = (message.sender_key, message.client_msg_id)
+        if message.client_msg_id and (seq := log.ids.get(key)) is not None:
             return Appended(seq, duplicate=True)
         log.last_seq += 1
-        message = StoredMessage(
-            draft.room, log.last_seq, draft.user, draft.text, draft.time_ms, draft.action
-        )
-        log.messages.append((message, key))
-        if draft.client_msg_id:
+        kept = replace(message, seq=log.last_seq, sender_key="", client_msg_id="")
+        log.messages.append((kept, key))
+        if message.client_msg_id:
             log.ids[key] = log.last_seq
         if len(log.messages) > self.history:  # oldest first, and its id with it
             _, old_key = log.messages.popleft()
@@ -53,7 +51,7 @@ class MemoryStore:
         log = self._rooms.get(room)
         return log.last_seq if log else 0
 
-    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+    async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         log = self._rooms.get(room)
         if log is None or not log.messages:
             return []

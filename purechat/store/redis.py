@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import glide
 
-from purechat.core import Draft, EventKind
-from purechat.store.base import Appended, StoredMessage, StoreError
+from purechat.core import EventKind, Message
+from purechat.store.base import Appended, OutcomeUnknown, StoreError, StoreUnavailable
 from purechat.store.shared import (
     Joined,
     LogEntry,
@@ -158,11 +158,19 @@ if #newest > 0 then last = newest[1][1] end
 return {redis.call('GET', key .. ':seq') or '0', last}
 """
 
-# ARGV: time, then room, name and holder per seat.
+# ARGV: time, then room, name and holder per seat. An empty name stands for whatever
+# name the holder holds in the room (a join whose answer was lost).
 LEAVE = (
     PRESENCE
     + """
-for i = 2, #ARGV, 3 do leave(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[1]) end
+for i = 2, #ARGV, 3 do
+  local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if name == '' then
+    local held = redis.call('HGETALL', room_key(room) .. ':members')
+    for j = 1, #held, 2 do if held[j + 1] == holder then name = held[j] end end
+  end
+  if name ~= '' then leave(room, name, holder, ARGV[1]) end
+end
 return 0
 """
 )
@@ -321,9 +329,9 @@ class RedisStore:
         where = f"{scheme}://{self.address.host}:{self.address.port}/{self.address.database}"
         return f"{where} (streams of the newest ~{self.history} messages per room)"
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        args = [str(self.history), str(self.ids_kept), str(len(drafts))]
-        for d in drafts:
+    async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        args = [str(self.history), str(self.ids_kept), str(len(messages))]
+        for d in messages:
             args += [
                 d.room,
                 d.user,
@@ -340,7 +348,7 @@ class RedisStore:
         value = await self._call(self._client, ["GET", f"{KEY_PREFIX}{room}:seq"])
         return int(value) if value is not None else 0
 
-    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+    async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         if upto <= after:
             return []
         entries = await self._call(
@@ -415,15 +423,24 @@ class RedisStore:
                 await client.close()
 
     async def _call(self, client: Any, command: list[str]) -> Any:
+        """Run command; OutcomeUnknown when Redis may have run it without our hearing
+        the answer (a timeout, a connection lost mid-request), StoreUnavailable when
+        it surely did not (it answered with an error, or could not be asked)."""
         try:
             return await client.custom_command(command)
+        except (glide.TimeoutError, glide.ConnectionError) as error:
+            raise OutcomeUnknown(self._sentence(error)) from None
         except glide.GlideError as error:
-            raise StoreError(f"Redis at {self.address.host}:{self.address.port}: {error}") from None
+            raise StoreUnavailable(self._sentence(error)) from None
+
+    def _sentence(self, error: Exception) -> str:
+        detail = str(error).strip() or type(error).__name__
+        return f"Redis at {self.address.host}:{self.address.port}: {detail}"
 
 
 def _happened(entry: LogEntry) -> tuple[str, int, int, int]:
     """Sort key: a room's message n, then the joins and leaves logged after it."""
-    if isinstance(entry, StoredMessage):
+    if isinstance(entry, Message):
         return (entry.room, entry.seq, 0, 0)
     return (entry.room, entry.id.seq, 1, entry.id.order)
 
@@ -440,9 +457,9 @@ def _presence(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Presence
     )
 
 
-def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> StoredMessage:
+def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Message:
     values = _fields(fields)
-    return StoredMessage(
+    return Message(
         room,
         int(entry_id.decode().split("-")[0]),
         values["user"],

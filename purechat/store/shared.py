@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from purechat.core import EventKind
-from purechat.store.base import Store, StoredMessage
+from purechat.core import EventKind, Message
+from purechat.store.base import Store
 
 # (room, name, holder) of one member's hold on its name. The holder id is the server's
 # id, "/", and a number unique on that server, so a member whose name was taken over
@@ -75,7 +75,7 @@ class Joined:
     members: tuple[str, ...]
 
 
-LogEntry = StoredMessage | PresenceChange
+LogEntry = Message | PresenceChange
 
 
 @runtime_checkable

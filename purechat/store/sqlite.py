@@ -17,8 +17,8 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from purechat.core import Draft
-from purechat.store.base import Appended, StoredMessage, StoreError
+from purechat.core import Message
+from purechat.store.base import Appended, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -84,10 +84,10 @@ class SqliteStore:
     def description(self) -> str:
         return str(self.path)
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Appended]:
-        return await self._run(self._write_lock, self._append_blocking, drafts)
+    async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        return await self._run(self._write_lock, self._append_blocking, messages)
 
-    def _append_blocking(self, drafts: Sequence[Draft]) -> list[Appended]:
+    def _append_blocking(self, drafts: Sequence[Message]) -> list[Appended]:
         db = self._writer
         results: list[Appended] = []
         last: dict[str, int] = {}
@@ -130,16 +130,16 @@ class SqliteStore:
     async def last_seq(self, room: str) -> int:
         return await self._run(self._read_lock, _last_seq, self._reader, room)
 
-    async def read(self, room: str, *, after: int, upto: int) -> list[StoredMessage]:
+    async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         return await self._run(self._read_lock, self._read_blocking, room, after, upto)
 
-    def _read_blocking(self, room: str, after: int, upto: int) -> list[StoredMessage]:
+    def _read_blocking(self, room: str, after: int, upto: int) -> list[Message]:
         rows = self._reader.execute(
             "SELECT seq, user, text, time_ms, action FROM messages"
             " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (room, after, upto),
         ).fetchall()
-        return [StoredMessage(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
+        return [Message(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
 
     async def aclose(self) -> None:
         async with self._write_lock, self._read_lock:
@@ -152,7 +152,7 @@ class SqliteStore:
         try:
             return await anyio.to_thread.run_sync(function, *args, limiter=lock)
         except sqlite3.Error as error:
-            raise StoreError(f"the message store failed: {error}") from None
+            raise StoreUnavailable(f"the message store failed: {error}") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:

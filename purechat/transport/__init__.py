@@ -9,20 +9,23 @@ incoming events without bound, hands every HTTP/2 event over with an awaited sen
 connection is a task group owning its reader, its writer and its calls.
 """
 
-from purechat.transport.connection import Connection, Stream, StreamGone
+from purechat.status import Status, StatusCode
+from purechat.transport.connection import Connection
 from purechat.transport.flusher import Flusher
 from purechat.transport.framing import frame_message
 from purechat.transport.protocol import GrpcProtocol, TransportLimits
-from purechat.transport.status import Status, StatusCode
+from purechat.transport.stream import Stalled, Stream, StreamGone, StreamState
 
 __all__ = [
     "Connection",
     "Flusher",
     "GrpcProtocol",
+    "Stalled",
     "Status",
     "StatusCode",
     "Stream",
     "StreamGone",
+    "StreamState",
     "TransportLimits",
     "frame_message",
 ]

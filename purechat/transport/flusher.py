@@ -2,9 +2,9 @@
 
 Waking each connection's own writer task for every batch costs a task switch per
 member per message, which is what a broadcast at moderate rates pays most for. So
-connections that have bytes for the socket mark themselves here, and this task writes
-them all without waiting (non-blocking sends). Only what the kernel will not take at
-once goes to the connection's writer task, which may wait.
+members' deliveries and connections that have bytes mark themselves here, and this task
+hands them over and writes them all without waiting (non-blocking sends). Only what the
+kernel will not take at once goes to the connection's writer task, which may wait.
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ import anyio
 
 class Flushable(Protocol):
     def flush_now(self) -> None:
-        """Write what is pending without waiting."""
+        """Write what is pending without waiting.
+
+        Must not raise: whatever goes wrong belongs to the member or connection that
+        met it, which ends itself; the flusher serves everyone else.
+        """
 
 
 class Flusher:
     """Runs `flush_now` once per pass for everything marked since the last pass.
 
-    Member outboxes (which hand messages to HTTP/2) and connections (which hand bytes
-    to the kernel) both mark themselves; an outbox's flush marks its connection, and
+    Member deliveries (which hand messages to HTTP/2) and connections (which hand bytes
+    to the kernel) both mark themselves; a delivery's flush marks its connection, and
     the pass goes on until nothing is left, so both happen in the same pass.
     """
 

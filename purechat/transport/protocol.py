@@ -5,6 +5,12 @@ changes what it does where one bad stream could hurt its neighbours or where mem
 was unbounded: a too-large or compressed message fails that stream alone, a reset
 stream is reported instead of silently dropped, malformed request headers refuse
 that call instead of killing the connection, and flow-control windows are ours.
+
+Flood control follows grpc-go's server enforcement policy: a PING (or SETTINGS) frame
+counts against a peer only when we have sent it no DATA or HEADERS since its previous
+one. Real clients ping while they receive (grpc-go estimates bandwidth that way) and
+answer data with WINDOW_UPDATEs; a busy room must never look like a flood. A peer that
+pings while we send it nothing, or resets streams in a storm, is cut off.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import h2.settings
 from purerpc.grpclib.connection import GRPCConfiguration, GRPCConnection
 from purerpc.grpclib.events import Event, MessageReceived
 from purerpc.grpclib.exceptions import ProtocolError
+from purerpc.grpclib.status import Status
+
+from purechat.errors import TransportError
 
 KIB = 1024
 
@@ -36,8 +45,9 @@ class TransportLimits:
     write_timeout: float = 30.0
     # A new connection must have sent its first call within this long.
     handshake_timeout: float = 10.0
-    # Per connection and per 10 seconds: more stream resets, pings or settings
-    # frames than this from the peer is a flood (CVE-2023-44487 and its cousins).
+    # Per connection and per 10 seconds: more stream resets than this from the peer is
+    # a flood (CVE-2023-44487), and so are more PING or SETTINGS frames that arrived
+    # while we had sent the peer nothing since its previous one.
     max_resets: int = 200
     max_control_frames: int = 200
     # Per-stream receive window; None derives it from max_message_bytes.
@@ -120,8 +130,15 @@ class PingAcknowledged(Event):  # type: ignore[misc]
         self.stream_id = 0
 
 
-class Flood(Exception):
-    """The peer sends control frames or resets faster than any client needs to."""
+class Flood(TransportError):
+    """The peer sends control frames or resets faster than any client needs to.
+
+    `reason` names the kind of flood for logs and metrics ("pings", "resets").
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
 FLOOD_WINDOW_SECONDS = 10.0
@@ -141,7 +158,9 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self._compact()
         self._flood_window_start = 0.0
         self._resets = 0
-        self._control_frames = 0
+        # PINGs and SETTINGS that arrived while we had sent nothing since the last one.
+        self._control_strikes = 0
+        self._sent_since_control = False
 
     def _set_h2_connection_local_settings(self) -> None:
         self.h2_connection.remote_settings = _CompactSettings(client=not self.config.client_side)
@@ -201,25 +220,73 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
     def receive_data(self, data: bytes, now: float = 0.0) -> list[Event]:
         """purerpc's receive_data, dispatching by type, and counting what floods."""
         if now - self._flood_window_start > FLOOD_WINDOW_SECONDS:
-            self._flood_window_start, self._resets, self._control_frames = now, 0, 0
+            self._flood_window_start, self._resets, self._control_strikes = now, 0, 0
         events: list[Event] = []
         for event in self.h2_connection.receive_data(data):
             if isinstance(event, h2.events.StreamReset):
                 self._resets += 1
             elif isinstance(event, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
-                self._control_frames += 1
+                self._count_control_frame()
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 events.extend(handler(self, event))
         limits = self.limits
-        if self._resets > limits.max_resets or self._control_frames > limits.max_control_frames:
-            with contextlib.suppress(h2.exceptions.H2Error):
-                self.h2_connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        if self._resets > limits.max_resets:
+            self._calm_down()
+            raise Flood("resets", f"{self._resets} stream resets in {FLOOD_WINDOW_SECONDS:g}s")
+        if self._control_strikes > limits.max_control_frames:
+            self._calm_down()
             raise Flood(
-                f"{self._resets} stream resets and {self._control_frames} pings or settings "
-                f"in {FLOOD_WINDOW_SECONDS:g}s"
+                "pings",
+                f"{self._control_strikes} pings or settings in {FLOOD_WINDOW_SECONDS:g}s "
+                "while nothing was sent to it",
             )
         return events
+
+    def _count_control_frame(self) -> None:
+        """A PING or SETTINGS after data we sent is a client reacting to it: no strike."""
+        if self._sent_since_control:
+            self._sent_since_control = False
+        else:
+            self._control_strikes += 1
+
+    def _calm_down(self) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self.h2_connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+    # -- what we send: DATA and HEADERS reset the peer's control-frame strikes -------
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self._sent_since_control = True
+        self.h2_connection.send_data(stream_id, data, end_stream=end_stream)
+
+    def start_response(
+        self, stream_id: int, content_type_suffix: str = "", custom_metadata: Any = ()
+    ) -> None:
+        self._sent_since_control = True
+        super().start_response(stream_id, content_type_suffix, custom_metadata)
+
+    def end_response(self, stream_id: int, status: Status, custom_metadata: Any = ()) -> None:
+        self._sent_since_control = True
+        super().end_response(stream_id, status, custom_metadata)
+
+    def respond_status(
+        self,
+        stream_id: int,
+        status: Status,
+        content_type_suffix: str = "",
+        custom_metadata: Any = (),
+    ) -> None:
+        self._sent_since_control = True
+        super().respond_status(stream_id, status, content_type_suffix, custom_metadata)
+
+    def buffered(self) -> int:
+        """Bytes h2 holds for the socket and has not handed out yet.
+
+        The one read of h2's private buffer: purerpc's patched `data_to_send` keeps
+        outgoing bytes in `_data_to_send` (a bytearray); tests/test_transport.py pins it.
+        """
+        return len(self.h2_connection._data_to_send)
 
     def ping(self) -> None:
         self.h2_connection.ping(b"purechat")

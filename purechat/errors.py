@@ -1,0 +1,44 @@
+"""The one root of purechat's errors, and its families.
+
+Every error purechat raises on purpose derives from `PurechatError`, and its str() is a
+sentence a person can act on. Callers catch a family, not a list of unrelated classes;
+the gRPC status an error becomes is chosen in one place (`purechat.status`).
+"""
+
+from __future__ import annotations
+
+
+class PurechatError(Exception):
+    """Root of purechat's own errors; str() is a sentence for a person."""
+
+
+class ConfigurationError(PurechatError):
+    """A setting, file or certificate that cannot be used: the program cannot start."""
+
+
+class StoreError(PurechatError):
+    """The store cannot do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The store refused or could not be asked: nothing was done."""
+
+
+class OutcomeUnknown(StoreError):
+    """The store did not answer in time: what was asked may or may not have been done."""
+
+
+class Refusal(PurechatError):
+    """A request that breaks a rule (a name, a room, a limit); trying again will not help."""
+
+
+class LimitReached(Refusal):
+    """A limit is reached (a full room, too many connections, too many messages)."""
+
+
+class TransportError(PurechatError):
+    """The connection or the call cannot go on."""
+
+
+class ClientError(PurechatError):
+    """The client cannot do what the person asked (reach the server, stay in the room)."""

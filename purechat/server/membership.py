@@ -1,0 +1,211 @@
+"""One member's time in one room, from the door to its leave, for both contracts.
+
+`async with Membership(...) as member:` checks the join, binds the member's name (on
+every server sharing the store), adds it to the hub and tells it what the feed already
+announced; leaving the block, however the call ends (returned, evicted, cancelled, an
+exception group), takes the member out of the room and frees its name, exactly once.
+If entering fails half-way, what was taken is given back before the error propagates.
+
+An original-contract member enters unnamed and is named by its first message
+(`name`), inside the same lifetime, so a member removed while its name was being bound
+never leaves that name behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from purechat.core import BoundName, EndReason, Hub, Member
+from purechat.errors import OutcomeUnknown
+from purechat.server.delivery import DeliveryLimits, MemberDelivery, Sink
+from purechat.server.feed import Feed
+from purechat.server.journal import Journal
+from purechat.server.pacing import Pacer
+from purechat.server.presence import Presence
+from purechat.server.wire import Encode, legacy_encoder, v1_encoder
+from purechat.store import Store
+from purechat.store.shared import Joined, Seat
+from purechat.transport import Flusher
+
+log = logging.getLogger("purechat.server")
+
+
+@dataclass
+class Services:
+    """What a member's call needs from the server."""
+
+    hub: Hub
+    store: Store
+    journal: Journal
+    pacer: Pacer
+    # Recent lobby messages an original-contract client receives on arrival.
+    legacy_history: int
+    # Hears how many messages each resume replayed (metrics).
+    observe_catch_up: Callable[[int], None]
+    delivery_limits: DeliveryLimits = field(default_factory=DeliveryLimits)
+    flusher: Flusher | None = None
+    # With a store shared by several servers: delivery and presence come through it.
+    feed: Feed | None = None
+    presence: Presence | None = None
+    # Members removed for being too slow, by reason (metrics).
+    evictions: Counter[str] = field(default_factory=Counter)
+    # One encoder per contract for the whole server: a broadcast is framed once each.
+    legacy_encode: Encode = field(default_factory=legacy_encoder)
+    v1_encode: Encode = field(default_factory=v1_encoder)
+
+    async def known_last_seq(self, room: str) -> int:
+        """The store's newest number for a room not yet open here (0 when it is open)."""
+        return 0 if self.hub.has_room(room) else await self.store.last_seq(room)
+
+    def delivery(self, sink: Sink, encode: Encode) -> MemberDelivery:
+        return MemberDelivery(
+            sink,
+            encode,
+            self.delivery_limits,
+            flusher=self.flusher,
+            evictions=self.evictions,
+        )
+
+
+class Membership:
+    """See the module docstring. `requested` None: an original-contract member."""
+
+    def __init__(
+        self,
+        services: Services,
+        delivery: MemberDelivery,
+        *,
+        peer: str,
+        room: str,
+        requested: str | None = None,
+        session: str = "",
+    ):
+        self._services = services
+        self.delivery = delivery
+        self._peer = peer
+        self._room = room
+        self._requested = requested
+        self._session = session
+        self.member: Member | None = None
+        self._seat: Seat | None = None
+        # The shared store's id for this member's hold on its name ("" without one).
+        self._holder = ""
+        self._left = False
+
+    async def __aenter__(self) -> Member:
+        try:
+            if self._requested is None:
+                last_seq = await self._services.known_last_seq(self._room)
+                member = self._services.hub.attach(self._room, self.delivery, last_seq)
+                self._adopt(member)
+            else:
+                await self._join(self._requested)
+        except BaseException:
+            self.leave()
+            self.delivery.discard()
+            raise
+        assert self.member is not None
+        return self.member
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.leave()
+        self.delivery.discard()
+
+    async def name(self, requested: str) -> str | None:
+        """Name an original-contract member (on its first message) and announce it;
+        None when the member was removed meanwhile (its call is ending).
+
+        JoinRefused or StoreError when no name can be bound.
+        """
+        member = self.member
+        assert member is not None and member.name is None
+        services = self._services
+        if services.presence is None:
+            name = services.hub.claim_name(member, requested)
+        else:
+            joined = await self._bind(requested, "")
+            if not member.present:  # removed while the store answered
+                self._release()
+                return None
+            name = services.hub.claim_name(member, requested, joined.name)
+            member.seat = self._holder
+        if name is not None:
+            log.info("%s joined %s from %s", name, self._room, self._peer)
+        return name
+
+    def leave(self) -> None:
+        """Out of the room, name freed: once, whatever happens after."""
+        if self._left:
+            return
+        self._left = True
+        member = self.member
+        if member is not None and member.present:
+            self._services.hub.leave(member)
+            if member.name is not None:
+                log.info("%s left %s from %s", member.name, self._room, self._peer)
+        self._release()
+
+    # -- internals ------------------------------------------------------------------
+
+    async def _join(self, requested: str) -> None:
+        services, hub, room = self._services, self._services.hub, self._room
+        hub.check_join(room, requested, self._session)
+        if services.presence is None or services.feed is None:
+            last_seq = await services.known_last_seq(room)
+            member = hub.join(room, requested, self.delivery, last_seq, session=self._session)
+        else:
+            joined = await self._bind(requested, self._session)
+            opened = not hub.has_room(room)
+            bound = BoundName(joined.name, joined.members, joined.position.presence)
+            member = hub.join(
+                room,
+                requested,
+                self.delivery,
+                joined.position.seq,
+                bound=bound,
+                session=self._session,
+            )
+            if opened:
+                services.feed.opened(room, joined.position.presence)
+            else:
+                services.feed.catch_up(member)
+        member.seat = self._holder
+        self._adopt(member)
+        log.info("%s joined %s from %s", member.name, room, self._peer)
+
+    async def _bind(self, requested: str, session: str) -> Joined:
+        """Bind a name in the shared store; a bind of unknown outcome is given back."""
+        presence = self._services.presence
+        assert presence is not None
+        holder = presence.new_holder()
+        try:
+            joined = await presence.join(self._room, requested, holder, session)
+        except OutcomeUnknown:
+            presence.release((self._room, "", holder))  # the store may have bound one
+            raise
+        self._seat = (self._room, joined.name, holder)
+        self._holder = holder
+        return joined
+
+    def _adopt(self, member: Member) -> None:
+        self.member = member
+        hub, delivery = self._services.hub, self.delivery
+        delivery.on_lagging = lambda lagging: hub.set_lagging(member, lagging)
+        delivery.on_stalled = lambda: hub.evict(member, EndReason.TOO_SLOW)
+        delivery.describe = lambda: (
+            f"{member.name or 'an unnamed member'} in {self._room} from {self._peer}"
+        )
+
+    def _release(self) -> None:
+        if self._seat is not None and self._services.presence is not None:
+            self._services.presence.release(self._seat)
+        self._seat = None
