@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import trio
+import trio.lowlevel
+
 from purechat.core import EndReason, EventKind, Message, Outgoing, RoomEvent
+from purechat.errors import OutcomeUnknown
+from purechat.store import MemoryStore
+from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat
 
 
 class FakeOutbox:
@@ -30,3 +38,80 @@ class FakeOutbox:
 
     def texts(self) -> list[str]:
         return [m.text for m in self.messages()]
+
+
+class SharedMemoryStore(MemoryStore):
+    """A store shared by several servers, in memory: names only, enough for presence.
+
+    Every call that would go to Redis takes one checkpoint, counted in `awaits`; the
+    `awaits`-th one (when `cancel_at` names it) cancels `scope` first, so a test can
+    cancel a membership at each of its awaits in turn. `lose_answers` makes a join bind
+    its name and then report that the store did not answer (a Redis timeout).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seats: dict[tuple[str, str], str] = {}
+        self.awaits = 0
+        self.cancel_at: int | None = None
+        self.scope: trio.CancelScope | None = None
+        self.lose_answers = False
+        self.joining: trio.Event | None = None
+
+    async def _step(self) -> None:
+        self.awaits += 1
+        if self.awaits == self.cancel_at and self.scope is not None:
+            self.scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    async def last_seq(self, room: str) -> int:
+        await self._step()
+        return await super().last_seq(room)
+
+    async def join(
+        self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
+    ) -> Joined | None:
+        await self._step()
+        if self.joining is not None:
+            await self.joining.wait()
+        for name in candidates:
+            if (room, name) not in self.seats:
+                self.seats[room, name] = holder
+                if self.lose_answers:
+                    raise OutcomeUnknown("Redis at test:1: timed out")
+                here = tuple(sorted(n for r, n in self.seats if r == room))
+                return Joined(name, Position(0, PresenceId(0, 0)), here)
+        return None
+
+    async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
+        await self._step()
+        for room, name, holder in seats:
+            named = [n for (r, n), h in self.seats.items() if r == room and h == holder]
+            for found in [name] if name else named:
+                if self.seats.get((room, found)) == holder:
+                    del self.seats[room, found]
+
+    async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
+        await trio.sleep(block_ms / 1000)
+        return []
+
+    async def position(self, room: str) -> Position:
+        return Position(0, PresenceId(0, 0))
+
+    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
+        return True
+
+    async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
+        return []
+
+    async def sweep(self, time_ms: int) -> int:
+        return 0
+
+    async def retire(self, server: str, time_ms: int) -> None:
+        self.seats.clear()
+
+    async def members(self, room: str) -> tuple[str, ...]:
+        return tuple(sorted(n for r, n in self.seats if r == room))
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        return []

@@ -12,13 +12,14 @@ import anyio
 import grpc
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.core import Limits
 from purechat.pb import chat_pb2
 from purechat.server.auth import TokenBook, TokenFileError
-from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLimits
+from purechat.transport import Connection, GrpcProtocol, StatusCode
 from purechat.transport.protocol import CLIENT_LIMITS
 from tests.attackers import RawPeer, goaway_code, grpc_status, request_headers
 from tests.helpers import Harness, still_served
@@ -321,10 +322,10 @@ async def test_bytes_that_are_not_http2_close_that_connection_only(start_server)
 
 
 async def test_a_connection_that_sends_nothing_is_closed_after_the_handshake_timeout(
-    start_server,
+    start_server, autojump_clock: trio.testing.MockClock
 ) -> None:
-    harness: Harness = await start_server(transport=TransportLimits(handshake_timeout=0.3))
-    with trio.fail_after(10):
+    harness: Harness = await start_server()  # 10 s to make a first call, on a virtual clock
+    with trio.fail_after(30):
         calm = await harness.v1("calm")  # made its call in time: stays
         silent = [await RawPeer.connect(harness.port, preface=False) for _ in range(5)]
         preface_only = await RawPeer.connect(harness.port)
@@ -355,9 +356,11 @@ async def test_floods_end_in_goaway_enhance_your_calm(start_server, flood: str) 
         await still_served(calm, f"after a {flood} flood")
 
 
-async def test_a_peer_that_vanished_is_removed_by_keepalive(start_server) -> None:
-    harness: Harness = await start_server(keepalive_idle=0.2, keepalive_timeout=0.3)
-    with trio.fail_after(10):
+async def test_a_peer_that_vanished_is_removed_by_keepalive(
+    start_server, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness: Harness = await start_server()  # pinged after 30 s, dropped 20 s later
+    with trio.fail_after(120):
         calm = await harness.v1("calm")
         ghost = await RawPeer.connect(harness.port)
         await ghost.send(ghost.headers(1, request_headers()))
