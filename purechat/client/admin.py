@@ -9,7 +9,7 @@ import anyio
 from google.protobuf.message import Message
 
 from purechat.client.calls import connect
-from purechat.client.display import neutralise
+from purechat.client.display import neutralise, shown_name
 from purechat.client.session import Address
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import Connection, GrpcProtocol, StatusCode, frame_message
@@ -73,5 +73,5 @@ def print_rooms(reply: Message) -> None:
 def print_members(reply: Message) -> None:
     assert isinstance(reply, v1.ListMembersResponse)
     for name in reply.members:
-        print(neutralise(name))
+        print(shown_name(name))
     sys.stdout.flush()

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from purechat.core import Limits
-from purechat.core.limits import name_problem
+from purechat.core.names import name_problem
 from purechat.transport.connection import Metadata
 
 log = logging.getLogger("purechat.server")
