@@ -14,6 +14,7 @@ client of their own, since a blocking command holds its connection.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,11 +269,23 @@ class RedisAddress:
 
     @classmethod
     def parse(cls, url: str) -> RedisAddress:
-        parts = urlsplit(url)
-        if parts.password:  # errors name the URL, but never its password
-            url = url.replace(f":{parts.password}@", ":***@", 1)
+        """The parts of a Redis URL; StoreError with a sentence when it is malformed."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # urllib's only complaint here is an unclosed [IPv6 bracket
+            raise StoreError(
+                f"{_hide_password(url)!r} is not a Redis URL: an IPv6 address goes in "
+                "brackets, as in redis://[::1]:6379/0"
+            ) from None
+        url = _hide_password(url)  # errors name the URL, but never its password
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise StoreError(f"{url!r} is not redis://HOST:PORT[/DB] or rediss://...")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or above 65535
+            port = -1
+        if port is not None and not 0 < port <= 65535:
+            raise StoreError(f"{url!r}: the port must be a number from 1 to 65535")
         path = parts.path.strip("/")
         if path and not path.isdigit():
             raise StoreError(f"{url!r}: the database must be a number")
@@ -284,7 +297,7 @@ class RedisAddress:
             raise StoreError(f"{url!r}: ssl_ca_certs needs rediss://")
         return cls(
             parts.hostname,
-            parts.port or 6379,
+            port or 6379,
             tls,
             unquote(parts.password) if parts.password else None,
             int(path or 0),
@@ -336,7 +349,7 @@ class RedisStore:
             reader = await glide.GlideClient.create(config)
         except glide.GlideError as error:
             raise StoreError(
-                f"cannot reach Redis at {address.host}:{address.port}: {error}"
+                f"cannot reach Redis at {address.host}:{address.port}: {_reason(error)}"
             ) from None
         return cls(address, client, reader, history, max(history, ids_kept))
 
@@ -444,7 +457,23 @@ class RedisStore:
         try:
             return await client.custom_command(command)
         except glide.GlideError as error:
-            raise StoreError(f"Redis at {self.address.host}:{self.address.port}: {error}") from None
+            raise StoreError(
+                f"Redis at {self.address.host}:{self.address.port}: {_reason(error)}"
+            ) from None
+
+
+def _hide_password(url: str) -> str:
+    """url with its password (between the first ':' after '//' and '@') shown as ***."""
+    scheme, sep, rest = url.partition("//")
+    credentials, at, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}:***@{host}" if at and colon else url
+
+
+def _reason(error: Exception) -> str:
+    """glide's message, on one line, without the address purechat names itself."""
+    text = " ".join(str(error).split())
+    return re.sub(r"^Received error for address `[^`]*`: ", "", text) or type(error).__name__
 
 
 def _happened(entry: LogEntry) -> tuple[str, int, int, int]:
