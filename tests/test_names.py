@@ -17,6 +17,7 @@ from purechat.server.auth import TokenBook, TokenFileError
 from purechat.transport import StatusCode
 from tests.fakes import FakeOutbox
 from tests.helpers import Harness
+from tests.processes import Lines, send_lines, start
 
 NFC_JOSE = "jos\u00e9"
 NFD_JOSE = "jose\u0301"
@@ -165,3 +166,17 @@ def test_token_file_names_follow_the_same_rule(tmp_path) -> None:
     path.write_text("t1 alice\u034f\n", encoding="utf-8")
     with pytest.raises(TokenFileError, match=r"line 1: Names cannot contain invisible"):
         book.load()
+
+
+async def test_purechat_join_shows_a_look_alike_apart(start_server, nursery) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        await harness.v1("alice")
+        server = f"127.0.0.1:{harness.port}"
+        process = await start(nursery, "join", "--server", server, "--name", "\u0430lice")
+        await send_lines(process, "hi", close=True)
+        await process.wait()
+        said = await Lines(process.stdout).rest()
+    assert process.returncode == 0
+    assert said[0] == "* \\u0430lice-2 joined"
+    assert said[-1].endswith("] \\u0430lice-2: hi")

@@ -22,7 +22,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from purechat.client.calls import LegacyCall, V1Call, connect
-from purechat.client.display import Shown
+from purechat.client.display import Shown, shown_name
 from purechat.client.errors import failure_reason, failure_sentence
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
@@ -239,8 +239,8 @@ class ChatSession:
             Shown(
                 "info",
                 welcome.room,
-                f"joined {welcome.room} as {welcome.name}; here: "
-                + ", ".join(sorted(self.members)),
+                f"joined {welcome.room} as {shown_name(welcome.name)}; here: "
+                + ", ".join(shown_name(name) for name in sorted(self.members)),
             )
         )
         async with anyio.create_task_group() as task_group:
