@@ -26,6 +26,7 @@ from purechat.client.pipe import Output, run_pipe
 from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
 from purechat.logs import configure as configure_logging
+from purechat.ops.metrics import MetricsPortError
 from purechat.options import serve_problem, takes
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServeError, ServerConfig
@@ -321,11 +322,19 @@ def _serve(args: argparse.Namespace) -> int:
     failures: list[Exception] = []
     try:
         anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
-    except* (ServeError, StoreError) as group:
-        failures.extend(e for e in group.exceptions if isinstance(e, Exception))
+    except* (ServeError, StoreError, MetricsPortError) as group:
+        failures.extend(_leaves(group))
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    """The errors in a group, however deeply task groups nested it."""
+    found: list[Exception] = []
+    for error in group.exceptions:
+        found += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return found
 
 
 def _server_config(args: argparse.Namespace) -> ServerConfig:

@@ -3,6 +3,7 @@ own usage errors: exit 2), never a traceback."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -67,11 +68,16 @@ async def test_each_bad_option_is_one_sentence_and_no_traceback(tmp_path: Path) 
                 cwd=tmp_path,
             )
 
-    with trio.fail_after(60):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    cases = [*BAD, (["--metrics-port", str(port)], 1, f"cannot serve metrics on 127.0.0.1:{port}")]
+    with taken, trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            for index, (options, _, _) in enumerate(BAD):
+            for index, (options, _, _) in enumerate(cases):
                 nursery.start_soon(run, index, options)
-    for index, (options, code, words) in enumerate(BAD):
+    for index, (options, code, words) in enumerate(cases):
         result = results[index]
         said = result.stderr.decode()
         lines = said.splitlines()
