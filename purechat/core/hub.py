@@ -245,7 +245,7 @@ class Hub:
             name = next(
                 n
                 for n in self.candidate_names(requested)
-                if name_key(n) not in room.named or _same_session(room.named[name_key(n)], member)
+                if (key := name_key(n)) not in room.named or _same_session(room.named[key], member)
             )
         else:
             name = bound

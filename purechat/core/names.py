@@ -158,6 +158,7 @@ def _clean_part(part: str) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=16384)  # the same names come and go: joins, leaves, suffixes
 def name_key(name: str) -> str:
     """Equal for names a person cannot tell apart (alice, Alice, alice with a Cyrillic,
     fullwidth or bold a, alice with a joiner): what uniqueness is checked on, never shown.
