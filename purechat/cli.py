@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import anyio.abc
@@ -25,6 +26,8 @@ from purechat.client.pipe import Output, run_pipe
 from purechat.client.session import Address, ChatSession
 from purechat.core import Limits
 from purechat.logs import configure as configure_logging
+from purechat.ops.metrics import MetricsPortError
+from purechat.options import serve_problem, takes
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServeError, ServerConfig
 from purechat.server.auth import TokenBook, TokenFileError
@@ -54,9 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    parser = argparse.ArgumentParser(
-        prog="purechat", description="A chat server and terminal client over gRPC."
-    )
+    parser = _Parser(prog="purechat", description="A chat server and terminal client over gRPC.")
     parser.add_argument("--version", action="version", version=f"purechat {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -71,9 +72,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     serve.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks one")
     serve.add_argument(
-        "--max-text", type=int, default=Limits().max_text_bytes, help="longest message text, bytes"
+        "--port", type=int, default=50051, help=f"port to listen on: {takes('port')}"
+    )
+    serve.add_argument(
+        "--max-text",
+        type=int,
+        default=Limits().max_text_bytes,
+        help=f"longest message text: {takes('max_text')}",
     )
     serve.add_argument(
         "--store",
@@ -88,7 +94,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         type=int,
         default=DEFAULT_HISTORY,
         metavar="N",
-        help="messages kept per room by the memory:// and redis:// stores",
+        help=f"messages kept per room by the memory:// and redis:// stores: {takes('history')}",
     )
     limits, transport = Limits(), TransportLimits()
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
@@ -105,42 +111,44 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         type=float,
         default=limits.rate_limit,
         metavar="N",
-        help="messages a second per member, bursts of 2N; 0 turns it off",
+        help=f"messages a second per member, bursts of 2N: {takes('rate_limit')}",
     )
     serve.add_argument(
         "--max-message-bytes",
         type=int,
         default=transport.max_message_bytes,
         metavar="N",
-        help="largest gRPC message accepted",
+        help=f"largest gRPC message accepted: {takes('max_message_bytes')}",
     )
     serve.add_argument(
         "--max-members-per-room",
         type=int,
         default=limits.max_members_per_room,
         metavar="N",
-        help="members one room may have",
+        help=f"members one room may have: {takes('max_members_per_room')}",
     )
     serve.add_argument(
         "--max-conns-per-addr",
         type=int,
         default=ServerConfig.max_conns_per_addr,
         metavar="N",
-        help="connections one client address may hold; 0 for no limit",
+        help=f"connections one client address may hold: {takes('max_conns_per_addr')}",
     )
     serve.add_argument(
         "--handshake-timeout",
         type=float,
         default=transport.handshake_timeout,
         metavar="SECONDS",
-        help="time a new connection has to finish TLS and HTTP/2 and make its first call",
+        help="time a new connection has to finish TLS and HTTP/2 and make its first call: "
+        + takes("handshake_timeout"),
     )
     serve.add_argument(
         "--keepalive",
         type=float,
         default=ServerConfig.keepalive_idle,
         metavar="SECONDS",
-        help="ping connections silent this long; drop those that do not answer",
+        help="ping connections silent this long; drop those that do not answer: "
+        + takes("keepalive"),
     )
     serve.add_argument(
         "--slow-member-timeout",
@@ -165,13 +173,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=ServerConfig.presence_ttl,
         metavar="SECONDS",
         help="with redis://: how long the others list a server's members after it stops "
-        "without a word",
+        f"without a word: {takes('presence_ttl')}",
     )
     serve.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (off unless set)",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off unless set): "
+        + takes("metrics_port"),
     )
     serve.add_argument(
         "--log-level",
@@ -224,15 +233,23 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return parser, serve
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line rather than the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} ({self.prog} --help lists the options)\n")
+
+
 def _add_connection_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--server", default="127.0.0.1:50051", help="server address, HOST:PORT")
     command.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
     command.add_argument(
         "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
     )
+    # No default here: --help would show it (the token itself) after the help text.
     command.add_argument(
         "--token",
-        default=os.environ.get("PURECHAT_TOKEN"),
+        default=argparse.SUPPRESS,
         help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
     )
 
@@ -242,7 +259,9 @@ def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[
         address = Address.parse(args.server)
         tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
         answer = anyio.run(
-            partial(admin_call, address, method, request, reply, ssl_context=tls, token=args.token),
+            partial(
+                admin_call, address, method, request, reply, ssl_context=tls, token=_token(args)
+            ),
             backend="trio",
         )
     except (ValueError, TlsSetupError, AdminError) as error:
@@ -250,6 +269,10 @@ def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[
         return 1
     (print_rooms if method == "ListRooms" else print_members)(answer)
     return 0
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return getattr(args, "token", None) or os.environ.get("PURECHAT_TOKEN")
 
 
 def _rooms(args: argparse.Namespace) -> int:
@@ -290,7 +313,7 @@ def _join(args: argparse.Namespace) -> int:
         history=max(0, args.history),
         give_up_after=None if interactive or args.listen else args.give_up_after,
         ssl_context=tls,
-        token=args.token,
+        token=_token(args),
     )
 
     async def main() -> int:
@@ -316,16 +339,26 @@ def _serve(args: argparse.Namespace) -> int:
     failures: list[Exception] = []
     try:
         anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
-    except* (ServeError, StoreError) as group:
-        failures.extend(e for e in group.exceptions if isinstance(e, Exception))
+    except* (ServeError, StoreError, MetricsPortError) as group:
+        failures.extend(_leaves(group))
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    """The errors in a group, however deeply task groups nested it."""
+    found: list[Exception] = []
+    for error in group.exceptions:
+        found += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return found
+
+
 def _server_config(args: argparse.Namespace) -> ServerConfig:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ServeError("--tls-cert and --tls-key go together")
+    if problem := serve_problem(args):
+        raise ServeError(problem)
     limits = Limits(
         max_text_bytes=args.max_text,
         rate_limit=max(0.0, args.rate_limit),

@@ -141,6 +141,10 @@ def unauthenticated() -> Status:
     )
 
 
+def token_revoked() -> Status:
+    return Status(StatusCode.UNAUTHENTICATED, "token revoked")
+
+
 def too_many_connections(limit: int) -> Status:
     return Status(
         StatusCode.RESOURCE_EXHAUSTED,

@@ -187,6 +187,33 @@ async def test_an_original_client_is_announced_everywhere_once_it_has_a_name(
     assert twin.name == "GoClient-2"
 
 
+async def test_look_alike_names_are_one_name_across_servers(scale_out: ScaleOut) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(), await scale_out.server()
+        alice = await a.v1("alice")
+        assert await next_presence(alice) == ("join", "alice")
+        cyrillic = await b.v1("\u0430lice")  # Cyrillic a
+        shouting = await a.v1("ALICE")
+        fullwidth, _ = await b.legacy()
+        await fullwidth.send("\uff41lice", "hello")
+        heard = [await next_presence(alice) for _ in range(3)]
+        alice.drop()
+        while await next_presence(cyrillic) != ("leave", "alice"):
+            pass
+        again = await b.v1("Alice")  # the name, and its key, are free again
+        shouting.drop()
+        cyrillic.drop()
+        while await next_presence(again) != ("leave", "ALICE-3"):
+            pass
+        await eventually(
+            lambda: scale_out.redis.command("HLEN", "purechat:room:lobby:keys"), b":2\r\n"
+        )
+    assert cyrillic.name == "\u0430lice-2"
+    assert shouting.name == "ALICE-3"
+    assert heard == [("join", "\u0430lice-2"), ("join", "ALICE-3"), ("join", "alice-4")]
+    assert again.name == "Alice"
+
+
 async def test_who_and_rooms_answer_for_every_server(scale_out: ScaleOut, nursery) -> None:
     with trio.fail_after(30):
         a, b = await scale_out.server(), await scale_out.server()
@@ -325,6 +352,25 @@ async def test_a_name_taken_while_its_server_had_lapsed_ends_that_members_stream
     assert alice.call.status.status_message == (
         "the server lost touch with the others and your name went to somebody else; join again"
     )
+
+
+async def test_a_look_alike_taken_while_its_server_had_lapsed_ends_that_members_stream(
+    scale_out: ScaleOut,
+) -> None:
+    with trio.fail_after(30):
+        a = await scale_out.server(presence_ttl=1.0)
+        alice = await a.v1("alice")
+        heartbeat = f"purechat:server:{a.server.presence_id}"
+        # a lapses, is swept, and someone elsewhere is given a look-alike, all at once.
+        lapse = (
+            "redis.call('DEL', ARGV[2])\n"
+            "redis.call('HSET', 'purechat:room:lobby:members', 'Alice', 'elsewhere/1')\n"
+            "redis.call('HSET', 'purechat:room:lobby:keys', 'alice', 'Alice')\n"
+        ) + SWEEP
+        await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
+        await alice.until_end()
+    assert alice.call.status is not None
+    assert alice.call.status.status_code is StatusCode.UNAVAILABLE
 
 
 async def test_while_redis_is_away_joins_are_refused_with_a_sentence(

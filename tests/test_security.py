@@ -15,7 +15,7 @@ import trio
 import trio.testing
 import trustme
 
-from purechat.client.calls import LegacyCall, V1Call, connect
+from purechat.client.calls import LegacyCall, V1Call, connect, open_connection
 from purechat.core import Limits
 from purechat.pb import chat_pb2
 from purechat.server.auth import TokenBook, TokenFileError
@@ -188,15 +188,60 @@ async def test_the_token_file_is_read_again_on_sighup_and_tokens_are_not_logged(
 
         assert await name_with("first-token") == "alice"
         assert await name_with("second-token") is None
+        held = V1Call(
+            await open_connection(nursery, "127.0.0.1", port), authority="test", token="first-token"
+        )
+        await held.join("x", "lobby")
+        assert await held.receive() is not None
         tokens.write_text("second-token bob\n")
         server.send_signal(signal.SIGHUP)
         await eventually(lambda: name_with("second-token"), "bob")
         assert await name_with("first-token") is None
+        while await held.receive() is not None:  # the call open with the old token ends
+            pass
+        assert held.status is not None and held.status.status_message == "token revoked"
         server.send_signal(signal.SIGTERM)
         await server.wait()
         log = "\n".join(await Lines(server.stderr).rest())
     assert "token file reloaded" in log
     assert "first-token" not in log and "second-token" not in log
+
+
+async def test_revoked_or_renamed_tokens_end_their_open_calls(
+    start_server, tmp_path, caplog
+) -> None:
+    path = _tokens(tmp_path, "t-alice alice\nt-go gopher\nt-bob bob\n")
+    book = TokenBook(path)
+    harness: Harness = await start_server(tokens=book)
+    with trio.fail_after(10):
+        alice = await _call_with(harness, "t-alice")
+        bob_call = await _call_with(harness, "t-bob")
+        go_connection, _ = await harness.connection()
+        gopher = LegacyCall(go_connection, authority="test", token="t-go")
+        await gopher.send("ignored", "hello")
+        for call in (alice, bob_call):
+            assert (await call.receive()) is not None  # welcome
+        while (echo := await gopher.receive()) is not None and echo.text != "hello":
+            pass
+        path.write_text("t-go gopher-renamed\nt-bob bob\n")
+        assert book.reload() == {b"t-alice", b"t-go"}
+        for ended in (alice, gopher):
+            while await ended.receive() is not None:
+                pass
+        await bob_call.send("still here", "b1")
+        while (frame := await bob_call.receive()) is not None and frame.WhichOneof(
+            "frame"
+        ) != "ack":
+            pass
+    assert frame is not None  # bob's call goes on
+    for ended in (alice, gopher):
+        assert ended.status is not None
+        assert ended.status.status_code is StatusCode.UNAUTHENTICATED
+        assert ended.status.status_message == "token revoked"
+    log = caplog.text
+    assert log.count("token revoked; call ended") == 2
+    assert "alice (" in log and "gopher (" in log
+    assert "t-alice" not in log and "t-go" not in log
 
 
 # -- limits --------------------------------------------------------------------

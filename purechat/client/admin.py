@@ -9,7 +9,8 @@ import anyio
 from google.protobuf.message import Message
 
 from purechat.client.calls import connect
-from purechat.client.display import neutralise
+from purechat.client.display import neutralise, shown_name
+from purechat.client.errors import failure_sentence
 from purechat.client.session import Address
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import Connection, GrpcProtocol, StatusCode, frame_message
@@ -50,8 +51,8 @@ async def call(
                 task_group.cancel_scope.cancel()
     except TimeoutError:
         raise AdminError(f"the server at {address} did not answer in {TIMEOUT:g}s") from None
-    except OSError as error:
-        raise AdminError(f"cannot reach the server at {address}: {error}") from None
+    except (OSError, anyio.BrokenResourceError) as error:
+        raise AdminError(failure_sentence(error, address.host, address.port)) from None
     status = stream.status
     if status is not None and status.status_code is StatusCode.UNAUTHENTICATED:
         raise AdminError("the server requires a token: pass --token or set PURECHAT_TOKEN")
@@ -73,5 +74,5 @@ def print_rooms(reply: Message) -> None:
 def print_members(reply: Message) -> None:
     assert isinstance(reply, v1.ListMembersResponse)
     for name in reply.members:
-        print(neutralise(name))
+        print(shown_name(name))
     sys.stdout.flush()

@@ -17,7 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from prompt_toolkit import PromptSession
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from purechat.client.display import Shown, neutralise, plain_line
+from purechat.client.display import Shown, neutralise, plain_line, shown_name
 from purechat.client.session import ChatSession, SessionError
 
 HELP = """commands:
@@ -96,7 +96,7 @@ async def _handle_lines(
         if command == "/help":
             print(HELP)
         elif command == "/who":
-            names = ", ".join(neutralise(name) for name in sorted(session.members))
+            names = ", ".join(shown_name(name) for name in sorted(session.members))
             print(f"in {neutralise(session.room)}: {names or 'nobody'}")
         elif command == "/join" and argument.strip():
             session.switch_room(argument.strip())

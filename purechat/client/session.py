@@ -9,7 +9,6 @@ Against a server of the original contract (no purechat.v1) the session falls bac
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import ssl
@@ -23,7 +22,8 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from purechat.client.calls import LegacyCall, V1Call, connect
-from purechat.client.display import Shown
+from purechat.client.display import Shown, shown_name
+from purechat.client.errors import failure_reason, failure_sentence
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.status import NEVER_ANSWERED
 from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
@@ -169,8 +169,10 @@ class ChatSession:
             try:
                 joined, status = await self._connect_once()
             except ssl.SSLError as error:
-                raise SessionError(f"TLS with {self.address} failed: {_reason(error)}.") from None
-            except OSError as error:
+                raise SessionError(
+                    failure_sentence(error, self.address.host, self.address.port)
+                ) from None
+            except (OSError, anyio.BrokenResourceError) as error:
                 joined, status = False, Status(StatusCode.UNAVAILABLE, _reason(error))
             self._ever_joined = self._ever_joined or joined
             if status is not None and _never_answered(status) and not self._ever_joined:
@@ -237,8 +239,8 @@ class ChatSession:
             Shown(
                 "info",
                 welcome.room,
-                f"joined {welcome.room} as {welcome.name}; here: "
-                + ", ".join(sorted(self.members)),
+                f"joined {welcome.room} as {shown_name(welcome.name)}; here: "
+                + ", ".join(shown_name(name) for name in sorted(self.members)),
             )
         )
         async with anyio.create_task_group() as task_group:
@@ -398,18 +400,9 @@ def _lost() -> Status:
     return Status(StatusCode.UNAVAILABLE, "connection lost")
 
 
-def _reason(error: OSError) -> str:
-    """The most specific reason: anyio wraps each address's failure in one OSError."""
-    cause = error.__cause__
-    if isinstance(cause, ExceptionGroup):
-        cause = cause.exceptions[0]
-    if isinstance(cause, OSError):
-        error = cause
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    if error.errno:
-        return os.strerror(error.errno).lower()
-    return (str(error) or type(error).__name__).lower()
+def _reason(error: BaseException) -> str:
+    """The most specific reason, in a few words (see client/errors.py)."""
+    return failure_reason(error)
 
 
 def _describe(status: Status, address: Address) -> str:

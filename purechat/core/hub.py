@@ -24,14 +24,8 @@ from purechat.core.events import (
     RoomEvent,
     Welcome,
 )
-from purechat.core.limits import (
-    DEFAULT_ROOM,
-    Limits,
-    has_control_characters,
-    name_problem,
-    room_problem,
-    session_problem,
-)
+from purechat.core.limits import DEFAULT_ROOM, Limits, room_problem, session_problem
+from purechat.core.names import clean_name, name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
 from purechat.errors import LimitReached, Refusal
 
@@ -101,13 +95,13 @@ class Room:
     name: str
     last_seq: int = 0
     members: list[Member] = field(default_factory=list)
-    # Who holds each name, so a name is unique in the room.
+    # Who holds each name, by name_key, so a name and its look-alikes are unique here.
     named: dict[str, Member] = field(default_factory=dict)
     # Members whose backlog is large.
     lagging: int = 0
 
     def member_names(self) -> tuple[str, ...]:
-        return tuple(self.named)
+        return tuple(m.name for m in self.named.values() if m.name is not None)
 
     @property
     def behind(self) -> bool:
@@ -249,7 +243,7 @@ class Hub:
         A taken name gets a suffix rather than a refusal, so two clients that both call
         themselves the same can still both chat.
         """
-        base = _clean_name(requested, self.limits) or GUEST_NAME
+        base = clean_name(requested, self.limits) or GUEST_NAME
         yield base
         n = 1
         while True:
@@ -272,17 +266,17 @@ class Hub:
             name = next(
                 n
                 for n in self.candidate_names(requested)
-                if n not in room.named or _same_session(room.named[n], member)
+                if (key := name_key(n)) not in room.named or _same_session(room.named[key], member)
             )
         else:
             name = bound
-        earlier = room.named.get(name)
+        earlier = room.named.get(name_key(name))
         if earlier is not None and earlier is not member:
             self._remove(earlier)
             earlier.outbox.end(EndReason.REPLACED)
         member.name = name
         member.requested_name = requested
-        room.named[name] = member
+        room.named[name_key(name)] = member
         if not self.shared_presence and earlier is None:
             self._broadcast(room, self._event(room, EventKind.JOIN, name))
         return name
@@ -308,7 +302,7 @@ class Hub:
     def remove_named(self, room_name: str, name: str, reason: EndReason) -> None:
         """End the stream of the member called name in room, if it is here."""
         room = self._rooms.get(room_name)
-        member = room.named.get(name) if room else None
+        member = room.named.get(name_key(name)) if room else None
         if member is not None:
             self._remove(member)
             member.outbox.end(reason)
@@ -446,8 +440,8 @@ class Hub:
         if member.lagging:
             member.lagging = False
             room.lagging -= 1
-        if member.name is not None and room.named.get(member.name) is member:
-            del room.named[member.name]
+        if member.name is not None and room.named.get(name_key(member.name)) is member:
+            del room.named[name_key(member.name)]
         if not room.members:
             # The store keeps the numbering; the room is loaded again when next joined.
             del self._rooms[room.name]
@@ -484,10 +478,3 @@ class Hub:
 
 def _same_session(holder: Member, member: Member) -> bool:
     return bool(member.session) and holder.session == member.session
-
-
-def _clean_name(requested: str, limits: Limits) -> str:
-    """Make a usable name out of what an original-contract client sent as user_id."""
-    if has_control_characters(requested):
-        requested = "".join(ch for ch in requested if ch.isprintable())
-    return requested.strip()[: limits.max_name_chars]

@@ -1,4 +1,5 @@
-"""Policies the core enforces, and the validation of names and rooms."""
+"""Policies the core enforces, and the validation of rooms and session ids (names:
+see names.py)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,6 @@ class Limits:
 def has_control_characters(text: str) -> bool:
     """True when text holds control or format characters (escapes, bidi overrides...)."""
     return any(unicodedata.category(ch)[0] == "C" for ch in text)
-
-
-def name_problem(name: str, limits: Limits) -> str | None:
-    """Why a member name is unacceptable, as a sentence, or None when it is fine."""
-    if len(name) > limits.max_name_chars:
-        return f"Names are at most {limits.max_name_chars} characters."
-    if has_control_characters(name) or name != name.strip():
-        return "Names cannot contain control characters or surrounding spaces."
-    return None
 
 
 # A session id is the client's random token (purechat join sends 32 hex digits).

@@ -65,8 +65,15 @@ class Metrics:
     async def serve(
         self, host: str, port: int, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED
     ) -> None:
-        """GET /metrics over HTTP/1.0 until cancelled; reports the bound port."""
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        """GET /metrics over HTTP/1.0 until cancelled; reports the bound port.
+
+        MetricsPortError, a sentence, when the port cannot be listened on.
+        """
+        try:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise MetricsPortError(f"cannot serve metrics on {host}:{port}: {reason}") from None
         async with listener:
             task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
             await listener.serve(self._answer)
@@ -90,6 +97,10 @@ class Metrics:
                 await client.send(head % (status, kind, len(body)) + body)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
+
+
+class MetricsPortError(Exception):
+    """The metrics port cannot be listened on; str() is a sentence."""
 
 
 class _HubCollector(Collector):

@@ -3,17 +3,23 @@
 A token file has one `TOKEN NAME` pair per line; `#` starts a comment. When tokens are
 on, every call must carry `authorization: Bearer TOKEN`, and the name others see comes
 from the token, never from the client. Tokens are compared in constant time and never
-logged; the file is read again on SIGHUP.
+logged; the file is read again on SIGHUP, and every open call whose token that removed
+(or gave another name) ends with UNAUTHENTICATED "token revoked" (see `Bearers`).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+from purechat import status as statuses
 from purechat.core import Limits
-from purechat.core.limits import name_problem
+from purechat.core.names import display_form, name_problem
+from purechat.status import Status
+from purechat.transport import Stream
+from purechat.transport.connection import CallHandler
 from purechat.transport.stream import Metadata
 
 log = logging.getLogger("purechat.server")
@@ -28,10 +34,20 @@ class TokenBook:
         self.path = path
         self._limits = limits or Limits()
         self._entries: list[tuple[bytes, str]] = []
+        # Told the tokens a reload revoked or renamed (see Bearers).
+        self._revoked_listeners: list[Callable[[frozenset[bytes]], object]] = []
         self.load()
 
-    def load(self) -> None:
-        """Read the file; on any problem keep what was loaded before and raise."""
+    def on_revoked(self, listener: Callable[[frozenset[bytes]], object]) -> None:
+        """Have listener told, after every reload, the tokens it revoked or renamed."""
+        self._revoked_listeners.append(listener)
+
+    def load(self) -> frozenset[bytes]:
+        """Read the file; on any problem keep what was loaded before and raise.
+
+        Returns the tokens that no longer stand for the name they stood for (removed,
+        or given another name).
+        """
         try:
             text = self.path.read_text()
         except OSError as error:
@@ -48,20 +64,37 @@ class TokenBook:
             token, name = words
             if problem := name_problem(name, self._limits):
                 raise TokenFileError(f"{self.path}, line {number}: {problem}")
-            entries.append((token.encode(), name))
-        self._entries = entries
+            entries.append((token.encode(), display_form(name)))
+        before, self._entries = self._entries, entries
+        kept = set(entries)
+        return frozenset(token for token, name in before if (token, name) not in kept)
 
-    def reload(self) -> None:
-        """Read the file again (SIGHUP); a broken file is logged and the old tokens stay."""
+    def reload(self) -> frozenset[bytes]:
+        """Read the file again (SIGHUP); a broken file is logged and the old tokens stay.
+
+        Listeners (`on_revoked`) are told the tokens revoked or renamed, also returned.
+        """
         try:
-            self.load()
+            revoked = self.load()
         except TokenFileError as error:
             log.error("%s; keeping the tokens loaded before", error)
-        else:
-            log.info("token file reloaded: %d token(s)", len(self._entries))
+            return frozenset()
+        log.info(
+            "token file reloaded: %d token(s), %d revoked or renamed",
+            len(self._entries),
+            len(revoked),
+        )
+        for listener in self._revoked_listeners:
+            listener(revoked)
+        return revoked
 
     def name_for(self, metadata: Metadata) -> str | None:
         """The name a call's bearer token stands for, or None without a valid one."""
+        bearer = self.bearer(metadata)
+        return bearer[1] if bearer else None
+
+    def bearer(self, metadata: Metadata) -> tuple[bytes, str] | None:
+        """The valid token a call carries and the name it stands for, or None."""
         presented = b""
         for key, value in metadata:
             if key.lower() == "authorization" and value.startswith("Bearer "):
@@ -69,5 +102,44 @@ class TokenBook:
         found = None
         for token, name in self._entries:  # no early exit: the time says nothing
             if hmac.compare_digest(token, presented) and presented:
-                found = name
+                found = (token, name)
         return found
+
+
+class Bearers:
+    """The open calls that came with a valid token, so that revoking the token (a
+    reload that removes it or gives it another name) ends them rather than leaving
+    them talking. Tokens are held here as in the TokenBook, never logged."""
+
+    def __init__(self, book: TokenBook | None):
+        self._book = book
+        self._calls: dict[Stream, tuple[bytes, str]] = {}
+        if book is not None:
+            book.on_revoked(self.revoke)
+
+    def guard(self, handler: CallHandler) -> CallHandler:
+        """handler, with each call that carries a valid token listed while it runs."""
+        book = self._book
+        if book is None:
+            return handler
+
+        async def guarded(stream: Stream) -> Status:
+            bearer = book.bearer(stream.metadata)
+            if bearer is None:
+                return await handler(stream)  # refused there, or an open service
+            self._calls[stream] = bearer
+            try:
+                return await handler(stream)
+            finally:
+                self._calls.pop(stream, None)
+
+        return guarded
+
+    def revoke(self, tokens: frozenset[bytes]) -> int:
+        """End every open call that came with one of tokens; how many."""
+        ended = [(stream, name) for stream, (token, name) in self._calls.items() if token in tokens]
+        for stream, name in ended:
+            del self._calls[stream]
+            log.warning("%s (%s): token revoked; call ended", name, stream.connection.peer)
+            stream.end(statuses.token_revoked())
+        return len(ended)

@@ -25,7 +25,7 @@ from purechat.ops.metrics import Metrics
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
 from purechat.server.admin import ADMIN_SERVICE, HubRoster, Roster, list_members, list_rooms
-from purechat.server.auth import TokenBook
+from purechat.server.auth import Bearers, TokenBook
 from purechat.server.delivery import DEFAULT_BUDGET, DEFAULT_STALL_TIMEOUT, DeliveryLimits
 from purechat.server.feed import Feed
 from purechat.server.journal import Journal
@@ -143,6 +143,7 @@ class ChatServer:
         )
         self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
         self._connections: set[Connection] = set()
+        self._bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
         self._per_address: Counter[str] = Counter()
         self._shutdown_requested = anyio.Event()
         self._all_closed = anyio.Event()
@@ -232,7 +233,7 @@ class ChatServer:
             if self.config.ssl_context is not None:
                 stream = await self._tls(sock)
             limit = self.config.max_conns_per_addr
-            handler = self._handle_call
+            handler = self._bearers.guard(self._handle_call)
             if limit and self._per_address[address] > limit:
                 log.warning("%s: more than %d connections from this address", address, limit)
                 handler = self._refuse_crowded

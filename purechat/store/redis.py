@@ -14,6 +14,7 @@ client of their own, since a blocking command holds its connection.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import glide
 
 from purechat.core import EventKind, Message
+from purechat.core.names import name_key
 from purechat.store.base import Appended, OutcomeUnknown, StoreError, StoreUnavailable
 from purechat.store.shared import (
     Joined,
@@ -76,8 +78,10 @@ return out
 """
 
 # Presence: per room a hash name -> holder (server id "/" number), a hash name ->
-# session, and a stream of joins and leaves whose ids are `<newest message number>-*`,
-# so they merge with the messages in the order they happened. Per server a set of its
+# session, hashes name_key -> name and name -> name_key (names are unique by key: see
+# purechat.core.names), and a stream of joins and leaves whose ids are
+# `<newest message number>-*`, so they merge with the messages in the order they
+# happened. Per server a set of its
 # seats (JSON [room, name, holder]) and a key that lives while its heartbeats do;
 # `purechat:servers` lists servers with seats, `purechat:rooms` rooms with members.
 PRESENCE = f"""
@@ -89,9 +93,18 @@ local function log(room, kind, name, time)
   return redis.call('XADD', key .. ':presence', 'MAXLEN', '~', {PRESENCE_KEPT},
     (redis.call('GET', key .. ':seq') or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
 end
-local function hold(room, name, holder, session)
+local function named(room, nkey, name)
+  local key = room_key(room)
+  local holding = redis.call('HGET', key .. ':keys', nkey)
+  if holding and redis.call('HEXISTS', key .. ':members', holding) == 1 then return holding end
+  if redis.call('HEXISTS', key .. ':members', name) == 1 then return name end
+  return false
+end
+local function hold(room, name, holder, session, nkey)
   local key = room_key(room)
   redis.call('HSET', key .. ':members', name, holder)
+  redis.call('HSET', key .. ':keys', nkey, name)
+  redis.call('HSET', key .. ':key_of', name, nkey)
   if session ~= '' then redis.call('HSET', key .. ':sessions', name, session) end
   redis.call('SADD', 'purechat:rooms', room)
   redis.call('SADD', seats_key(holder), cjson.encode({{room, name, holder}}))
@@ -103,6 +116,13 @@ local function leave(room, name, holder, time)
   if redis.call('HGET', key .. ':members', name) ~= holder then return 0 end
   redis.call('HDEL', key .. ':members', name)
   redis.call('HDEL', key .. ':sessions', name)
+  local nkey = redis.call('HGET', key .. ':key_of', name)
+  if nkey then
+    redis.call('HDEL', key .. ':key_of', name)
+    if redis.call('HGET', key .. ':keys', nkey) == name then
+      redis.call('HDEL', key .. ':keys', nkey)
+    end
+  end
   if redis.call('HLEN', key .. ':members') == 0 then redis.call('SREM', 'purechat:rooms', room) end
   log(room, 'leave', name, time)
   return 1
@@ -120,15 +140,17 @@ local function retire(server, time)
 end
 """
 
-# ARGV: room, holder, session, time, candidate names. Returns nil when all are taken,
-# else {name, newest message number, presence id before the join, members}.
+# ARGV: room, holder, session, time, candidate names each with its name_key. Returns
+# nil when all are taken (a name is taken when a name with its key is), else {name,
+# newest message number, presence id before the join, members}.
 JOIN = (
     PRESENCE
     + """
 local room, holder, session, time = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = room_key(room)
-for i = 5, #ARGV do
-  local name = ARGV[i]
+for i = 5, #ARGV, 2 do
+  local nkey = ARGV[i + 1]
+  local name = named(room, nkey, ARGV[i]) or ARGV[i]
   local earlier = redis.call('HGET', key .. ':members', name)
   if not earlier
     or (session ~= '' and redis.call('HGET', key .. ':sessions', name) == session) then
@@ -139,7 +161,7 @@ for i = 5, #ARGV do
       -- The same client, back: the name moves to its new stream, unannounced.
       redis.call('SREM', seats_key(earlier), cjson.encode({room, name, earlier}))
     end
-    hold(room, name, holder, session)
+    hold(room, name, holder, session, nkey)
     if not earlier then log(room, 'join', name, time) end
     return {name, redis.call('GET', key .. ':seq') or '0', before,
       redis.call('HKEYS', key .. ':members')}
@@ -184,20 +206,24 @@ redis.call('SADD', 'purechat:servers', ARGV[1])
 return alive
 """
 
-# ARGV: time, then room, name, holder and session per seat. Returns the seats others
-# took meanwhile, flattened.
+# ARGV: time, then room, name, holder, session and name_key per seat. Returns the seats
+# others took meanwhile (the name or a look-alike of it), flattened.
 RESTORE = (
     PRESENCE
     + """
 local lost = {}
-for i = 2, #ARGV, 4 do
-  local room, name, holder, session = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 2, #ARGV, 5 do
+  local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local session, nkey = ARGV[i + 3], ARGV[i + 4]
   local owner = redis.call('HGET', room_key(room) .. ':members', name)
-  if not owner then
-    hold(room, name, holder, session)
+  local other = named(room, nkey, name)
+  if other and other ~= name then
+    for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
+  elseif not owner then
+    hold(room, name, holder, session, nkey)
     log(room, 'join', name, ARGV[1])
   elseif owner == holder then
-    hold(room, name, holder, session)
+    hold(room, name, holder, session, nkey)
   else
     for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
   end
@@ -251,11 +277,23 @@ class RedisAddress:
 
     @classmethod
     def parse(cls, url: str) -> RedisAddress:
-        parts = urlsplit(url)
-        if parts.password:  # errors name the URL, but never its password
-            url = url.replace(f":{parts.password}@", ":***@", 1)
+        """The parts of a Redis URL; StoreError with a sentence when it is malformed."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # urllib's only complaint here is an unclosed [IPv6 bracket
+            raise StoreError(
+                f"{_hide_password(url)!r} is not a Redis URL: an IPv6 address goes in "
+                "brackets, as in redis://[::1]:6379/0"
+            ) from None
+        url = _hide_password(url)  # errors name the URL, but never its password
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise StoreError(f"{url!r} is not redis://HOST:PORT[/DB] or rediss://...")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or above 65535
+            port = -1
+        if port is not None and not 0 < port <= 65535:
+            raise StoreError(f"{url!r}: the port must be a number from 1 to 65535")
         path = parts.path.strip("/")
         if path and not path.isdigit():
             raise StoreError(f"{url!r}: the database must be a number")
@@ -267,7 +305,7 @@ class RedisAddress:
             raise StoreError(f"{url!r}: ssl_ca_certs needs rediss://")
         return cls(
             parts.hostname,
-            parts.port or 6379,
+            port or 6379,
             tls,
             unquote(parts.password) if parts.password else None,
             int(path or 0),
@@ -319,7 +357,7 @@ class RedisStore:
             reader = await glide.GlideClient.create(config)
         except glide.GlideError as error:
             raise StoreError(
-                f"cannot reach Redis at {address.host}:{address.port}: {error}"
+                f"cannot reach Redis at {address.host}:{address.port}: {_reason(error)}"
             ) from None
         return cls(address, client, reader, history, max(history, ids_kept))
 
@@ -380,8 +418,9 @@ class RedisStore:
     async def join(
         self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
+        keyed = [part for name in candidates for part in (name, name_key(name))]
         answer = await self._call(
-            self._client, ["EVAL", JOIN, "0", room, holder, session, str(time_ms), *candidates]
+            self._client, ["EVAL", JOIN, "0", room, holder, session, str(time_ms), *keyed]
         )
         if answer is None:
             return None
@@ -398,7 +437,7 @@ class RedisStore:
         return bool(alive)
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
-        flat = [part for seat, session in held for part in (*seat, session)]
+        flat = [part for seat, session in held for part in (*seat, session, name_key(seat[1]))]
         lost = await self._call(self._client, ["EVAL", RESTORE, "0", str(time_ms), *flat])
         parts = [value.decode() for value in lost]
         return list(zip(parts[::3], parts[1::3], parts[2::3], strict=True))
@@ -434,8 +473,21 @@ class RedisStore:
             raise StoreUnavailable(self._sentence(error)) from None
 
     def _sentence(self, error: Exception) -> str:
-        detail = str(error).strip() or type(error).__name__
-        return f"Redis at {self.address.host}:{self.address.port}: {detail}"
+        return f"Redis at {self.address.host}:{self.address.port}: {_reason(error)}"
+
+
+def _hide_password(url: str) -> str:
+    """url with its password (between the first ':' after '//' and '@') shown as ***."""
+    scheme, sep, rest = url.partition("//")
+    credentials, at, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}:***@{host}" if at and colon else url
+
+
+def _reason(error: Exception) -> str:
+    """glide's message, on one line, without the address purechat names itself."""
+    text = " ".join(str(error).split())
+    return re.sub(r"^Received error for address `[^`]*`: ", "", text) or type(error).__name__
 
 
 def _happened(entry: LogEntry) -> tuple[str, int, int, int]:

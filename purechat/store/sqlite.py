@@ -9,6 +9,7 @@ connection, each used by one thread at a time.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -66,6 +67,10 @@ class SqliteStore:
             raise StoreError(f"{path} is a directory, not a database file")
         if not path.parent.is_dir():
             raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
+        try:  # so that a path that cannot be opened says why, not "not a database"
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as error:
+            raise StoreError(f"cannot open or create {path}: {error.strerror}") from None
         try:
             writer = _connect(path)
             try:
@@ -76,8 +81,15 @@ class SqliteStore:
             _use_wal(writer)
             reader = _connect(path)
             _use_wal(reader)
+        except sqlite3.OperationalError as error:  # can open the file, but not use it
+            raise StoreError(
+                f"cannot use {path}: {error} (purechat writes the file and, beside it, "
+                "its -wal and -shm files)"
+            ) from None
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{path} is not a purechat database ({error})") from None
+            raise StoreError(
+                f"{path} is not a purechat database ({error}): it is a file of another program"
+            ) from None
         return cls(path, writer, reader)
 
     @property
