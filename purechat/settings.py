@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from purechat.errors import ConfigurationError
+
 ENV_PREFIX = "PURECHAT_"
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """A setting that cannot be used; str() is a sentence."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from purechat.errors import ConfigurationError
 
-class TlsSetupError(Exception):
+
+class TlsSetupError(ConfigurationError):
     """Certificates that cannot be used; str() is a sentence."""
 
 

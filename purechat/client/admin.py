@@ -12,6 +12,7 @@ from purechat.client.calls import connect
 from purechat.client.display import neutralise, shown_name
 from purechat.client.errors import failure_sentence
 from purechat.client.session import Address
+from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.transport import Connection, GrpcProtocol, StatusCode, frame_message
 from purechat.transport.protocol import CLIENT_LIMITS
@@ -20,7 +21,7 @@ ADMIN = "purechat.v1.Admin"
 TIMEOUT = 10.0
 
 
-class AdminError(Exception):
+class AdminError(ClientError):
     """The call failed; str() is a sentence."""
 
 

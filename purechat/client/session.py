@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.client.display import Shown, shown_name
 from purechat.client.errors import failure_reason, failure_sentence
+from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.status import NEVER_ANSWERED
 from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
@@ -43,7 +44,7 @@ _FATAL = {
 RATE_LIMIT_PAUSE = 0.5
 
 
-class SessionError(Exception):
+class SessionError(ClientError):
     """The session cannot go on; str() is a sentence for a person."""
 
 

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from purechat.core import Hub
+from purechat.errors import ConfigurationError
 
 log = logging.getLogger("purechat.server")
 MAX_REQUEST = 8192
@@ -99,7 +100,7 @@ class Metrics:
                 return
 
 
-class MetricsPortError(Exception):
+class MetricsPortError(ConfigurationError):
     """The metrics port cannot be listened on; str() is a sentence."""
 
 

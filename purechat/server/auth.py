@@ -17,6 +17,7 @@ from pathlib import Path
 from purechat import status as statuses
 from purechat.core import Limits
 from purechat.core.names import display_form, name_problem
+from purechat.errors import ConfigurationError
 from purechat.status import Status
 from purechat.transport import Stream
 from purechat.transport.connection import CallHandler
@@ -25,7 +26,7 @@ from purechat.transport.stream import Metadata
 log = logging.getLogger("purechat.server")
 
 
-class TokenFileError(Exception):
+class TokenFileError(ConfigurationError):
     """The token file cannot be used; str() is a sentence."""
 
 
