@@ -77,6 +77,10 @@ _ENDINGS = {
         "you were removed from the room: too slow to receive messages",
     ),
     "store_unavailable": (StatusCode.UNAVAILABLE, "the server cannot store messages right now"),
+    "outcome_unknown": (
+        StatusCode.UNAVAILABLE,
+        "the server could not tell whether your last message was stored",
+    ),
     "replaced": (StatusCode.ABORTED, "replaced: the same client joined again on a newer stream"),
     "name_lost": (
         StatusCode.UNAVAILABLE,
@@ -117,13 +121,6 @@ def text_too_long(limit: int) -> Status:
 
 def store_unreachable() -> Status:
     return Status(StatusCode.UNAVAILABLE, "the server cannot reach its store right now")
-
-
-def send_outcome_unknown() -> Status:
-    return Status(
-        StatusCode.UNAVAILABLE,
-        "the server could not tell whether your last message was stored; join again",
-    )
 
 
 def first_frame_not_join() -> Status:

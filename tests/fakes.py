@@ -9,7 +9,7 @@ import trio.lowlevel
 
 from purechat.core import EndReason, EventKind, Message, Outgoing, RoomEvent
 from purechat.errors import OutcomeUnknown
-from purechat.store import MemoryStore
+from purechat.store import Head, MemoryStore
 from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat
 
 
@@ -64,9 +64,9 @@ class SharedMemoryStore(MemoryStore):
             self.scope.cancel()
         await trio.lowlevel.checkpoint()
 
-    async def last_seq(self, room: str) -> int:
+    async def head(self, room: str) -> Head:
         await self._step()
-        return await super().last_seq(room)
+        return await super().head(room)
 
     async def join(
         self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
@@ -80,7 +80,7 @@ class SharedMemoryStore(MemoryStore):
                 if self.lose_answers:
                     raise OutcomeUnknown("Redis at test:1: timed out")
                 here = tuple(sorted(n for r, n in self.seats if r == room))
-                return Joined(name, Position(0, PresenceId(0, 0)), here)
+                return Joined(name, Position(0, PresenceId(0, 0), self.epoch), here)
         return None
 
     async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
@@ -96,7 +96,10 @@ class SharedMemoryStore(MemoryStore):
         return []
 
     async def position(self, room: str) -> Position:
-        return Position(0, PresenceId(0, 0))
+        return Position(0, PresenceId(0, 0), self.epoch)
+
+    async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
+        return dict.fromkeys(rooms, self.epoch)
 
     async def heartbeat(self, server: str, ttl_ms: int) -> bool:
         return True

@@ -156,11 +156,47 @@ def test_a_store_refusal_is_a_notice_or_the_end_for_original_clients() -> None:
     old = h.attach("lobby", legacy_box)
     h.claim_name(old, "old")
     notice = Notice(ErrorCode.STORE_UNAVAILABLE, "Message not sent.", "m1")
-    h.refuse(alice, notice)
-    h.refuse(old, notice)
+    h.refuse(alice, notice, generation=0)
+    h.refuse(old, notice, generation=0)
     assert v1_box.items[-2] == notice
     assert legacy_box.ended is EndReason.STORE_UNAVAILABLE
     assert h.members_of("lobby") == ("alice",)
+
+
+def test_after_a_store_failure_a_sender_must_send_the_failed_message_again_first() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box)
+    unknown = Notice(ErrorCode.OUTCOME_UNKNOWN, "Perhaps stored.", "m1")
+    h.refuse(alice, unknown, generation=0)
+    assert alice.send_generation == 1  # anything posted before this is not stored
+    h.refuse(alice, Notice(ErrorCode.OUTCOME_UNKNOWN, "Perhaps stored.", "m2"), generation=0)
+    assert alice.awaiting_retry == "m1"  # the first failure is the one to send again
+    later = h.post(alice, "third", "m3")
+    assert isinstance(later, Notice) and later.code is ErrorCode.STORE_UNAVAILABLE
+    again = h.post(alice, "first", "m1")
+    assert isinstance(again, Message) and alice.awaiting_retry is None
+    assert isinstance(h.post(alice, "second", "m2"), Message)
+
+
+def test_an_original_client_whose_message_may_not_be_stored_is_ended_saying_so() -> None:
+    h = hub()
+    box = FakeOutbox()
+    old = h.attach("lobby", box)
+    h.claim_name(old, "old")
+    h.refuse(old, Notice(ErrorCode.OUTCOME_UNKNOWN, "Perhaps stored.", ""), generation=0)
+    assert box.ended is EndReason.OUTCOME_UNKNOWN
+
+
+def test_a_room_whose_log_was_lost_tells_its_members_and_numbers_again() -> None:
+    h = hub()
+    box = FakeOutbox()
+    alice = h.join("lobby", "alice", box, last_seq=40, epoch="e1")
+    assert alice.welcome is not None and alice.welcome.epoch == "e1"
+    assert not h.reset("lobby", "e1")
+    assert h.reset("lobby", "e2")
+    assert [(e.kind, e.epoch) for e in box.events(EventKind.RESET)] == [(EventKind.RESET, "e2")]
+    assert say(h, alice, "first of the new log") == 1
 
 
 def test_taken_names_get_a_distinct_name() -> None:

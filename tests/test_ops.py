@@ -67,7 +67,7 @@ async def test_not_serving_while_the_store_fails_and_serving_once_it_answers(
         status = await trio.to_thread.run_sync(_health, harness.port)
         assert status == health_pb2.HealthCheckResponse.NOT_SERVING
         store.broken = False
-        await alice.say("back")
+        await alice.say("lost?", "x")  # sent again, as the error asks: stored now
         status = await trio.to_thread.run_sync(_health, harness.port)
         assert status == health_pb2.HealthCheckResponse.SERVING
 

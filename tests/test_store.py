@@ -32,9 +32,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_numbers_are_per_room_consecutive_and_in_order(store: Store) -> None:
     results = await store.append([draft("a"), draft("b", room="ops"), draft("c")])
     assert [(r.seq, r.duplicate) for r in results] == [(1, False), (1, False), (2, False)]
-    assert await store.last_seq("lobby") == 2
-    assert await store.last_seq("ops") == 1
-    assert await store.last_seq("never") == 0
+    assert (await store.head("lobby")).seq == 2
+    assert (await store.head("ops")).seq == 1
+    assert (await store.head("never")).seq == 0
 
 
 async def test_read_returns_a_range_oldest_first(store: Store) -> None:
@@ -58,7 +58,7 @@ async def test_a_repeated_id_gets_the_original_number(store: Store) -> None:
     assert [(r.seq, r.duplicate) for r in again] == [(1, True), (1, True)]
     assert other_sender[0].duplicate is False
     assert [r.duplicate for r in no_id] == [False, False]
-    assert await store.last_seq("lobby") == 4
+    assert (await store.head("lobby")).seq == 4
 
 
 async def test_a_repeat_within_one_batch_is_stored_once(store: Store) -> None:
@@ -81,7 +81,7 @@ async def test_sqlite_keeps_messages_and_numbering_across_reopen(tmp_path: Path)
     await first.aclose()
     second = await SqliteStore.open(path)
     try:
-        assert await second.last_seq("lobby") == 2
+        assert (await second.head("lobby")).seq == 2
         assert [m.text for m in await second.read("lobby", after=0, upto=2)] == [
             "before",
             "restart",

@@ -17,6 +17,8 @@ class EventKind(enum.Enum):
     LEAVE = "leave"
     # Messages after `seq` up to `gap_until` are no longer kept.
     GAP = "gap"
+    # The room's log was lost; a new one (`epoch`) began and numbering starts again.
+    RESET = "reset"
 
 
 class ErrorCode(enum.Enum):
@@ -26,7 +28,10 @@ class ErrorCode(enum.Enum):
     EMPTY_TEXT = "empty_text"
     RATE_LIMITED = "rate_limited"
     BAD_FRAME = "bad_frame"
+    # Not stored, for now: send it again. Later sends wait for it.
     STORE_UNAVAILABLE = "store_unavailable"
+    # Perhaps stored: send it again with the same id. Later sends wait for it.
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class EndReason(enum.Enum):
@@ -35,6 +40,8 @@ class EndReason(enum.Enum):
     TOO_SLOW = "too_slow"
     SHUTTING_DOWN = "shutting_down"
     STORE_UNAVAILABLE = "store_unavailable"
+    # The store did not answer whether the member's message was stored.
+    OUTCOME_UNKNOWN = "outcome_unknown"
     # Servers sharing a store: this one lost touch with it, and the member's name was
     # given to somebody else meanwhile.
     NAME_LOST = "name_lost"
@@ -64,7 +71,8 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
-    """Something other than a message that happened in a room: a join, a leave, a gap."""
+    """Something other than a message that happened in a room: a join, a leave, a gap,
+    a new log."""
 
     kind: EventKind
     room: str
@@ -73,6 +81,8 @@ class RoomEvent:
     # GAP: the messages after `seq` up to `gap_until` are no longer kept.
     seq: int = 0
     gap_until: int = 0
+    # RESET: the new log's epoch.
+    epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,8 @@ class Welcome:
     name: str
     members: tuple[str, ...]
     last_seq: int
+    # The room's log: `last_seq` (and every number the member sees) is of this epoch.
+    epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)

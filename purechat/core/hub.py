@@ -76,6 +76,11 @@ class Member:
     session: str = ""
     # Its backlog is large: counted in its room's `lagging` while true.
     lagging: bool = False
+    # One sender's order survives a store failure: each failure starts a new
+    # generation, and messages posted in an older one are not stored; until the
+    # failed message is sent again (awaiting_retry, its id), later ones are refused.
+    send_generation: int = 0
+    awaiting_retry: str | None = None
     # Shared presence: the store's id for this member's hold on its name (opaque here).
     seat: str = ""
 
@@ -94,6 +99,8 @@ class HubStats:
 class Room:
     name: str
     last_seq: int = 0
+    # The room's log in the store: numbers are of this epoch.
+    epoch: str = ""
     members: list[Member] = field(default_factory=list)
     # Who holds each name, by name_key, so a name and its look-alikes are unique here.
     named: dict[str, Member] = field(default_factory=dict)
@@ -165,6 +172,11 @@ class Hub:
         found = self._rooms.get(room)
         return found.last_seq if found else 0
 
+    def epoch(self, room: str) -> str:
+        """The epoch of an open room's log ("" when it is not open here)."""
+        found = self._rooms.get(room)
+        return found.epoch if found else ""
+
     def room_behind(self, room: str) -> bool:
         found = self._rooms.get(room)
         return found is not None and found.behind
@@ -182,12 +194,12 @@ class Hub:
 
     # -- membership ------------------------------------------------------
 
-    def attach(self, room_name: str, outbox: Outbox, last_seq: int = 0) -> Member:
+    def attach(self, room_name: str, outbox: Outbox, last_seq: int = 0, epoch: str = "") -> Member:
         """Add an unnamed member that receives the room's messages (original contract).
 
-        last_seq numbers a room not yet known here (the store's newest message).
+        last_seq and epoch describe a room not yet open here (the store's log).
         """
-        room = self._room(room_name, last_seq)
+        room = self._room(room_name, last_seq, epoch)
         if len(room.members) >= self.limits.max_members_per_room:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
         member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq)
@@ -215,6 +227,7 @@ class Hub:
         requested_name: str,
         outbox: Outbox,
         last_seq: int = 0,
+        epoch: str = "",
         *,
         bound: BoundName | None = None,
         session: str = "",
@@ -225,7 +238,7 @@ class Hub:
         """
         room_name = room_name or DEFAULT_ROOM
         self.check_join(room_name, requested_name, session)
-        member = self.attach(room_name, outbox, last_seq)
+        member = self.attach(room_name, outbox, last_seq, epoch)
         member.hears_notices = True
         member.session = session
         if bound:
@@ -234,7 +247,7 @@ class Hub:
         assert name is not None  # just attached: present
         room = member.room
         members = bound.members if bound else room.member_names()
-        member.welcome = Welcome(room.name, name, members, member.joined_at_seq)
+        member.welcome = Welcome(room.name, name, members, member.joined_at_seq, room.epoch)
         return member
 
     def candidate_names(self, requested: str) -> Iterator[str]:
@@ -360,6 +373,15 @@ class Hub:
         if not member.present or member.name is None:
             return None
         refusal = self._refusal(text, client_msg_id)
+        if refusal is None and member.awaiting_retry is not None:
+            if client_msg_id == member.awaiting_retry:
+                member.awaiting_retry = None
+            else:
+                refusal = Notice(
+                    ErrorCode.STORE_UNAVAILABLE,
+                    "Message not sent: an earlier message must be sent again first.",
+                    client_msg_id,
+                )
         if refusal is not None:
             reason = refusal.code.value
             self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
@@ -376,6 +398,21 @@ class Hub:
             client_msg_id=client_msg_id,
         )
 
+    def reset(self, room_name: str, epoch: str) -> bool:
+        """The store lost the room's log and began another (epoch): numbering starts
+        again, and members hear it. False when epoch is the one the room has."""
+        room = self._rooms.get(room_name)
+        if room is None or room.epoch == epoch:
+            return False
+        if not room.epoch:  # opened without knowing its log: this is it
+            room.epoch = epoch
+            return False
+        room.epoch = epoch
+        room.last_seq = 0
+        reset = RoomEvent(EventKind.RESET, room.name, time_ms=self._now_ms(), epoch=epoch)
+        self._broadcast(room, reset)
+        return True
+
     def publish(self, message: Message, *, duplicate: bool, sender: Member | None) -> None:
         """The store has message (numbered): broadcast it (unless a retry), ack the sender."""
         room = self._rooms.get(message.room)
@@ -391,16 +428,27 @@ class Hub:
         if sender.present:
             sender.outbox.offer(Ack(client_msg_id, seq, duplicate))
 
-    def refuse(self, sender: Member, notice: Notice) -> None:
-        """A message the store could not take: tell its sender, or end its stream."""
+    def refuse(self, sender: Member, notice: Notice, generation: int) -> None:
+        """The store did not take (or did not answer for) a message the sender posted
+        in `generation`: tell the sender, or end its stream if it cannot be told.
+
+        The first failure of a generation starts the next one, so the sender's
+        messages queued behind it are not stored out of order, and waits for the
+        failed message to be sent again before taking later ones.
+        """
         if not sender.present:
             return
-        if sender.hears_notices:
-            sender.outbox.offer(notice)
-        else:
+        if not sender.hears_notices:
+            unknown = notice.code is ErrorCode.OUTCOME_UNKNOWN
             self._remove(sender)
-            sender.outbox.end(EndReason.STORE_UNAVAILABLE)
+            sender.outbox.end(EndReason.OUTCOME_UNKNOWN if unknown else EndReason.STORE_UNAVAILABLE)
             self._announce_leave(sender)
+            return
+        if generation == sender.send_generation:
+            sender.send_generation += 1
+            if notice.client_msg_id:
+                sender.awaiting_retry = notice.client_msg_id
+        sender.outbox.offer(notice)
 
     def _refusal(self, text: str, client_msg_id: str) -> Notice | None:
         size = len(text.encode())
@@ -417,10 +465,10 @@ class Hub:
 
     # -- internals -------------------------------------------------------
 
-    def _room(self, name: str, last_seq: int) -> Room:
+    def _room(self, name: str, last_seq: int, epoch: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, last_seq=last_seq)
+            room = self._rooms[name] = Room(name, last_seq=last_seq, epoch=epoch)
         return room
 
     def _now_ms(self) -> int:

@@ -16,18 +16,20 @@ class ClientFrame(_message.Message):
     def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
-    __slots__ = ("name", "room", "after_seq", "history", "session")
+    __slots__ = ("name", "room", "after_seq", "history", "session", "epoch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     room: str
     after_seq: int
     history: int
     session: str
-    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ...) -> None: ...
+    epoch: str
+    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class Send(_message.Message):
     __slots__ = ("text", "client_msg_id", "action")
@@ -52,19 +54,21 @@ class ServerFrame(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("room", "name", "members", "last_seq")
+    __slots__ = ("room", "name", "members", "last_seq", "epoch")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     room: str
     name: str
     members: _containers.RepeatedScalarFieldContainer[str]
     last_seq: int
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    epoch: str
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until")
+    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Event.Kind]
@@ -72,11 +76,13 @@ class Event(_message.Message):
         JOIN: _ClassVar[Event.Kind]
         LEAVE: _ClassVar[Event.Kind]
         GAP: _ClassVar[Event.Kind]
+        RESET: _ClassVar[Event.Kind]
     KIND_UNSPECIFIED: Event.Kind
     MESSAGE: Event.Kind
     JOIN: Event.Kind
     LEAVE: Event.Kind
     GAP: Event.Kind
+    RESET: Event.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +92,7 @@ class Event(_message.Message):
     ACTION_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     GAP_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     kind: Event.Kind
     room: str
     seq: int
@@ -95,7 +102,8 @@ class Event(_message.Message):
     action: bool
     history: bool
     gap_until: int
-    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ...) -> None: ...
+    epoch: str
+    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("client_msg_id", "seq", "duplicate")
@@ -117,12 +125,14 @@ class Error(_message.Message):
         RATE_LIMITED: _ClassVar[Error.Code]
         BAD_FRAME: _ClassVar[Error.Code]
         STORE_UNAVAILABLE: _ClassVar[Error.Code]
+        OUTCOME_UNKNOWN: _ClassVar[Error.Code]
     CODE_UNSPECIFIED: Error.Code
     TEXT_TOO_LONG: Error.Code
     EMPTY_TEXT: Error.Code
     RATE_LIMITED: Error.Code
     BAD_FRAME: Error.Code
     STORE_UNAVAILABLE: Error.Code
+    OUTCOME_UNKNOWN: Error.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import anyio
@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from purechat.core import ErrorCode, Hub, Member, Message, Notice
 from purechat.server.feed import Feed
-from purechat.store import Appended, Store, StoreError
+from purechat.store import Appended, OutcomeUnknown, Store, StoreError
 
 log = logging.getLogger("purechat.server")
 
@@ -31,7 +31,6 @@ QUEUE_BYTES = 1024 * 1024
 # batch hands a member more than a small part of its backlog budget.
 MAX_BATCH = 1024
 MAX_BATCH_BYTES = 256 * 1024
-_Entry = tuple[Message, Member, "InFlight"]
 
 
 class InFlight:
@@ -60,6 +59,23 @@ class InFlight:
 
 
 StoreObserver = Callable[[bool, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    message: Message
+    sender: Member
+    in_flight: InFlight
+    # The sender's send generation when it posted the message (see Member).
+    generation: int
+
+
+_NOT_STORED = "Message not sent: the server cannot store messages right now."
+_STALE = "Message not sent: an earlier message was not stored; send them again in order."
+_UNKNOWN = (
+    "The server could not tell whether this message was stored; send it again with the "
+    "same id to find out."
+)
 
 
 class Journal:
@@ -97,10 +113,11 @@ class Journal:
             await self._drained.wait()
         in_flight.add()
         self._queued_bytes += len(message.text)
+        entry = _Entry(message, sender, in_flight, sender.send_generation)
         try:
-            self._send.send_nowait((message, sender, in_flight))
+            self._send.send_nowait(entry)
         except anyio.WouldBlock:
-            await self._send.send((message, sender, in_flight))
+            await self._send.send(entry)
 
     def __enter__(self) -> Journal:
         return self
@@ -113,14 +130,14 @@ class Journal:
         """Commit and publish until cancelled (within `with journal:`)."""
         async for first in self._receive:
             batch = [first]
-            size = len(first[0].text)
+            size = len(first.message.text)
             while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 try:
                     entry = self._receive.receive_nowait()
                 except anyio.WouldBlock:
                     break
                 batch.append(entry)
-                size += len(entry[0].text)
+                size += len(entry.message.text)
             self._queued_bytes -= size
             if self._drained is not None and self._queued_bytes <= QUEUE_BYTES:
                 self._drained.set()
@@ -128,33 +145,51 @@ class Journal:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Entry]) -> None:
+        # Posted before one of their sender's messages failed: storing them now would
+        # put them ahead of it. The sender sends them again, after it.
+        fresh = [e for e in batch if e.generation == e.sender.send_generation]
+        for entry in batch:
+            if entry.generation != entry.sender.send_generation:
+                self._refuse(entry, ErrorCode.STORE_UNAVAILABLE, _STALE)
+        if not fresh:
+            return
         started = time.perf_counter()
         try:
-            results = await self.store.append([message for message, _, _ in batch])
+            results = await self.store.append([entry.message for entry in fresh])
         except StoreError as error:
             self._observe(False, time.perf_counter() - started)
-            log.error("%s; %d message(s) refused", error, len(batch))
-            for message, sender, in_flight in batch:
-                notice = Notice(
-                    ErrorCode.STORE_UNAVAILABLE,
-                    "Message not sent: the server cannot store messages right now.",
-                    message.client_msg_id,
-                )
-                self.hub.refuse(sender, notice)
-                in_flight.done()
+            unknown = isinstance(error, OutcomeUnknown)
+            what = "may not have been stored" if unknown else "were refused"
+            log.error("%s; %d message(s) %s", error, len(fresh), what)
+            for entry in fresh:
+                if unknown:
+                    self._refuse(entry, ErrorCode.OUTCOME_UNKNOWN, _UNKNOWN)
+                else:
+                    self._refuse(entry, ErrorCode.STORE_UNAVAILABLE, _NOT_STORED)
             return
         self._observe(True, time.perf_counter() - started)
-        for (message, sender, in_flight), result in zip(batch, results, strict=True):
+        for entry, result in zip(fresh, results, strict=True):
+            message, sender, in_flight = entry.message, entry.sender, entry.in_flight
             if self._feed is None:
+                if self.hub.reset(message.room, result.epoch):
+                    log.error(
+                        "the store lost the log of room %s; numbering starts again", message.room
+                    )
                 stored = replace(message, seq=result.seq)
                 self.hub.publish(stored, duplicate=result.duplicate, sender=sender)
                 in_flight.done()
             else:
+                self._feed.saw_epoch(message.room, result.epoch)
                 self._feed.when_delivered(
                     message.room,
                     result.seq,
                     partial(self._ack, sender, message.client_msg_id, result, in_flight),
                 )
+
+    def _refuse(self, entry: _Entry, code: ErrorCode, text: str) -> None:
+        notice = Notice(code, text, entry.message.client_msg_id)
+        self.hub.refuse(entry.sender, notice, entry.generation)
+        entry.in_flight.done()
 
     def _ack(
         self, sender: Member, client_msg_id: str, result: Appended, in_flight: InFlight

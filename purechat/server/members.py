@@ -18,7 +18,7 @@ import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
-from purechat.core import ErrorCode, Member, Message, Notice, Outgoing
+from purechat.core import ErrorCode, EventKind, Member, Message, Notice, Outgoing, RoomEvent
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.errors import PurechatError, Refusal, StoreError
 from purechat.pb import chat_pb2, purechat_v1_pb2
@@ -210,18 +210,25 @@ def _misplaced(kind: str | None, member: Member) -> str:
 
 def _v1_prelude(services: Services, member: Member, join: purechat_v1_pb2.Join) -> Prelude:
     async def prelude() -> Sequence[Outgoing]:
-        assert member.welcome is not None
+        welcome = member.welcome
+        assert welcome is not None
         resuming = join.HasField("after_seq")
+        after_seq = join.after_seq if resuming else None
+        lost: list[Outgoing] = []
+        if resuming and join.epoch and join.epoch != welcome.epoch:
+            # The log the client resumes in is gone: it hears so, then gets this one.
+            lost.append(RoomEvent(EventKind.RESET, welcome.room, epoch=welcome.epoch))
+            after_seq = 0
         earlier = await catch_up(
             services.store,
             member.room.name,
             upto=member.joined_at_seq,
-            after_seq=join.after_seq if resuming else None,
+            after_seq=after_seq,
             history=join.history,
         )
         if resuming:
             services.observe_catch_up(len(earlier))
-        return [member.welcome, *earlier]
+        return [welcome, *lost, *earlier]
 
     return prelude
 

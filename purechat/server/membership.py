@@ -27,7 +27,7 @@ from purechat.server.journal import Journal
 from purechat.server.pacing import Pacer
 from purechat.server.presence import Presence
 from purechat.server.wire import Encode, legacy_encoder, v1_encoder
-from purechat.store import Store
+from purechat.store import Head, Store
 from purechat.store.shared import Joined, Seat
 from purechat.transport import Flusher
 
@@ -57,9 +57,10 @@ class Services:
     legacy_encode: Encode = field(default_factory=legacy_encoder)
     v1_encode: Encode = field(default_factory=v1_encoder)
 
-    async def known_last_seq(self, room: str) -> int:
-        """The store's newest number for a room not yet open here (0 when it is open)."""
-        return 0 if self.hub.has_room(room) else await self.store.last_seq(room)
+    async def known_head(self, room: str) -> Head:
+        """Where the store's log of a room not yet open here stands (nothing when it
+        is open: the hub knows better)."""
+        return Head("", 0) if self.hub.has_room(room) else await self.store.head(room)
 
     def delivery(self, sink: Sink, encode: Encode) -> MemberDelivery:
         return MemberDelivery(
@@ -99,8 +100,8 @@ class Membership:
     async def __aenter__(self) -> Member:
         try:
             if self._requested is None:
-                last_seq = await self._services.known_last_seq(self._room)
-                member = self._services.hub.attach(self._room, self.delivery, last_seq)
+                head = await self._services.known_head(self._room)
+                member = self._services.hub.attach(self._room, self.delivery, head.seq, head.epoch)
                 self._adopt(member)
             else:
                 await self._join(self._requested)
@@ -160,8 +161,10 @@ class Membership:
         services, hub, room = self._services, self._services.hub, self._room
         hub.check_join(room, requested, self._session)
         if services.presence is None or services.feed is None:
-            last_seq = await services.known_last_seq(room)
-            member = hub.join(room, requested, self.delivery, last_seq, session=self._session)
+            head = await services.known_head(room)
+            member = hub.join(
+                room, requested, self.delivery, head.seq, head.epoch, session=self._session
+            )
         else:
             joined = await self._bind(requested, self._session)
             opened = not hub.has_room(room)
@@ -171,6 +174,7 @@ class Membership:
                 requested,
                 self.delivery,
                 joined.position.seq,
+                joined.position.epoch,
                 bound=bound,
                 session=self._session,
             )

@@ -324,7 +324,7 @@ class ChatServer:
     async def _probe_store(self) -> None:
         """Health follows the store also when no one is writing to it."""
         try:
-            await self.store.last_seq(DEFAULT_ROOM)
+            await self.store.head(DEFAULT_ROOM)
         except StoreError:
             self.health.store_answered(False)
         else:

@@ -19,6 +19,7 @@ _V1_KIND = {
     EventKind.JOIN: purechat_v1_pb2.Event.JOIN,
     EventKind.LEAVE: purechat_v1_pb2.Event.LEAVE,
     EventKind.GAP: purechat_v1_pb2.Event.GAP,
+    EventKind.RESET: purechat_v1_pb2.Event.RESET,
 }
 _V1_ERROR = {
     ErrorCode.TEXT_TOO_LONG: purechat_v1_pb2.Error.TEXT_TOO_LONG,
@@ -26,6 +27,7 @@ _V1_ERROR = {
     ErrorCode.RATE_LIMITED: purechat_v1_pb2.Error.RATE_LIMITED,
     ErrorCode.BAD_FRAME: purechat_v1_pb2.Error.BAD_FRAME,
     ErrorCode.STORE_UNAVAILABLE: purechat_v1_pb2.Error.STORE_UNAVAILABLE,
+    ErrorCode.OUTCOME_UNKNOWN: purechat_v1_pb2.Error.OUTCOME_UNKNOWN,
 }
 
 
@@ -89,6 +91,7 @@ def v1_frame(item: Outgoing) -> bytes:
             user=item.user,
             time_unix_ms=item.time_ms,
             gap_until=item.gap_until,
+            epoch=item.epoch,
         )
         return _frame(purechat_v1_pb2.ServerFrame(event=event))
     if isinstance(item, Ack):
@@ -100,7 +103,11 @@ def v1_frame(item: Outgoing) -> bytes:
         return v1_error_frame(_V1_ERROR[item.code], item.message, item.client_msg_id)
     if isinstance(item, Welcome):
         welcome = purechat_v1_pb2.Welcome(
-            room=item.room, name=item.name, members=item.members, last_seq=item.last_seq
+            room=item.room,
+            name=item.name,
+            members=item.members,
+            last_seq=item.last_seq,
+            epoch=item.epoch,
         )
         return _frame(purechat_v1_pb2.ServerFrame(welcome=welcome))
     raise TypeError(f"cannot encode {item!r}")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from purechat.store.base import Appended, OutcomeUnknown, Store, StoreError, StoreUnavailable
+from purechat.store.base import (
+    Appended,
+    Head,
+    OutcomeUnknown,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from purechat.store.memory import DEFAULT_HISTORY, MemoryStore
 from purechat.store.sqlite import SqliteStore
 
@@ -14,6 +21,7 @@ __all__ = [
     "DEFAULT_HISTORY",
     "DEFAULT_STORE_URL",
     "Appended",
+    "Head",
     "MemoryStore",
     "OutcomeUnknown",
     "SqliteStore",

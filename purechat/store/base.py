@@ -3,10 +3,17 @@
 The broadcast core never sees which store it runs on. A store numbers messages
 (per room, from 1, never reusing a number), answers a repeated send with the number
 it already gave it, and hands back ranges of the log for history and resume.
+
+Every room's log carries an epoch, created with it: numbers are only comparable
+within one epoch. A store that loses a log (Redis flushed or restarted empty, a
+SQLite file replaced, a memory:// server restarted) starts a new one with a new
+epoch, and servers and clients that see the epoch change know their positions are
+meaningless rather than waiting for numbers that will never come.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -14,15 +21,30 @@ from typing import Protocol, runtime_checkable
 from purechat.core import Message
 from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
 
-__all__ = ["Appended", "OutcomeUnknown", "Store", "StoreError", "StoreUnavailable"]
+__all__ = ["Appended", "Head", "OutcomeUnknown", "Store", "StoreError", "StoreUnavailable"]
+
+
+def new_epoch() -> str:
+    """A fresh epoch id: random, short, printable."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where a room's log stands: which log it is (its epoch) and its newest number."""
+
+    epoch: str
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """Where a draft landed: its number, and whether it was a repeat of an earlier send."""
+    """Where a message landed: its number, whether it was a repeat of an earlier send,
+    and the epoch of the log it is in."""
 
     seq: int
     duplicate: bool
+    epoch: str
 
 
 @runtime_checkable
@@ -42,8 +64,8 @@ class Store(Protocol):
         """
         ...
 
-    async def last_seq(self, room: str) -> int:
-        """The newest number given in room, 0 for a room never written to."""
+    async def head(self, room: str) -> Head:
+        """The room's epoch and newest number (0 for a room never written to)."""
         ...
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 
 from purechat.core import Message
-from purechat.store.base import Appended
+from purechat.store.base import Appended, Head, new_epoch
 
 DEFAULT_HISTORY = 1000
 
@@ -24,6 +24,8 @@ class MemoryStore:
     def __init__(self, history: int = DEFAULT_HISTORY):
         self.history = max(1, history)
         self._rooms: dict[str, _RoomLog] = {}
+        # One epoch for every room: a restart loses every log at once.
+        self.epoch = new_epoch()
 
     @property
     def description(self) -> str:
@@ -36,7 +38,7 @@ class MemoryStore:
         log = self._rooms.setdefault(message.room, _RoomLog())
         key = (message.sender_key, message.client_msg_id)
         if message.client_msg_id and (seq := log.ids.get(key)) is not None:
-            return Appended(seq, duplicate=True)
+            return Appended(seq, duplicate=True, epoch=self.epoch)
         log.last_seq += 1
         kept = replace(message, seq=log.last_seq, sender_key="", client_msg_id="")
         log.messages.append((kept, key))
@@ -45,11 +47,11 @@ class MemoryStore:
         if len(log.messages) > self.history:  # oldest first, and its id with it
             _, old_key = log.messages.popleft()
             log.ids.pop(old_key, None)
-        return Appended(log.last_seq, duplicate=False)
+        return Appended(log.last_seq, duplicate=False, epoch=self.epoch)
 
-    async def last_seq(self, room: str) -> int:
+    async def head(self, room: str) -> Head:
         log = self._rooms.get(room)
-        return log.last_seq if log else 0
+        return Head(self.epoch, log.last_seq if log else 0)
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         log = self._rooms.get(room)

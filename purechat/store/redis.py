@@ -25,8 +25,16 @@ import glide
 
 from purechat.core import EventKind, Message
 from purechat.core.names import name_key
-from purechat.store.base import Appended, OutcomeUnknown, StoreError, StoreUnavailable
+from purechat.store.base import (
+    Appended,
+    Head,
+    OutcomeUnknown,
+    StoreError,
+    StoreUnavailable,
+    new_epoch,
+)
 from purechat.store.shared import (
+    EpochChange,
     Joined,
     LogEntry,
     Position,
@@ -42,19 +50,36 @@ IDS_KEPT = 10_000
 # Presence entries kept per room: enough for a server whose feed lags a little.
 PRESENCE_KEPT = 1000
 
-# ARGV: history, ids bucket size, count, then per draft: room, user, text, time_ms,
-# action, sender, id. Returns one number per draft: its seq, negative for a repeat.
-# Client ids live in hashes of `size` numbers each; the newest two are consulted and
-# older ones deleted, so a retry is recognised among the last `size` messages at least.
-APPEND = """
-local history, size = tonumber(ARGV[1]), tonumber(ARGV[2])
+# A room's epoch: created with its log (from a fresh candidate the caller passes), and
+# gone with it when Redis loses the data (FLUSHALL, a restart without persistence).
+EPOCH = """
+local function epoch_of(key, candidate)
+  local epoch = redis.call('GET', key .. ':epoch')
+  if not epoch then
+    epoch = candidate
+    redis.call('SET', key .. ':epoch', epoch)
+  end
+  return epoch
+end
+"""
+
+# ARGV: history, ids bucket size, count, candidate epoch, then per draft: room, user,
+# text, time_ms, action, sender, id. Returns per draft its seq (negative for a repeat)
+# and the epoch of its room's log. Client ids live in hashes of `size` numbers each;
+# the newest two are consulted and older ones deleted, so a retry is recognised among
+# the last `size` messages at least.
+APPEND = (
+    EPOCH
+    + """
+local history, size, candidate = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4]
 local out = {}
-local i = 4
+local i = 5
 for _ = 1, tonumber(ARGV[3]) do
   local room, user, text, time, action, sender, id =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   i = i + 7
   local key = 'purechat:room:' .. room
+  local epoch = epoch_of(key, candidate)
   local bucket = math.floor(tonumber(redis.call('GET', key .. ':seq') or '0') / size)
   local retry = sender .. '|' .. id
   local seq = false
@@ -67,15 +92,31 @@ for _ = 1, tonumber(ARGV[3]) do
   else
     seq = redis.call('INCR', key .. ':seq')
     redis.call('XADD', key .. ':log', 'MAXLEN', '~', history, seq .. '-0',
-      'user', user, 'text', text, 'time', time, 'action', action)
+      'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch)
     local now = math.floor(seq / size)
     if now ~= bucket then redis.call('DEL', key .. ':ids:' .. (now - 2)) end
     if id ~= '' then redis.call('HSET', key .. ':ids:' .. now, retry, seq) end
     table.insert(out, seq)
   end
+  table.insert(out, epoch)
 end
 return out
 """
+)
+
+# ARGV: candidate epoch, then rooms. Returns each room's newest number and epoch.
+HEADS = (
+    EPOCH
+    + """
+local out = {}
+for i = 2, #ARGV do
+  local key = 'purechat:room:' .. ARGV[i]
+  table.insert(out, redis.call('GET', key .. ':seq') or '0')
+  table.insert(out, epoch_of(key, ARGV[1] .. '-' .. i))
+end
+return out
+"""
+)
 
 # Presence: per room a hash name -> holder (server id "/" number), a hash name ->
 # session, hashes name_key -> name and name -> name_key (names are unique by key: see
@@ -145,10 +186,11 @@ end
 # newest message number, presence id before the join, members}.
 JOIN = (
     PRESENCE
+    + EPOCH
     + """
-local room, holder, session, time = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local room, holder, session, time, candidate = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key = room_key(room)
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local nkey = ARGV[i + 1]
   local name = named(room, nkey, ARGV[i]) or ARGV[i]
   local earlier = redis.call('HGET', key .. ':members', name)
@@ -164,21 +206,24 @@ for i = 5, #ARGV, 2 do
     hold(room, name, holder, session, nkey)
     if not earlier then log(room, 'join', name, time) end
     return {name, redis.call('GET', key .. ':seq') or '0', before,
-      redis.call('HKEYS', key .. ':members')}
+      redis.call('HKEYS', key .. ':members'), epoch_of(key, candidate)}
   end
 end
 return false
 """
 )
 
-# ARGV: room. Returns {newest message number, newest presence id}.
-POSITION = """
+# ARGV: room, candidate epoch. Returns {newest message number, newest presence id, epoch}.
+POSITION = (
+    EPOCH
+    + """
 local key = 'purechat:room:' .. ARGV[1]
 local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
 local last = '0-0'
 if #newest > 0 then last = newest[1][1] end
-return {redis.call('GET', key .. ':seq') or '0', last}
+return {redis.call('GET', key .. ':seq') or '0', last, epoch_of(key, ARGV[2])}
 """
+)
 
 # ARGV: time, then room, name and holder per seat. An empty name stands for whatever
 # name the holder holds in the room (a join whose answer was lost).
@@ -368,7 +413,7 @@ class RedisStore:
         return f"{where} (streams of the newest ~{self.history} messages per room)"
 
     async def append(self, messages: Sequence[Message]) -> list[Appended]:
-        args = [str(self.history), str(self.ids_kept), str(len(messages))]
+        args = [str(self.history), str(self.ids_kept), str(len(messages)), new_epoch()]
         for d in messages:
             args += [
                 d.room,
@@ -379,12 +424,21 @@ class RedisStore:
                 d.sender_key,
                 d.client_msg_id,
             ]
-        numbers = await self._call(self._client, ["EVAL", APPEND, "0", *args])
-        return [Appended(abs(int(n)), duplicate=int(n) < 0) for n in numbers]
+        out = await self._call(self._client, ["EVAL", APPEND, "0", *args])
+        return [
+            Appended(abs(int(n)), duplicate=int(n) < 0, epoch=epoch.decode())
+            for n, epoch in zip(out[::2], out[1::2], strict=True)
+        ]
 
-    async def last_seq(self, room: str) -> int:
-        value = await self._call(self._client, ["GET", f"{KEY_PREFIX}{room}:seq"])
-        return int(value) if value is not None else 0
+    async def head(self, room: str) -> Head:
+        seq, epoch = await self._call(self._client, ["EVAL", HEADS, "0", new_epoch(), room])
+        return Head(epoch.decode(), int(seq))
+
+    async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
+        if not rooms:
+            return {}
+        out = await self._call(self._client, ["EVAL", HEADS, "0", new_epoch(), *rooms])
+        return {room: epoch.decode() for room, epoch in zip(rooms, out[1::2], strict=True)}
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         if upto <= after:
@@ -405,27 +459,40 @@ class RedisStore:
         command += [str(positions[room].presence) for room in rooms]
         found = await self._call(self._reader, command)
         entries: list[LogEntry] = []
+        changed: dict[str, str] = {}
         for raw_key, logged in (found or {}).items():
             room, _, stream = raw_key.decode().removeprefix(KEY_PREFIX).rpartition(":")
-            parse = _message if stream == "log" else _presence
-            entries += [parse(room, entry_id, fields) for entry_id, fields in logged.items()]
-        return sorted(entries, key=_happened)
+            for entry_id, fields in logged.items():
+                if stream != "log":
+                    entries.append(_presence(room, entry_id, fields))
+                    continue
+                epoch = _fields(fields).get("epoch", "")
+                if epoch and positions[room].epoch and epoch != positions[room].epoch:
+                    changed[room] = epoch
+                entries.append(_message(room, entry_id, fields))
+        # A room whose log changed under the position is read again from its start.
+        kept: list[LogEntry] = [e for e in entries if e.room not in changed]
+        kept += [EpochChange(room, epoch) for room, epoch in changed.items()]
+        return sorted(kept, key=_happened)
 
     async def position(self, room: str) -> Position:
-        seq, presence = await self._call(self._client, ["EVAL", POSITION, "0", room])
-        return Position(int(seq), PresenceId.parse(presence.decode()))
+        seq, presence, epoch = await self._call(
+            self._client, ["EVAL", POSITION, "0", room, new_epoch()]
+        )
+        return Position(int(seq), PresenceId.parse(presence.decode()), epoch.decode())
 
     async def join(
         self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
         keyed = [part for name in candidates for part in (name, name_key(name))]
         answer = await self._call(
-            self._client, ["EVAL", JOIN, "0", room, holder, session, str(time_ms), *keyed]
+            self._client,
+            ["EVAL", JOIN, "0", room, holder, session, str(time_ms), new_epoch(), *keyed],
         )
         if answer is None:
             return None
-        name, seq, before, members = answer
-        position = Position(int(seq), PresenceId.parse(before.decode()))
+        name, seq, before, members, epoch = answer
+        position = Position(int(seq), PresenceId.parse(before.decode()), epoch.decode())
         return Joined(name.decode(), position, tuple(sorted(m.decode() for m in members)))
 
     async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
@@ -494,6 +561,8 @@ def _happened(entry: LogEntry) -> tuple[str, int, int, int]:
     """Sort key: a room's message n, then the joins and leaves logged after it."""
     if isinstance(entry, Message):
         return (entry.room, entry.seq, 0, 0)
+    if isinstance(entry, EpochChange):
+        return (entry.room, -1, 0, 0)
     return (entry.room, entry.id.seq, 1, entry.id.order)
 
 

@@ -58,10 +58,19 @@ class PresenceChange:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a server has delivered a room's logs up to."""
+    """Where a server has delivered a room's logs up to, in which epoch of its log."""
 
     seq: int
     presence: PresenceId
+    epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochChange:
+    """The room's log is not the one a position was in: the store lost it."""
+
+    room: str
+    epoch: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +84,23 @@ class Joined:
     members: tuple[str, ...]
 
 
-LogEntry = Message | PresenceChange
+LogEntry = Message | PresenceChange | EpochChange
 
 
 @runtime_checkable
 class SharedStore(Store, Protocol):
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         """What was logged in these rooms after each one's position, in the order it
-        happened, waiting up to block_ms for something."""
+        happened, waiting up to block_ms for something. An entry of another epoch than
+        its room's position is preceded by an EpochChange for the room."""
+        ...
+
+    async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
+        """Each room's epoch now (a room whose log was lost gets a new one)."""
         ...
 
     async def position(self, room: str) -> Position:
-        """The room's newest message and presence entry."""
+        """The room's newest message and presence entry, and its epoch."""
         ...
 
     async def join(

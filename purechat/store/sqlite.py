@@ -9,6 +9,7 @@ connection, each used by one thread at a time.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -19,14 +20,23 @@ import anyio
 import anyio.to_thread
 
 from purechat.core import Message
-from purechat.store.base import Appended, StoreError, StoreUnavailable
+from purechat.store.base import Appended, Head, StoreError, StoreUnavailable, new_epoch
 
 T = TypeVar("T")
 
 # "pcht": marks a file as ours, so a foreign database is refused instead of altered.
 APPLICATION_ID = 0x70636874
-SCHEMA_VERSION = 1
-SCHEMA = """
+SCHEMA_VERSION = 2
+# Version 2 added the file's epoch: a file replaced by another is another log.
+META = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+SCHEMA = (
+    META
+    + """
 CREATE TABLE rooms (
     name TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL
@@ -45,13 +55,25 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX message_ids ON messages (room, sender_key, client_msg_id)
     WHERE client_msg_id != '';
 """
+)
 
 
 class SqliteStore:
-    def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection):
+    def __init__(
+        self,
+        path: Path,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        held: int,
+        epoch: str,
+    ):
         self.path = path
+        # One epoch for the file: every room's log lives and dies with it.
+        self.epoch = epoch
         self._writer = writer
         self._reader = reader
+        # A descriptor of the file whose lock says "this server's": see _open_held.
+        self._held = held
         self._write_lock = anyio.CapacityLimiter(1)
         self._read_lock = anyio.CapacityLimiter(1)
 
@@ -68,13 +90,30 @@ class SqliteStore:
         if not path.parent.is_dir():
             raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
         try:  # so that a path that cannot be opened says why, not "not a database"
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+            held = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise StoreError(f"cannot open or create {path}: {error.strerror}") from None
         try:
+            return cls._open_held(path, held)
+        except BaseException:
+            os.close(held)
+            raise
+
+    @classmethod
+    def _open_held(cls, path: Path, held: int) -> SqliteStore:
+        try:
+            # One server per file: a second one would number correctly but never see
+            # the first one's messages live. Held until aclose.
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"{path} is in use by another purechat server; one SQLite file serves one "
+                "server (for several servers as one chat, use --store redis://HOST:PORT)"
+            ) from None
+        try:
             writer = _connect(path)
             try:
-                _prepare(writer, path)  # before any pragma, so a foreign file is not touched
+                epoch = _prepare(writer, path)  # before any pragma: a foreign file is untouched
             except StoreError:
                 writer.close()
                 raise
@@ -90,7 +129,7 @@ class SqliteStore:
             raise StoreError(
                 f"{path} is not a purechat database ({error}): it is a file of another program"
             ) from None
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, held, epoch)
 
     @property
     def description(self) -> str:
@@ -113,7 +152,7 @@ class SqliteStore:
                         (draft.room, draft.sender_key, draft.client_msg_id),
                     ).fetchone()
                     if row is not None:
-                        results.append(Appended(row[0], duplicate=True))
+                        results.append(Appended(row[0], duplicate=True, epoch=self.epoch))
                         continue
                 if draft.room not in last:
                     last[draft.room] = _last_seq(db, draft.room)
@@ -131,7 +170,7 @@ class SqliteStore:
                         draft.client_msg_id,
                     ),
                 )
-                results.append(Appended(seq, duplicate=False))
+                results.append(Appended(seq, duplicate=False, epoch=self.epoch))
             db.executemany(
                 "INSERT INTO rooms VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
@@ -139,8 +178,9 @@ class SqliteStore:
             )
         return results
 
-    async def last_seq(self, room: str) -> int:
-        return await self._run(self._read_lock, _last_seq, self._reader, room)
+    async def head(self, room: str) -> Head:
+        seq = await self._run(self._read_lock, _last_seq, self._reader, room)
+        return Head(self.epoch, seq)
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         return await self._run(self._read_lock, self._read_blocking, room, after, upto)
@@ -157,6 +197,7 @@ class SqliteStore:
         async with self._write_lock, self._read_lock:
             self._writer.close()
             self._reader.close()
+            os.close(self._held)
 
     async def _run(
         self, lock: anyio.CapacityLimiter, function: Callable[..., T], *args: object
@@ -178,27 +219,48 @@ def _use_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA synchronous = FULL")
 
 
-def _prepare(db: sqlite3.Connection, path: Path) -> None:
-    """Create the schema in a new file; refuse files that are not ours."""
+def _prepare(db: sqlite3.Connection, path: Path) -> str:
+    """Create the schema in a new file (or bring a version 1 file up to date); refuse
+    files that are not ours. The file's epoch."""
     application_id = db.execute("PRAGMA application_id").fetchone()[0]
     tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if application_id == 0 and tables == 0:
         with db:
             db.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            _create(db, SCHEMA)
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return
+        return _upgraded(db)
     if application_id != APPLICATION_ID:
         raise StoreError(f"{path} is a database of another program, not a purechat store")
     version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 1:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            _create(db, META)
+        return _upgraded(db)
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"{path} has purechat store version {version}; this purechat reads version "
             f"{SCHEMA_VERSION}"
         )
+    row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+    return str(row[0])
+
+
+def _create(db: sqlite3.Connection, schema: str) -> None:
+    for statement in schema.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _upgraded(db: sqlite3.Connection) -> str:
+    """Give the file its epoch and mark it the current version."""
+    epoch = new_epoch()
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return epoch
 
 
 def _last_seq(db: sqlite3.Connection, room: str) -> int:
