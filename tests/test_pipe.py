@@ -74,7 +74,7 @@ async def test_an_unreachable_server_is_one_line_and_a_non_zero_exit(nursery) ->
     assert process.returncode == 1
     assert stderr[-1] == (
         f"purechat: 1 message(s) not delivered: cannot reach the server at "
-        f"127.0.0.1:{port} (connection refused)"
+        f"127.0.0.1:{port} (connection refused)."
     )
     assert not any("Traceback" in line for line in stderr)
 

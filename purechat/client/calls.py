@@ -102,7 +102,10 @@ class V1Call(_Call):
 
     async def send(self, text: str, client_msg_id: str = "", *, action: bool = False) -> None:
         send = purechat_v1_pb2.Send(text=text, client_msg_id=client_msg_id, action=action)
-        await self._send(purechat_v1_pb2.ClientFrame(send=send).SerializeToString())
+        await self.send_frame(purechat_v1_pb2.ClientFrame(send=send))
+
+    async def send_frame(self, frame: purechat_v1_pb2.ClientFrame) -> None:
+        await self._send(frame.SerializeToString())
 
     async def receive(self) -> purechat_v1_pb2.ServerFrame | None:
         """The next frame, or None when the call has ended (see `status`)."""

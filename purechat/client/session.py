@@ -1,20 +1,18 @@
-"""One member in one room, kept there across connection losses.
+"""One member in one room, kept there across connection losses: the I/O around the
+session's state machine (machine.py), which decides everything else.
 
-The session owns the sends that the server has not yet acknowledged. Each carries a
-client-chosen id; after a reconnect every unacknowledged send goes out again with the
-same id, and the server drops any it already has, so each line is delivered once.
-Against a server of the original contract (no purechat.v1) the session falls back to
-`chat.ChatService/JoinChat`, where a send counts as delivered when its echo comes back.
+`run()` connects, hands the machine what happens (frames, the end of a stream, a
+failed connect, time passing) and does what it answers: writes frames, shows events,
+waits and reconnects, returns when finished, raises SessionError when it gives up.
+The person's side calls `send`, `finish` and `switch_room`.
 """
 
 from __future__ import annotations
 
-import random
-import secrets
+import math
 import ssl
-import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -22,26 +20,30 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from purechat.client.calls import LegacyCall, V1Call, connect
-from purechat.client.display import Shown, shown_name
-from purechat.client.errors import failure_reason, failure_sentence
+from purechat.client.display import Shown
+from purechat.client.errors import Failure, diagnose, failure_reason, failure_sentence
+from purechat.client.machine import (
+    Action,
+    Backoff,
+    Finished,
+    GiveUp,
+    HalfClose,
+    Reconnect,
+    SessionMachine,
+    Show,
+    Transmit,
+)
 from purechat.errors import ClientError
+from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.status import NEVER_ANSWERED
-from purechat.transport import Connection, GrpcProtocol, Status, StatusCode, StreamGone
+from purechat.status import Status
+from purechat.transport import Connection, GrpcProtocol, StreamGone
 from purechat.transport.protocol import CLIENT_LIMITS
 
-_KINDS = {v1.Event.MESSAGE: "message", v1.Event.JOIN: "join", v1.Event.LEAVE: "leave"}
-# Statuses after which trying again cannot help: the server said no to this member.
-_FATAL = {
-    StatusCode.INVALID_ARGUMENT,
-    StatusCode.UNAUTHENTICATED,
-    StatusCode.PERMISSION_DENIED,
-    StatusCode.FAILED_PRECONDITION,
-}
+__all__ = ["Address", "Backoff", "ChatSession", "SessionError"]
 
-
-# How long to wait before sending again when the server says we send too fast.
-RATE_LIMIT_PAUSE = 0.5
+# Failures no retry can mend: the person must change something (--tls-ca, the name).
+_HOPELESS = frozenset({Failure.UNTRUSTED, Failure.NAME_MISMATCH, Failure.EXPIRED, Failure.NOT_TLS})
 
 
 class SessionError(ClientError):
@@ -68,22 +70,19 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with jitter between reconnect attempts."""
+class _Stream:
+    """What the session writes on the current stream, in order, and the wake-up."""
 
-    first: float = 0.5
-    cap: float = 10.0
+    def __init__(self, call: V1Call | LegacyCall, scope: anyio.CancelScope):
+        self.call = call
+        self.scope = scope
+        self.outgoing: deque[v1.ClientFrame | chat_pb2.ChatMessage | None] = deque()
+        self.wake = anyio.Event()
 
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        return float(min(self.cap, self.first * 2**attempt) * (0.5 + rng() / 2))
-
-
-@dataclass
-class _PendingSend:
-    client_msg_id: str
-    text: str
-    action: bool
+    def push(self, frame: v1.ClientFrame | chat_pb2.ChatMessage | None) -> None:
+        """A frame to write; None half-closes."""
+        self.outgoing.append(frame)
+        self.wake.set()
 
 
 class ChatSession:
@@ -103,316 +102,188 @@ class ChatSession:
         token: str | None = None,
     ):
         self.address = address
-        self.name = name
-        self.room = room
-        self.history = history
-        self.members: set[str] = set()
-        self.legacy = False
-        self.failures: list[str] = []
+        self.machine = SessionMachine(
+            name=name,
+            room=room,
+            address=str(address),
+            history=history,
+            give_up_after=give_up_after,
+            tls=ssl_context is not None,
+            backoff=backoff or Backoff(),
+        )
         self._shown = shown
-        self._backoff = backoff or Backoff()
-        self._give_up_after = give_up_after
-        self._pending: OrderedDict[str, _PendingSend] = OrderedDict()
-        self._last_seq: int | None = None
-        self._finishing = False
-        self._changed = anyio.Event()
-        self._call: V1Call | LegacyCall | None = None
-        self._switching = False
         self._ssl_context = ssl_context
         self._token = token
-        self._ever_joined = False
-        # Sends the server asked us to slow down for: sent again after a pause.
-        self._resend_after = 0.0
-        self._sent_here: dict[str, None] = {}
-        # Sent with every join: back after a lost connection, this client takes its
-        # name over instead of getting a suffix while the server still holds it.
-        self._session = secrets.token_hex(16)
+        self._stream: _Stream | None = None
+        self._changed = anyio.Event()
+        self._outcome: Finished | GiveUp | None = None
 
-    # -- what the UI calls ---------------------------------------------
+    # -- what the person's side calls -----------------------------------------------
 
-    def send(self, text: str, *, action: bool = False) -> None:
-        """Queue a message; it goes out now, or after the next reconnect."""
-        client_msg_id = uuid.uuid4().hex
-        self._pending[client_msg_id] = _PendingSend(client_msg_id, text, action)
-        self._notify()
+    @property
+    def room(self) -> str:
+        return self.machine.room
+
+    @property
+    def members(self) -> set[str]:
+        return self.machine.members
+
+    @property
+    def failures(self) -> list[str]:
+        return self.machine.failures
+
+    @property
+    def legacy(self) -> bool:
+        return self.machine.legacy
 
     @property
     def undelivered(self) -> int:
-        return len(self._pending)
+        return self.machine.undelivered
 
-    async def wait_delivered(self) -> None:
-        """Until every queued message is acknowledged (or refused)."""
-        while self._pending:
-            await self._wait_change()
+    def send(self, text: str, *, action: bool = False) -> None:
+        """Queue a line; it goes out now, or after the next reconnect."""
+        self._apply(self.machine.send(text, anyio.current_time(), action=action))
 
     def finish(self) -> None:
         """Leave once everything queued is delivered: run() then returns."""
-        self._finishing = True
-        self._notify()
+        self._apply(self.machine.finish(anyio.current_time()))
 
     def switch_room(self, room: str) -> None:
         """Leave this room and join another over a fresh stream."""
-        self.room = room
-        self._last_seq = None
-        self.members.clear()
-        self._switching = True
-        if self._call is not None:
-            self._call.cancel()
-        self._notify()
+        self._apply(self.machine.switch_room(room, anyio.current_time()))
 
-    # -- the connection loop --------------------------------------------
+    async def wait_delivered(self) -> None:
+        """Until every queued line is acknowledged (or refused)."""
+        while self.machine.undelivered and self._outcome is None:
+            await self._changed.wait()
+
+    # -- the connection loop ----------------------------------------------------------
 
     async def run(self) -> None:
-        """Stay connected until finish() completes; SessionError when that cannot be."""
-        attempt = 0
-        down_since: float | None = None
+        """Stay in the room until finish() completes; SessionError when that cannot be."""
         while True:
+            await self._wait_until(self.machine.reconnect_at)
+            if self._over():
+                return
             try:
-                joined, status = await self._connect_once()
-            except ssl.SSLError as error:
-                raise SessionError(
-                    failure_sentence(error, self.address.host, self.address.port)
-                ) from None
+                sock = await connect(self.address.host, self.address.port, self._ssl_context)
             except (OSError, anyio.BrokenResourceError) as error:
-                joined, status = False, Status(StatusCode.UNAVAILABLE, _reason(error))
-            self._ever_joined = self._ever_joined or joined
-            if status is not None and _never_answered(status) and not self._ever_joined:
-                hint = "" if self._ssl_context else " (is it a TLS port? try --tls)"
-                raise SessionError(f"The server at {self.address} closed the connection{hint}.")
-            if status is None:
-                return  # finished
-            if joined:
-                attempt, down_since = 0, None
-            if self._switching:
-                self._switching = False
+                if diagnose(error).failure in _HOPELESS:
+                    raise SessionError(
+                        failure_sentence(error, self.address.host, self.address.port)
+                    ) from None
+                await self._act(self.machine.connect_failed(failure_reason(error), _now()))
                 continue
-            if status.status_code is StatusCode.UNIMPLEMENTED and not self.legacy:
-                self.legacy = True
-                continue
-            if status.status_code in _FATAL:
-                raise SessionError(_sentence(status.status_message or status.status_code.name))
-            now = anyio.current_time()
-            down_since = down_since if down_since is not None else now
-            if self._give_up_after is not None and now - down_since >= self._give_up_after:
-                raise SessionError(self._unreachable(status))
-            delay = self._backoff.delay(attempt)
-            attempt += 1
-            await self._show_status(
-                f"{_describe(status, self.address)}; reconnecting in {delay:.1f}s"
-            )
-            await anyio.sleep(delay)
+            await self._run_stream(sock)
+            if self._over():
+                return
 
-    async def _connect_once(self) -> tuple[bool, Status | None]:
-        """One connection: (whether we got into the room, the status it ended with)."""
-        sock = await connect(self.address.host, self.address.port, self._ssl_context)
+    async def _run_stream(self, sock: anyio.abc.ByteStream) -> None:
+        """One connection with one call, until it ends; then tell the machine."""
+        status: Status | None = None
+        first_bytes = b""
         async with anyio.create_task_group() as task_group:
             connection = Connection(sock, GrpcProtocol(client_side=True, limits=CLIENT_LIMITS))
             await task_group.start(connection.run)
-            authority, token = str(self.address), self._token
-            if self.legacy:
-                result = await self._run_legacy(
-                    LegacyCall(connection, authority=authority, token=token)
-                )
+            authority = str(self.address)
+            call: V1Call | LegacyCall
+            if self.machine.legacy:
+                call = LegacyCall(connection, authority=authority, token=self._token)
             else:
-                result = await self._run_v1(V1Call(connection, authority=authority, token=token))
-            task_group.cancel_scope.cancel()
-        return result
+                call = V1Call(connection, authority=authority, token=self._token)
+            self._stream = _Stream(call, task_group.cancel_scope)
+            try:
+                await self._act(self.machine.connected(_now()))
+                task_group.start_soon(self._write, self._stream)
+                task_group.start_soon(self._keep_time)
+                status = await self._read(call)
+            finally:
+                self._stream = None
+                first_bytes = connection.first_bytes
+                task_group.cancel_scope.cancel()
+        if self._outcome is None:
+            await self._act(self.machine.ended(status, _now(), first_bytes=first_bytes))
 
-    async def _run_v1(self, call: V1Call) -> tuple[bool, Status | None]:
-        self._call = call
-        resume = self._last_seq
-        await call.join(
-            self.name,
-            self.room,
-            history=self.history if resume is None else 0,
-            after_seq=resume,
-            session=self._session,
-        )
-        first = await call.receive()
-        if first is None or first.WhichOneof("frame") != "welcome":
-            return False, call.status or _lost()
-        welcome = first.welcome
-        self.room = welcome.room
-        self.members = set(welcome.members)
-        if self._last_seq is None:
-            self._last_seq = welcome.last_seq
-        await self._shown.send(
-            Shown(
-                "info",
-                welcome.room,
-                f"joined {welcome.room} as {shown_name(welcome.name)}; here: "
-                + ", ".join(shown_name(name) for name in sorted(self.members)),
-            )
-        )
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._write_v1, call)
-            await self._read_v1(call)
-            task_group.cancel_scope.cancel()
-        return True, self._ending(call.status)
+    async def _read(self, call: V1Call | LegacyCall) -> Status | None:
+        """Hand every frame to the machine until the call ends; its final status."""
+        if isinstance(call, V1Call):
+            while (frame := await call.receive()) is not None:
+                await self._act(self.machine.received(frame, _now()))
+        else:
+            while (message := await call.receive()) is not None:
+                await self._act(self.machine.received_legacy(message, _now()))
+        return call.status
 
-    async def _write_v1(self, call: V1Call) -> None:
-        async def send(pending: _PendingSend) -> None:
-            await call.send(pending.text, pending.client_msg_id, action=pending.action)
-
-        self._sent_here = {}
-        await self._write_pending(call, self._sent_here, send)
-
-    async def _write_pending(
-        self,
-        call: V1Call | LegacyCall,
-        sent_here: dict[str, None],
-        send: Callable[[_PendingSend], Awaitable[None]],
-    ) -> None:
-        """Send each pending message once on this stream; half-close once finished."""
+    async def _write(self, stream: _Stream) -> None:
+        """Write the machine's frames in order, as flow control allows."""
         try:
             while True:
-                if (pause := self._resend_after - anyio.current_time()) > 0:
-                    await anyio.sleep(pause)
-                waiting = self._wait_change
-                for pending in list(self._pending.values()):
-                    if pending.client_msg_id not in sent_here:
-                        sent_here[pending.client_msg_id] = None
-                        await send(pending)
-                if self._finishing and not self._pending:
-                    call.close_send()
-                    return
-                await waiting()
+                while stream.outgoing:
+                    frame = stream.outgoing.popleft()
+                    if frame is None:
+                        stream.call.close_send()
+                    elif isinstance(stream.call, V1Call):
+                        assert isinstance(frame, v1.ClientFrame)
+                        await stream.call.send_frame(frame)
+                    else:
+                        assert isinstance(frame, chat_pb2.ChatMessage)
+                        await stream.call.send(frame.user_id, frame.text)
+                stream.wake = anyio.Event()
+                await stream.wake.wait()
         except StreamGone:
             return  # the reader sees the end and reports it
 
-    async def _read_v1(self, call: V1Call) -> None:
-        while (frame := await call.receive()) is not None:
-            kind = frame.WhichOneof("frame")
-            if kind == "event":
-                await self._on_event(frame.event)
-            elif kind == "ack":
-                self._settle(frame.ack.client_msg_id)
-            elif kind == "error":
-                error = frame.error
-                if error.code == v1.Error.RATE_LIMITED and error.client_msg_id in self._pending:
-                    self._retry_later(error.client_msg_id)
-                    continue
-                if self._settle(error.client_msg_id):
-                    self.failures.append(error.message)
-                await self._shown.send(Shown("error", self.room, error.message))
+    async def _keep_time(self) -> None:
+        """While connected: tell the machine when its deadlines come (resends, give-up)."""
+        while True:
+            await self._wait_until(math.inf)
 
-    def _retry_later(self, client_msg_id: str) -> None:
-        """The server said slow down: send it (and what follows) again after a pause."""
-        self._resend_after = anyio.current_time() + RATE_LIMIT_PAUSE
-        sent = list(self._sent_here)
-        if client_msg_id in sent:
-            for later in sent[sent.index(client_msg_id) :]:
-                del self._sent_here[later]
-        self._notify()
+    async def _wait_until(self, until: float) -> None:
+        """Sleep until `until`, ticking the machine at each of its deadlines meanwhile."""
+        while True:
+            deadline = self.machine.deadline()
+            wake = min(until, deadline if deadline is not None else math.inf)
+            if wake == math.inf:
+                await anyio.sleep_forever()
+            await anyio.sleep(max(0.0, wake - _now()))
+            if deadline is not None and _now() >= deadline:
+                await self._act(self.machine.tick(_now()))
+            if _now() >= until or self._outcome is not None:
+                return
 
-    async def _on_event(self, event: v1.Event) -> None:
-        kind = _KINDS.get(event.kind, "gap")
-        if kind == "join":
-            self.members.add(event.user)
-        elif kind == "leave":
-            self.members.discard(event.user)
-        elif event.seq:
-            self._last_seq = max(self._last_seq or 0, event.seq)
-        text = event.text
-        if kind == "gap":
-            text = f"messages {event.seq + 1} to {event.gap_until} are no longer kept"
-        await self._shown.send(
-            Shown(
-                kind,
-                event.room,
-                text,
-                user=event.user,
-                seq=event.seq,
-                time_ms=event.time_unix_ms,
-                action=event.action,
-                history=event.history,
-            )
-        )
+    # -- doing what the machine says ----------------------------------------------------
 
-    async def _run_legacy(self, call: LegacyCall) -> tuple[bool, Status | None]:
-        """The original contract: no room, no acks; our own echo confirms a send."""
-        self._call = call
-        sent: dict[str, None] = {}  # ids sent on this stream, awaiting their echo, in order
+    async def _act(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Show):
+                await self._shown.send(action.item)
+        self._apply(actions)
 
-        async def send(pending: _PendingSend) -> None:
-            await call.send(self.name, _legacy_text(pending))
-
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._write_pending, call, sent, send)
-            while (message := await call.receive()) is not None:
-                oldest = next(iter(sent), None)
-                echo = self._pending.get(oldest) if oldest is not None else None
-                if oldest is not None and echo is not None and _legacy_text(echo) == message.text:
-                    del sent[oldest]
-                    self._settle(oldest)
-                await self._shown.send(
-                    Shown(
-                        "message",
-                        self.room,
-                        message.text,
-                        user=message.user_id,
-                        time_ms=message.timestamp * 1000,
-                    )
-                )
-            task_group.cancel_scope.cancel()
-        return True, self._ending(call.status)
-
-    # -- internals ---------------------------------------------------------
-
-    def _ending(self, status: Status | None) -> Status | None:
-        """None when the call ended because we finished; the status otherwise."""
-        finished = self._finishing and not self._pending
-        if finished and status is not None and status.status_code is StatusCode.OK:
-            return None
-        return status or _lost()
-
-    def _settle(self, client_msg_id: str) -> bool:
-        found = self._pending.pop(client_msg_id, None) is not None
-        if found:
-            self._notify()
-        return found
-
-    def _notify(self) -> None:
+    def _apply(self, actions: Sequence[Action]) -> None:
+        """Everything but Show, which only the connection loop produces (it may wait)."""
+        for action in actions:
+            if isinstance(action, Transmit):
+                if self._stream is not None:
+                    self._stream.push(action.frame)
+            elif isinstance(action, HalfClose):
+                if self._stream is not None:
+                    self._stream.push(None)
+            elif isinstance(action, Reconnect):
+                if self._stream is not None:
+                    self._stream.scope.cancel()
+            elif isinstance(action, Finished | GiveUp):
+                self._outcome = action
+                if self._stream is not None:
+                    self._stream.scope.cancel()
         self._changed.set()
         self._changed = anyio.Event()
 
-    @property
-    def _wait_change(self) -> Callable[[], Awaitable[None]]:
-        """The wait for the next change, taken before looking, so no change is missed."""
-        return self._changed.wait
-
-    async def _show_status(self, text: str) -> None:
-        await self._shown.send(Shown("status", self.room, text))
-
-    def _unreachable(self, status: Status) -> str:
-        what = f"{self.undelivered} message(s) not delivered: " if self._pending else ""
-        return f"{what}{_describe(status, self.address)}"
+    def _over(self) -> bool:
+        """True once finished; SessionError once given up."""
+        if isinstance(self._outcome, GiveUp):
+            raise SessionError(self._outcome.reason)
+        return self._outcome is not None
 
 
-def _legacy_text(pending: _PendingSend) -> str:
-    return f"/me {pending.text}" if pending.action else pending.text
-
-
-def _never_answered(status: Status) -> bool:
-    return bool(status.status_message == NEVER_ANSWERED)
-
-
-def _lost() -> Status:
-    return Status(StatusCode.UNAVAILABLE, "connection lost")
-
-
-def _reason(error: BaseException) -> str:
-    """The most specific reason, in a few words (see client/errors.py)."""
-    return failure_reason(error)
-
-
-def _describe(status: Status, address: Address) -> str:
-    message = status.status_message or status.status_code.name.lower()
-    if status.status_code is StatusCode.UNAVAILABLE:
-        return f"cannot reach the server at {address} ({message})"
-    return f"the server ended the stream ({message})"
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+def _now() -> float:
+    return anyio.current_time()

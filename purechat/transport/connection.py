@@ -95,6 +95,8 @@ class Connection:
         self._ping_sent_at: float | None = None
         self.last_heard = anyio.current_time()
         self.heard_from_peer = False
+        # The first bytes the peer sent: a client tells a TLS port by them.
+        self.first_bytes = b""
 
     async def run(
         self,
@@ -203,7 +205,9 @@ class Connection:
                 except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                     return
                 self.last_heard = anyio.current_time()
-                self.heard_from_peer = True
+                if not self.heard_from_peer:
+                    self.heard_from_peer = True
+                    self.first_bytes = data[:16]
                 try:
                     events = self.protocol.receive_data(data, self.last_heard)
                 except Flood as flood:

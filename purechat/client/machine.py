@@ -1,0 +1,491 @@
+"""The client side of one member's session, as a state machine without I/O.
+
+It takes what happens (a line to send, a connection made or lost, a frame from the
+server, time passing) and answers with what to do (`Transmit` a frame, `Show`
+something, `Reconnect` at a time, `Finished`, `GiveUp` with a sentence). The session
+around it (session.py) only moves bytes and waits; everything that decides whether a
+line is stored exactly once, in order, lives here, where a test can throw refusals,
+drops and duplicates at it without a network.
+
+The rules, for purechat.v1:
+- every line gets a client message id; it stays pending until the server acks it (or
+  refuses it for good: too long, empty), and is sent again on every new stream until
+  then, with the same id, so the server stores it once;
+- a stream carries at most MAX_IN_FLIGHT unacknowledged lines, in order;
+- a refusal that is not about the line (the store is away, the outcome is unknown, the
+  old rate limit) sends the client back: that line and every later one go again, in
+  order, after a pause; the server refuses later lines until the failed one comes
+  again, so nothing overtakes it;
+- a stream that ends sends the client back to reconnect (with backoff) and resume
+  after the last number it saw, in the log (epoch) it saw it in;
+- it gives up only after `give_up_after` seconds without getting anywhere, and then
+  says which lines were not delivered, and whether their outcome is unknown.
+
+Against a server of the original contract only (UNIMPLEMENTED), lines count as
+delivered when their echo comes back: that contract has no acks.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import secrets
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from purechat.client.display import Shown, shown_name
+from purechat.client.errors import tls_hint
+from purechat.pb import chat_pb2
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.status import NEVER_ANSWERED, Status, StatusCode
+
+# Lines sent on one stream and not yet acknowledged, at most.
+MAX_IN_FLIGHT = 64
+# How long to wait before sending again after a refusal that was not about the line.
+RETRY_PAUSE = 0.5
+# Statuses after which trying again cannot help: the server said no to this member.
+FATAL = frozenset(
+    {
+        StatusCode.INVALID_ARGUMENT,
+        StatusCode.UNAUTHENTICATED,
+        StatusCode.PERMISSION_DENIED,
+        StatusCode.FAILED_PRECONDITION,
+    }
+)
+_TRANSIENT = frozenset(
+    {v1.Error.STORE_UNAVAILABLE, v1.Error.OUTCOME_UNKNOWN, v1.Error.RATE_LIMITED}
+)
+_KINDS = {
+    v1.Event.MESSAGE: "message",
+    v1.Event.JOIN: "join",
+    v1.Event.LEAVE: "leave",
+    v1.Event.GAP: "gap",
+    v1.Event.RESET: "reset",
+}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter between reconnect attempts."""
+
+    first: float = 0.5
+    cap: float = 10.0
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        return float(min(self.cap, self.first * 2**attempt) * (0.5 + rng() / 2))
+
+
+# -- what the machine asks for ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send this on the current stream (a purechat.v1 ClientFrame, or a ChatMessage)."""
+
+    frame: v1.ClientFrame | chat_pb2.ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class HalfClose:
+    """Nothing more to send on this stream: the server ends it once it has answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    item: Shown
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Drop the current stream if any, and connect again at `at`."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Everything was delivered and the person is done."""
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """The session cannot go on; `reason` is a sentence."""
+
+    reason: str
+
+
+Action = Transmit | HalfClose | Show | Reconnect | Finished | GiveUp
+
+
+class Phase(enum.Enum):
+    # Waiting to connect (at `reconnect_at`), or connecting.
+    AWAY = "away"
+    # A stream is up and the join was sent; no welcome yet.
+    JOINING = "joining"
+    # In the room: lines go out.
+    JOINED = "joined"
+    DONE = "done"
+
+
+@dataclass
+class Line:
+    """One line the person or the script sent."""
+
+    id: str
+    text: str
+    action: bool
+    # The server could not tell whether it was stored, at least once.
+    unknown: bool = False
+
+
+@dataclass
+class SessionMachine:
+    """See the module docstring. `now` is always the caller's monotonic clock."""
+
+    name: str
+    room: str
+    address: str = "the server"
+    history: int = 0
+    give_up_after: float | None = None
+    tls: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+    rng: Callable[[], float] = random.random
+    # Sent with every join: back after a lost connection, this client takes its name
+    # over instead of getting a suffix while the server still holds it.
+    session_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    new_id: Callable[[], str] = field(default_factory=lambda: lambda: uuid.uuid4().hex)
+
+    phase: Phase = Phase.AWAY
+    legacy: bool = False
+    pending: OrderedDict[str, Line] = field(default_factory=OrderedDict)
+    # Lines refused for good, as sentences (text too long...).
+    failures: list[str] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
+    # The name the server gave us, the newest number seen and the log it is in.
+    my_name: str = ""
+    last_seq: int | None = None
+    epoch: str = ""
+    finishing: bool = False
+    reconnect_at: float = 0.0
+    # Ids sent on the current stream, in order (and not yet settled).
+    _sent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _resend_at: float = 0.0
+    _half_closed: bool = False
+    _attempt: int = 0
+    # Since when we have not been in the room, or a line has been refused for now.
+    _down_since: float | None = None
+    _stuck_since: float | None = None
+    _last_trouble: str = ""
+    _ever_joined: bool = False
+    _switching: bool = False
+
+    # -- what the person does --------------------------------------------------------
+
+    def send(self, text: str, now: float, *, action: bool = False) -> list[Action]:
+        """Queue a line; it goes out now if it can, or after the next reconnect."""
+        line = Line(self.new_id(), text, action)
+        self.pending[line.id] = line
+        return self._pump(now)
+
+    def finish(self, now: float) -> list[Action]:
+        """Leave once every line is delivered (or given up on)."""
+        self.finishing = True
+        return self._pump(now)
+
+    def switch_room(self, room: str, now: float) -> list[Action]:
+        """Leave this room and join another over a fresh stream."""
+        self.room = room
+        self.last_seq = None
+        self.epoch = ""
+        self.members.clear()
+        self._switching = True
+        self.phase = Phase.AWAY
+        self.reconnect_at = now
+        return [Reconnect(now)]
+
+    @property
+    def undelivered(self) -> int:
+        return len(self.pending)
+
+    # -- what the connection does ---------------------------------------------------
+
+    def connected(self, now: float) -> list[Action]:
+        """A new stream is up: join (purechat.v1), or start sending (original)."""
+        self._sent.clear()
+        self._half_closed = False
+        self._switching = False
+        if self.legacy:
+            self.phase = Phase.JOINED
+            self._joined(now)
+            return self._pump(now)
+        self.phase = Phase.JOINING
+        join = v1.Join(
+            name=self.name,
+            room=self.room,
+            history=self.history if self.last_seq is None else 0,
+            session=self.session_id,
+        )
+        if self.last_seq is not None:
+            join.after_seq = self.last_seq
+            join.epoch = self.epoch
+        return [Transmit(v1.ClientFrame(join=join))]
+
+    def received(self, frame: v1.ServerFrame, now: float) -> list[Action]:
+        """A frame from the server on the current purechat.v1 stream."""
+        kind = frame.WhichOneof("frame")
+        if kind == "welcome":
+            return self._welcome(frame.welcome, now)
+        if kind == "event":
+            return self._event(frame.event)
+        if kind == "ack":
+            return self._ack(frame.ack, now)
+        if kind == "error":
+            return self._error(frame.error, now)
+        return []
+
+    def received_legacy(self, message: chat_pb2.ChatMessage, now: float) -> list[Action]:
+        """A message on the original contract's stream: ours back (our ack), or news."""
+        actions: list[Action] = []
+        oldest = next(iter(self._sent), None)
+        line = self.pending.get(oldest) if oldest is not None else None
+        if line is not None and _legacy_text(line) == message.text:
+            self._settle(line.id, now)
+            actions += self._pump(now)
+        shown = Shown(
+            "message",
+            self.room,
+            message.text,
+            user=message.user_id,
+            time_ms=message.timestamp * 1000,
+        )
+        return [Show(shown), *actions]
+
+    def ended(self, status: Status | None, now: float, *, first_bytes: bytes = b"") -> list[Action]:
+        """The stream (or its connection) ended with status (None: without one).
+
+        first_bytes: what the server sent first on this connection (to tell a TLS
+        port spoken to in plaintext from a server that closes at once).
+        """
+        status = status or Status(StatusCode.UNAVAILABLE, "connection lost")
+        was_joined = self.phase is Phase.JOINED
+        self.phase = Phase.AWAY
+        self._sent.clear()
+        if self._switching:
+            return [Reconnect(self.reconnect_at)]
+        if status.status_code is StatusCode.OK and self.finishing and not self.pending:
+            self.phase = Phase.DONE
+            return [Finished()]
+        if status.status_code is StatusCode.UNIMPLEMENTED and not self.legacy:
+            self.legacy = True  # a server of the original contract only
+            self.reconnect_at = now
+            return [Reconnect(now)]
+        if status.status_code in FATAL:
+            self.phase = Phase.DONE
+            return [GiveUp(_sentence(status.status_message or status.status_code.name))]
+        return self._trouble(
+            _describe(status, self.address, first_bytes, self.tls), now, was_joined
+        )
+
+    def connect_failed(self, reason: str, now: float) -> list[Action]:
+        """No connection could be made; reason is a few words ("connection refused")."""
+        self.phase = Phase.AWAY
+        return self._trouble(f"cannot reach the server at {self.address} ({reason})", now, False)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: pauses end, and patience may run out."""
+        if self.phase is Phase.DONE:
+            return []
+        if (given_up := self._give_up_if_late(now)) is not None:
+            return [given_up]
+        return self._pump(now) if self.phase is Phase.JOINED else []
+
+    def deadline(self) -> float | None:
+        """The next time `tick` has something to do, if any."""
+        if self.phase is Phase.DONE:
+            return None
+        times = []
+        if self.phase is Phase.JOINED and self._resend_at and self._unsent():
+            times.append(self._resend_at)
+        if self.give_up_after is not None:
+            for since in (self._down_since, self._stuck_since):
+                if since is not None:
+                    times.append(since + self.give_up_after)
+        return min(times) if times else None
+
+    # -- internals -------------------------------------------------------------------
+
+    def _welcome(self, welcome: v1.Welcome, now: float) -> list[Action]:
+        self.phase = Phase.JOINED
+        self.room = welcome.room
+        self.my_name = welcome.name
+        self.members = set(welcome.members)
+        if self.last_seq is None:
+            self.last_seq = welcome.last_seq
+        if not self.epoch:
+            self.epoch = welcome.epoch
+        self._joined(now)
+        here = ", ".join(shown_name(name) for name in sorted(self.members))
+        joined = f"joined {welcome.room} as {shown_name(welcome.name)}; here: {here}"
+        info = Shown("info", welcome.room, joined)
+        return [Show(info), *self._pump(now)]
+
+    def _joined(self, now: float) -> None:
+        self._ever_joined = True
+        self._down_since = None
+        self._attempt = 0
+
+    def _event(self, event: v1.Event) -> list[Action]:
+        kind = _KINDS.get(event.kind, "gap")
+        text = event.text
+        if kind == "join":
+            if event.user in self.members and event.user != self.my_name:
+                return []  # already listed (a server that lost its store lists it again)
+            self.members.add(event.user)
+        elif kind == "leave":
+            self.members.discard(event.user)
+        elif kind == "reset":
+            self.epoch = event.epoch
+            self.last_seq = 0
+            text = "the server lost this room's history; numbering starts again"
+        elif kind == "gap":
+            text = f"messages {event.seq + 1} to {event.gap_until} are no longer kept"
+        elif event.seq:
+            self.last_seq = max(self.last_seq or 0, event.seq)
+        shown = Shown(
+            kind,
+            event.room,
+            text,
+            user=event.user,
+            seq=event.seq,
+            time_ms=event.time_unix_ms,
+            action=event.action,
+            history=event.history,
+        )
+        return [Show(shown)]
+
+    def _ack(self, ack: v1.Ack, now: float) -> list[Action]:
+        self._settle(ack.client_msg_id, now)
+        return self._pump(now)
+
+    def _error(self, error: v1.Error, now: float) -> list[Action]:
+        line = self.pending.get(error.client_msg_id)
+        if line is not None and error.code in _TRANSIENT:
+            # Not about the line: it, and everything after it, goes again, in order.
+            if error.code == v1.Error.OUTCOME_UNKNOWN:
+                line.unknown = True
+            self._rewind(line.id)
+            self._resend_at = now + RETRY_PAUSE
+            if self._stuck_since is None:
+                self._stuck_since = now
+            self._last_trouble = error.message
+            return []
+        actions: list[Action] = [Show(Shown("error", self.room, error.message))]
+        if line is not None:
+            self.failures.append(error.message)
+            self._settle(line.id, now)
+            actions += self._pump(now)
+        return actions
+
+    def _rewind(self, client_msg_id: str) -> None:
+        """Forget that this line and the ones sent after it went out on this stream."""
+        sent = list(self._sent)
+        if client_msg_id in sent:
+            for later in sent[sent.index(client_msg_id) :]:
+                del self._sent[later]
+
+    def _settle(self, client_msg_id: str, now: float) -> None:
+        """A line is done with (stored, or refused for good): progress."""
+        if self.pending.pop(client_msg_id, None) is not None:
+            self._sent.pop(client_msg_id, None)
+            self._stuck_since = None
+
+    def _unsent(self) -> list[Line]:
+        return [line for line in self.pending.values() if line.id not in self._sent]
+
+    def _pump(self, now: float) -> list[Action]:
+        """Send what may go now, in order; half-close once finished."""
+        if self.phase is not Phase.JOINED:
+            return []
+        if self._resend_at > now:
+            return []
+        self._resend_at = 0.0
+        actions: list[Action] = []
+        for line in self._unsent():
+            if len(self._sent) >= MAX_IN_FLIGHT:
+                break
+            self._sent[line.id] = None
+            actions.append(Transmit(self._frame(line)))
+        if self.finishing and not self.pending and not self._half_closed:
+            self._half_closed = True
+            actions.append(HalfClose())
+        return actions
+
+    def _frame(self, line: Line) -> v1.ClientFrame | chat_pb2.ChatMessage:
+        if self.legacy:
+            return chat_pb2.ChatMessage(user_id=self.name, text=_legacy_text(line))
+        send = v1.Send(text=line.text, client_msg_id=line.id, action=line.action)
+        return v1.ClientFrame(send=send)
+
+    def _trouble(self, what: str, now: float, was_joined: bool) -> list[Action]:
+        """Something went wrong that trying again may fix: back off, unless it is time
+        to give up."""
+        self._last_trouble = what
+        if self._down_since is None or was_joined:
+            self._down_since = now
+        if (given_up := self._give_up_if_late(now)) is not None:
+            return [given_up]
+        delay = self.backoff.delay(self._attempt, self.rng)
+        self._attempt += 1
+        self.reconnect_at = now + delay
+        if self.give_up_after is not None:
+            # Never sleep past the moment we would give up: give up on time.
+            self.reconnect_at = min(self.reconnect_at, self._down_since + self.give_up_after)
+        status = Shown("status", self.room, f"{what}; reconnecting in {delay:.1f}s")
+        return [Show(status), Reconnect(self.reconnect_at)]
+
+    def _give_up_if_late(self, now: float) -> GiveUp | None:
+        if self.give_up_after is None:
+            return None
+        late = [s for s in (self._down_since, self._stuck_since) if s is not None]
+        if not late or now - min(late) < self.give_up_after:
+            return None
+        self.phase = Phase.DONE
+        return GiveUp(self._unreachable())
+
+    def _unreachable(self) -> str:
+        why = self._last_trouble
+        if not self.pending:
+            return _sentence(why)
+        unknown = sum(1 for line in self.pending.values() if line.unknown)
+        lost = len(self.pending) - unknown
+        parts = []
+        if lost:
+            parts.append(f"{lost} message(s) not delivered")
+        if unknown:
+            parts.append(f"{unknown} message(s) may or may not have been stored")
+        return _sentence(f"{' and '.join(parts)}: {why}")
+
+
+def _legacy_text(line: Line) -> str:
+    return f"/me {line.text}" if line.action else line.text
+
+
+def _describe(status: Status, address: str, first_bytes: bytes, tls: bool) -> str:
+    message = status.status_message or status.status_code.name.lower()
+    if message == NEVER_ANSWERED:
+        return _never_answered(address, first_bytes, tls)
+    if status.status_code is StatusCode.UNAVAILABLE:
+        return f"cannot reach the server at {address} ({message})"
+    return f"the server ended the stream ({message})"
+
+
+def _never_answered(address: str, first_bytes: bytes, tls: bool) -> str:
+    hint = "" if tls or not tls_hint(first_bytes) else " (is it a TLS port? try --tls)"
+    return f"the server at {address} closed the connection without a word{hint}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
