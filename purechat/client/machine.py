@@ -136,8 +136,15 @@ class Line:
     id: str
     text: str
     action: bool
-    # The server could not tell whether it was stored, at least once.
+    # Times it was sent without an answer yet: a stream that ended before answering
+    # leaves it counted, as the server may have stored it.
+    unanswered: int = 0
+    # The server said it could not tell whether it was stored.
     unknown: bool = False
+
+    @property
+    def maybe_stored(self) -> bool:
+        return self.unknown or self.unanswered > 0
 
 
 @dataclass
@@ -371,6 +378,8 @@ class SessionMachine:
 
     def _error(self, error: v1.Error, now: float) -> list[Action]:
         line = self.pending.get(error.client_msg_id)
+        if line is not None:
+            line.unanswered = max(0, line.unanswered - 1)
         if line is not None and error.code in _TRANSIENT:
             # Not about the line: it, and everything after it, goes again, in order.
             if error.code == v1.Error.OUTCOME_UNKNOWN:
@@ -416,6 +425,7 @@ class SessionMachine:
             if len(self._sent) >= MAX_IN_FLIGHT:
                 break
             self._sent[line.id] = None
+            line.unanswered += 1
             actions.append(Transmit(self._frame(line)))
         if self.finishing and not self.pending and not self._half_closed:
             self._half_closed = True
@@ -458,7 +468,7 @@ class SessionMachine:
         why = self._last_trouble
         if not self.pending:
             return _sentence(why)
-        unknown = sum(1 for line in self.pending.values() if line.unknown)
+        unknown = sum(1 for line in self.pending.values() if line.maybe_stored)
         lost = len(self.pending) - unknown
         parts = []
         if lost:
