@@ -793,6 +793,7 @@ type summary struct {
 	Stale             int64              `json:"stale"`
 	EndedMembers      int                `json:"ended_members"`
 	Errors            map[string]int     `json:"errors"`
+	ErrorMembers      map[string][]int   `json:"error_members"` // the first ten indexes (0 sends)
 	SendErrors        map[string]int     `json:"send_errors"`
 	NonreaderOutcomes map[string]int     `json:"nonreader_outcomes"`
 	GrpcLog           map[string]int     `json:"grpc_log"`
@@ -810,7 +811,7 @@ func (r *run) summarise(join joinResult, hello *helloResult, data dataResult, no
 		Addr: r.cfg.addrs, Members: r.cfg.members, Nonreaders: r.cfg.nonreaders,
 		StreamsPerConn: r.cfg.streamsPerConn, Senders: r.cfg.senders, Rate: r.cfg.rate,
 		Size: r.cfg.size, Join: join, Hello: hello, StoppedBy: data.stoppedBy,
-		Errors: map[string]int{}, SendErrors: r.sendErrors.snapshot(),
+		Errors: map[string]int{}, ErrorMembers: map[string][]int{}, SendErrors: r.sendErrors.snapshot(),
 		NonreaderOutcomes: nonreaders, GrpcLog: r.logs.lines.snapshot(),
 	}
 	out.Sent = r.totalSent()
@@ -821,6 +822,9 @@ func (r *run) summarise(join joinResult, hello *helloResult, data dataResult, no
 	for _, m := range r.readers() {
 		if m.err != "" {
 			out.Errors[m.err]++
+			if len(out.ErrorMembers[m.err]) < 10 {
+				out.ErrorMembers[m.err] = append(out.ErrorMembers[m.err], m.index)
+			}
 		}
 		if atomic.LoadInt32(&m.ended) == 1 {
 			out.EndedMembers++
@@ -898,7 +902,11 @@ func printText(s summary) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Printf("%s: %dx %s\n", group.title, group.m[k], k)
+			fmt.Printf("%s: %dx %s", group.title, group.m[k], k)
+			if who, ok := s.ErrorMembers[k]; ok && group.title == "stream ended" {
+				fmt.Printf(" (members %v)", who)
+			}
+			fmt.Println()
 		}
 	}
 }
