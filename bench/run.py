@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -174,17 +174,17 @@ class Server:
     kind: str
     process: trio.Process
     address: str
-    log: Path
+    # What it logged, once stopped: purechat's warnings, one key per kind.
+    log: dict[str, int] = field(default_factory=dict)
 
-    def log_summary(self) -> dict[str, int]:
-        """purechat's warnings, one key per kind (time, peer and numbers folded)."""
-        if self.kind != "purechat" or not self.log.exists():
-            return {}
-        kinds: Counter[str] = Counter()
-        for line in self.log.read_text(errors="replace").splitlines():
-            untimed = re.sub(r"^\S+ \S+ ", "", line)
-            kinds[re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "PEER", untimed)[:300]] += 1
-        return dict(kinds)
+
+def _log_kinds(log: Path) -> dict[str, int]:
+    """Lines of a log counted by kind: timestamps dropped, peer addresses folded."""
+    kinds: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        untimed = re.sub(r"^\d{4}-\d\d-\d\d \S+ ", "", line)
+        kinds[re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "PEER", untimed)[:300]] += 1
+    return dict(kinds)
 
 
 def _server_command(kind: str, go: GoPrograms, store: str) -> list[str]:
@@ -215,7 +215,7 @@ async def serving(
                 raise RuntimeError(f"{kind} did not start: {log.read_text()[-2000:]}") from None
             found = re.search(r"(\d+\.\d+\.\d+\.\d+):(\d+)", line)
             assert found is not None, line
-            server = Server(kind, process, f"{found[1]}:{found[2]}", log)
+            server = Server(kind, process, f"{found[1]}:{found[2]}")
             try:
                 yield server
             finally:
@@ -225,6 +225,8 @@ async def serving(
                         await process.wait()
                     process.kill()
                 nursery.cancel_scope.cancel()
+                if kind == "purechat":  # the others log every message or nothing useful
+                    server.log = _log_kinds(log)
 
 
 async def go_load(
@@ -277,7 +279,7 @@ async def fanout(kind: str, go: GoPrograms, members: int, send: tuple[str, ...])
     """One sender flat out into members (the sender included)."""
     async with serving(kind, go) as server:
         summary = await go_load(go, [server.address], "-members", str(members), *send)
-    return summary | {"server_log": server.log_summary()}
+    return summary | {"server_log": server.log}
 
 
 async def stalled(kind: str, go: GoPrograms, members: int, send: tuple[str, ...]) -> Summary:
@@ -286,7 +288,7 @@ async def stalled(kind: str, go: GoPrograms, members: int, send: tuple[str, ...]
         summary = await go_load(
             go, [server.address], "-members", str(members), "-nonreaders", "1", *send
         )
-    return summary | {"server_log": server.log_summary()}
+    return summary | {"server_log": server.log}
 
 
 async def latency(kind: str, go: GoPrograms, scale: Scale) -> Summary:
@@ -298,7 +300,7 @@ async def latency(kind: str, go: GoPrograms, scale: Scale) -> Summary:
             *("-members", str(scale.latency_members), "-rate", str(scale.latency_rate)),
             *scale.latency_send,
         )
-    return summary | {"server_log": server.log_summary()}
+    return summary | {"server_log": server.log}
 
 
 async def joins(kind: str, go: GoPrograms, members: int, concurrency: int) -> Summary:
@@ -310,7 +312,7 @@ async def joins(kind: str, go: GoPrograms, members: int, concurrency: int) -> Su
             *("-members", str(members), "-senders", "0", "-join-concurrency", str(concurrency)),
             *("-join-timeout", "240s"),
         )
-    return summary | {"server_log": server.log_summary()}
+    return summary | {"server_log": server.log}
 
 
 async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
@@ -335,7 +337,7 @@ async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
     joined = summary["join"]["joined"]
     summary["rss_kib"] = {"before": before, "after": after[0]}
     summary["kib_per_member"] = (after[0] - before) / joined if joined else float("nan")
-    return summary | {"server_log": server.log_summary()}
+    return summary | {"server_log": server.log}
 
 
 async def shared(go: GoPrograms, members: int, flags: tuple[str, ...]) -> Summary:
@@ -365,7 +367,14 @@ async def shared(go: GoPrograms, members: int, flags: tuple[str, ...]) -> Summar
                 go, [first.address, second.address], "-members", str(members), *flags
             )
         nursery.cancel_scope.cancel()
-    return summary | {"server_log": first.log_summary() | second.log_summary()}
+    return summary | {"server_log": _merged(first.log, second.log)}
+
+
+def _merged(*logs: dict[str, int]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for log in logs:
+        total.update(log)
+    return dict(total)
 
 
 # The second series: bench/loadgen.py's raw HTTP/2 members (nothing decoded, no BDP pings).
@@ -440,6 +449,13 @@ def figure(values: list[float]) -> Figure:
 
 
 Extract = Callable[[Summary], float]
+
+
+def _latency(summary: Summary, which: str) -> float:
+    measured: dict[str, float] = summary["latency"]
+    return measured[which] if measured["count"] else math.nan
+
+
 # What each scenario reports: (row label, value from a summary, format, whether
 # purechat / grpc-go means something for it).
 ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
@@ -450,9 +466,9 @@ ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
         ("load client CPU", lambda s: 100 * s["client_cpu_share"], "{:.0f}%", False),
     ],
     "latency": [
-        ("p50 ms", lambda s: s["latency"]["p50_ms"], "{:.1f}", True),
-        ("p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}", True),
-        ("max ms", lambda s: s["latency"]["max_ms"], "{:.1f}", True),
+        ("p50 ms", lambda s: _latency(s, "p50_ms"), "{:.1f}", True),
+        ("p99 ms", lambda s: _latency(s, "p99_ms"), "{:.1f}", True),
+        ("max ms", lambda s: _latency(s, "max_ms"), "{:.1f}", True),
         ("messages sent", lambda s: s["sent"], "{:,.0f}", False),
         ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True),
         ("lost", lambda s: s["lost"], "{:,.0f}", False),
@@ -673,9 +689,12 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         "",
         f"## Joins: {scale.join_members:,} members",
         "",
-        "From the first connection until every member has received something (member 0 "
-        "sends a probe every 50 ms once all streams are open); one after another: each "
-        "member opens its connection and stream when the previous one's stream is open.",
+        "From the first connection until every member has received something: once all "
+        "streams are open, member 0 sends a probe every 50 ms, each only after the previous "
+        "one reached every member then present (so probes do not pile up in a slow server). "
+        "One after another: each member opens its connection and stream when the previous "
+        "one's stream is open; all at once: every member at the same time. joins/s: members "
+        "joined over that time.",
         "",
         *HEADER,
         *_table(results, "joins_one_by_one", "joins", "one after another: "),

@@ -166,6 +166,7 @@ type member struct {
 	lastHelloAt int64 // atomic: unix nanos of its latest new hello
 	distinct    int64 // atomic: data messages, each counted once
 	hellos      int64 // atomic: distinct hellos
+	lastProbe   int64 // atomic: the highest probe number received
 	ended       int32 // atomic: 1 once its stream ended without us ending it
 
 	// Owned by the Recv loop until done is closed.
@@ -192,6 +193,7 @@ type run struct {
 	windowStart int64 // atomic, unix nanos: deliveries and sends from here are measured
 	windowEnd   int64 // atomic, unix nanos, 0 = open
 	stopping    int32 // atomic: 1 once we end the streams ourselves
+	sending     int32 // atomic: senders still sending
 	sent        []int64
 	sendErrors  counter
 	logs        *captureLogger
@@ -384,7 +386,11 @@ func (r *run) classify(m *member, text string, now int64) {
 			}
 		}
 	}
-	// Probes (and a server's history of earlier ones) only count as arrivals.
+	if strings.HasPrefix(text, "probe ") {
+		if n, err := strconv.ParseInt(text[6:], 10, 64); err == nil && n > atomic.LoadInt64(&m.lastProbe) {
+			atomic.StoreInt64(&m.lastProbe, n)
+		}
+	}
 }
 
 // parseData reads "SENDER:SEQ:NANOS:" without allocating.
@@ -506,15 +512,32 @@ func (r *run) join(deadline time.Time) joinResult {
 		}
 		return true
 	}
-	nextProbe := time.Now()
+	// The next probe waits until the previous one reached every member that had joined
+	// when it was sent (or for a second more), so a slow server's probes do not pile up
+	// and delay the joins they measure.
+	count := func(pred func(m *member) bool) int {
+		n := 0
+		for _, m := range r.readers() {
+			if pred(m) {
+				n++
+			}
+		}
+		return n
+	}
+	var sentAt time.Time
+	present := 0
 	for !confirmed() && time.Now().Before(bound) {
-		if !time.Now().Before(nextProbe) {
+		now := time.Now()
+		last := int64(result.Probes)
+		delivered := count(func(m *member) bool { return atomic.LoadInt64(&m.lastProbe) >= last }) >= present
+		if now.Sub(sentAt) >= r.cfg.probeInterval && (delivered || now.Sub(sentAt) >= r.cfg.probeInterval+time.Second) {
+			present = count(func(m *member) bool { return atomic.LoadInt64(&m.firstAt) != 0 })
 			result.Probes++
 			text := "probe " + strconv.Itoa(result.Probes)
 			if err := prober.stream.Send(&pb.ChatMessage{UserId: prober.name, Text: text}); err != nil {
 				break // its receiver reports why
 			}
-			nextProbe = nextProbe.Add(r.cfg.probeInterval)
+			sentAt = now
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -529,9 +552,7 @@ func (r *run) join(deadline time.Time) joinResult {
 	}
 	if last != 0 {
 		result.JoinedSeconds = float64(last-started.UnixNano()) / 1e9
-		if result.Confirmed == r.cfg.members {
-			result.JoinsPerSecond = float64(r.cfg.members) / result.JoinedSeconds
-		}
+		result.JoinsPerSecond = float64(result.Confirmed) / result.JoinedSeconds
 	}
 	return result
 }
@@ -620,7 +641,9 @@ func (r *run) send(s int, m *member, start time.Time) {
 			buf = append(buf, r.padding[:r.cfg.size-len(buf)]...)
 		}
 		if err := m.stream.Send(&pb.ChatMessage{UserId: m.name, Text: string(buf)}); err != nil {
-			r.sendErrors.add(fmt.Sprintf("sender %d: %v", s, err))
+			if atomic.LoadInt32(&r.stopping) == 0 {
+				r.sendErrors.add(fmt.Sprintf("sender %d: %v", s, err))
+			}
 			return
 		}
 		atomic.AddInt64(&r.sent[s], 1)
@@ -638,6 +661,7 @@ func (r *run) totalSent() int64 {
 type dataResult struct {
 	sendStart, sendEnd, finished time.Time
 	stoppedBy                    string
+	blockedSenders               int
 	cpuShare                     float64 // CPU seconds per second over the window
 }
 
@@ -674,14 +698,29 @@ func (r *run) exchange(deadline time.Time) dataResult {
 	for s := 0; s < r.cfg.senders; s++ {
 		if m := r.members[s]; m.joined {
 			wg.Add(1)
+			atomic.AddInt32(&r.sending, 1)
 			go func(s int, m *member) {
 				defer wg.Done()
+				defer atomic.AddInt32(&r.sending, -1)
 				r.send(s, m, start)
 			}(s, m)
 		}
 	}
-	wg.Wait()
+	// A sender blocks in Send while the server does not read (flow control): with
+	// -duration, wait for it at most a second past the end; cancelling its stream at
+	// the end of the run releases it.
+	sendersDone := make(chan struct{})
+	go func() { wg.Wait(); close(sendersDone) }()
+	bound := deadline
+	if r.cfg.duration > 0 && start.Add(r.cfg.duration+time.Second).Before(bound) {
+		bound = start.Add(r.cfg.duration + time.Second)
+	}
+	select {
+	case <-sendersDone:
+	case <-time.After(time.Until(bound)):
+	}
 	result := dataResult{sendStart: start, sendEnd: time.Now()}
+	result.blockedSenders = int(atomic.LoadInt32(&r.sending))
 	// Wait for the rest: until every reader has all, or it stalls, or time is up.
 	lastProgress, lastCount := time.Now(), int64(-1)
 	for {
@@ -747,7 +786,7 @@ func (r *run) readNonreaders() map[string]int {
 			select {
 			case outcome := <-finished:
 				outcomes.add(outcome)
-			case <-time.After(2 * time.Second):
+			case <-time.After(time.Second):
 				outcomes.add("still in the room")
 				m.cancel()
 			}
@@ -802,6 +841,7 @@ type summary struct {
 	DeliveriesPerS    float64            `json:"deliveries_per_s"`
 	SendSeconds       float64            `json:"send_seconds"`
 	StoppedBy         string             `json:"stopped_by"`
+	BlockedSenders    int                `json:"blocked_senders"` // still in Send a second after -duration
 	ClientCPUShare    float64            `json:"client_cpu_share"`
 	Phases            map[string]float64 `json:"phase_seconds"`
 }
@@ -811,7 +851,8 @@ func (r *run) summarise(join joinResult, hello *helloResult, data dataResult, no
 		Addr: r.cfg.addrs, Members: r.cfg.members, Nonreaders: r.cfg.nonreaders,
 		StreamsPerConn: r.cfg.streamsPerConn, Senders: r.cfg.senders, Rate: r.cfg.rate,
 		Size: r.cfg.size, Join: join, Hello: hello, StoppedBy: data.stoppedBy,
-		Errors: map[string]int{}, ErrorMembers: map[string][]int{}, SendErrors: r.sendErrors.snapshot(),
+		BlockedSenders: data.blockedSenders,
+		Errors:         map[string]int{}, ErrorMembers: map[string][]int{}, SendErrors: r.sendErrors.snapshot(),
 		NonreaderOutcomes: nonreaders, GrpcLog: r.logs.lines.snapshot(),
 	}
 	out.Sent = r.totalSent()
@@ -890,6 +931,9 @@ func printText(s summary) {
 		s.ReceivedPerMember.Min, s.ReceivedPerMember.Median, s.ReceivedPerMember.Max)
 	fmt.Printf("order violations %d, duplicates %d, from earlier runs %d; %.0f deliveries/s over %.3fs (stopped: %s; client CPU %.0f%%)\n",
 		s.OrderViolations, s.Duplicates, s.Stale, s.DeliveriesPerS, s.MeasuredSeconds, s.StoppedBy, 100*s.ClientCPUShare)
+	if s.BlockedSenders > 0 {
+		fmt.Printf("%d senders were still blocked in Send (the server was not reading)\n", s.BlockedSenders)
+	}
 	fmt.Printf("latency over %d deliveries: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		s.Latency.Count, s.Latency.P50, s.Latency.P99, s.Latency.Max)
 	for _, group := range []struct {
