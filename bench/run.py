@@ -233,13 +233,14 @@ async def go_load(
     go: GoPrograms,
     addresses: list[str],
     *flags: str,
-    paused: Callable[[], Awaitable[None]] | None = None,
+    paused: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     bound: float = 300.0,
 ) -> Summary:
     """Run tests/go/load on the load core and return its summary.
 
-    With `paused`, the client stops after joining and `paused` runs meanwhile (the
-    memory measurement). A client that exits non-zero fails the run, loudly.
+    With `paused`, the client stops after joining and `paused` runs meanwhile with the
+    client's joined event (the memory measurement). A client that exits non-zero fails
+    the run, loudly.
     """
     command = [str(go.load), "-json", "-addr", ",".join(addresses), "-timeout", f"{bound}s"]
     command += [*flags, *(("-pause",) if paused else ())]
@@ -252,8 +253,7 @@ async def go_load(
             try:
                 if paused:
                     assert process.stdin is not None
-                    json.loads(await lines.next())
-                    await paused()
+                    await paused(json.loads(await lines.next()))
                     await process.stdin.send_all(b"\n")
                 summary: Summary = json.loads(await lines.next())
             except RuntimeError:
@@ -322,10 +322,12 @@ async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
         await trio.sleep(0.5)
         before = rss_kib(server.process.pid)
         after: list[int] = []
+        held: list[int] = []
 
-        async def measure() -> None:
+        async def measure(joined: dict[str, Any]) -> None:
             await trio.sleep(1.0)  # let the last joins settle
             after.append(rss_kib(server.process.pid))
+            held.append(joined["held"])
 
         summary = await go_load(
             go,
@@ -334,9 +336,9 @@ async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
             *("-probe-interval", "1s", "-join-timeout", "240s"),
             paused=measure,
         )
-    joined = summary["join"]["joined"]
     summary["rss_kib"] = {"before": before, "after": after[0]}
-    summary["kib_per_member"] = (after[0] - before) / joined if joined else float("nan")
+    summary["held"] = held[0]  # members in the room when measured (not ended by the server)
+    summary["kib_per_member"] = (after[0] - before) / held[0] if held[0] else math.nan
     return summary | {"server_log": server.log}
 
 
@@ -481,7 +483,7 @@ ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
     ],
     "memory": [
         ("KiB per member", lambda s: s["kib_per_member"], "{:.1f}", True),
-        ("members joined", lambda s: s["join"]["joined"], "{:,.0f}", False),
+        ("members in the room when measured", lambda s: s["held"], "{:,.0f}", False),
     ],
     "raw": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True)],
 }
@@ -662,7 +664,9 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         f"is the median of {scale.repeats} runs with the range in brackets; the last column "
         "divides purechat's median by grpc-go's. *lost*: messages a member that had joined "
         "did not receive before the run ended (nothing arrived for 3 s, or 5 s after the "
-        "last send for fan-out, 15 s otherwise), summed over members. *load client CPU*: "
+        "last send for fan-out, 15 s otherwise), summed over members: still queued in a "
+        "server that fell behind, or never sent to a member whose stream had ended (the last "
+        "table says why streams ended). *load client CPU*: "
         "the load process's CPU use over the measured window; near 100% the client, not the "
         "server, sets the pace.",
     ]
@@ -702,8 +706,9 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         "",
         f"## Server memory per idle member, {scale.idle_members:,} members",
         "",
-        "RSS of a fresh server after all joined (100 joining at a time), minus its RSS "
-        "before the first, divided by the members.",
+        "RSS of a fresh server once all have joined (100 joining at a time) or the server "
+        "ended their streams, minus its RSS before the first, divided by the members whose "
+        "streams it still held.",
         "",
         *HEADER,
         *_table(results, "memory", "memory"),
@@ -826,7 +831,7 @@ def check_smoke(results: dict[str, Any], scale: Scale) -> list[str]:
                 if s["join"]["confirmed"] != scale.join_members:
                     problems.append(f"{kind} {key}: {s['join']}")
         for s in runs["memory"][kind]:
-            if s["join"]["joined"] != scale.idle_members or not s["rss_kib"]["after"]:
+            if s["held"] != scale.idle_members or not s["rss_kib"]["after"]:
                 problems.append(f"{kind} memory: {s['join']} {s['rss_kib']}")
         for s in runs["latency"][kind]:
             if not s["latency"]["count"]:

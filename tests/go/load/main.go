@@ -976,7 +976,14 @@ func main() {
 		mark("hello", phase)
 	}
 	if cfg.pause {
-		line, _ := json.Marshal(map[string]interface{}{"event": "joined", "join": join})
+		// Members whose streams the server still holds: what its memory is holding.
+		held := 0
+		for _, m := range r.members {
+			if m.joined && atomic.LoadInt32(&m.ended) == 0 {
+				held++
+			}
+		}
+		line, _ := json.Marshal(map[string]interface{}{"event": "joined", "join": join, "held": held})
 		fmt.Println(string(line))
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	}
