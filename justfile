@@ -22,7 +22,9 @@ lint:
     ruff format --check .
     mypy
 
-# Benchmarks: purechat beside a grpcio-asyncio server; writes BENCHMARKS.md (minutes).
+# Benchmarks: purechat beside the tutorial's grpc-go server and a grpcio-asyncio server,
+# grpc-go members as the load (needs Go, as the grpc-go tests); writes BENCHMARKS.md,
+# bench/fanout.png and bench/results.json (about 20 minutes).
 bench:
     python bench/run.py
 
@@ -30,6 +32,7 @@ bench:
 bench-smoke:
     python bench/run.py --smoke
 
-# Where the server spends its time (py-spy), fan-out at 100 members; RATE=0 is flat out.
+# Where the server spends its time (py-spy) while 100 grpc-go members receive; RATE=0 is
+# one sender flat out.
 profile RATE="0":
     python bench/profile.py {{RATE}}

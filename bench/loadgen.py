@@ -96,6 +96,7 @@ class Member:
         self.window = window
         self.send_window = 65535  # the server's, for our DATA
         self.stream_send_window = 65535
+        self.peer_initial_window = 65535
         self.window_opened = trio.Event()
         self.writing = trio.Lock()  # the sender's data and the reader's replies share it
 
@@ -220,8 +221,9 @@ class Member:
     def _apply_settings(self, payload: bytes) -> None:
         for at in range(0, len(payload) - 5, 6):
             key, value = struct.unpack_from(">HI", payload, at)
-            if key == 0x4:
-                self.stream_send_window += value - 65535
+            if key == 0x4:  # relative to the previous setting: grpc-go changes it (BDP)
+                self.stream_send_window += value - self.peer_initial_window
+                self.peer_initial_window = value
                 self.window_opened.set()
 
 

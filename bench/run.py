@@ -1,72 +1,138 @@
-"""`just bench`: purechat beside a grpcio-asyncio server of the same contract, same load.
+"""`just bench`: purechat beside the tutorial's grpc-go server and a grpcio-asyncio server.
 
-Each scenario starts a fresh server, drives it with bench/loadgen.py worker processes
-(raw HTTP/2 members, one connection each), and stops it; purechat and the reference
-run one after the other in the same run. The server is pinned to one core and the
-load generator to the other, so they do not steal each other's time. Results go to
-BENCHMARKS.md (and bench/fanout.png); `--smoke` is a seconds-long run for CI that
-checks the machinery, not the speed.
+The load is tests/go/load: grpc-go members of the original chat.ChatService contract,
+one connection each, as the tutorial's Go client connects (BDP pings and window
+updates on). Every scenario runs on a fresh server process, for each of the three
+servers in turn, several times; each figure is the median with the range. Servers
+are pinned to CPU 0 and the load to CPU 1 (before exec, so every thread inherits it).
+bench/loadgen.py (raw HTTP/2, nothing decoded) drives a second, smaller series.
+Results go to BENCHMARKS.md, bench/fanout.png and bench/results.json; `--smoke` is a
+seconds-long run for CI that checks the machinery (and fails loudly when the Go
+programs do not build or the load client miscounts), not the speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("purechat", "grpcio-asyncio")
+sys.path.insert(0, str(ROOT))
+from tests.gobuild import GoBuilder  # noqa: E402 -- the repository root is not on sys.path
+
+SERVERS = ("purechat", "grpc-go", "grpcio-asyncio")
 SERVER_CPU, LOAD_CPUS = {0}, {1}
+PURECHAT_FLAGS = (
+    "--store memory:// --rate-limit 0 --max-conns-per-addr 0 --port 0 --log-level warning"
+)
+
+Summary = dict[str, Any]  # one JSON summary of tests/go/load
 
 
 @dataclass(frozen=True)
 class Scale:
-    warmup: float
-    measure: float
-    sizes: tuple[int, ...]
-    idle_members: int
+    repeats: int
+    fanout_sizes: tuple[int, ...]
+    # tests/go/load flags for the flat-out sender: a window, or (smoke) a count.
+    fanout_send: tuple[str, ...]
+    latency_members: int
     latency_rate: float
-    stall_size: int
-    # The two-server fan-out runs four busy processes on two cores and varies a lot
-    # from run to run: it is repeated, and the median reported with the range.
-    shared_repeats: int = 5
+    latency_send: tuple[str, ...]
+    join_members: int
+    idle_members: int
+    stall_members: int
+    shared_size: int
+    # The two-server run has four busy processes on two cores and varies a lot.
+    shared_repeats: int
+    raw_sizes: tuple[int, ...]
+    raw_warmup: float
+    raw_measure: float
 
 
 FULL = Scale(
-    warmup=2.0,
-    measure=5.0,
-    sizes=(10, 100, 1000),
-    idle_members=10_000,
+    repeats=3,
+    fanout_sizes=(100, 1000),
+    fanout_send=("-messages", "0", "-duration", "7s", "-warmup", "2s", "-drain", "5s"),
+    latency_members=100,
     latency_rate=500.0,
-    stall_size=20,
+    latency_send=("-messages", "0", "-duration", "6s", "-warmup", "1s"),
+    join_members=2000,
+    idle_members=10_000,
+    stall_members=100,
+    shared_size=100,
+    shared_repeats=5,
+    raw_sizes=(100, 1000),
+    raw_warmup=1.0,
+    raw_measure=3.0,
 )
 SMOKE = Scale(
-    warmup=0.3,
-    measure=0.7,
-    sizes=(10,),
+    repeats=1,
+    fanout_sizes=(10,),
+    fanout_send=("-messages", "200"),
+    latency_members=10,
+    latency_rate=100.0,
+    latency_send=("-messages", "30"),
+    join_members=20,
     idle_members=40,
-    latency_rate=50.0,
-    stall_size=5,
+    stall_members=10,
+    shared_size=10,
     shared_repeats=1,
+    raw_sizes=(10,),
+    raw_warmup=0.3,
+    raw_measure=0.7,
 )
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(cpus):
-        os.sched_setaffinity(pid, cpus)
+def _pin_before_exec(cpus: set[int]) -> Callable[[], None] | None:
+    """A preexec_fn pinning the child, so every thread it starts inherits the core."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) <= max(cpus):
+        return None
+    return partial(os.sched_setaffinity, 0, cpus)
+
+
+async def _spawn(
+    nursery: trio.Nursery,
+    command: list[str],
+    cpus: set[int],
+    *,
+    stdin: int | None = subprocess.DEVNULL,
+    stderr: Any = None,
+) -> trio.Process:
+    """A child process owned by nursery, stdout piped, pinned to cpus from its start."""
+    process: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            command,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            check=False,
+            # Only a system call runs between fork and exec: safe with threads around.
+            preexec_fn=_pin_before_exec(cpus),
+        )
+    )
+    return process
 
 
 def rss_kib(pid: int) -> int:
@@ -76,7 +142,8 @@ def rss_kib(pid: int) -> int:
 
 
 class Lines:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream | None) -> None:
+        assert stream is not None
         self.stream = stream
         self.buffer = b""
 
@@ -90,141 +157,194 @@ class Lines:
         return line.decode()
 
 
+@dataclass(frozen=True)
+class GoPrograms:
+    load: Path
+    server: Path
+
+
+def build_go(work: Path) -> GoPrograms:
+    """The load client and the tutorial's server, built offline (tests/gobuild.py)."""
+    builder = GoBuilder(work)
+    return GoPrograms(builder.build("tests/go/load"), builder.build("bench/go/server"))
+
+
 @dataclass
 class Server:
     kind: str
     process: trio.Process
-    port: int
+    address: str
+    # What it logged, once stopped: purechat's warnings, one key per kind.
+    log: dict[str, int] = field(default_factory=dict)
 
 
-async def start_server(
-    nursery: trio.Nursery, kind: str, store: str = "memory://", cpus: set[int] = SERVER_CPU
-) -> Server:
+def _log_kinds(log: Path) -> dict[str, int]:
+    """Lines of a log counted by kind: timestamps dropped, peer addresses folded."""
+    kinds: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        untimed = re.sub(r"^\d{4}-\d\d-\d\d \S+ ", "", line)
+        kinds[re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "PEER", untimed)[:300]] += 1
+    return dict(kinds)
+
+
+def _server_command(kind: str, go: GoPrograms, store: str) -> list[str]:
     if kind == "purechat":
-        command = [
-            sys.executable,
-            "-m",
-            "purechat",
-            "serve",
-            "--port",
-            "0",
-            "--store",
-            store,
-            "--log-level",
-            "warning",
-            # all the load comes from one address, and floods on purpose
-            "--rate-limit",
-            "0",
-            "--max-conns-per-addr",
-            "0",
-        ]
-    else:
-        command = [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
-    process = await _spawn(nursery, command, cpus, stdin=subprocess.DEVNULL)
-    assert process.stdout is not None
-    line = await Lines(process.stdout).next()
-    port = int(re.search(r":(\d+)", line)[1])  # type: ignore[index]
-    return Server(kind, process, port)
+        flags = PURECHAT_FLAGS.replace("memory://", store).split()
+        return [sys.executable, "-m", "purechat", "serve", *flags]
+    if kind == "grpc-go":
+        return [str(go.server), "127.0.0.1:0"]
+    return [sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port", "0"]
 
 
-async def _spawn(
-    nursery: trio.Nursery, command: list[str], cpus: set[int], *, stdin: int
-) -> trio.Process:
-    """A child process owned by nursery, stdout piped, pinned to cpus."""
-    process: trio.Process = await nursery.start(
-        partial(trio.run_process, command, stdin=stdin, stdout=subprocess.PIPE, check=False)
-    )
-    _pin(process.pid, cpus)
-    return process
+@asynccontextmanager
+async def serving(
+    kind: str, go: GoPrograms, *, store: str = "memory://", cpus: set[int] = SERVER_CPU
+) -> AsyncIterator[Server]:
+    """A fresh server of kind, ready, stopped on exit; its stderr kept in a file."""
+    with tempfile.TemporaryDirectory() as logs:
+        log = Path(logs) / "server.log"
+        async with trio.open_nursery() as nursery:
+            command = _server_command(kind, go, store)
+            with log.open("wb") as stderr:
+                process = await _spawn(nursery, command, cpus, stderr=stderr)
+            try:
+                with trio.fail_after(30):
+                    line = await Lines(process.stdout).next()
+            except (RuntimeError, trio.TooSlowError):
+                process.kill()
+                raise RuntimeError(f"{kind} did not start: {log.read_text()[-2000:]}") from None
+            found = re.search(r"(\d+\.\d+\.\d+\.\d+):(\d+)", line)
+            assert found is not None, line
+            server = Server(kind, process, f"{found[1]}:{found[2]}")
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    process.terminate()
+                    with trio.move_on_after(10):
+                        await process.wait()
+                    process.kill()
+                nursery.cancel_scope.cancel()
+                if kind == "purechat":  # the others log every message or nothing useful
+                    server.log = _log_kinds(log)
 
 
-async def stop_server(server: Server) -> None:
-    server.process.terminate()
-    with trio.move_on_after(10):
-        await server.process.wait()
-    server.process.kill()
+async def go_load(
+    go: GoPrograms,
+    addresses: list[str],
+    *flags: str,
+    paused: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    bound: float = 300.0,
+) -> Summary:
+    """Run tests/go/load on the load core and return its summary.
 
-
-class Worker:
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        assert process.stdout is not None
-        self.lines = Lines(process.stdout)
-
-    @classmethod
-    async def start(cls, nursery: trio.Nursery, port: int, members: int, *flags: str) -> Worker:
-        command = [
-            sys.executable,
-            str(ROOT / "bench" / "loadgen.py"),
-            "--port",
-            str(port),
-            "--members",
-            str(members),
-            *flags,
-        ]
-        worker = cls(await _spawn(nursery, command, LOAD_CPUS, stdin=subprocess.PIPE))
-        ready = json.loads(await worker.lines.next())
-        worker.connect_seconds = ready["connect_seconds"]
-        return worker
-
-    connect_seconds: float = 0.0
-
-    async def go(
-        self, measure_from: float, measure_until: float, send_rate: float | None = None
-    ) -> None:
-        assert self.process.stdin is not None
-        command = {
-            "measure_from": measure_from,
-            "measure_until": measure_until,
-            "send_rate": send_rate,
-        }
-        await self.process.stdin.send_all((json.dumps(command) + "\n").encode())
-
-    async def result(self) -> dict:  # type: ignore[type-arg]
-        return json.loads(await self.lines.next())  # type: ignore[no-any-return]
-
-
-def _spread(total: int, parts: int) -> list[int]:
-    parts = max(1, min(parts, total))
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-async def room_run(
-    kind: str,
-    size: int,
-    scale: Scale,
-    *,
-    rate: float = 0.0,
-    latency: bool = False,
-    stalled: bool = False,
-) -> dict[str, float]:
-    """One sender and size-1 other members; deliveries/s and latency over the window."""
-    async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, kind)
-        flags = ("--latency",) if latency else ()
-        receivers = [
-            await Worker.start(nursery, server.port, n, *flags) for n in _spread(size - 1, 2)
-        ]
-        extra = []
-        if stalled:
-            extra.append(
-                await Worker.start(nursery, server.port, 1, "--stalled", "--window", "65535")
+    With `paused`, the client stops after joining and `paused` runs meanwhile with the
+    client's joined event (the memory measurement). A client that exits non-zero fails
+    the run, loudly.
+    """
+    command = [str(go.load), "-json", "-addr", ",".join(addresses), "-timeout", f"{bound}s"]
+    command += [*flags, *(("-pause",) if paused else ())]
+    with tempfile.TemporaryFile() as stderr, trio.fail_after(bound + 60):
+        async with trio.open_nursery() as nursery:
+            process = await _spawn(
+                nursery, command, LOAD_CPUS, stdin=subprocess.PIPE, stderr=stderr
             )
-        sender = await Worker.start(nursery, server.port, 1, *flags)
-        start = time.time() + 0.2
-        window = (start + scale.warmup, start + scale.warmup + scale.measure)
-        for worker in [*receivers, *extra]:
-            await worker.go(*window)
-        await sender.go(*window, send_rate=rate)
-        results = [await w.result() for w in [*receivers, sender]]
-        await stop_server(server)
-        nursery.cancel_scope.cancel()
-    return _outcome(results, scale)  # the stalled member's (nothing) is not counted
+            lines = Lines(process.stdout)
+            try:
+                if paused:
+                    assert process.stdin is not None
+                    await paused(json.loads(await lines.next()))
+                    await process.stdin.send_all(b"\n")
+                summary: Summary = json.loads(await lines.next())
+            except RuntimeError:
+                summary = {}
+            await process.wait()
+        if process.returncode or not summary:
+            stderr.seek(0)
+            said = stderr.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(
+                f"load client exited {process.returncode}: {' '.join(command)}\n{said}"
+            )
+    return summary
 
 
-async def shared_run(size: int, scale: Scale, *, rate: float = 0.0) -> dict[str, float]:
-    """Two purechat servers on one redis-server; members split between them, the sender
-    on the first. Each server pinned to a core of its own; Redis and the load share them."""
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# Scenarios: each returns the load client's summary, with the server's log added.
+
+
+async def fanout(kind: str, go: GoPrograms, members: int, send: tuple[str, ...]) -> Summary:
+    """One sender flat out into members (the sender included)."""
+    async with serving(kind, go) as server:
+        summary = await go_load(go, [server.address], "-members", str(members), *send)
+    return summary | {"server_log": server.log}
+
+
+async def stalled(kind: str, go: GoPrograms, members: int, send: tuple[str, ...]) -> Summary:
+    """The fan-out with one more member that never reads."""
+    async with serving(kind, go) as server:
+        summary = await go_load(
+            go, [server.address], "-members", str(members), "-nonreaders", "1", *send
+        )
+    return summary | {"server_log": server.log}
+
+
+async def latency(kind: str, go: GoPrograms, scale: Scale) -> Summary:
+    """One sender at a steady rate; latency of every delivery."""
+    async with serving(kind, go) as server:
+        summary = await go_load(
+            go,
+            [server.address],
+            *("-members", str(scale.latency_members), "-rate", str(scale.latency_rate)),
+            *scale.latency_send,
+        )
+    return summary | {"server_log": server.log}
+
+
+async def joins(kind: str, go: GoPrograms, members: int, concurrency: int) -> Summary:
+    """members joining (concurrency 1: one after another; 0: all at once), no data."""
+    async with serving(kind, go) as server:
+        summary = await go_load(
+            go,
+            [server.address],
+            *("-members", str(members), "-senders", "0", "-join-concurrency", str(concurrency)),
+            *("-join-timeout", "240s"),
+        )
+    return summary | {"server_log": server.log}
+
+
+async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
+    """Server RSS growth per member, members idle, on a fresh process (Python does not
+    give freed memory back, so nothing else may have run on it)."""
+    async with serving(kind, go) as server:
+        await trio.sleep(0.5)
+        before = rss_kib(server.process.pid)
+        after: list[int] = []
+        held: list[int] = []
+
+        async def measure(joined: dict[str, Any]) -> None:
+            await trio.sleep(1.0)  # let the last joins settle
+            after.append(rss_kib(server.process.pid))
+            held.append(joined["held"])
+
+        summary = await go_load(
+            go,
+            [server.address],
+            *("-members", str(members), "-senders", "0", "-join-concurrency", "100"),
+            *("-probe-interval", "1s", "-join-timeout", "240s"),
+            paused=measure,
+        )
+    summary["rss_kib"] = {"before": before, "after": after[0]}
+    summary["held"] = held[0]  # members in the room when measured (not ended by the server)
+    summary["kib_per_member"] = (after[0] - before) / held[0] if held[0] else math.nan
+    return summary | {"server_log": server.log}
+
+
+async def shared(go: GoPrograms, members: int, flags: tuple[str, ...]) -> Summary:
+    """Two purechat servers on one redis-server, members on both, the sender on the first.
+    Each server on a core of its own; Redis and the load client share them."""
     redis = shutil.which("redis-server") or shutil.which("valkey-server")
     assert redis is not None
     with socket.socket() as probe:
@@ -241,103 +361,198 @@ async def shared_run(size: int, scale: Scale, *, rate: float = 0.0) -> dict[str,
         )
         await trio.sleep(0.5)
         url = f"redis://127.0.0.1:{redis_port}/0"
-        first = await start_server(nursery, "purechat", url, {0})
-        second = await start_server(nursery, "purechat", url, {1})
-        flags = ("--latency",) if rate else ()
-        halves = _spread(size - 1, 2)
-        receivers = [
-            await Worker.start(nursery, first.port, halves[0], *flags),
-            await Worker.start(nursery, second.port, halves[1], *flags),
-        ]
-        sender = await Worker.start(nursery, first.port, 1, *flags)
-        start = time.time() + 0.2
-        window = (start + scale.warmup, start + scale.warmup + scale.measure)
-        for worker in receivers:
-            await worker.go(*window)
-        await sender.go(*window, send_rate=rate)
-        results = [await w.result() for w in [*receivers, sender]]
-        for server in (first, second):
-            await stop_server(server)
-        nursery.cancel_scope.cancel()
-    return _outcome(results, scale)
-
-
-def _outcome(results: list[dict], scale: Scale) -> dict[str, float]:  # type: ignore[type-arg]
-    """Deliveries a second over the window, and latency percentiles where measured."""
-    received = sum(r["received"] for r in results)
-    latencies = sorted(n for r in results for n in r["latencies_ns"])
-    outcome = {"deliveries_per_s": received / scale.measure}
-    if latencies:
-        outcome |= {
-            "p50_ms": latencies[len(latencies) // 2] / 1e6,
-            "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6,
-            "max_ms": latencies[-1] / 1e6,
-        }
-    return outcome
-
-
-async def idle_run(kind: str, members: int, scale: Scale) -> dict[str, float]:
-    """members idle members: how fast they join, and server memory per member.
-
-    A member has joined when a message sent to the room reaches it: a probe member
-    sends two a second, and the join rate is members over the time until all have one.
-    """
-    async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, kind)
-        await trio.sleep(0.5)
-        before = rss_kib(server.process.pid)
-        started = time.monotonic()
-        probe = await Worker.start(nursery, server.port, 1)
-        await probe.go(time.time(), time.time() + 300, send_rate=2.0)
-        async with trio.open_nursery() as joining:
-            workers: list[Worker] = []
-            for n in _spread(members, 4):
-                joining.start_soon(_append_worker, workers, nursery, server.port, n)
-        for worker in workers:
-            await worker.go(time.time(), time.time() + 120)
-        results = [await w.result() for w in workers]
-        join_seconds = time.monotonic() - started
-        after = rss_kib(server.process.pid)
-        await stop_server(server)
-        nursery.cancel_scope.cancel()
-    return {
-        "joins_per_s": members / join_seconds,
-        "kib_per_member": (after - before) / members,
-        "reached": sum(r["members_reached"] for r in results),
-    }
-
-
-async def _append_worker(workers: list[Worker], nursery: trio.Nursery, port: int, n: int) -> None:
-    workers.append(await Worker.start(nursery, port, n, "--until-reached"))
-
-
-async def measure_all(scale: Scale) -> dict[str, dict]:  # type: ignore[type-arg]
-    results: dict[str, dict] = {kind: {} for kind in SERVERS}  # type: ignore[type-arg]
-    for kind in SERVERS:
-        for size in scale.sizes:
-            print(f"{kind}: fan-out, {size} members", file=sys.stderr, flush=True)
-            results[kind][f"fanout_{size}"] = await room_run(kind, size, scale)
-            print(f"{kind}: latency, {size} members", file=sys.stderr, flush=True)
-            results[kind][f"latency_{size}"] = await room_run(
-                kind, size, scale, rate=scale.latency_rate, latency=True
+        async with (
+            serving("purechat", go, store=url, cpus={0}) as first,
+            serving("purechat", go, store=url, cpus={1}) as second,
+        ):
+            summary = await go_load(
+                go, [first.address, second.address], "-members", str(members), *flags
             )
-        print(f"{kind}: {scale.idle_members} idle members", file=sys.stderr, flush=True)
-        results[kind]["idle"] = await idle_run(kind, scale.idle_members, scale)
-        print(f"{kind}: stalled member", file=sys.stderr, flush=True)
-        results[kind]["stall_without"] = await room_run(kind, scale.stall_size, scale)
-        results[kind]["stall_with"] = await room_run(kind, scale.stall_size, scale, stalled=True)
+        nursery.cancel_scope.cancel()
+    return summary | {"server_log": _merged(first.log, second.log)}
+
+
+def _merged(*logs: dict[str, int]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for log in logs:
+        total.update(log)
+    return dict(total)
+
+
+# The second series: bench/loadgen.py's raw HTTP/2 members (nothing decoded, no BDP pings).
+
+
+class Worker:
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines = Lines(process.stdout)
+
+    @classmethod
+    async def start(cls, nursery: trio.Nursery, address: str, members: int) -> Worker:
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "loadgen.py"),
+            *("--port", address.rpartition(":")[2], "--members", str(members)),
+        ]
+        worker = cls(await _spawn(nursery, command, LOAD_CPUS, stdin=subprocess.PIPE))
+        json.loads(await worker.lines.next())  # connected
+        return worker
+
+    async def go(self, window: tuple[float, float], send_rate: float | None = None) -> None:
+        assert self.process.stdin is not None
+        command = {"measure_from": window[0], "measure_until": window[1], "send_rate": send_rate}
+        await self.process.stdin.send_all((json.dumps(command) + "\n").encode())
+
+    async def result(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(await self.lines.next())
+        return result
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def raw_fanout(kind: str, go: GoPrograms, members: int, scale: Scale) -> Summary:
+    """The flat-out fan-out with bench/loadgen.py members: deliveries/s over the window."""
+    async with serving(kind, go) as server, trio.open_nursery() as nursery:
+        receivers = [
+            await Worker.start(nursery, server.address, n) for n in _spread(members - 1, 2)
+        ]
+        sender = await Worker.start(nursery, server.address, 1)
+        start = time.time() + 0.2
+        window = (start + scale.raw_warmup, start + scale.raw_warmup + scale.raw_measure)
+        for worker in receivers:
+            await worker.go(window)
+        await sender.go(window, send_rate=0.0)
+        results = [await w.result() for w in [*receivers, sender]]
+        nursery.cancel_scope.cancel()
+    received = sum(r["received"] for r in results)
+    return {"deliveries_per_s": received / scale.raw_measure}
+
+
+# Figures: the median of the runs, with the range.
+
+
+@dataclass(frozen=True)
+class Figure:
+    median: float
+    low: float
+    high: float
+    runs: list[float]
+
+
+def figure(values: list[float]) -> Figure:
+    """Median and range of the runs that measured something (NaN: not measured)."""
+    ordered = sorted(v for v in values if not math.isnan(v))
+    if not ordered:
+        return Figure(math.nan, math.nan, math.nan, values)
+    return Figure(statistics.median(ordered), ordered[0], ordered[-1], values)
+
+
+Extract = Callable[[Summary], float]
+
+
+def _latency(summary: Summary, which: str) -> float:
+    measured: dict[str, float] = summary["latency"]
+    return measured[which] if measured["count"] else math.nan
+
+
+# What each scenario reports: (row label, value from a summary, format, whether
+# purechat / grpc-go means something for it).
+ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
+    "fanout": [
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True),
+        ("lost", lambda s: s["lost"], "{:,.0f}", False),
+        ("members whose stream ended", lambda s: s["ended_members"], "{:,.0f}", False),
+        ("load client CPU", lambda s: 100 * s["client_cpu_share"], "{:.0f}%", False),
+    ],
+    "latency": [
+        ("p50 ms", lambda s: _latency(s, "p50_ms"), "{:.1f}", True),
+        ("p99 ms", lambda s: _latency(s, "p99_ms"), "{:.1f}", True),
+        ("max ms", lambda s: _latency(s, "max_ms"), "{:.1f}", True),
+        ("messages sent", lambda s: s["sent"], "{:,.0f}", False),
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True),
+        ("lost", lambda s: s["lost"], "{:,.0f}", False),
+        ("members whose stream ended", lambda s: s["ended_members"], "{:,.0f}", False),
+    ],
+    "joins": [
+        ("joins/s", lambda s: s["join"]["joins_per_s"] or math.nan, "{:,.0f}", True),
+        ("seconds until all joined", lambda s: s["join"]["joined_seconds"], "{:.2f}", True),
+        ("members joined", lambda s: s["join"]["confirmed"], "{:,.0f}", False),
+    ],
+    "memory": [
+        ("KiB per member", lambda s: s["kib_per_member"], "{:.1f}", True),
+        ("members in the room when measured", lambda s: s["held"], "{:,.0f}", False),
+    ],
+    "raw": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True)],
+}
+
+
+Scenario = Callable[[str], Awaitable[Summary]]  # run for one server kind
+
+
+def _each_kind(scenario: Callable[..., Awaitable[Summary]], *args: Any) -> Scenario:
+    return lambda kind: scenario(kind, *args)
+
+
+async def measure_all(scale: Scale, go: GoPrograms) -> dict[str, Any]:
+    """Every scenario for every server, scale.repeats times each.
+
+    Returns {"runs": {scenario: {kind: [summary, ...]}}, "figures": {scenario: {kind:
+    {row: Figure}}}}.
+    """
+    plan: list[tuple[str, str, Scenario]] = [
+        (f"fanout_{size}", "fanout", _each_kind(fanout, go, size, scale.fanout_send))
+        for size in scale.fanout_sizes
+    ]
+    plan += [
+        ("latency", "latency", _each_kind(latency, go, scale)),
+        ("joins_one_by_one", "joins", _each_kind(joins, go, scale.join_members, 1)),
+        ("joins_all_at_once", "joins", _each_kind(joins, go, scale.join_members, 0)),
+        ("memory", "memory", _each_kind(idle_memory, go, scale.idle_members)),
+        ("stall", "fanout", _each_kind(stalled, go, scale.stall_members, scale.fanout_send)),
+    ]
+    plan += [
+        (f"raw_{size}", "raw", _each_kind(raw_fanout, go, size, scale)) for size in scale.raw_sizes
+    ]
+    runs: dict[str, dict[str, list[Summary]]] = {}
+    rows = {key: row_kind for key, row_kind, _ in plan}
+    for key, _, scenario in plan:
+        runs[key] = {kind: [] for kind in SERVERS}
+        for kind in SERVERS:
+            for repeat in range(scale.repeats):
+                _log(f"{key}: {kind}, run {repeat + 1} of {scale.repeats}")
+                runs[key][kind].append(await scenario(kind))
     if shutil.which("redis-server") or shutil.which("valkey-server"):
-        size = scale.sizes[-1] if len(scale.sizes) == 1 else 100
-        print(f"purechat: two servers on one Redis, {size} members", file=sys.stderr, flush=True)
-        runs = [await shared_run(size, scale) for _ in range(scale.shared_repeats)]
-        runs.sort(key=lambda run: run["deliveries_per_s"])
-        results["shared"] = {
-            "size": size,
-            "fanout": runs[len(runs) // 2],
-            "fanout_runs": [run["deliveries_per_s"] for run in runs],
-            "latency": await shared_run(size, scale, rate=scale.latency_rate),
+        for key, row_kind, repeats, flags in (
+            ("shared_fanout", "fanout", scale.shared_repeats, scale.fanout_send),
+            (
+                "shared_latency",
+                "latency",
+                scale.repeats,
+                ("-rate", str(scale.latency_rate), *scale.latency_send),
+            ),
+        ):
+            rows[key] = row_kind
+            runs[key] = {"purechat": []}
+            for repeat in range(repeats):
+                _log(f"{key}: two purechat servers on Redis, run {repeat + 1} of {repeats}")
+                runs[key]["purechat"].append(await shared(go, scale.shared_size, flags))
+    figures = {
+        key: {
+            kind: {
+                label: asdict(figure([extract(s) for s in summaries]))
+                for label, extract, _, _ in ROWS[rows[key]]
+            }
+            for kind, summaries in by_kind.items()
         }
-    return results
+        for key, by_kind in runs.items()
+    }
+    return {"runs": runs, "figures": figures}
+
+
+# The report.
 
 
 def machine() -> str:
@@ -352,138 +567,282 @@ def machine() -> str:
     )
 
 
-def report(results: dict[str, dict], scale: Scale, command: str) -> str:  # type: ignore[type-arg]
-    ours, peer = results["purechat"], results["grpcio-asyncio"]
+def _versions() -> str:
+    go = subprocess.run(["go", "version"], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"go(\d+\.\d+(\.\d+)?)", go)
+    grpc_go = "?"
+    version_go = Path("/usr/share/gocode/src/google.golang.org/grpc/version.go")
+    if version_go.exists() and (v := re.search(r'Version = "([^"]+)"', version_go.read_text())):
+        grpc_go = v[1]
+    import grpc  # noqa: PLC0415 -- only for its version
 
-    def ratio(key: str, field: str) -> str:
-        a, b = ours[key].get(field), peer[key].get(field)
-        return f"{a / b:.1f}x" if a and b else "n/a"
+    return f"grpc-go {grpc_go} (Go {found[1] if found else '?'}), grpcio {grpc.__version__}"
 
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "?"
+
+
+def _cell(f: dict[str, Any], form: str) -> str:
+    if math.isnan(f["median"]):  # not measured
+        return "n/a"
+    text = form.format(f["median"])
+    if f["low"] != f["high"]:
+        text += f" ({form.format(f['low'])} to {form.format(f['high'])})"
+    return text
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if not (math.isnan(a) or math.isnan(b)) and b else "n/a"
+
+
+def _table(results: dict[str, Any], key: str, rows: str, prefix: str = "") -> list[str]:
+    """Rows of one scenario: the three servers side by side, and purechat / grpc-go."""
+    figures = results["figures"][key]
+    lines = []
+    for label, _, form, compare in ROWS[rows]:
+        cells = [_cell(figures[kind][label], form) for kind in SERVERS]
+        ratio = ""
+        if compare:
+            ours, theirs = figures["purechat"][label]["median"], figures["grpc-go"][label]["median"]
+            ratio = _ratio(ours, theirs)
+        lines.append(f"| {prefix}{label} | {' | '.join(cells)} | {ratio} |")
+    return lines
+
+
+HEADER = [
+    "| | purechat | grpc-go (tutorial) | grpcio-asyncio | purechat / grpc-go |",
+    "|---|---:|---:|---:|---:|",
+]
+
+
+def _what_ended_streams(results: dict[str, Any]) -> list[str]:
+    """Every status that ended a stream, GOAWAY the client logged, purechat warning."""
+    lines = []
+    for key, by_kind in results["runs"].items():
+        if key.startswith("raw_"):
+            continue
+        for kind, summaries in by_kind.items():
+            seen: Counter[str] = Counter()
+            for s in summaries:
+                for group in ("errors", "send_errors", "grpc_log", "server_log"):
+                    for what, count in (s.get(group) or {}).items():
+                        seen[f"{group.replace('_', ' ')}: {what}"] += count
+                for what, count in (s.get("nonreader_outcomes") or {}).items():
+                    seen[f"the member that never reads: {what}"] += count
+            runs = len(summaries)
+            for what, count in sorted(seen.items()):
+                lines.append(f"| {key} | {kind} | {count:,} in {runs} runs | `{what}` |")
+    return lines
+
+
+def report(results: dict[str, Any], scale: Scale, command: str) -> str:
+    meta = results["meta"]
     lines = [
         "# Benchmarks",
         "",
-        f"Made by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
-        f"Machine: {machine()}. Server pinned to one core, load generator to the other.",
-        "Load: bench/loadgen.py, raw HTTP/2 members of the original `chat.ChatService` "
-        "contract, one connection each, 64-byte texts; "
-        "purechat with `--store memory:// --rate-limit 0 --max-conns-per-addr 0`.",
+        f"Made by `{command}` on {meta['date']} at commit {meta['commit']}.",
+        f"Machine: {meta['machine']}. Each server process is pinned to CPU 0 and the load "
+        "to CPU 1 (`os.sched_setaffinity` before exec, so every thread of theirs stays "
+        "there); a fresh server for every run.",
         "",
-        "## Fan-out: one sender as fast as the server accepts",
+        "Servers: **purechat** (`purechat serve "
+        f"{PURECHAT_FLAGS}`); **grpc-go (tutorial)**: the tutorial's Go server as written "
+        "(bench/go/server: one broadcaster holding a lock while it sends to each member); "
+        "**grpcio-asyncio**: bench/reference_server.py, the same server written plainly with "
+        f"grpcio's asyncio API. {meta['versions']}.",
         "",
-        "| members | purechat deliveries/s | grpcio-asyncio deliveries/s | ratio |",
-        "|---:|---:|---:|---:|",
+        "Load: tests/go/load, grpc-go members of the original `chat.ChatService/JoinChat` "
+        "contract in one process, one connection per member, default dial options as the "
+        "tutorial's client (BDP pings and window updates on), 64-byte texts. Every figure "
+        f"is the median of {scale.repeats} runs with the range in brackets; the last column "
+        "divides purechat's median by grpc-go's. *lost*: messages a member that had joined "
+        "did not receive before the run ended (nothing arrived for 3 s, or 5 s after the "
+        "last send for fan-out, 15 s otherwise), summed over members: still queued in a "
+        "server that fell behind, or never sent to a member whose stream had ended (the last "
+        "table says why streams ended). *load client CPU*: "
+        "the load process's CPU use over the measured window; near 100% the client, not the "
+        "server, sets the pace.",
     ]
-    for size in scale.sizes:
-        key = f"fanout_{size}"
-        lines.append(
-            f"| {size} | {ours[key]['deliveries_per_s']:,.0f} | "
-            f"{peer[key]['deliveries_per_s']:,.0f} | {ratio(key, 'deliveries_per_s')} |"
-        )
-    lines += [
-        "",
-        f"## Latency: {scale.latency_rate:.0f} messages/s into the room",
-        "",
-        "| members | server | deliveries/s | p50 ms | p99 ms | max ms |",
-        "|---:|---|---:|---:|---:|---:|",
-    ]
-    for size in scale.sizes:
-        for kind in SERVERS:
-            r = results[kind][f"latency_{size}"]
-            lines.append(
-                f"| {size} | {kind} | {r['deliveries_per_s']:,.0f} | "
-                f"{r.get('p50_ms', float('nan')):.1f} | {r.get('p99_ms', float('nan')):.1f} | "
-                f"{r.get('max_ms', float('nan')):.1f} |"
-            )
-    lines += [
-        "",
-        f"## {scale.idle_members:,} idle members",
-        "",
-        "| server | joins/s | server memory per member | reached by a message |",
-        "|---|---:|---:|---:|",
-    ]
-    for kind in SERVERS:
-        r = results[kind]["idle"]
-        lines.append(
-            f"| {kind} | {r['joins_per_s']:,.0f} | {r['kib_per_member']:.1f} KiB | "
-            f"{r['reached']:,} of {scale.idle_members:,} |"
-        )
-    lines += [
-        "",
-        f"## One member stops reading, among {scale.stall_size}",
-        "",
-        "| server | deliveries/s without | with a stalled member | change |",
-        "|---|---:|---:|---:|",
-    ]
-    for kind in SERVERS:
-        without = results[kind]["stall_without"]["deliveries_per_s"]
-        with_stall = results[kind]["stall_with"]["deliveries_per_s"]
-        change = (with_stall - without) / without * 100 if without else float("nan")
-        lines.append(f"| {kind} | {without:,.0f} | {with_stall:,.0f} | {change:+.0f}% |")
-    if "shared" in results:
-        shared = results["shared"]
-        fanout, latency = shared["fanout"], shared["latency"]
-        low, high = shared["fanout_runs"][0], shared["fanout_runs"][-1]
-        repeats = len(shared["fanout_runs"])
+    for size in scale.fanout_sizes:
         lines += [
             "",
-            f"## Two servers on one Redis, {shared['size']} members split between them",
+            f"## Fan-out: one sender flat out, {size:,} members",
             "",
-            "Each server on a core of its own; redis-server (no persistence) and the load",
-            "generator share the two cores. The sender is on the first server; every delivery",
-            "on either server comes from the room's Redis Stream. Flat out, the four busy",
-            f"processes contend for the two cores: median of {repeats} runs, which ranged from",
-            f"{low:,.0f} to {high:,.0f} deliveries/s.",
+            "The sender is a member too; deliveries/s counts messages received by all "
+            f"members over the measured window (`{' '.join(scale.fanout_send)}`).",
             "",
-            "| scenario | deliveries/s | p50 ms | p99 ms | max ms |",
-            "|---|---:|---:|---:|---:|",
-            f"| fan-out, one sender flat out | {fanout['deliveries_per_s']:,.0f} | | | |",
-            f"| {scale.latency_rate:.0f} messages/s | {latency['deliveries_per_s']:,.0f} | "
-            f"{latency.get('p50_ms', float('nan')):.1f} | {latency.get('p99_ms', float('nan')):.1f}"
-            f" | {latency.get('max_ms', float('nan')):.1f} |",
+            *HEADER,
+            *_table(results, f"fanout_{size}", "fanout"),
         ]
-    lines += ["", "![deliveries/s and p99 latency against room size](bench/fanout.png)", ""]
+    lines += [
+        "",
+        f"## Latency: {scale.latency_rate:,.0f} messages/s into {scale.latency_members} members",
+        "",
+        "From the send (the time is in the text) to the receipt, every delivery of the "
+        f"messages sent in the measured window (`{' '.join(scale.latency_send)}`).",
+        "",
+        *HEADER,
+        *_table(results, "latency", "latency"),
+        "",
+        f"## Joins: {scale.join_members:,} members",
+        "",
+        "From the first connection until every member has received something: once all "
+        "streams are open, member 0 sends a probe every 50 ms, each only after the previous "
+        "one reached every member then present (so probes do not pile up in a slow server). "
+        "One after another: each member opens its connection and stream when the previous "
+        "one's stream is open; all at once: every member at the same time. joins/s: members "
+        "joined over that time.",
+        "",
+        *HEADER,
+        *_table(results, "joins_one_by_one", "joins", "one after another: "),
+        *_table(results, "joins_all_at_once", "joins", "all at once: "),
+        "",
+        f"## Server memory per idle member, {scale.idle_members:,} members",
+        "",
+        "RSS of a fresh server once all have joined (100 joining at a time) or the server "
+        "ended their streams, minus its RSS before the first, divided by the members whose "
+        "streams it still held.",
+        "",
+        *HEADER,
+        *_table(results, "memory", "memory"),
+        "",
+        f"## One member stops reading, among {scale.stall_members}",
+        "",
+        "The flat-out fan-out again with one more member (a connection of its own) that "
+        "never calls Recv; the figures are the readers'. What happened to the non-reader is "
+        "in the last table.",
+        "",
+        *HEADER,
+        *_table(results, "stall", "fanout"),
+    ]
+    if "shared_fanout" in results["figures"]:
+        fan = results["figures"]["shared_fanout"]["purechat"]
+        lat = results["figures"]["shared_latency"]["purechat"]
+        lines += [
+            "",
+            f"## Two purechat servers on one Redis, {scale.shared_size} members",
+            "",
+            "Members alternate between the servers, the sender is on the first; every "
+            "delivery on either server comes from the room's Redis Stream. Each server on a "
+            "core of its own; redis-server (no persistence) and the load client float, so "
+            f"four busy processes share two cores: fan-out median of {scale.shared_repeats} "
+            "runs.",
+            "",
+            "| scenario | deliveries/s | lost | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| one sender flat out | {_cell(fan['deliveries/s'], '{:,.0f}')} | "
+            f"{_cell(fan['lost'], '{:,.0f}')} | | | |",
+            f"| {scale.latency_rate:,.0f} messages/s | {_cell(lat['deliveries/s'], '{:,.0f}')} | "
+            f"{_cell(lat['lost'], '{:,.0f}')} | {_cell(lat['p50 ms'], '{:.1f}')} | "
+            f"{_cell(lat['p99 ms'], '{:.1f}')} | {_cell(lat['max ms'], '{:.1f}')} |",
+        ]
+    lines += [
+        "",
+        "## Second series: raw HTTP/2 members (bench/loadgen.py)",
+        "",
+        "The flat-out fan-out with members that count messages by their length prefixes "
+        "without decoding them and send no BDP pings (two load processes and the sender's), "
+        f"over {scale.raw_measure:g} s after {scale.raw_warmup:g} s: what the servers do when "
+        "the clients cost little.",
+        "",
+        *HEADER,
+    ]
+    for size in scale.raw_sizes:
+        lines += _table(results, f"raw_{size}", "raw", f"{size:,} members: ")
+    lines += [
+        "",
+        "## What ended streams",
+        "",
+        "Summed over the runs: statuses that ended members' streams (`errors`), failed "
+        "sends, the GOAWAYs grpc-go logged, what became of the member that never reads, and "
+        "purechat's own warnings (its log at `--log-level warning`; peers and times folded).",
+        "",
+        "| scenario | server | count | what |",
+        "|---|---|---:|---|",
+        *(_what_ended_streams(results) or ["| | | | nothing |"]),
+        "",
+        "![deliveries/s against room size, and latency](bench/fanout.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def plot(results: dict[str, dict], scale: Scale, path: Path) -> None:  # type: ignore[type-arg]
+def plot(results: dict[str, Any], scale: Scale, path: Path) -> None:
     import matplotlib  # noqa: PLC0415 -- only the full run draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figures = results["figures"]
+    chart, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for kind in SERVERS:
-        left.plot(
-            scale.sizes,
-            [results[kind][f"fanout_{s}"]["deliveries_per_s"] for s in scale.sizes],
-            marker="o",
-            label=kind,
-        )
-        right.plot(
-            scale.sizes,
-            [results[kind][f"latency_{s}"].get("p99_ms", float("nan")) for s in scale.sizes],
-            marker="o",
-            label=kind,
-        )
+        values = [figures[f"fanout_{s}"][kind]["deliveries/s"] for s in scale.fanout_sizes]
+        medians = [v["median"] for v in values]
+        errors = [
+            [m - v["low"] for m, v in zip(medians, values, strict=True)],
+            [v["high"] - m for m, v in zip(medians, values, strict=True)],
+        ]
+        left.errorbar(scale.fanout_sizes, medians, yerr=errors, marker="o", capsize=3, label=kind)
     left.set(
         xscale="log",
         yscale="log",
         xlabel="members",
         ylabel="deliveries/s",
-        title="fan-out, one sender flat out",
+        title="fan-out, one sender flat out (grpc-go members)",
     )
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    labels = ["p50 ms", "p99 ms", "max ms"]
+    width = 0.25
+    for i, kind in enumerate(SERVERS):
+        values = [figures["latency"][kind][label]["median"] for label in labels]
+        right.bar([x + (i - 1) * width for x in range(len(labels))], values, width, label=kind)
     right.set(
-        xscale="log",
         yscale="log",
-        xlabel="members",
-        ylabel="p99 latency, ms",
-        title=f"{scale.latency_rate:.0f} messages/s",
+        xticks=range(len(labels)),
+        xticklabels=labels,
+        ylabel="ms",
+        title=f"latency, {scale.latency_rate:,.0f} messages/s into {scale.latency_members}",
     )
-    for axes in (left, right):
-        axes.grid(True, which="both", alpha=0.3)
-        axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    right.grid(True, axis="y", which="both", alpha=0.3)
+    right.legend()
+    chart.tight_layout()
+    chart.savefig(path, dpi=100)
+
+
+def check_smoke(results: dict[str, Any], scale: Scale) -> list[str]:
+    """What must hold even on a loaded CI machine: the machinery counts right."""
+    problems = []
+    runs = results["runs"]
+    for kind in SERVERS:
+        for s in runs[f"fanout_{scale.fanout_sizes[0]}"][kind]:
+            wrong = s["lost"] or s["errors"] or s["order_violations"] or s["duplicates"]
+            if wrong or not s["sent"]:
+                problems.append(f"{kind} fan-out: {json.dumps(s)[:1500]}")
+        for key in ("joins_one_by_one", "joins_all_at_once"):
+            for s in runs[key][kind]:
+                if s["join"]["confirmed"] != scale.join_members:
+                    problems.append(f"{kind} {key}: {s['join']}")
+        for s in runs["memory"][kind]:
+            if s["held"] != scale.idle_members or not s["rss_kib"]["after"]:
+                problems.append(f"{kind} memory: {s['join']} {s['rss_kib']}")
+        for s in runs["latency"][kind]:
+            if not s["latency"]["count"]:
+                problems.append(f"{kind} latency: nothing measured")
+        for s in runs[f"raw_{scale.raw_sizes[0]}"][kind]:
+            if not s["deliveries_per_s"]:
+                problems.append(f"{kind} raw HTTP/2 fan-out: nothing delivered")
+    for s in runs.get("shared_fanout", {}).get("purechat", []):
+        if s["lost"] or not s["sent"]:
+            problems.append(f"two servers on Redis: {json.dumps(s)[:1500]}")
+    return problems
 
 
 def main() -> None:
@@ -491,14 +850,27 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="seconds-long check for CI")
     args = parser.parse_args()
     scale = SMOKE if args.smoke else FULL
-    results = trio.run(measure_all, scale)
-    command = "just bench" if not args.smoke else "just bench-smoke"
+    command = "just bench-smoke" if args.smoke else "just bench"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as work:
+        go = build_go(Path(work))
+        results = trio.run(measure_all, scale, go)
+    results["meta"] = {
+        "command": command,
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "commit": _commit(),
+        "machine": machine(),
+        "versions": _versions(),
+        "scale": asdict(scale),
+        "seconds": round(time.monotonic() - started),
+    }
     text = report(results, scale, command)
     if args.smoke:
         print(text)
-        for kind in SERVERS:
-            assert results[kind][f"fanout_{scale.sizes[0]}"]["deliveries_per_s"] > 0, kind
-            assert results[kind]["idle"]["reached"] == scale.idle_members, kind
+        if problems := check_smoke(results, scale):
+            print("\nSMOKE RUN FAILED:", *problems, sep="\n", file=sys.stderr)
+            sys.exit(1)
+        _log(f"smoke run passed in {results['meta']['seconds']} s")
         return
     (ROOT / "BENCHMARKS.md").write_text(text)
     plot(results, scale, ROOT / "bench" / "fanout.png")

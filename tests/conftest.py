@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,7 @@ from grpc_tools import protoc
 
 from purechat.core import Limits
 from purechat.server import ChatServer, ServerConfig
+from tests.gobuild import DEBIAN_PACKAGES, GoBuilder, GoBuildFailed, GoMissing
 from tests.helpers import Harness
 
 PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
@@ -56,3 +58,39 @@ def tutorial_stubs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType
         return importlib.import_module("chat_pb2"), importlib.import_module("chat_pb2_grpc")
     finally:
         sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="session")
+def go_builder(tmp_path_factory: pytest.TempPathFactory) -> GoBuilder:
+    """Builds tests/go and bench/go programs offline; skips without Go, unless CI says not to."""
+    try:
+        return GoBuilder(tmp_path_factory.mktemp("go"))
+    except GoMissing:
+        if os.environ.get("PURECHAT_REQUIRE_GO"):
+            pytest.fail(f"the Go client tests need {DEBIAN_PACKAGES} (CI installs them)")
+        pytest.skip(f"no Go toolchain: apt-get install {DEBIAN_PACKAGES}")
+
+
+def _go_program(builder: GoBuilder, program: str) -> Path:
+    try:
+        return builder.build(program)
+    except GoBuildFailed as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture(scope="session")
+def go_client(go_builder: GoBuilder) -> Path:
+    """The tutorial's Go client, with code generated from proto/chat.proto now."""
+    return _go_program(go_builder, "tests/go/client")
+
+
+@pytest.fixture(scope="session")
+def go_load_client(go_builder: GoBuilder) -> Path:
+    """tests/go/load: many grpc-go members of the original contract in one process."""
+    return _go_program(go_builder, "tests/go/load")
+
+
+@pytest.fixture(scope="session")
+def go_tutorial_server(go_builder: GoBuilder) -> Path:
+    """bench/go/server: the tutorial's grpc-go server; argument: the listen address."""
+    return _go_program(go_builder, "bench/go/server")

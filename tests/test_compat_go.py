@@ -1,65 +1,21 @@
 """A real grpc-go client, generated from proto/chat.proto as the tutorial's Go users would.
 
-Built offline from Debian's Go packages (GOPATH mode, no module proxy): .ci/run installs
-them, and these tests fail rather than skip there.
+Built offline from Debian's Go packages (GOPATH mode, no module proxy) by the go_client
+fixture (tests/conftest.py, tests/gobuild.py): .ci/run installs them, and these tests
+fail rather than skip there.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from functools import partial
 from pathlib import Path
 
-import pytest
 import trio
 
 from tests.helpers import Harness
 from tests.processes import Lines, send_lines
-
-ROOT = Path(__file__).resolve().parent.parent
-GOCODE = Path("/usr/share/gocode/src")
-DEBIAN_PACKAGES = (
-    "golang-go golang-google-grpc-dev golang-google-protobuf-dev "
-    "golang-github-golang-protobuf-1-5-dev protoc-gen-go-grpc protobuf-compiler"
-)
-
-
-@pytest.fixture(scope="session")
-def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tutorial's Go client, with code generated from proto/chat.proto now."""
-    if not (shutil.which("go") and shutil.which("protoc") and shutil.which("protoc-gen-go-grpc")):
-        if os.environ.get("PURECHAT_REQUIRE_GO"):
-            pytest.fail(f"the Go client tests need {DEBIAN_PACKAGES} (CI installs them)")
-        pytest.skip(f"no Go toolchain: apt-get install {DEBIAN_PACKAGES}")
-    work = tmp_path_factory.mktemp("go")
-    package = work / "src" / "purechatcompat"
-    (package / "chatpb").mkdir(parents=True)
-    (package / "client").mkdir()
-    shutil.copy(ROOT / "tests" / "go" / "client" / "main.go", package / "client")
-    env = os.environ | {
-        "GO111MODULE": "off",
-        "GOPATH": f"{work}:{GOCODE.parent}",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "PATH": f"{work / 'bin'}:{os.environ['PATH']}",
-    }
-    steps = [
-        ["go", "build", "-o", str(work / "bin" / "protoc-gen-go"),
-         "google.golang.org/protobuf/cmd/protoc-gen-go"],
-        ["protoc", f"--proto_path={ROOT / 'proto'}",
-         f"--go_out={package / 'chatpb'}", "--go_opt=paths=source_relative",
-         f"--go-grpc_out={package / 'chatpb'}", "--go-grpc_opt=paths=source_relative",
-         str(ROOT / "proto" / "chat.proto")],
-        ["go", "build", "-o", str(work / "bin" / "chat-client"), "purechatcompat/client"],
-    ]  # fmt: skip
-    for step in steps:
-        done = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
-        if done.returncode:
-            pytest.fail(f"{' '.join(step[:2])} failed:\n{done.stderr}")
-    return work / "bin" / "chat-client"
 
 
 async def _go(nursery: trio.Nursery, client: Path, harness: Harness, name: str) -> trio.Process:
