@@ -70,7 +70,7 @@ class ModelServer:
         self.queued.append((send.client_msg_id, send.text, self.generation))
 
     def commit(self, fault: str) -> None:
-        """One journal batch: "ok", "refused", "unknown (stored)", "unknown (not stored)"."""
+        """One journal batch: "ok", "refused", "unknown (stored)", "unknown (lost)"."""
         batch, self.queued = self.queued, []
         for client_msg_id, text, generation in batch:
             if generation != self.generation:
