@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 Metadata = Sequence[tuple[str, str]]
 CONTENT_TYPE_SUFFIX = "+proto"
+# gRPC's length prefix: a compression flag and a 4-byte length.
+_PREFIX = 5
 # Bytes handed to h2 but not yet written to the socket, per connection, past which
 # senders wait: a peer that opens its windows but does not read cannot grow us.
 OUTBOUND_HIGH_WATER = 1024 * 1024
@@ -94,6 +96,8 @@ class Stream:
         self._writable: anyio.Event | None = None
         # Server side: the cancel scope of the call's handler, cancelled by `end`.
         self.scope: anyio.CancelScope | None = None
+        # Part of a message (one too large for any window) is out and the rest is not.
+        self._unfinished = False
 
     @property
     def client_side(self) -> bool:
@@ -176,7 +180,7 @@ class Stream:
         if self.state is StreamState.LOCAL_DONE:
             return 0
         room, _ = self._room()
-        taken = min(room, len(blob))
+        taken = self._whole_messages(blob, 0, room)
         if taken:
             self._hand_over(blob[:taken] if taken < len(blob) else blob)
             self.connection.writer.wake()
@@ -194,12 +198,14 @@ class Stream:
         while sent < total:
             self._check_open()
             room, blocked_on = self._room()
+            room = self._whole_messages(blob, sent, room)
             if room:
                 chunk = blob[sent : sent + room] if room < total - sent else blob[sent:]
                 self._hand_over(chunk)
                 sent += len(chunk)
                 deadline = anyio.current_time() + stall_timeout
                 continue
+            blocked_on = blocked_on or "stream's window"
             # What was handed over so far must reach the peer, or no window update
             # will ever come back.
             self.connection.writer.wake()
@@ -209,6 +215,32 @@ class Stream:
             if blocked_on != "stream's window":
                 deadline = anyio.current_time() + stall_timeout
         self.connection.writer.wake()
+
+    def _whole_messages(self, blob: bytes, start: int, room: int) -> int:
+        """How much of blob from start to hand over within room: whole gRPC messages
+        only, so a call that ends meanwhile never leaves its peer half a message.
+
+        A message that could never fit a window whole (larger than the peer's initial
+        window) goes in pieces; `_unfinished` then says so until its end is out.
+        """
+        if len(blob) - start <= room:
+            self._unfinished = False
+            return len(blob) - start
+        end = start
+        while end + _PREFIX <= len(blob):
+            size = _PREFIX + int.from_bytes(blob[end + 1 : end + _PREFIX], "big")
+            if end + size - start > room:
+                break
+            end += size
+        if end > start:
+            self._unfinished = False
+            return end - start
+        first = _PREFIX + int.from_bytes(blob[start + 1 : start + _PREFIX], "big")
+        initial = self.connection.protocol.h2_connection.remote_settings.initial_window_size
+        if first > initial and room:
+            self._unfinished = True
+            return room
+        return 0
 
     async def _wait_writable(self, deadline: float) -> bool:
         """Until something may have made room; False when the deadline passed first."""
@@ -281,7 +313,8 @@ class Stream:
     def _close(self, status: Status) -> None:
         protocol = self.connection.protocol
         with _quietly():
-            if self.client_side:
+            if self.client_side or self._unfinished:
+                # Trailers after half a message would read as a broken message.
                 protocol.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
             else:
                 if self.headers_sent:
