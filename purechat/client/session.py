@@ -254,10 +254,12 @@ class ChatSession:
     # -- doing what the machine says ----------------------------------------------------
 
     async def _act(self, actions: Sequence[Action]) -> None:
+        # Frames first, all at once: showing may wait, and a line sent meanwhile must
+        # not overtake the ones the machine already counts as sent.
+        self._apply(actions)
         for action in actions:
             if isinstance(action, Show):
                 await self._shown.send(action.item)
-        self._apply(actions)
 
     def _apply(self, actions: Sequence[Action]) -> None:
         """Everything but Show, which only the connection loop produces (it may wait)."""
