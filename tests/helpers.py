@@ -40,10 +40,13 @@ class Harness:
         history: int = 0,
         after_seq: int | None = None,
         session: str = "",
+        epoch: str = "",
     ) -> Member:
         connection, scope = await self.connection()
         call = V1Call(connection, authority=f"127.0.0.1:{self.port}")
-        await call.join(name, room, history=history, after_seq=after_seq, session=session)
+        await call.join(
+            name, room, history=history, after_seq=after_seq, session=session, epoch=epoch
+        )
         frame = await call.receive()
         assert frame is not None, call.status
         assert frame.WhichOneof("frame") == "welcome", frame

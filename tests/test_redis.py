@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from purechat.store.redis import SWEEP, RedisStore
 from purechat.transport import StatusCode
 from tests.helpers import Harness, Member
 from tests.polling import eventually
-from tests.processes import Lines, start
+from tests.processes import Lines, send_lines, start
 from tests.redis_server import RedisProcess, free_port
 
 
@@ -141,6 +142,72 @@ async def test_redis_restart_refuses_rather_than_loses_and_catches_up(
         heard = [await bob.next_message() for _ in range(2)]
     # numbering went on, once each, in the order sent: nothing was lost or doubled
     assert [(m.text, m.seq) for m in heard] == [("during", 2), ("after", 3)]
+
+
+async def _until_reset(member: Member) -> v1.Event:
+    """Read past joins and leaves (a server that lost its store lists its members again)
+    until the RESET; fails on a message before it."""
+    while True:
+        event = (await member.next_of("event")).event
+        assert event.kind != v1.Event.MESSAGE, event
+        if event.kind == v1.Event.RESET:
+            return event
+
+
+async def test_a_flushed_redis_is_noticed_told_and_numbering_starts_again(
+    scale_out: ScaleOut, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(60):
+        a, b = await scale_out.server(), await scale_out.server()
+        alice, bob = await a.v1("alice"), await b.v1("bob")
+        old_epoch = bob.welcome.epoch
+        for n in range(5):
+            await alice.say(f"before {n}")
+        assert [(await bob.next_message()).seq for _ in range(5)] == [1, 2, 3, 4, 5]
+        alice.unread.clear()  # her own messages, read past while waiting for acks
+        await scale_out.redis.command("FLUSHALL")  # as a restart without persistence would
+        for n in range(3):
+            await until_accepted(alice, f"after {n}")
+        for member in (alice, bob):  # on the server that wrote, and on the other one
+            reset = await _until_reset(member)
+            assert reset.epoch and reset.epoch != old_epoch
+            after = [await member.next_message() for _ in range(3)]
+            assert [(m.text, m.seq) for m in after] == [(f"after {n}", n + 1) for n in range(3)]
+        # a client resuming in the lost log is told, then given the new one
+        back = await b.v1("carol", after_seq=5, epoch=old_epoch)
+        assert (await _until_reset(back)).epoch == reset.epoch
+        assert [(await back.next_message()).text for _ in range(3)] == [
+            f"after {n}" for n in range(3)
+        ]
+    lost = [r for r in caplog.records if "lost the log of room lobby" in r.getMessage()]
+    assert len(lost) >= 2 and all(r.levelname == "ERROR" for r in lost)  # both servers
+
+
+async def test_a_frozen_redis_neither_loses_nor_doubles_what_a_pipe_sent(
+    scale_out: ScaleOut, nursery
+) -> None:
+    redis = scale_out.redis
+    assert redis.process is not None
+    with trio.fail_after(90):
+        server = await scale_out.server()
+        watcher = await server.v1("watcher")
+        address = f"127.0.0.1:{server.port}"
+        pipe = await start(nursery, "join", "--server", address, "--name", "bot", "--history", "0")
+        await send_lines(pipe, "before")
+        assert (await watcher.next_message()).text == "before"
+        redis.process.send_signal(signal.SIGSTOP)  # frozen: requests time out, unanswered
+        try:
+            lines = [f"while frozen {n}" for n in range(5)]
+            await send_lines(pipe, *lines, close=True)
+            await trio.sleep(5)  # longer than the store's 2 s request timeout
+        finally:
+            redis.process.send_signal(signal.SIGCONT)  # it runs what was queued, stores it
+        await pipe.wait()
+        seen = [(await watcher.next_message()).text for _ in lines]
+        await watcher.say("after")
+        assert (await watcher.next_message()).text == "after"  # nothing doubled between
+    assert pipe.returncode == 0
+    assert seen == lines
 
 
 async def next_presence(member: Member) -> tuple[str, str]:

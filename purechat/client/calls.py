@@ -94,8 +94,11 @@ class V1Call(_Call):
         history: int = 0,
         after_seq: int | None = None,
         session: str = "",
+        epoch: str = "",
     ) -> None:
-        join = purechat_v1_pb2.Join(name=name, room=room, history=history, session=session)
+        join = purechat_v1_pb2.Join(
+            name=name, room=room, history=history, session=session, epoch=epoch
+        )
         if after_seq is not None:
             join.after_seq = after_seq
         await self._send(purechat_v1_pb2.ClientFrame(join=join).SerializeToString())

@@ -239,13 +239,14 @@ class ChatSession:
             await self._wait_until(math.inf)
 
     async def _wait_until(self, until: float) -> None:
-        """Sleep until `until`, ticking the machine at each of its deadlines meanwhile."""
+        """Sleep until `until`, ticking the machine at each of its deadlines meanwhile
+        (and looking again whenever it has acted: it may have a new one)."""
         while True:
             deadline = self.machine.deadline()
             wake = min(until, deadline if deadline is not None else math.inf)
-            if wake == math.inf:
-                await anyio.sleep_forever()
-            await anyio.sleep(max(0.0, wake - _now()))
+            changed = self._changed
+            with anyio.move_on_after(max(0.0, wake - _now())):
+                await changed.wait()
             if deadline is not None and _now() >= deadline:
                 await self._act(self.machine.tick(_now()))
             if _now() >= until or self._outcome is not None:
