@@ -158,3 +158,37 @@ async def test_falls_back_to_the_original_contract(nursery, tutorial_stubs) -> N
         server.stop(None)
     assert process.returncode == 0
     assert [line.split("] ", 1)[1] for line in stdout] == ["go: one", "go: two"]
+
+
+async def test_a_server_that_accepts_and_closes_is_tried_again_until_it_answers(
+    nursery,
+) -> None:
+    """A balancer with no backend yet, or a server mid-restart: the client keeps trying
+    (within --give-up-after) and delivers once a real server takes the port."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    turned_away = 0
+
+    async def accept_and_close() -> None:
+        nonlocal turned_away
+        async with listener:
+            while turned_away < 3:
+                stream = await listener.accept()
+                await stream.aclose()
+                turned_away += 1
+
+    with trio.fail_after(60):
+        nursery.start_soon(accept_and_close)
+        process = await start(
+            nursery, "join", "--server", f"127.0.0.1:{port}", "--name", "bot", "--history", "0"
+        )
+        await send_lines(process, "hello after a restart", close=True)
+        while turned_away < 3:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        server = ChatServer(ServerConfig(port=port, limits=Limits(rate_limit=0)))
+        harness = Harness(server, await nursery.start(server.serve), nursery)
+        watcher = await harness.v1("watcher", history=10)
+        heard = await watcher.next_message()
+        await process.wait()
+    assert process.returncode == 0
+    assert heard.text == "hello after a restart"

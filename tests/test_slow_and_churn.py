@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import anyio
 import pytest
 import trio
@@ -10,8 +13,12 @@ import trio.testing
 
 from purechat.client.calls import V1Call
 from purechat.pb import purechat_v1_pb2 as v1
+from purechat.store import Store
+from purechat.store.redis import RedisStore
 from purechat.transport import Connection, GrpcProtocol, StatusCode, TransportLimits
 from tests.helpers import Harness
+from tests.polling import eventually
+from tests.redis_server import RedisProcess, free_port
 
 
 @pytest.mark.parametrize(
@@ -81,8 +88,27 @@ async def _settle(harness: Harness, connections: int) -> None:
         await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
-async def test_a_churn_of_abrupt_disconnects_leaves_nothing_behind(start_server) -> None:
-    harness: Harness = await start_server()
+@pytest.fixture(params=["own store", "shared store"])
+async def churn_store(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path
+) -> AsyncIterator[Store | None]:
+    """None (the server's own memory store), or a Redis the server shares."""
+    if request.param == "own store":
+        yield None
+        return
+    redis = RedisProcess(tmp_path, free_port())
+    await redis.start(nursery)
+    store = await RedisStore.open(redis.url, history=1000)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def test_a_churn_of_abrupt_disconnects_leaves_nothing_behind(
+    start_server, churn_store: Store | None
+) -> None:
+    harness: Harness = await start_server(store=churn_store)
     with trio.fail_after(90):
         keeper = await harness.v1("keeper")
         await trio.testing.wait_all_tasks_blocked()
@@ -101,7 +127,7 @@ async def test_a_churn_of_abrupt_disconnects_leaves_nothing_behind(start_server)
                 assert await call.receive() is not None
                 scope.cancel()
 
-        for batch in range(20):
+        for batch in range(20 if churn_store is None else 6):
             async with trio.open_nursery() as nursery:
                 for n in range(batch * 50, batch * 50 + 50):
                     nursery.start_soon(come_and_vanish, n)
@@ -112,6 +138,8 @@ async def test_a_churn_of_abrupt_disconnects_leaves_nothing_behind(start_server)
         assert harness.server.hub.member_count() == members_before
         assert harness.server.hub.members_of("lobby") == ("keeper",)
         assert _task_count() == tasks_before
+        if isinstance(churn_store, RedisStore):  # every seat was given back, everywhere
+            await eventually(lambda: churn_store.members("lobby"), ("keeper",))
         # and the room still works for the one who stayed
         await keeper.call.send("still here", "k1")
         while (await keeper.next_message()).text != "still here":

@@ -7,26 +7,77 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from purechat.core import Message
 from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
+from purechat.store.redis import RedisStore
+from purechat.store.sqlite import APPLICATION_ID, META, SCHEMA
+from tests.redis_server import RedisProcess, free_port
 
 
 def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "") -> Message:
     return Message(room, 0, sender, text, 1_700_000_000_000, False, sender, msg_id)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[Store]:
     opened: Store
     if request.param == "memory":
         opened = MemoryStore(history=100)
-    else:
+    elif request.param == "sqlite":
         opened = await SqliteStore.open(tmp_path / "chat.db")
+    else:
+        redis = RedisProcess(tmp_path, free_port())
+        await redis.start(nursery)
+        opened = await RedisStore.open(redis.url, history=100)
     try:
         yield opened
     finally:
         await opened.aclose()
+
+
+async def test_every_answer_names_the_log_it_is_from(store: Store) -> None:
+    head = await store.head("lobby")
+    assert head.epoch and head.seq == 0
+    appended = await store.append([draft("a"), draft("b", room="ops")])
+    assert appended[0].epoch == head.epoch == (await store.head("lobby")).epoch
+    assert appended[1].epoch == (await store.head("ops")).epoch
+
+
+async def test_a_new_memory_store_is_a_new_log() -> None:
+    assert (await MemoryStore().head("lobby")).epoch != (await MemoryStore().head("lobby")).epoch
+
+
+async def test_a_sqlite_file_keeps_its_epoch_and_a_replaced_one_has_another(
+    tmp_path: Path,
+) -> None:
+    first = await SqliteStore.open(tmp_path / "chat.db")
+    epoch = (await first.head("lobby")).epoch
+    await first.aclose()
+    again = await SqliteStore.open(tmp_path / "chat.db")
+    assert (await again.head("lobby")).epoch == epoch
+    await again.aclose()
+    (tmp_path / "chat.db").unlink()
+    replaced = await SqliteStore.open(tmp_path / "chat.db")
+    assert (await replaced.head("lobby")).epoch != epoch
+    await replaced.aclose()
+
+
+async def test_a_version_1_sqlite_file_is_brought_up_to_date(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript(SCHEMA.removeprefix(META))
+    old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    old.execute("PRAGMA user_version = 1")
+    old.execute("INSERT INTO rooms VALUES ('lobby', 7)")
+    old.commit()
+    old.close()
+    store = await SqliteStore.open(tmp_path / "old.db")
+    head = await store.head("lobby")
+    await store.aclose()
+    assert head.seq == 7 and head.epoch
 
 
 async def test_numbers_are_per_room_consecutive_and_in_order(store: Store) -> None:
