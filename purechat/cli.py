@@ -1,39 +1,31 @@
-"""`purechat serve` and `purechat join`: parse options, build the parts, run them."""
+"""`purechat`: the server command here (parse options, build the parts, run them); the
+client's commands in client/commands.py."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
 import anyio
 import anyio.abc
-from google.protobuf.message import Message
 
 from purechat import __version__
-from purechat.client.admin import AdminError, print_members, print_rooms
-from purechat.client.admin import call as admin_call
-from purechat.client.display import Shown
-from purechat.client.interactive import run_interactive
-from purechat.client.pipe import Output, run_pipe
-from purechat.client.session import Address, ChatSession
+from purechat.client.commands import add_client_commands
+from purechat.client.session import Address
 from purechat.core import Limits
 from purechat.logs import configure as configure_logging
 from purechat.ops.metrics import MetricsPortError
 from purechat.options import serve_problem, takes
-from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ChatServer, ServeError, ServerConfig
 from purechat.server.auth import TokenBook, TokenFileError
 from purechat.settings import SettingsError, config_path, defaults_from
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
-from purechat.tls import TlsSetupError, client_context, server_context
+from purechat.tls import TlsSetupError, server_context
 from purechat.transport import TransportLimits
 
 
@@ -193,43 +185,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     serve.set_defaults(run=_serve)
 
-    join = commands.add_parser(
-        "join",
-        help="chat in a room",
-        description="Chat in a room. In a terminal: a line editor, with the room above it "
-        "(/help lists the commands). With stdin not a terminal: every input line is one "
-        "message, every event one output line; exits 0 once the server has accepted "
-        "every line, 1 with the reason on stderr when it cannot deliver them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_connection_options(join)
-    join.add_argument("--name", default=_login_name(), help="the name you ask for")
-    join.add_argument("--room", default="lobby", help="room to join")
-    join.add_argument(
-        "--history", type=int, default=20, metavar="N", help="recent messages to show"
-    )
-    join.add_argument("--json", action="store_true", help="pipe mode: one JSON object per line")
-    join.add_argument(
-        "--listen", action="store_true", help="ignore stdin; print events until interrupted"
-    )
-    join.add_argument(
-        "--give-up-after",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="pipe mode: fail when the server stays unreachable this long",
-    )
-    join.set_defaults(run=_join)
-
-    for name, summary, run in (
-        ("rooms", "list a running server's rooms", _rooms),
-        ("who", "list the members of a room on a running server", _who),
-    ):
-        admin = commands.add_parser(name, help=summary, description=summary.capitalize() + ".")
-        if name == "who":
-            admin.add_argument("room", help="room whose members to list")
-        _add_connection_options(admin)
-        admin.set_defaults(run=run)
+    add_client_commands(commands)
     return parser, serve
 
 
@@ -238,95 +194,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} ({self.prog} --help lists the options)\n")
-
-
-def _add_connection_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--server", default="127.0.0.1:50051", help="server address, HOST:PORT")
-    command.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
-    command.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
-    )
-    # No default here: --help would show it (the token itself) after the help text.
-    command.add_argument(
-        "--token",
-        default=argparse.SUPPRESS,
-        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
-    )
-
-
-def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[Message]) -> int:
-    try:
-        address = Address.parse(args.server)
-        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
-        answer = anyio.run(
-            partial(
-                admin_call, address, method, request, reply, ssl_context=tls, token=_token(args)
-            ),
-            backend="trio",
-        )
-    except (ValueError, TlsSetupError, AdminError) as error:
-        print(f"purechat: {error}", file=sys.stderr)
-        return 1
-    (print_rooms if method == "ListRooms" else print_members)(answer)
-    return 0
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    return getattr(args, "token", None) or os.environ.get("PURECHAT_TOKEN")
-
-
-def _rooms(args: argparse.Namespace) -> int:
-    return _admin(args, "ListRooms", v1.ListRoomsRequest(), v1.ListRoomsResponse)
-
-
-def _who(args: argparse.Namespace) -> int:
-    return _admin(
-        args, "ListMembers", v1.ListMembersRequest(room=args.room), v1.ListMembersResponse
-    )
-
-
-def _login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "guest"
-
-
-def _join(args: argparse.Namespace) -> int:
-    try:
-        address = Address.parse(args.server)
-    except ValueError as error:
-        print(f"purechat: {error}", file=sys.stderr)
-        return 2
-    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
-    try:
-        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
-    except TlsSetupError as error:
-        print(f"purechat: {error}", file=sys.stderr)
-        return 2
-    shown_send, shown = anyio.create_memory_object_stream[Shown](256)
-    session = ChatSession(
-        address,
-        args.name,
-        args.room,
-        shown_send,
-        history=max(0, args.history),
-        give_up_after=None if interactive or args.listen else args.give_up_after,
-        ssl_context=tls,
-        token=_token(args),
-    )
-
-    async def main() -> int:
-        with shown_send:
-            if interactive:
-                return await run_interactive(session, shown)
-            output = Output(sys.stdout, sys.stderr, as_json=args.json)
-            return await run_pipe(session, shown, output, listen=args.listen)
-
-    try:
-        return anyio.run(main, backend="trio")
-    except KeyboardInterrupt:
-        return 0 if interactive or args.listen else 130
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -123,6 +123,11 @@ def store_unreachable() -> Status:
     return Status(StatusCode.UNAVAILABLE, "the server cannot reach its store right now")
 
 
+def refused(reason: str) -> Status:
+    """A request that breaks a rule (a name, a room, a text too long): a sentence why."""
+    return Status(StatusCode.INVALID_ARGUMENT, reason)
+
+
 def first_frame_not_join() -> Status:
     return Status(StatusCode.INVALID_ARGUMENT, "the first frame of a stream must be a Join")
 

@@ -89,7 +89,11 @@ def test_neutralised_text_has_nothing_a_terminal_would_obey(text: str) -> None:
     shown = neutralise(text)
     assert all(ch.isprintable() or ch == " " for ch in shown)
     line = plain_line(Shown("message", "lobby", text, user=text, time_ms=1), colour=True)
-    assert "\n" not in line and "\r" not in line
+    # a message of several lines shows as several, each after the first indented under
+    # the text, so none can pass for a line of its own (a fake "[12:00] admin: ...")
+    shown_lines = line.split("\n")
+    assert len(shown_lines) == text.count("\n") + 1 and "\r" not in line
+    assert all(rest.startswith(" ") for rest in shown_lines[1:])
     assert line.replace("\x1b[0m", "").count("\x1b") <= 1  # only our own colour code
 
 

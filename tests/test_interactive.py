@@ -129,3 +129,194 @@ async def test_typing_is_not_disturbed_by_incoming_messages(start_server, nurser
     assert settings_after[3] & (termios.ICANON | termios.ECHO) == settings_before[3] & (
         termios.ICANON | termios.ECHO
     )
+
+
+async def _spawn(nursery, harness: Harness, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """purechat join in a pseudo-terminal; (process, client, slave fd)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    os.set_blocking(master, False)
+    environment = {**os.environ, "TERM": "xterm-256color", **(env or {})}
+    process: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            [*PURECHAT, "join", "--server", f"127.0.0.1:{harness.port}", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=environment,
+            check=False,
+            start_new_session=True,
+        )
+    )
+    client = PtyClient(master)
+    nursery.start_soon(client.pump)
+    return process, client, master, slave
+
+
+def _has(client: PtyClient, text: str) -> bool:
+    return any(text in line for line in client.lines())
+
+
+async def _idle_after(client: PtyClient, text: str) -> None:
+    """Until text is shown and the prompt is drawn again below it.
+
+    prompt_toolkit prints above the prompt with the terminal in cooked mode, so keys
+    typed meanwhile are echoed by the terminal itself: a person sees them twice, a test
+    that types too early reads them as a stray line.
+    """
+
+    def settled() -> bool:
+        lines = [line for line in client.lines() if line]
+        marks = [n for n, line in enumerate(lines) if text in line]
+        return (
+            bool(marks)
+            and lines[-1].startswith("[")
+            and lines[-1].endswith("] >")
+            and (marks[-1] < len(lines) - 1)
+        )
+
+    await client.until(settled)
+
+
+async def test_a_sent_line_shows_once_pending_then_with_its_number(
+    start_server, nursery, tmp_path
+) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        process, client, master, slave = await _spawn(
+            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+        )
+        try:
+            await _idle_after(client, "* alice joined")
+            client.type("hello, bob\r")
+            await client.until(lambda: _has(client, "alice: hello, bob  #1"))
+            # once, when the screen has settled: not echoed as typed, no longer pending
+            await client.until(
+                lambda: len([line for line in client.lines() if "hello, bob" in line]) == 1
+            )
+            assert not _has(client, "pending")
+            client.type("\x04")
+            await process.wait()
+        finally:
+            os.close(master)
+            os.close(slave)
+    assert process.returncode == 0
+    assert (tmp_path / "purechat" / "history").read_text().count("hello, bob") == 1
+
+
+async def test_commands_never_end_the_session_and_say_how_to_use_them(
+    start_server, nursery, tmp_path
+) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        process, client, master, slave = await _spawn(
+            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+        )
+        try:
+            await _idle_after(client, "* alice joined")
+            client.type("/join bad room name\r")
+            await client.until(lambda: _has(client, "! Room names cannot contain spaces"))
+            client.type("/join\r")
+            await client.until(lambda: _has(client, "! usage: /join ROOM"))
+            client.type("/me\r")
+            await client.until(lambda: _has(client, "! usage: /me ACTION"))
+            client.type("/rooms\r")
+            await client.until(lambda: _has(client, "rooms: lobby (1)"))
+            client.type("/nick alicia\r")
+            await client.until(lambda: _has(client, "joined lobby as alicia"))
+            client.type("still here\r")
+            await client.until(lambda: _has(client, "alicia: still here"))
+            client.type("/quit\r")
+            await process.wait()
+        finally:
+            os.close(master)
+            os.close(slave)
+    assert process.returncode == 0
+
+
+async def test_a_pasted_block_is_one_message_shown_indented_and_mentions_ring(
+    start_server, nursery, tmp_path
+) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        process, client, master, slave = await _spawn(
+            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+        )
+        bells: list[bytes] = []
+        try:
+            await _idle_after(client, "* alice joined")
+            bob = await harness.v1("bob")
+            await _idle_after(client, "* bob joined")
+            client.type("\x1b[200~line one\nline two\x1b[201~\r")  # a bracketed paste
+            event = await bob.next_message()
+            assert event.text == "line one\nline two"
+            await client.until(lambda: _has(client, "alice: line one"))
+            screen = client.lines()
+            first = next(n for n, line in enumerate(screen) if "alice: line one" in line)
+            assert screen[first + 1].strip() in ("line two", "line two  #1")
+            assert screen[first + 1].startswith(" " * screen[first].index("line one"))
+
+            client.stream.feed = _watching(client.stream.feed, bells)  # type: ignore[method-assign]
+            await bob.say("alice, lunch?")
+            await client.until(lambda: _has(client, "bob: alice, lunch?"))
+            assert any(b"\a" in chunk for chunk in bells)  # the bell rang for a mention
+            client.type("\x04")
+            await process.wait()
+        finally:
+            os.close(master)
+            os.close(slave)
+    assert process.returncode == 0
+
+
+def _watching(feed: Callable[[bytes], None], seen: list[bytes]) -> Callable[[bytes], None]:
+    def watched(data: bytes) -> None:
+        seen.append(data)
+        feed(data)
+
+    return watched
+
+
+async def test_tab_completes_commands_and_names(start_server, nursery, tmp_path) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        await harness.v1("bartholomew")
+        process, client, master, slave = await _spawn(
+            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+        )
+        try:
+            await _idle_after(client, "* alice joined")
+            client.type("/wh\t")
+            await client.until(lambda: client.input_line() == "[lobby] > /who")
+            client.type("\x15hi barth\t")  # Ctrl-U clears the line
+            await client.until(lambda: client.input_line() == "[lobby] > hi bartholomew")
+            client.type("\x15\x04")
+            await process.wait()
+        finally:
+            os.close(master)
+            os.close(slave)
+
+
+async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, tmp_path) -> None:
+    harness: Harness = await start_server()
+    with trio.fail_after(60):
+        process, client, master, slave = await _spawn(
+            nursery,
+            harness,
+            *("--name", "alice", "--give-up-after", "1"),
+            env={"XDG_DATA_HOME": str(tmp_path)},
+        )
+        try:
+            await _idle_after(client, "* alice joined")
+            harness.server.shutdown()
+            await harness.server.stopped()
+            client.type("typed while the server is away\r")
+            await client.until(lambda: _has(client, "pending: typed while the server is away"))
+            client.type("\x04")
+            await client.until(lambda: _has(client, "1 line(s) not delivered yet: waiting"))
+            await process.wait()
+            await client.until(lambda: _has(client, "1 line(s) were not delivered"))
+        finally:
+            os.close(master)
+            os.close(slave)
+    assert process.returncode == 1

@@ -210,6 +210,28 @@ async def test_a_frozen_redis_neither_loses_nor_doubles_what_a_pipe_sent(
     assert seen == lines
 
 
+async def test_purechat_join_fails_over_to_the_next_server_and_goes_on(
+    scale_out: ScaleOut, nursery
+) -> None:
+    with trio.fail_after(60):
+        doomed, port = await scale_out.process("--rate-limit", "0")
+        survivor = await scale_out.server()
+        watcher = await survivor.v1("watcher")
+        servers = f"127.0.0.1:{port},127.0.0.1:{survivor.port}"
+        pipe = await start(nursery, "join", "--server", servers, "--name", "bot")
+        await send_lines(pipe, "one")
+        assert (await watcher.next_message()).text == "one"
+        doomed.kill()
+        await doomed.wait()
+        await send_lines(pipe, "two", "three", close=True)
+        await pipe.wait()
+        after = [(await watcher.next_message()).text for _ in range(2)]
+        await watcher.say("end")
+        assert (await watcher.next_message()).text == "end"  # nothing twice
+    assert pipe.returncode == 0
+    assert after == ["two", "three"]
+
+
 async def next_presence(member: Member) -> tuple[str, str]:
     """The next join or leave the member hears, as ("join"|"leave", name)."""
     while True:

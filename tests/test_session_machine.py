@@ -21,6 +21,7 @@ from purechat.client.machine import (
     Phase,
     Reconnect,
     SessionMachine,
+    Settled,
     Show,
     Transmit,
 )
@@ -159,7 +160,7 @@ class SessionAgainstAModelServer(RuleBasedStateMachine):
             elif isinstance(action, Finished | GiveUp):
                 self.outcome = action
             else:
-                assert isinstance(action, Show)
+                assert isinstance(action, Show | Settled)
 
     def drop(self, stored: bool) -> None:
         self.connected = False

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from purechat.core.names import is_invisible, looks_ascii
 
 # 256-colour codes that read well on dark and light backgrounds.
 _PALETTE = (33, 35, 37, 39, 41, 64, 66, 69, 97, 99, 125, 128, 130, 133, 136, 166, 168, 172)
 _RESET = "\x1b[0m"
+_MENTION = "\x1b[1;7m"  # bold, reverse video
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True, slots=True)
 class Shown:
     """One thing to show the person or the script: a message, presence, or a notice."""
 
-    # "message", "join", "leave", "gap" from the room; "error" (a refused send),
-    # "status" (connection trouble) and "info" (joined) from the client itself.
+    # "message", "join", "leave", "gap", "reset" from the room; "error" (a refused
+    # send), "status" (connection trouble) and "info" (joined) from the client itself.
     kind: str
     room: str
     text: str
@@ -79,29 +82,53 @@ def colour_of(name: str) -> int:
     return _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
 
 
-def local_clock(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000).astimezone().strftime("%H:%M:%S")
+def local_clock(time_ms: int, today: date | None = None) -> str:
+    """HH:MM:SS, with the date in front for a moment before today."""
+    when = datetime.fromtimestamp(time_ms / 1000).astimezone()
+    today = today or datetime.now().astimezone().date()
+    return when.strftime("%H:%M:%S" if when.date() == today else "%Y-%m-%d %H:%M:%S")
 
 
-def plain_line(item: Shown, *, colour: bool = False) -> str:
-    """`[HH:MM:SS] name: text`, `* name joined`; coloured names when colour is set."""
+def _name_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether text names `name` as a word (case aside): `@alice`, `alice:`, `Alice,`."""
+    return bool(name) and _name_pattern(name).search(text) is not None
+
+
+def plain_line(item: Shown, *, colour: bool = False, me: str = "") -> str:
+    """`[HH:MM:SS] name: text`, `* name joined`; coloured names when colour is set.
+
+    A message of several lines goes on several lines, each after the first indented
+    under the text's start; every other control character is shown, not obeyed. With
+    `me` (and colour), the places that name me stand out.
+    """
     user = shown_name(item.user)
     if colour and user:
         user = f"\x1b[38;5;{colour_of(item.user)}m{user}{_RESET}"
-    text = neutralise(item.text)
     if item.kind == "join":
         return f"* {user} joined"
     if item.kind == "leave":
         return f"* {user} left"
+    text = neutralise(item.text)
     if item.kind == "info":
         return f"-- {text}"
-    if item.kind in ("error", "status", "gap"):
+    if item.kind in ("error", "status", "gap", "reset"):
         return f"! {text}"
     stamp = f"[{local_clock(item.time_ms)}] " if item.time_ms else ""
     marker = "(history) " if item.history else ""
-    if item.action:
-        return f"{stamp}{marker}* {user} {text}"
-    return f"{stamp}{marker}{user}: {text}"
+    head = f"{stamp}{marker}* {user} " if item.action else f"{stamp}{marker}{user}: "
+    width = len(_ANSI.sub("", head))
+    lines = [neutralise(line) for line in item.text.split("\n")]
+    if colour and me and item.user != me:
+        lines = [_highlight(line, me) for line in lines]
+    return head + ("\n" + " " * width).join(lines)
+
+
+def _highlight(line: str, name: str) -> str:
+    return _name_pattern(name).sub(lambda m: f"{_MENTION}{m.group(0)}{_RESET}", line)
 
 
 def json_line(item: Shown) -> str:

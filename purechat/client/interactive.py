@@ -1,47 +1,169 @@
 """Interactive mode: a line editor at the bottom, the room scrolling above it.
 
-prompt_toolkit does the line editing (history, cursor keys, redrawing the input line
-when something is printed above it). It runs its own asyncio loop, so it lives in a
-worker thread; lines reach the trio side through a bounded memory object stream, and
-what the trio side prints goes through prompt_toolkit's thread-safe stdout proxy.
+prompt_toolkit does the line editing (history kept between sessions, completion,
+several lines with Alt-Enter or a paste, redrawing the input when something is printed
+above it). It runs its own asyncio loop, so it lives in a worker thread: lines reach
+the trio side through a bounded memory object stream, and what the trio side prints
+goes through prompt_toolkit's thread-safe stdout proxy. The prompt thread only reads
+a `Snapshot` the trio side replaces whole, never the session itself.
+
+A line you send is shown once: below the input, marked pending, until the server has
+stored it; then in the room, with its time and number. Connection trouble is one line
+below the input that updates in place, not a line per retry.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from platformdirs import user_data_path
 from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from purechat.client.display import Shown, neutralise, plain_line, shown_name
+from purechat.client.admin import AdminError
+from purechat.client.admin import call as admin_call
+from purechat.client.display import Shown, mentions, neutralise, plain_line, shown_name
 from purechat.client.session import ChatSession, SessionError
+from purechat.core import Limits
+from purechat.core.limits import room_problem
+from purechat.core.names import name_problem
+from purechat.pb import purechat_v1_pb2 as v1
 
-HELP = """commands:
-  /who           who is in the room
-  /join ROOM     leave this room and join ROOM
-  /me ACTION     say that you do something
-  /quit          leave (Ctrl-D and Ctrl-C too)
-  /help          this list"""
+COMMANDS = {
+    "/help": "this list",
+    "/who": "who is in the room",
+    "/rooms": "rooms with members, on this server (and those sharing its store)",
+    "/join": "/join ROOM: leave this room and join ROOM",
+    "/me": "/me ACTION: say that you do something",
+    "/nick": "/nick NAME: go on under another name (the room sees you leave and join)",
+    "/quit": "leave (Ctrl-D too; Ctrl-C leaves at once)",
+}
+HELP = "commands:\n" + "\n".join(f"  {name:<8}{about}" for name, about in COMMANDS.items())
+HELP += "\n  Alt-Enter (or Esc, Enter) starts a new line; a paste of several lines is one message"
+# Pending lines shown under the input, at most.
+PENDING_SHOWN = 3
+# How long quitting waits for undelivered lines when no --give-up-after was given.
+QUIT_PATIENCE = 30.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the prompt thread shows, replaced whole by the trio side (never mutated)."""
+
+    room: str = ""
+    names: tuple[str, ...] = ()
+    rooms: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    trouble: str = ""
+    # time.monotonic() at which the next attempt to reconnect starts.
+    retry_at: float = 0.0
+
+
+@dataclass
+class _Shared:
+    snapshot: Snapshot = field(default_factory=Snapshot)
+
+
+def history_file() -> History:
+    """Input history kept between sessions, in the user's data directory (XDG)."""
+    try:
+        folder = user_data_path("purechat", appauthor=False, ensure_exists=True)
+        return FileHistory(str(Path(folder) / "history"))
+    except OSError:
+        return InMemoryHistory()
+
+
+class _Completion(Completer):
+    """Tab completes commands, rooms after /join, and members' names."""
+
+    def __init__(self, shared: _Shared):
+        self._shared = shared
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        word = document.get_word_before_cursor(WORD=True)
+        snapshot = self._shared.snapshot
+        if text.startswith("/") and " " not in text:
+            choices: Iterable[str] = COMMANDS
+        elif text.startswith("/join "):
+            choices = snapshot.rooms
+        else:
+            choices = snapshot.names
+        for choice in sorted(choices):
+            if choice.lower().startswith(word.lower()) and choice != word:
+                yield Completion(choice, start_position=-len(word))
+
+
+def _keys() -> KeyBindings:
+    keys = KeyBindings()
+
+    @keys.add("enter")
+    def _send(event: KeyPressEvent) -> None:
+        event.current_buffer.validate_and_handle()
+
+    @keys.add("escape", "enter")
+    def _new_line(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return keys
+
+
+def _toolbar(shared: _Shared) -> Callable[[], str]:
+    def toolbar() -> str:
+        snapshot = shared.snapshot
+        lines = [f"… pending: {neutralise(text)}" for text in snapshot.pending[:PENDING_SHOWN]]
+        if len(snapshot.pending) > PENDING_SHOWN:
+            lines.append(f"… and {len(snapshot.pending) - PENDING_SHOWN} more pending")
+        if snapshot.trouble:
+            left = max(0.0, snapshot.retry_at - time.monotonic())
+            lines.append(f"! {neutralise(snapshot.trouble)}; trying again in {left:.0f}s")
+        return "\n".join(lines)
+
+    return toolbar
 
 
 class _PromptThread:
     """The prompt loop on its own thread, stoppable from the trio side."""
 
-    def __init__(self, message: Callable[[], str]):
-        self._session: PromptSession[str] = PromptSession()
-        self._message = message
+    def __init__(self, shared: _Shared, history: History):
+        self._shared = shared
+        self._session: PromptSession[str] = PromptSession(
+            history=history,
+            completer=_Completion(shared),
+            complete_while_typing=False,
+            multiline=True,
+            key_bindings=_keys(),
+            erase_when_done=True,  # a sent line shows once: pending below, then stored
+            bottom_toolbar=_toolbar(shared),
+            refresh_interval=0.5,
+        )
         self._stopping = threading.Event()
+
+    def message(self) -> str:
+        return f"[{self._shared.snapshot.room}] > "
 
     def loop(self, lines: MemoryObjectSendStream[str | None]) -> None:
         with lines:
             while not self._stopping.is_set():
                 try:
-                    line = self._session.prompt(self._message(), pre_run=self._exit_if_stopping)
-                except (EOFError, KeyboardInterrupt):
+                    line = self._session.prompt(self.message, pre_run=self._exit_if_stopping)
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    anyio.from_thread.run(lines.send, "\x03")
                     break
                 anyio.from_thread.run(lines.send, line)
             anyio.from_thread.run(lines.send, None)
@@ -58,58 +180,178 @@ class _PromptThread:
             app.exit(exception=EOFError())
 
 
-async def run_interactive(session: ChatSession, shown: MemoryObjectReceiveStream[Shown]) -> int:
-    """Chat until /quit, Ctrl-D or Ctrl-C; the exit status."""
-    prompt = _PromptThread(lambda: f"[{session.room}] > ")
+async def run_interactive(
+    session: ChatSession,
+    shown: MemoryObjectReceiveStream[Shown],
+    *,
+    bell: bool = True,
+    history: History | None = None,
+    quit_patience: float | None = None,
+) -> int:
+    """Chat until /quit, Ctrl-D or Ctrl-C; the exit status (1 if lines were not delivered)."""
+    shared = _Shared()
+    prompt = _PromptThread(shared, history or history_file())
     lines_send, lines = anyio.create_memory_object_stream[str | None](16)
-    status = 0
+    chat = _Chat(session, shared, bell=bell, patience=quit_patience or QUIT_PATIENCE)
     with patch_stdout(raw=True), lines:
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(_show_events, shown)
+            task_group.start_soon(chat.show_events, shown)
+            task_group.start_soon(chat.keep_snapshot)
             task_group.start_soon(anyio.to_thread.run_sync, prompt.loop, lines_send)
             try:
                 async with anyio.create_task_group() as chatting:
-                    chatting.start_soon(_handle_lines, session, lines, chatting.cancel_scope)
+                    chatting.start_soon(chat.handle_lines, lines, chatting.cancel_scope)
                     try:
                         await session.run()
                     except SessionError as error:
                         print(f"purechat: {error}")
-                        status = 1
+                        chat.status = 1
                     chatting.cancel_scope.cancel()
             finally:
                 prompt.stop()
                 task_group.cancel_scope.cancel()
-    return status
+    return chat.status
 
 
-async def _handle_lines(
-    session: ChatSession,
-    lines: MemoryObjectReceiveStream[str | None],
-    done: anyio.CancelScope,
-) -> None:
-    async for line in lines:
-        if line is None or line.strip() == "/quit":
-            break
-        command, _, argument = line.strip().partition(" ")
+class _Chat:
+    """The trio side: commands, what is shown, and the snapshot for the prompt."""
+
+    def __init__(self, session: ChatSession, shared: _Shared, *, bell: bool, patience: float):
+        self.session = session
+        self.shared = shared
+        self.bell = bell
+        self.patience = patience
+        self.status = 0
+        self.rooms: set[str] = {session.room}
+
+    async def handle_lines(
+        self, lines: MemoryObjectReceiveStream[str | None], done: anyio.CancelScope
+    ) -> None:
+        async for line in lines:
+            if line == "\x03":  # Ctrl-C: now, saying what was not delivered
+                self._quit_now()
+                break
+            if line is None or line.strip() == "/quit":
+                await self._quit()
+                break
+            await self._handle(line)
+        done.cancel()
+
+    async def _handle(self, line: str) -> None:
         if not line.strip():
-            continue
+            return
+        if not line.startswith("/") or line.startswith("//"):
+            self.session.send(line.removeprefix("/") if line.startswith("//") else line)
+            return
+        command, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
         if command == "/help":
             print(HELP)
         elif command == "/who":
-            names = ", ".join(shown_name(name) for name in sorted(session.members))
-            print(f"in {neutralise(session.room)}: {names or 'nobody'}")
-        elif command == "/join" and argument.strip():
-            session.switch_room(argument.strip())
-        elif command == "/me" and argument.strip():
-            session.send(argument.strip(), action=True)
-        elif command.startswith("/") and not command.startswith("//"):
-            print(f"! unknown command {neutralise(command)}; /help lists them")
+            names = ", ".join(shown_name(name) for name in sorted(self.session.members))
+            print(f"in {neutralise(self.session.room)}: {names or 'nobody'}")
+        elif command == "/rooms":
+            await self._rooms()
+        elif command in ("/join", "/me", "/nick") and not argument:
+            print(f"! usage: {COMMANDS[command].split(':')[0]}")
+        elif command == "/join":
+            self._join(argument)
+        elif command == "/nick":
+            self._nick(argument)
+        elif command == "/me":
+            self.session.send(argument, action=True)
         else:
-            session.send(line.removeprefix("/") if line.startswith("//") else line)
-    done.cancel()
+            print(f"! unknown command {neutralise(command)}; /help lists them")
+
+    async def _rooms(self) -> None:
+        try:
+            rooms = await list_rooms(self.session)
+        except AdminError as error:
+            print(f"! {error}")
+            return
+        self.rooms.update(name for name, _ in rooms)
+        listed = ", ".join(f"{neutralise(name)} ({count})" for name, count in rooms)
+        print(f"rooms: {listed or 'none with members'}")
+
+    def _join(self, room: str) -> None:
+        if problem := room_problem(room, Limits()):
+            print(f"! {problem}")
+            return
+        self.rooms.add(room)
+        self.session.switch_room(room)
+
+    def _nick(self, name: str) -> None:
+        if problem := name_problem(name, Limits()):
+            print(f"! {problem}")
+            return
+        self.session.rename(name)
+
+    async def _quit(self) -> None:
+        """Leave; lines not yet stored are waited for (Ctrl-C: not), then told."""
+        waiting = self.session.undelivered
+        if waiting:
+            print(
+                f"! {waiting} line(s) not delivered yet: waiting for them (up to "
+                f"{self.patience:g}s; Ctrl-C leaves now)"
+            )
+            if self.session.machine.give_up_after is None:
+                self.session.machine.give_up_after = self.patience
+        self.session.finish()
+        with anyio.move_on_after(self.patience + 1):
+            await self.session.wait_delivered()
+        if self.session.undelivered:
+            self._quit_now()
+
+    def _quit_now(self) -> None:
+        if waiting := self.session.undelivered:
+            print(f"purechat: {waiting} line(s) were not delivered")
+            self.status = 1
+
+    async def show_events(self, shown: MemoryObjectReceiveStream[Shown]) -> None:
+        async with shown:
+            async for item in shown:
+                self.refresh()
+                if item.kind == "status":
+                    continue  # shown in place, under the input
+                me = self.session.machine.my_name
+                line = plain_line(item, colour=True, me=me)
+                if item.kind == "message" and item.user == me and item.seq:
+                    line += f"  #{item.seq}"
+                rings = item.kind == "message" and item.user != me and not item.history
+                if self.bell and rings and mentions(item.text, me):
+                    line += "\a"
+                print(line, flush=True)
+
+    def refresh(self) -> None:
+        """Give the prompt a new snapshot of the session."""
+        machine = self.session.machine
+        self.rooms.add(machine.room)
+        self.shared.snapshot = Snapshot(
+            room=machine.room,
+            names=tuple(machine.members),
+            rooms=tuple(self.rooms),
+            pending=tuple(line.text for line in machine.pending.values()),
+            trouble=machine.trouble,
+            retry_at=time.monotonic() + max(0.0, machine.reconnect_at - anyio.current_time()),
+        )
+
+    async def keep_snapshot(self) -> None:
+        """Keep what the prompt shows up to date: at each event, and a few times a
+        second for what changes without one (pending lines, the countdown)."""
+        while True:
+            self.refresh()
+            await anyio.sleep(0.2)
 
 
-async def _show_events(shown: MemoryObjectReceiveStream[Shown]) -> None:
-    async with shown:
-        async for item in shown:
-            print(plain_line(item, colour=True), flush=True)
+async def list_rooms(session: ChatSession) -> list[tuple[str, int]]:
+    """The rooms a server (and those sharing its store) has members in."""
+    reply = await admin_call(
+        session.address,
+        "ListRooms",
+        v1.ListRoomsRequest(),
+        v1.ListRoomsResponse,
+        ssl_context=session.ssl_context,
+        token=session.token,
+    )
+    assert isinstance(reply, v1.ListRoomsResponse)
+    return [(room.name, room.members) for room in reply.rooms]

@@ -98,6 +98,15 @@ class Show:
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """A line is done with: stored as `seq`, or refused for good (`failure` says why)."""
+
+    client_msg_id: str
+    seq: int = 0
+    failure: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Reconnect:
     """Drop the current stream if any, and connect again at `at`."""
 
@@ -116,7 +125,7 @@ class GiveUp:
     reason: str
 
 
-Action = Transmit | HalfClose | Show | Reconnect | Finished | GiveUp
+Action = Transmit | HalfClose | Show | Settled | Reconnect | Finished | GiveUp
 
 
 class Phase(enum.Enum):
@@ -155,6 +164,8 @@ class SessionMachine:
     room: str
     address: str = "the server"
     history: int = 0
+    # Listen without a seat: in no member list, no join or leave; nothing is sent.
+    observe: bool = False
     give_up_after: float | None = None
     tls: bool = False
     backoff: Backoff = field(default_factory=Backoff)
@@ -185,14 +196,19 @@ class SessionMachine:
     _down_since: float | None = None
     _stuck_since: float | None = None
     _last_trouble: str = ""
+    # The trouble last told to the person: the same trouble is told once, not per retry.
+    _told_trouble: str = ""
     _ever_joined: bool = False
     _switching: bool = False
 
     # -- what the person does --------------------------------------------------------
 
-    def send(self, text: str, now: float, *, action: bool = False) -> list[Action]:
-        """Queue a line; it goes out now if it can, or after the next reconnect."""
-        line = Line(self.new_id(), text, action)
+    def send(
+        self, text: str, now: float, *, action: bool = False, client_msg_id: str = ""
+    ) -> list[Action]:
+        """Queue a line (under client_msg_id, or a new one); it goes out now if it can,
+        or after the next reconnect."""
+        line = Line(client_msg_id or self.new_id(), text, action)
         self.pending[line.id] = line
         return self._pump(now)
 
@@ -207,10 +223,24 @@ class SessionMachine:
         self.last_seq = None
         self.epoch = ""
         self.members.clear()
+        return self._rejoin(now)
+
+    def rename(self, name: str, now: float) -> list[Action]:
+        """Go on in this room under another name: a fresh stream, announced as the old
+        name leaving and the new one joining; what was pending goes on it."""
+        self.name = name
+        return self._rejoin(now)
+
+    def _rejoin(self, now: float) -> list[Action]:
         self._switching = True
         self.phase = Phase.AWAY
         self.reconnect_at = now
         return [Reconnect(now)]
+
+    @property
+    def trouble(self) -> str:
+        """What keeps the session out of the room now ("" when it is in)."""
+        return "" if self.phase is Phase.JOINED else self._last_trouble
 
     @property
     def undelivered(self) -> int:
@@ -233,6 +263,7 @@ class SessionMachine:
             room=self.room,
             history=self.history if self.last_seq is None else 0,
             session=self.session_id,
+            observe=self.observe,
         )
         if self.last_seq is not None:
             join.after_seq = self.last_seq
@@ -259,7 +290,7 @@ class SessionMachine:
         line = self.pending.get(oldest) if oldest is not None else None
         if line is not None and _legacy_text(line) == message.text:
             self._settle(line.id, now)
-            actions += self._pump(now)
+            actions += [Settled(line.id), *self._pump(now)]
         shown = Shown(
             "message",
             self.room,
@@ -342,6 +373,7 @@ class SessionMachine:
         self._ever_joined = True
         self._down_since = None
         self._attempt = 0
+        self._told_trouble = ""
 
     def _event(self, event: v1.Event) -> list[Action]:
         kind = _KINDS.get(event.kind, "gap")
@@ -373,8 +405,9 @@ class SessionMachine:
         return [Show(shown)]
 
     def _ack(self, ack: v1.Ack, now: float) -> list[Action]:
-        self._settle(ack.client_msg_id, now)
-        return self._pump(now)
+        if not self._settle(ack.client_msg_id, now):
+            return []  # answered twice, or for a line given up on
+        return [Settled(ack.client_msg_id, seq=ack.seq), *self._pump(now)]
 
     def _error(self, error: v1.Error, now: float) -> list[Action]:
         line = self.pending.get(error.client_msg_id)
@@ -390,11 +423,12 @@ class SessionMachine:
                 self._stuck_since = now
             self._last_trouble = error.message
             return []
-        actions: list[Action] = [Show(Shown("error", self.room, error.message))]
+        said = error.message if line is None else f"{error.message} ({_excerpt(line.text)})"
+        actions: list[Action] = [Show(Shown("error", self.room, said))]
         if line is not None:
             self.failures.append(error.message)
             self._settle(line.id, now)
-            actions += self._pump(now)
+            actions += [Settled(line.id, failure=error.message), *self._pump(now)]
         return actions
 
     def _rewind(self, client_msg_id: str) -> None:
@@ -404,11 +438,14 @@ class SessionMachine:
             for later in sent[sent.index(client_msg_id) :]:
                 del self._sent[later]
 
-    def _settle(self, client_msg_id: str, now: float) -> None:
-        """A line is done with (stored, or refused for good): progress."""
-        if self.pending.pop(client_msg_id, None) is not None:
-            self._sent.pop(client_msg_id, None)
-            self._stuck_since = None
+    def _settle(self, client_msg_id: str, now: float) -> bool:
+        """A line is done with (stored, or refused for good): progress. False when it
+        was not pending."""
+        if self.pending.pop(client_msg_id, None) is None:
+            return False
+        self._sent.pop(client_msg_id, None)
+        self._stuck_since = None
+        return True
 
     def _unsent(self) -> list[Line]:
         return [line for line in self.pending.values() if line.id not in self._sent]
@@ -452,8 +489,11 @@ class SessionMachine:
         if self.give_up_after is not None:
             # Never sleep past the moment we would give up: give up on time.
             self.reconnect_at = min(self.reconnect_at, self._down_since + self.give_up_after)
-        status = Shown("status", self.room, f"{what}; reconnecting in {delay:.1f}s")
-        return [Show(status), Reconnect(self.reconnect_at)]
+        actions: list[Action] = []
+        if what != self._told_trouble:  # once per trouble, not once per retry
+            self._told_trouble = what
+            actions.append(Show(Shown("status", self.room, f"{what}; reconnecting")))
+        return [*actions, Reconnect(self.reconnect_at)]
 
     def _give_up_if_late(self, now: float) -> GiveUp | None:
         if self.give_up_after is None:
@@ -476,6 +516,12 @@ class SessionMachine:
         if unknown:
             parts.append(f"{unknown} message(s) may or may not have been stored")
         return _sentence(f"{' and '.join(parts)}: {why}")
+
+
+def _excerpt(text: str, most: int = 40) -> str:
+    """A line's start, quoted, to say which line a refusal is about."""
+    first = text.split("\n", 1)[0]
+    return repr(first if len(first) <= most else first[: most - 1] + "…")
 
 
 def _legacy_text(line: Line) -> str:

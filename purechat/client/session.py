@@ -28,8 +28,10 @@ from purechat.client.machine import (
     Finished,
     GiveUp,
     HalfClose,
+    Phase,
     Reconnect,
     SessionMachine,
+    Settled,
     Show,
     Transmit,
 )
@@ -86,11 +88,15 @@ class _Stream:
 
 
 class ChatSession:
-    """Join, receive, send; reconnect with backoff and resume after every loss."""
+    """Join, receive, send; reconnect with backoff and resume after every loss.
+
+    With several addresses (servers sharing one store), a reconnect after a failure
+    tries the next one, and resumes there where it left off.
+    """
 
     def __init__(
         self,
-        address: Address,
+        addresses: Address | Sequence[Address],
         name: str,
         room: str,
         shown: MemoryObjectSendStream[Shown],
@@ -100,16 +106,19 @@ class ChatSession:
         give_up_after: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
+        observe: bool = False,
     ):
-        self.address = address
+        self.addresses = [addresses] if isinstance(addresses, Address) else list(addresses)
+        self._next = 0
         self.machine = SessionMachine(
             name=name,
             room=room,
-            address=str(address),
+            address=str(self.address),
             history=history,
             give_up_after=give_up_after,
             tls=ssl_context is not None,
             backoff=backoff or Backoff(),
+            observe=observe,
         )
         self._shown = shown
         self._ssl_context = ssl_context
@@ -117,6 +126,22 @@ class ChatSession:
         self._stream: _Stream | None = None
         self._changed = anyio.Event()
         self._outcome: Finished | GiveUp | None = None
+        # Lines someone waits on (`settled`), and what became of them.
+        self._settling: dict[str, anyio.Event] = {}
+        self._settled: dict[str, Settled] = {}
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl_context
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def address(self) -> Address:
+        """The server this session talks to now (or tries to)."""
+        return self.addresses[self._next % len(self.addresses)]
 
     # -- what the person's side calls -----------------------------------------------
 
@@ -140,9 +165,12 @@ class ChatSession:
     def undelivered(self) -> int:
         return self.machine.undelivered
 
-    def send(self, text: str, *, action: bool = False) -> None:
-        """Queue a line; it goes out now, or after the next reconnect."""
-        self._apply(self.machine.send(text, anyio.current_time(), action=action))
+    def send(self, text: str, *, action: bool = False) -> str:
+        """Queue a line; it goes out now, or after the next reconnect. Its id."""
+        client_msg_id = self.machine.new_id()
+        now = anyio.current_time()
+        self._apply(self.machine.send(text, now, action=action, client_msg_id=client_msg_id))
+        return client_msg_id
 
     def finish(self) -> None:
         """Leave once everything queued is delivered: run() then returns."""
@@ -151,6 +179,27 @@ class ChatSession:
     def switch_room(self, room: str) -> None:
         """Leave this room and join another over a fresh stream."""
         self._apply(self.machine.switch_room(room, anyio.current_time()))
+
+    def rename(self, name: str) -> None:
+        """Go on in this room under another name (a fresh stream)."""
+        self._apply(self.machine.rename(name, anyio.current_time()))
+
+    async def settled(self, client_msg_id: str) -> Settled | None:
+        """Until the line is stored or refused for good: what became of it (None when
+        the session ended first)."""
+        if client_msg_id in self.machine.pending:
+            event = self._settling.setdefault(client_msg_id, anyio.Event())
+            while client_msg_id in self.machine.pending and self._outcome is None:
+                await event.wait()
+        self._settling.pop(client_msg_id, None)
+        return self._settled.pop(client_msg_id, None)
+
+    async def joined(self) -> None:
+        """Until the session is in the room (SessionError if it gives up first)."""
+        while self.machine.phase is not Phase.JOINED:
+            if self._over():
+                raise SessionError("The session ended before it joined.")
+            await self._changed.wait()
 
     async def wait_delivered(self) -> None:
         """Until every queued line is acknowledged (or refused)."""
@@ -165,6 +214,7 @@ class ChatSession:
             await self._wait_until(self.machine.reconnect_at)
             if self._over():
                 return
+            self.machine.address = str(self.address)
             try:
                 sock = await connect(self.address.host, self.address.port, self._ssl_context)
             except (OSError, anyio.BrokenResourceError) as error:
@@ -172,11 +222,14 @@ class ChatSession:
                     raise SessionError(
                         failure_sentence(error, self.address.host, self.address.port)
                     ) from None
+                self._next += 1  # the next server, if there are several
                 await self._act(self.machine.connect_failed(failure_reason(error), _now()))
                 continue
             await self._run_stream(sock)
             if self._over():
                 return
+            if self.machine.trouble:
+                self._next += 1
 
     async def _run_stream(self, sock: anyio.abc.ByteStream) -> None:
         """One connection with one call, until it ends; then tell the machine."""
@@ -274,10 +327,16 @@ class ChatSession:
             elif isinstance(action, Reconnect):
                 if self._stream is not None:
                     self._stream.scope.cancel()
+            elif isinstance(action, Settled):
+                if (waiting := self._settling.get(action.client_msg_id)) is not None:
+                    self._settled[action.client_msg_id] = action
+                    waiting.set()
             elif isinstance(action, Finished | GiveUp):
                 self._outcome = action
                 if self._stream is not None:
                     self._stream.scope.cancel()
+                for waiting in self._settling.values():
+                    waiting.set()
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -250,6 +250,12 @@ class Hub:
         member.welcome = Welcome(room.name, name, members, member.joined_at_seq, room.epoch)
         return member
 
+    def poster(self, room_name: str, name: str, outbox: Outbox) -> Member:
+        """A sender without a seat (one post from a bot): it can post and hear the answer,
+        and is in no member list, so nobody sees it join or leave."""
+        room = self._rooms.get(room_name) or Room(room_name)
+        return Member(room=room, outbox=outbox, name=name, requested_name=name, hears_notices=True)
+
     def candidate_names(self, requested: str) -> Iterator[str]:
         """The name a member asked for, then with suffixes ("bob", "bob-2", ...).
 

@@ -24,45 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11purechat_v1.proto\x12\x0bpurechat.v1\"\\\n\x0b\x43lientFrame\x12!\n\x04join\x18\x01 \x01(\x0b\x32\x11.purechat.v1.JoinH\x00\x12!\n\x04send\x18\x02 \x01(\x0b\x32\x11.purechat.v1.SendH\x00\x42\x07\n\x05\x66rame\"y\n\x04Join\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07history\x18\x04 \x01(\r\x12\x0f\n\x07session\x18\x05 \x01(\t\x12\r\n\x05\x65poch\x18\x06 \x01(\tB\x0c\n\n_after_seq\";\n\x04Send\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rclient_msg_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\x08\"\xaa\x01\n\x0bServerFrame\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.purechat.v1.WelcomeH\x00\x12#\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x12.purechat.v1.EventH\x00\x12\x1f\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x10.purechat.v1.AckH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.purechat.v1.ErrorH\x00\x42\x07\n\x05\x66rame\"W\n\x07Welcome\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x92\x02\n\x05\x45vent\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.purechat.v1.Event.Kind\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x14\n\x0ctime_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\x08\x12\x0f\n\x07history\x18\x08 \x01(\x08\x12\x11\n\tgap_until\x18\t \x01(\x04\x12\r\n\x05\x65poch\x18\n \x01(\t\"R\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07MESSAGE\x10\x01\x12\x08\n\x04JOIN\x10\x02\x12\t\n\x05LEAVE\x10\x03\x12\x07\n\x03GAP\x10\x04\x12\t\n\x05RESET\x10\x05\"<\n\x03\x41\x63k\x12\x15\n\rclient_msg_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"\xe5\x01\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.purechat.v1.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\"\x8c\x01\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x11\n\rTEXT_TOO_LONG\x10\x01\x12\x0e\n\nEMPTY_TEXT\x10\x02\x12\x10\n\x0cRATE_LIMITED\x10\x03\x12\r\n\tBAD_FRAME\x10\x04\x12\x15\n\x11STORE_UNAVAILABLE\x10\x05\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x06\"\x12\n\x10ListRoomsRequest\"\x80\x01\n\x11ListRoomsResponse\x12\x32\n\x05rooms\x18\x01 \x03(\x0b\x32#.purechat.v1.ListRoomsResponse.Room\x1a\x37\n\x04Room\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x01(\r\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"\"\n\x12ListMembersRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"&\n\x13ListMembersResponse\x12\x0f\n\x07members\x18\x01 \x03(\t2I\n\x04\x43hat\x12\x41\n\x07\x43onnect\x12\x18.purechat.v1.ClientFrame\x1a\x18.purechat.v1.ServerFrame(\x01\x30\x01\x32\xa5\x01\n\x05\x41\x64min\x12J\n\tListRooms\x12\x1d.purechat.v1.ListRoomsRequest\x1a\x1e.purechat.v1.ListRoomsResponse\x12P\n\x0bListMembers\x12\x1f.purechat.v1.ListMembersRequest\x1a .purechat.v1.ListMembersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11purechat_v1.proto\x12\x0bpurechat.v1\"^\n\x0bPostRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rclient_msg_id\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\x08\"<\n\x0cPostResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\"\\\n\x0b\x43lientFrame\x12!\n\x04join\x18\x01 \x01(\x0b\x32\x11.purechat.v1.JoinH\x00\x12!\n\x04send\x18\x02 \x01(\x0b\x32\x11.purechat.v1.SendH\x00\x42\x07\n\x05\x66rame\"\x8a\x01\n\x04Join\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07history\x18\x04 \x01(\r\x12\x0f\n\x07session\x18\x05 \x01(\t\x12\r\n\x05\x65poch\x18\x06 \x01(\t\x12\x0f\n\x07observe\x18\x07 \x01(\x08\x42\x0c\n\n_after_seq\";\n\x04Send\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rclient_msg_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\x08\"\xaa\x01\n\x0bServerFrame\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.purechat.v1.WelcomeH\x00\x12#\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x12.purechat.v1.EventH\x00\x12\x1f\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x10.purechat.v1.AckH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.purechat.v1.ErrorH\x00\x42\x07\n\x05\x66rame\"W\n\x07Welcome\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x92\x02\n\x05\x45vent\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.purechat.v1.Event.Kind\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x14\n\x0ctime_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\x08\x12\x0f\n\x07history\x18\x08 \x01(\x08\x12\x11\n\tgap_until\x18\t \x01(\x04\x12\r\n\x05\x65poch\x18\n \x01(\t\"R\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07MESSAGE\x10\x01\x12\x08\n\x04JOIN\x10\x02\x12\t\n\x05LEAVE\x10\x03\x12\x07\n\x03GAP\x10\x04\x12\t\n\x05RESET\x10\x05\"<\n\x03\x41\x63k\x12\x15\n\rclient_msg_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"\xe5\x01\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.purechat.v1.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rclient_msg_id\x18\x03 \x01(\t\"\x8c\x01\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x11\n\rTEXT_TOO_LONG\x10\x01\x12\x0e\n\nEMPTY_TEXT\x10\x02\x12\x10\n\x0cRATE_LIMITED\x10\x03\x12\r\n\tBAD_FRAME\x10\x04\x12\x15\n\x11STORE_UNAVAILABLE\x10\x05\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x06\"\x12\n\x10ListRoomsRequest\"\x80\x01\n\x11ListRoomsResponse\x12\x32\n\x05rooms\x18\x01 \x03(\x0b\x32#.purechat.v1.ListRoomsResponse.Room\x1a\x37\n\x04Room\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x01(\r\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"\"\n\x12ListMembersRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"&\n\x13ListMembersResponse\x12\x0f\n\x07members\x18\x01 \x03(\t2\x86\x01\n\x04\x43hat\x12\x41\n\x07\x43onnect\x12\x18.purechat.v1.ClientFrame\x1a\x18.purechat.v1.ServerFrame(\x01\x30\x01\x12;\n\x04Post\x12\x18.purechat.v1.PostRequest\x1a\x19.purechat.v1.PostResponse2\xa5\x01\n\x05\x41\x64min\x12J\n\tListRooms\x12\x1d.purechat.v1.ListRoomsRequest\x1a\x1e.purechat.v1.ListRoomsResponse\x12P\n\x0bListMembers\x12\x1f.purechat.v1.ListMembersRequest\x1a .purechat.v1.ListMembersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'purechat_v1_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIENTFRAME']._serialized_start=34
-  _globals['_CLIENTFRAME']._serialized_end=126
-  _globals['_JOIN']._serialized_start=128
-  _globals['_JOIN']._serialized_end=249
-  _globals['_SEND']._serialized_start=251
-  _globals['_SEND']._serialized_end=310
-  _globals['_SERVERFRAME']._serialized_start=313
-  _globals['_SERVERFRAME']._serialized_end=483
-  _globals['_WELCOME']._serialized_start=485
-  _globals['_WELCOME']._serialized_end=572
-  _globals['_EVENT']._serialized_start=575
-  _globals['_EVENT']._serialized_end=849
-  _globals['_EVENT_KIND']._serialized_start=767
-  _globals['_EVENT_KIND']._serialized_end=849
-  _globals['_ACK']._serialized_start=851
-  _globals['_ACK']._serialized_end=911
-  _globals['_ERROR']._serialized_start=914
-  _globals['_ERROR']._serialized_end=1143
-  _globals['_ERROR_CODE']._serialized_start=1003
-  _globals['_ERROR_CODE']._serialized_end=1143
-  _globals['_LISTROOMSREQUEST']._serialized_start=1145
-  _globals['_LISTROOMSREQUEST']._serialized_end=1163
-  _globals['_LISTROOMSRESPONSE']._serialized_start=1166
-  _globals['_LISTROOMSRESPONSE']._serialized_end=1294
-  _globals['_LISTROOMSRESPONSE_ROOM']._serialized_start=1239
-  _globals['_LISTROOMSRESPONSE_ROOM']._serialized_end=1294
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=1296
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=1330
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1332
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1370
-  _globals['_CHAT']._serialized_start=1372
-  _globals['_CHAT']._serialized_end=1445
-  _globals['_ADMIN']._serialized_start=1448
-  _globals['_ADMIN']._serialized_end=1613
+  _globals['_POSTREQUEST']._serialized_start=34
+  _globals['_POSTREQUEST']._serialized_end=128
+  _globals['_POSTRESPONSE']._serialized_start=130
+  _globals['_POSTRESPONSE']._serialized_end=190
+  _globals['_CLIENTFRAME']._serialized_start=192
+  _globals['_CLIENTFRAME']._serialized_end=284
+  _globals['_JOIN']._serialized_start=287
+  _globals['_JOIN']._serialized_end=425
+  _globals['_SEND']._serialized_start=427
+  _globals['_SEND']._serialized_end=486
+  _globals['_SERVERFRAME']._serialized_start=489
+  _globals['_SERVERFRAME']._serialized_end=659
+  _globals['_WELCOME']._serialized_start=661
+  _globals['_WELCOME']._serialized_end=748
+  _globals['_EVENT']._serialized_start=751
+  _globals['_EVENT']._serialized_end=1025
+  _globals['_EVENT_KIND']._serialized_start=943
+  _globals['_EVENT_KIND']._serialized_end=1025
+  _globals['_ACK']._serialized_start=1027
+  _globals['_ACK']._serialized_end=1087
+  _globals['_ERROR']._serialized_start=1090
+  _globals['_ERROR']._serialized_end=1319
+  _globals['_ERROR_CODE']._serialized_start=1179
+  _globals['_ERROR_CODE']._serialized_end=1319
+  _globals['_LISTROOMSREQUEST']._serialized_start=1321
+  _globals['_LISTROOMSREQUEST']._serialized_end=1339
+  _globals['_LISTROOMSRESPONSE']._serialized_start=1342
+  _globals['_LISTROOMSRESPONSE']._serialized_end=1470
+  _globals['_LISTROOMSRESPONSE_ROOM']._serialized_start=1415
+  _globals['_LISTROOMSRESPONSE_ROOM']._serialized_end=1470
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=1472
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=1506
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1508
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1546
+  _globals['_CHAT']._serialized_start=1549
+  _globals['_CHAT']._serialized_end=1683
+  _globals['_ADMIN']._serialized_start=1686
+  _globals['_ADMIN']._serialized_end=1851
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PostRequest(_message.Message):
+    __slots__ = ("room", "name", "text", "client_msg_id", "action")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    name: str
+    text: str
+    client_msg_id: str
+    action: bool
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
+
+class PostResponse(_message.Message):
+    __slots__ = ("seq", "duplicate", "name")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    duplicate: bool
+    name: str
+    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+
 class ClientFrame(_message.Message):
     __slots__ = ("join", "send")
     JOIN_FIELD_NUMBER: _ClassVar[int]
@@ -16,20 +40,22 @@ class ClientFrame(_message.Message):
     def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
-    __slots__ = ("name", "room", "after_seq", "history", "session", "epoch")
+    __slots__ = ("name", "room", "after_seq", "history", "session", "epoch", "observe")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    OBSERVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     room: str
     after_seq: int
     history: int
     session: str
     epoch: str
-    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
+    observe: bool
+    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ..., observe: _Optional[bool] = ...) -> None: ...
 
 class Send(_message.Message):
     __slots__ = ("text", "client_msg_id", "action")

@@ -155,8 +155,9 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
         delivery,
         peer=stream.connection.peer,
         room=join.room or DEFAULT_ROOM,
-        requested=identity or join.name,
+        requested=None if join.observe else identity or join.name,
         session=join.session,
+        observe=join.observe,
     )
     try:
         async with membership as member:
@@ -184,7 +185,7 @@ def _v1_reader(
             if frame is None:
                 return
             kind = frame.WhichOneof("frame")
-            if kind != "send":
+            if kind != "send" or member.name is None:
                 delivery.offer(Notice(ErrorCode.BAD_FRAME, _misplaced(kind, member)))
                 continue
             send = frame.send
@@ -205,6 +206,8 @@ def _v1_reader(
 def _misplaced(kind: str | None, member: Member) -> str:
     if kind == "join":
         return f"You are already in {member.room.name}; open a new stream to change rooms."
+    if kind == "send":
+        return "You are listening without a seat: join the room to talk."
     return "Empty frame ignored."
 
 

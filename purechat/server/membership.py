@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from purechat.core import BoundName, EndReason, Hub, Member
+from purechat.core import BoundName, EndReason, Hub, Member, Welcome
 from purechat.errors import OutcomeUnknown
 from purechat.server.delivery import DeliveryLimits, MemberDelivery, Sink
 from purechat.server.feed import Feed
@@ -84,8 +84,12 @@ class Membership:
         room: str,
         requested: str | None = None,
         session: str = "",
+        observe: bool = False,
     ):
         self._services = services
+        # Listening without a seat (purechat.v1 Join.observe): unnamed, as an original
+        # contract member is before its first message, but welcomed like a member.
+        self._observe = observe
         self.delivery = delivery
         self._peer = peer
         self._room = room
@@ -103,6 +107,8 @@ class Membership:
                 head = await self._services.known_head(self._room)
                 member = self._services.hub.attach(self._room, self.delivery, head.seq, head.epoch)
                 self._adopt(member)
+                if self._observe:
+                    await self._welcome_observer(member)
             else:
                 await self._join(self._requested)
         except BaseException:
@@ -185,6 +191,21 @@ class Membership:
         member.seat = self._holder
         self._adopt(member)
         log.info("%s joined %s from %s", member.name, room, self._peer)
+
+    async def _welcome_observer(self, member: Member) -> None:
+        """Who is here (on every server sharing the store), for a listener without a seat."""
+        presence = self._services.presence
+        if presence is None:
+            members = self._services.hub.members_of(self._room)
+        else:
+            position = await presence.store.position(self._room)
+            member.presence_from = position.presence
+            members = await presence.store.members(self._room)
+        room = member.room
+        member.welcome = Welcome(
+            room.name, "", tuple(sorted(members)), member.joined_at_seq, room.epoch
+        )
+        log.info("a listener joined %s from %s", self._room, self._peer)
 
     async def _bind(self, requested: str, session: str) -> Joined:
         """Bind a name in the shared store; a bind of unknown outcome is given back."""

@@ -32,6 +32,7 @@ from purechat.server.journal import Journal
 from purechat.server.members import serve_legacy, serve_v1
 from purechat.server.membership import Services
 from purechat.server.pacing import Pacer
+from purechat.server.post import PostService
 from purechat.server.presence import Presence
 from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
@@ -142,6 +143,7 @@ class ChatServer:
             presence=self._presence,
         )
         self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
+        self._posts = PostService(self._services)
         self._connections: set[Connection] = set()
         self._bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
         self._per_address: Counter[str] = Counter()
@@ -293,6 +295,8 @@ class ChatServer:
             return await serve_legacy(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Connect"):
             return await serve_v1(stream, self._services, identity)
+        if (service, method) == (V1_SERVICE, "Post"):
+            return await self._posts.serve(stream, identity)
         if (service, method) == (ADMIN_SERVICE, "ListRooms"):
             return await list_rooms(stream, self._roster)
         if (service, method) == (ADMIN_SERVICE, "ListMembers"):

@@ -1,0 +1,200 @@
+"""A Python client for bots and scripts: `purechat join`'s session, as an async context.
+
+    import anyio
+    from purechat.client import connect
+
+    async def main() -> None:
+        async with connect("127.0.0.1:50051", name="ci-bot", room="ci") as chat:
+            receipt = await chat.send("build 42 passed")  # returns once stored
+            print("stored as", receipt.seq)
+            async for event in chat.events():  # messages, joins, leaves, ...
+                if event.kind == "message" and "deploy?" in event.text:
+                    await chat.send(f"deploying, {event.user}")
+
+    anyio.run(main, backend="trio")
+
+It is the same session as `purechat join` (client/session.py around the state machine
+in client/machine.py), not a copy: every line gets an id and is sent again after a
+reconnect until stored, once, in order; the session resumes after the last number it
+saw, in the log (epoch) it saw it in; several servers are tried in turn. Leaving the
+block delivers what is still queued (within `give_up_after`) and then leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from purechat.client.display import Shown
+from purechat.client.session import Address, ChatSession, SessionError
+from purechat.errors import ClientError
+from purechat.tls import client_context
+
+__all__ = ["Chat", "Event", "Receipt", "SendRefused", "connect"]
+
+Event = Shown
+"""What happens in the room: `kind` ("message", "join", "leave", "gap", "reset",
+"error"), `user`, `text`, `seq`, `time_ms`, `action`, `history`."""
+
+# Events kept for a bot that reads them slowly; a bot that never asks for them gets none.
+EVENTS_BUFFER = 1024
+
+
+class SendRefused(ClientError):
+    """The server refused a line for good (too long, empty, ...); str() says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A stored line: its id and its number in the room."""
+
+    client_msg_id: str
+    seq: int
+
+
+class Chat:
+    """One member in one room; see the module docstring."""
+
+    def __init__(self, session: ChatSession, events: MemoryObjectReceiveStream[Event]):
+        self._session = session
+        self._events = events
+        self.listening = False
+
+    @property
+    def room(self) -> str:
+        return self._session.room
+
+    @property
+    def name(self) -> str:
+        """The name the server gave this member."""
+        return self._session.machine.my_name
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self._session.members)
+
+    @property
+    def position(self) -> tuple[str, int | None]:
+        """(epoch, newest number seen): where a resume would start."""
+        return self._session.machine.epoch, self._session.machine.last_seq
+
+    async def send(self, text: str, *, action: bool = False) -> Receipt:
+        """Send a line and return once it is stored; SendRefused if it never will be,
+        SessionError if the session gave up first."""
+        client_msg_id = self._session.send(text, action=action)
+        settled = await self._session.settled(client_msg_id)
+        if settled is None:
+            raise SessionError("The session ended before the line was stored.")
+        if settled.failure:
+            raise SendRefused(settled.failure)
+        return Receipt(client_msg_id, settled.seq)
+
+    def send_nowait(self, text: str, *, action: bool = False) -> str:
+        """Queue a line without waiting (it is delivered before the block is left)."""
+        return self._session.send(text, action=action)
+
+    def events(self) -> AsyncIterator[Event]:
+        """What happens in the room since joining, in order, until the session ends.
+
+        Until the first call, up to EVENTS_BUFFER events wait, and later ones are not
+        kept (a bot that only sends never holds the session up with events nobody
+        reads); from then on, none is dropped: a bot that reads slowly slows its
+        session down instead.
+        """
+        self.listening = True
+        return _Events(self._events)
+
+
+class _Events:
+    """The events' iterator: nothing to close when a bot stops reading half-way."""
+
+    def __init__(self, events: MemoryObjectReceiveStream[Event]):
+        self._events = events
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._events.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+
+@asynccontextmanager
+async def connect(
+    servers: str | Sequence[str],
+    *,
+    name: str,
+    room: str = "lobby",
+    history: int = 0,
+    token: str | None = None,
+    tls: bool = False,
+    tls_ca: Path | None = None,
+    give_up_after: float | None = 30.0,
+) -> AsyncIterator[Chat]:
+    """Join room on the first of servers ("HOST:PORT") that answers; see Chat.
+
+    ValueError for an address that is not HOST:PORT; SessionError when no server can
+    be joined within give_up_after (None: keep trying).
+    """
+    addresses = [Address.parse(s) for s in ([servers] if isinstance(servers, str) else servers)]
+    context: ssl.SSLContext | None = client_context(tls_ca) if (tls or tls_ca) else None
+    shown_send, shown = anyio.create_memory_object_stream[Shown](EVENTS_BUFFER)
+    events_send, events = anyio.create_memory_object_stream[Event](EVENTS_BUFFER)
+    session = ChatSession(
+        addresses,
+        name,
+        room,
+        shown_send,
+        history=history,
+        give_up_after=give_up_after,
+        ssl_context=context,
+        token=token,
+    )
+    chat = Chat(session, events)
+    failure: list[SessionError] = []
+
+    async def run() -> None:
+        try:
+            await session.run()
+        except SessionError as error:
+            failure.append(error)
+        finally:
+            shown_send.close()
+
+    # The streams outlive the tasks that use them: the task group closes first.
+    async with events_send, events, shown, anyio.create_task_group() as task_group:
+        task_group.start_soon(run)
+        task_group.start_soon(_forward, shown, events_send, chat)
+        try:
+            await session.joined()
+            yield chat
+            session.finish()  # the block is done: deliver what is queued, then leave
+            await session.wait_delivered()
+        finally:
+            task_group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+
+
+async def _forward(
+    shown: MemoryObjectReceiveStream[Shown], events: MemoryObjectSendStream[Event], chat: Chat
+) -> None:
+    """Room events to the bot (see Chat.events)."""
+    async for item in shown:
+        if item.kind in ("info", "status"):
+            continue
+        if chat.listening:
+            await events.send(item)
+        else:
+            with contextlib.suppress(anyio.WouldBlock):
+                events.send_nowait(item)

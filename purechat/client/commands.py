@@ -1,0 +1,239 @@
+"""The client's commands: `purechat join`, `post`, `rooms` and `who` (parse, build, run)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from google.protobuf.message import Message
+
+from purechat.client.admin import AdminError, print_members, print_rooms
+from purechat.client.admin import call as admin_call
+from purechat.client.display import Shown
+from purechat.client.interactive import run_interactive
+from purechat.client.pipe import Output, run_pipe
+from purechat.client.post import Poster, PostError
+from purechat.client.session import Address, ChatSession
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.tls import TlsSetupError, client_context
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+# A pipe that cannot deliver for this long gives up (a person at the keyboard decides).
+PIPE_GIVE_UP = 30.0
+# Recent messages shown on joining, by a person or a listener (a pipe sender shows none).
+SHOWN_HISTORY = 20
+
+
+def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add join, post, rooms and who to `purechat`'s subcommands."""
+    join = commands.add_parser(
+        "join",
+        help="chat in a room",
+        description="Chat in a room. In a terminal: a line editor, with the room above it "
+        "(/help lists the commands). With stdin not a terminal: every input line is one "
+        "message, every event one output line; exits 0 once the server has stored every "
+        "line, 1 with the reason on stderr when it cannot.",
+    )
+    _add_connection_options(join)
+    join.add_argument(
+        "--name", default=_login_name(), help="the name you ask for (default: your login)"
+    )
+    join.add_argument("--room", default="lobby", help="room to join (default: lobby)")
+    join.add_argument(
+        "--history",
+        type=int,
+        metavar="N",
+        help=f"recent messages to show on joining (default: {SHOWN_HISTORY}; 0 for a pipe "
+        "that sends)",
+    )
+    join.add_argument("--json", action="store_true", help="pipe mode: one JSON object per line")
+    join.add_argument(
+        "--listen",
+        action="store_true",
+        help="print the room's events until interrupted, without a seat: in no member "
+        "list, no join or leave seen by others; stdin is ignored",
+    )
+    join.add_argument(
+        "--give-up-after",
+        type=float,
+        metavar="SECONDS",
+        help=f"fail when nothing gets through for this long (default: {PIPE_GIVE_UP:g} for a "
+        "pipe that sends; a person or a listener keeps trying unless this is given)",
+    )
+    join.add_argument(
+        "--no-bell", action="store_true", help="do not ring the bell when someone names you"
+    )
+    join.set_defaults(run=_join)
+
+    post = commands.add_parser(
+        "post",
+        help="post lines into a room without joining it (bots, CI)",
+        description="Post each TEXT (or, with none, each line of stdin) into a room, without "
+        "a seat: nobody sees a join or a leave. Every line is stored once, in order; exits "
+        "0 once all are stored, 1 with the reason on stderr when they cannot be.",
+    )
+    post.add_argument("text", nargs="*", metavar="TEXT", help="messages to post")
+    _add_connection_options(post)
+    post.add_argument("--room", default="lobby", help="room to post into (default: lobby)")
+    post.add_argument("--name", default=_login_name(), help="the name to post under")
+    post.add_argument("--me", action="store_true", help="post actions, shown as '* NAME TEXT'")
+    post.add_argument(
+        "--give-up-after",
+        type=float,
+        default=PIPE_GIVE_UP,
+        metavar="SECONDS",
+        help=f"fail when nothing gets through for this long (default: {PIPE_GIVE_UP:g})",
+    )
+    post.set_defaults(run=_post)
+
+    for name, summary, run in (
+        ("rooms", "list a running server's rooms", _rooms),
+        ("who", "list the members of a room on a running server", _who),
+    ):
+        admin = commands.add_parser(name, help=summary, description=summary.capitalize() + ".")
+        if name == "who":
+            admin.add_argument("room", help="room whose members to list")
+        _add_connection_options(admin)
+        admin.set_defaults(run=run)
+
+
+def _add_connection_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--server",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"server address (default: {DEFAULT_SERVER}); give several (or a comma list) "
+        "to fail over between servers sharing one store",
+    )
+    command.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
+    command.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
+    )
+    # No default here: --help would show it (the token itself).
+    command.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
+    )
+
+
+def _addresses(args: argparse.Namespace) -> list[Address]:
+    """Every --server given (each may be a comma list); ValueError for a bad one."""
+    given = args.server or [DEFAULT_SERVER]
+    return [Address.parse(part.strip()) for value in given for part in value.split(",") if part]
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return getattr(args, "token", None) or os.environ.get("PURECHAT_TOKEN")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "guest"
+
+
+def _problem(error: Exception) -> int:
+    print(f"purechat: {error}", file=sys.stderr)
+    return 2
+
+
+def _join(args: argparse.Namespace) -> int:
+    try:
+        addresses = _addresses(args)
+        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+    except (ValueError, TlsSetupError) as error:
+        return _problem(error)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
+    sends = not interactive and not args.listen
+    history = args.history if args.history is not None else (0 if sends else SHOWN_HISTORY)
+    give_up = (
+        args.give_up_after if args.give_up_after is not None else (PIPE_GIVE_UP if sends else None)
+    )
+    shown_send, shown = anyio.create_memory_object_stream[Shown](256)
+    session = ChatSession(
+        addresses,
+        args.name,
+        args.room,
+        shown_send,
+        history=max(0, history),
+        give_up_after=give_up,
+        ssl_context=tls,
+        token=_token(args),
+        observe=args.listen,
+    )
+
+    async def main() -> int:
+        with shown_send:
+            if interactive:
+                return await run_interactive(
+                    session, shown, bell=not args.no_bell, quit_patience=args.give_up_after
+                )
+            output = Output(sys.stdout, sys.stderr, as_json=args.json)
+            return await run_pipe(session, shown, output, listen=args.listen)
+
+    try:
+        return anyio.run(main, backend="trio")
+    except KeyboardInterrupt:
+        return 0 if interactive or args.listen else 130
+
+
+def _post(args: argparse.Namespace) -> int:
+    try:
+        addresses = _addresses(args)
+        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+    except (ValueError, TlsSetupError) as error:
+        return _problem(error)
+    lines = list(args.text) or _stdin_lines(sys.stdin)
+    poster = Poster(
+        addresses,
+        args.room,
+        args.name,
+        give_up_after=args.give_up_after,
+        ssl_context=tls,
+        token=_token(args),
+    )
+    try:
+        anyio.run(partial(poster.post, lines, action=args.me), backend="trio")
+    except PostError as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stdin_lines(stdin: TextIO) -> list[str]:
+    return [line.rstrip("\r\n") for line in stdin if line.strip()]
+
+
+def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[Message]) -> int:
+    try:
+        address = _addresses(args)[0]
+        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+        answer = anyio.run(
+            partial(
+                admin_call, address, method, request, reply, ssl_context=tls, token=_token(args)
+            ),
+            backend="trio",
+        )
+    except (ValueError, TlsSetupError, AdminError) as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
+    (print_rooms if method == "ListRooms" else print_members)(answer)
+    return 0
+
+
+def _rooms(args: argparse.Namespace) -> int:
+    return _admin(args, "ListRooms", v1.ListRoomsRequest(), v1.ListRoomsResponse)
+
+
+def _who(args: argparse.Namespace) -> int:
+    return _admin(
+        args, "ListMembers", v1.ListMembersRequest(room=args.room), v1.ListMembersResponse
+    )

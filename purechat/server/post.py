@@ -1,0 +1,121 @@
+"""purechat.v1.Chat/Post: one message without a seat, for bots and CI.
+
+The poster is in no member list (nobody sees it join or leave) but goes through the
+same rules as a member: its name is cleaned and may not be one a member of the room
+holds (a look-alike gets a suffix, as on joining), the rate limit holds per
+connection, the message is stored by the journal and broadcast like any other, and the
+call answers once the store has answered: OK with the number, or the refusal's status
+(UNAVAILABLE for a store that is away or did not answer: try again with the same id,
+which is never stored twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import anyio
+from google.protobuf.message import DecodeError
+
+from purechat import status as statuses
+from purechat.core import Ack, EndReason, ErrorCode, Message, Notice, Outgoing
+from purechat.core.limits import DEFAULT_ROOM, room_problem
+from purechat.core.names import name_key, name_problem
+from purechat.core.ratelimit import TokenBucket
+from purechat.errors import StoreError
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.server.journal import InFlight
+from purechat.server.membership import Services
+from purechat.status import Status
+from purechat.transport import Connection, Stream, frame_message
+
+log = logging.getLogger("purechat.server")
+
+
+class _Answer:
+    """The core's Outbox for a poster: keeps the one answer its message gets."""
+
+    def __init__(self) -> None:
+        self.item: Ack | Notice | None = None
+        self.given = anyio.Event()
+
+    def offer(self, item: Outgoing) -> bool:
+        if isinstance(item, Ack | Notice) and self.item is None:
+            self.item = item
+            self.given.set()
+        return True
+
+    def end(self, reason: EndReason) -> None:
+        self.given.set()
+
+
+class PostService:
+    """Serves Post calls; owns one rate-limit bucket per connection that posts."""
+
+    def __init__(self, services: Services):
+        self._services = services
+        self._buckets: weakref.WeakKeyDictionary[Connection, TokenBucket] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def serve(self, stream: Stream, identity: str | None) -> Status:
+        raw = await stream.receive()
+        try:
+            request = v1.PostRequest.FromString(raw or b"")
+        except DecodeError:
+            return statuses.undecodable("purechat.v1.PostRequest")
+        room = request.room or DEFAULT_ROOM
+        hub = self._services.hub
+        problem = room_problem(room, hub.limits) or (
+            None if identity else name_problem(request.name, hub.limits)
+        )
+        if problem:
+            return statuses.refused(problem)
+        await self._pace(stream.connection)
+        try:
+            name = identity or await self._free_name(room, request.name)
+        except StoreError as error:
+            log.error("%s; a post was refused", error)
+            return statuses.store_unreachable()
+        answer = _Answer()
+        poster = hub.poster(room, name, answer)
+        posted = hub.post(poster, request.text, request.client_msg_id, action=request.action)
+        if isinstance(posted, Message):
+            await self._services.journal.submit(posted, poster, InFlight())
+        await answer.given.wait()
+        return await self._respond(stream, answer.item, name)
+
+    async def _pace(self, connection: Connection) -> None:
+        """Posts over one connection keep to the rate limit, paced like members' sends."""
+        rate = self._services.hub.limits.rate_limit
+        if rate <= 0:
+            return
+        bucket = self._buckets.setdefault(connection, TokenBucket.full(rate))
+        delay = bucket.reserve(anyio.current_time())
+        if delay > 0:
+            await anyio.sleep(delay)
+
+    async def _free_name(self, room: str, requested: str) -> str:
+        """The requested name, or with a suffix when a member of the room holds it (or
+        a look-alike of it): a post cannot pass for a member."""
+        services = self._services
+        if services.presence is not None:
+            held = await services.presence.store.members(room)
+        else:
+            held = services.hub.members_of(room)
+        keys = {name_key(name) for name in held}
+        return next(c for c in services.hub.candidate_names(requested) if name_key(c) not in keys)
+
+    async def _respond(self, stream: Stream, item: Ack | Notice | None, name: str) -> Status:
+        if isinstance(item, Ack):
+            response = v1.PostResponse(seq=item.seq, duplicate=item.duplicate, name=name)
+            stream.start_response()
+            await stream.send_frames(frame_message(response.SerializeToString()))
+            return statuses.OK
+        if item is None:  # the server is stopping
+            return statuses.for_end(EndReason.SHUTTING_DOWN)
+        if item.code is ErrorCode.OUTCOME_UNKNOWN:
+            return statuses.for_end(EndReason.OUTCOME_UNKNOWN)
+        if item.code is ErrorCode.STORE_UNAVAILABLE:
+            return statuses.for_end(EndReason.STORE_UNAVAILABLE)
+        return statuses.refused(item.message)
