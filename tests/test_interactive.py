@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import struct
 import termios
 from collections.abc import Callable
@@ -320,3 +321,40 @@ async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, 
             os.close(master)
             os.close(slave)
     assert process.returncode == 1
+
+
+async def test_a_session_as_a_person_sees_it(start_server, nursery, tmp_path) -> None:
+    """A short conversation; with PURECHAT_CAPTURE=FILE the screen is written there
+    (the README's capture comes from this test)."""
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        bob = await harness.v1("bob")
+        await bob.say("morning all")
+        process, client, master, slave = await _spawn(
+            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+        )
+        try:
+            await _idle_after(client, "* alice joined")
+            await bob.say("alice, is the deploy done?")
+            await _idle_after(client, "bob: alice, is the deploy done?")
+            client.type("yes: v2.3 is out\r")
+            await _idle_after(client, "alice: yes: v2.3 is out  #3")
+            client.type("/me goes for coffee\r")
+            await _idle_after(client, "* alice goes for coffee")
+            client.type("/who\r")
+            await _idle_after(client, "in lobby: alice, bob")
+            screen = [line for line in client.lines() if line]
+            client.type("\x04")
+            await process.wait()
+        finally:
+            os.close(master)
+            os.close(slave)
+    assert any("(history) bob: morning all" in line for line in screen)
+    if capture := os.environ.get("PURECHAT_CAPTURE"):
+        text = "\n".join(_without_clock(line) for line in screen) + "\n"
+        await trio.Path(capture).write_text(text, encoding="utf-8")
+
+
+def _without_clock(line: str) -> str:
+    """Times as HH:MM:SS, so the capture does not change with the day it was made."""
+    return re.sub(r"\[\d\d:\d\d:\d\d\]", "[12:00:00]", line)
