@@ -27,7 +27,8 @@ from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server.journal import InFlight
 from purechat.server.membership import Services
 from purechat.status import Status
-from purechat.transport import Connection, Stream, frame_message
+from purechat.transport import Stream, frame_message
+from purechat.transport.stream import StreamHost
 
 log = logging.getLogger("purechat.server")
 
@@ -54,7 +55,7 @@ class PostService:
 
     def __init__(self, services: Services):
         self._services = services
-        self._buckets: weakref.WeakKeyDictionary[Connection, TokenBucket] = (
+        self._buckets: weakref.WeakKeyDictionary[StreamHost, TokenBucket] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -85,7 +86,7 @@ class PostService:
         await answer.given.wait()
         return await self._respond(stream, answer.item, name)
 
-    async def _pace(self, connection: Connection) -> None:
+    async def _pace(self, connection: StreamHost) -> None:
         """Posts over one connection keep to the rate limit, paced like members' sends."""
         rate = self._services.hub.limits.rate_limit
         if rate <= 0:

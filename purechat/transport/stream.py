@@ -16,7 +16,7 @@ import enum
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import h2.errors
@@ -27,9 +27,8 @@ from purerpc.grpclib.exceptions import ProtocolError
 from purechat import status as statuses
 from purechat.errors import TransportError
 from purechat.status import Status, StatusCode
-
-if TYPE_CHECKING:
-    from purechat.transport.connection import Connection
+from purechat.transport.protocol import GrpcProtocol
+from purechat.transport.writer import ConnectionWriter
 
 Metadata = Sequence[tuple[str, str]]
 CONTENT_TYPE_SUFFIX = "+proto"
@@ -57,6 +56,20 @@ class Stalled(TransportError):
         self.blocked_on = blocked_on
 
 
+class StreamHost(Protocol):
+    """What a stream needs of its connection (connection.py's Connection is one)."""
+
+    protocol: GrpcProtocol
+    writer: ConnectionWriter
+    peer: str
+    # Streams waiting for room to send; woken when the connection moves.
+    waiting_to_send: set[Stream]
+
+    def stream_closed(self, stream: Stream) -> None: ...
+
+    def close_gracefully(self) -> None: ...
+
+
 class StreamState(enum.Enum):
     OPEN = "open"
     # Server side: the client has finished sending; responses may still go out.
@@ -71,7 +84,7 @@ class StreamState(enum.Enum):
 class Stream:
     """One gRPC call. The connection's reader drives the private `_on_*` methods."""
 
-    def __init__(self, connection: Connection, stream_id: int, request: RequestReceived | None):
+    def __init__(self, connection: StreamHost, stream_id: int, request: RequestReceived | None):
         self.connection = connection
         self.stream_id = stream_id
         self.request = request
