@@ -8,7 +8,8 @@ import pty
 import re
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pyte
@@ -132,27 +133,34 @@ async def test_typing_is_not_disturbed_by_incoming_messages(start_server, nurser
     )
 
 
-async def _spawn(nursery, harness: Harness, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    """purechat join in a pseudo-terminal; (process, client, slave fd)."""
+@asynccontextmanager
+async def _in_a_terminal(
+    nursery: trio.Nursery, harness: Harness, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[trio.Process, PtyClient]]:
+    """purechat join in a pseudo-terminal, read back through a terminal emulator."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     os.set_blocking(master, False)
     environment = {**os.environ, "TERM": "xterm-256color", **(env or {})}
-    process: trio.Process = await nursery.start(
-        partial(
-            trio.run_process,
-            [*PURECHAT, "join", "--server", f"127.0.0.1:{harness.port}", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=environment,
-            check=False,
-            start_new_session=True,
+    try:
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [*PURECHAT, "join", "--server", f"127.0.0.1:{harness.port}", *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=environment,
+                check=False,
+                start_new_session=True,
+            )
         )
-    )
-    client = PtyClient(master)
-    nursery.start_soon(client.pump)
-    return process, client, master, slave
+        client = PtyClient(master)
+        nursery.start_soon(client.pump)
+        yield process, client
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def _has(client: PtyClient, text: str) -> bool:
@@ -185,10 +193,9 @@ async def test_a_sent_line_shows_once_pending_then_with_its_number(
 ) -> None:
     harness: Harness = await start_server()
     with trio.fail_after(30):
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
-        )
-        try:
+        ) as (process, client):
             await _idle_after(client, "* alice joined")
             client.type("hello, bob\r")
             await client.until(lambda: _has(client, "alice: hello, bob  #1"))
@@ -199,9 +206,6 @@ async def test_a_sent_line_shows_once_pending_then_with_its_number(
             assert not _has(client, "pending")
             client.type("\x04")
             await process.wait()
-        finally:
-            os.close(master)
-            os.close(slave)
     assert process.returncode == 0
     assert (tmp_path / "purechat" / "history").read_text().count("hello, bob") == 1
 
@@ -211,10 +215,9 @@ async def test_commands_never_end_the_session_and_say_how_to_use_them(
 ) -> None:
     harness: Harness = await start_server()
     with trio.fail_after(30):
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
-        )
-        try:
+        ) as (process, client):
             await _idle_after(client, "* alice joined")
             client.type("/join bad room name\r")
             await client.until(lambda: _has(client, "! Room names cannot contain spaces"))
@@ -230,9 +233,6 @@ async def test_commands_never_end_the_session_and_say_how_to_use_them(
             await client.until(lambda: _has(client, "alicia: still here"))
             client.type("/quit\r")
             await process.wait()
-        finally:
-            os.close(master)
-            os.close(slave)
     assert process.returncode == 0
 
 
@@ -241,11 +241,10 @@ async def test_a_pasted_block_is_one_message_shown_indented_and_mentions_ring(
 ) -> None:
     harness: Harness = await start_server()
     with trio.fail_after(30):
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
-        )
-        bells: list[bytes] = []
-        try:
+        ) as (process, client):
+            bells: list[bytes] = []
             await _idle_after(client, "* alice joined")
             bob = await harness.v1("bob")
             await _idle_after(client, "* bob joined")
@@ -264,9 +263,6 @@ async def test_a_pasted_block_is_one_message_shown_indented_and_mentions_ring(
             assert any(b"\a" in chunk for chunk in bells)  # the bell rang for a mention
             client.type("\x04")
             await process.wait()
-        finally:
-            os.close(master)
-            os.close(slave)
     assert process.returncode == 0
 
 
@@ -282,10 +278,9 @@ async def test_tab_completes_commands_and_names(start_server, nursery, tmp_path)
     harness: Harness = await start_server()
     with trio.fail_after(30):
         await harness.v1("bartholomew")
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
-        )
-        try:
+        ) as (process, client):
             await _idle_after(client, "* alice joined")
             client.type("/wh\t")
             await client.until(lambda: client.input_line() == "[lobby] > /who")
@@ -293,21 +288,17 @@ async def test_tab_completes_commands_and_names(start_server, nursery, tmp_path)
             await client.until(lambda: client.input_line() == "[lobby] > hi bartholomew")
             client.type("\x15\x04")
             await process.wait()
-        finally:
-            os.close(master)
-            os.close(slave)
 
 
 async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, tmp_path) -> None:
     harness: Harness = await start_server()
     with trio.fail_after(60):
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery,
             harness,
             *("--name", "alice", "--give-up-after", "1"),
             env={"XDG_DATA_HOME": str(tmp_path)},
-        )
-        try:
+        ) as (process, client):
             await _idle_after(client, "* alice joined")
             harness.server.shutdown()
             await harness.server.stopped()
@@ -317,9 +308,6 @@ async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, 
             await client.until(lambda: _has(client, "1 line(s) not delivered yet: waiting"))
             await process.wait()
             await client.until(lambda: _has(client, "1 line(s) were not delivered"))
-        finally:
-            os.close(master)
-            os.close(slave)
     assert process.returncode == 1
 
 
@@ -330,10 +318,9 @@ async def test_a_session_as_a_person_sees_it(start_server, nursery, tmp_path) ->
     with trio.fail_after(30):
         bob = await harness.v1("bob")
         await bob.say("morning all")
-        process, client, master, slave = await _spawn(
+        async with _in_a_terminal(
             nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
-        )
-        try:
+        ) as (process, client):
             await _idle_after(client, "* alice joined")
             await bob.say("alice, is the deploy done?")
             await _idle_after(client, "bob: alice, is the deploy done?")
@@ -346,9 +333,6 @@ async def test_a_session_as_a_person_sees_it(start_server, nursery, tmp_path) ->
             screen = [line for line in client.lines() if line]
             client.type("\x04")
             await process.wait()
-        finally:
-            os.close(master)
-            os.close(slave)
     assert any("(history) bob: morning all" in line for line in screen)
     if capture := os.environ.get("PURECHAT_CAPTURE"):
         text = "\n".join(_without_clock(line) for line in screen) + "\n"

@@ -425,18 +425,25 @@ async def test_a_server_whose_heartbeat_lapsed_lists_its_members_again(
     assert (message.user, message.text) == ("alice", "still here")
 
 
+@pytest.mark.parametrize(
+    "taken",
+    [
+        "redis.call('HSET', 'purechat:room:lobby:members', 'alice', 'elsewhere/1')\n",
+        # a look-alike of the name, bound elsewhere
+        "redis.call('HSET', 'purechat:room:lobby:members', 'Alice', 'elsewhere/1')\n"
+        "redis.call('HSET', 'purechat:room:lobby:keys', 'alice', 'Alice')\n",
+    ],
+    ids=["the name", "a look-alike"],
+)
 async def test_a_name_taken_while_its_server_had_lapsed_ends_that_members_stream(
-    scale_out: ScaleOut,
+    scale_out: ScaleOut, taken: str
 ) -> None:
     with trio.fail_after(30):
         a = await scale_out.server(presence_ttl=1.0)
         alice = await a.v1("alice")
         heartbeat = f"purechat:server:{a.server.presence_id}"
         # a lapses, is swept, and someone elsewhere is given the name, all at once.
-        lapse = (
-            "redis.call('DEL', ARGV[2])\n"
-            "redis.call('HSET', 'purechat:room:lobby:members', 'alice', 'elsewhere/1')\n"
-        ) + SWEEP
+        lapse = "redis.call('DEL', ARGV[2])\n" + taken + SWEEP
         await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
         await alice.until_end()
     assert alice.call.status is not None
@@ -444,25 +451,6 @@ async def test_a_name_taken_while_its_server_had_lapsed_ends_that_members_stream
     assert alice.call.status.status_message == (
         "the server lost touch with the others and your name went to somebody else; join again"
     )
-
-
-async def test_a_look_alike_taken_while_its_server_had_lapsed_ends_that_members_stream(
-    scale_out: ScaleOut,
-) -> None:
-    with trio.fail_after(30):
-        a = await scale_out.server(presence_ttl=1.0)
-        alice = await a.v1("alice")
-        heartbeat = f"purechat:server:{a.server.presence_id}"
-        # a lapses, is swept, and someone elsewhere is given a look-alike, all at once.
-        lapse = (
-            "redis.call('DEL', ARGV[2])\n"
-            "redis.call('HSET', 'purechat:room:lobby:members', 'Alice', 'elsewhere/1')\n"
-            "redis.call('HSET', 'purechat:room:lobby:keys', 'alice', 'Alice')\n"
-        ) + SWEEP
-        await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
-        await alice.until_end()
-    assert alice.call.status is not None
-    assert alice.call.status.status_code is StatusCode.UNAVAILABLE
 
 
 async def test_while_redis_is_away_joins_are_refused_with_a_sentence(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import ssl
 import sys
 from functools import partial
 from pathlib import Path
@@ -145,10 +146,14 @@ def _problem(error: Exception) -> int:
     return 2
 
 
+def _where(args: argparse.Namespace) -> tuple[list[Address], ssl.SSLContext | None]:
+    """The servers to try and the TLS to use; ValueError or TlsSetupError when wrong."""
+    return _addresses(args), client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+
+
 def _join(args: argparse.Namespace) -> int:
     try:
-        addresses = _addresses(args)
-        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+        addresses, tls = _where(args)
     except (ValueError, TlsSetupError) as error:
         return _problem(error)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
@@ -187,8 +192,7 @@ def _join(args: argparse.Namespace) -> int:
 
 def _post(args: argparse.Namespace) -> int:
     try:
-        addresses = _addresses(args)
-        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+        addresses, tls = _where(args)
     except (ValueError, TlsSetupError) as error:
         return _problem(error)
     lines = list(args.text) or _stdin_lines(sys.stdin)
@@ -214,11 +218,16 @@ def _stdin_lines(stdin: TextIO) -> list[str]:
 
 def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[Message]) -> int:
     try:
-        address = _addresses(args)[0]
-        tls = client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+        addresses, tls = _where(args)
         answer = anyio.run(
             partial(
-                admin_call, address, method, request, reply, ssl_context=tls, token=_token(args)
+                admin_call,
+                addresses[0],
+                method,
+                request,
+                reply,
+                ssl_context=tls,
+                token=_token(args),
             ),
             backend="trio",
         )
