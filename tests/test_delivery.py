@@ -86,7 +86,7 @@ async def _nothing() -> list[Outgoing]:
 
 
 async def started(delivery: MemberDelivery, nursery: trio.Nursery) -> None:
-    nursery.start_soon(delivery.run, _nothing)
+    delivery.start(nursery, _nothing)  # type: ignore[arg-type]
     await trio.testing.wait_all_tasks_blocked()
     assert delivery.state is DeliveryState.DIRECT
 
@@ -130,7 +130,7 @@ async def test_no_progress_for_the_stall_timeout_calls_it_stalled(
     delivery = make(sink, limits=DeliveryLimits(stall_timeout=5))
     delivery.on_stalled = stalled.set
     delivery.offer("waiting")  # type: ignore[arg-type]
-    nursery.start_soon(delivery.run, _nothing)
+    delivery.start(nursery, _nothing)  # type: ignore[arg-type]
     started_at = trio.current_time()
     await stalled.wait()
     assert trio.current_time() - started_at == pytest.approx(5)
@@ -144,7 +144,7 @@ async def test_progress_keeps_a_slow_reader_in(
     delivery = make(sink, limits=DeliveryLimits(stall_timeout=5))
     delivery.on_stalled = stalled.set
     delivery.offer("x" * 100)  # type: ignore[arg-type]
-    nursery.start_soon(delivery.run, _nothing)
+    delivery.start(nursery, _nothing)  # type: ignore[arg-type]
     for _ in range(25):  # 4 bytes every 4 seconds: slow, but never stalled for 5
         await trio.sleep(4)
         sink.open(4)
@@ -162,7 +162,7 @@ async def test_lagging_is_reported_with_hysteresis(make: Make, nursery) -> None:
     assert heard == []
     delivery.offer("b")  # type: ignore[arg-type]
     assert heard == [True]
-    nursery.start_soon(delivery.run, _nothing)
+    delivery.start(nursery, _nothing)  # type: ignore[arg-type]
     sink.open(mark // 4)
     await trio.testing.wait_all_tasks_blocked()
     assert heard == [True]  # still over half the mark
@@ -202,15 +202,19 @@ async def test_closing_sends_what_is_queued_then_returns(make: Make, nursery) ->
     delivery = make(sink)
     done = trio.Event()
 
-    async def run() -> None:
-        await delivery.run(_nothing)
+    async def call() -> None:  # as the member's call does: it reads, then closes
+        async with trio.open_nursery() as group:
+            delivery.start(group, _nothing)  # type: ignore[arg-type]
+            await trio.testing.wait_all_tasks_blocked()
+            assert delivery.state is DeliveryState.DIRECT  # an idle member runs no task
+            delivery.offer("last words")  # type: ignore[arg-type]
+            delivery.close()
+            assert delivery.offer("too late")  # type: ignore[arg-type]
         done.set()
 
-    nursery.start_soon(run)
+    nursery.start_soon(call)
     await trio.testing.wait_all_tasks_blocked()
-    delivery.offer("last words")  # type: ignore[arg-type]
-    delivery.close()
-    assert delivery.offer("too late")  # type: ignore[arg-type]
+    assert not done.is_set()  # the call waits for its last words to go out
     sink.open(100)
     await done.wait()
     assert sink.received == b"last words"

@@ -1,22 +1,26 @@
 """A member's delivery: what the core offers one member, on its way to the member's stream.
 
 The member's memory object stream is its queue of record. Every item offered is encoded
-(once per broadcast for all members of a contract, see wire.py), its bytes queued there
-in order and counted. Who takes bytes out of the queue depends on one state:
+(once per broadcast for all members of a contract, see wire.py), its bytes queued in
+order and counted against one byte budget. Who takes bytes out depends on one state:
 
 - PRELUDE: the delivery's task sends what the member is owed from before it arrived
   (welcome, history, what it missed); offers queue behind it.
-- DIRECT: the task is idle. At the end of the scheduler pass the server's flusher takes
-  what is queued and hands it to HTTP/2 in one piece, so nothing of the member's wakes
-  per message. Bytes the windows cannot take now are held, and the state becomes SENDING.
-- SENDING: the task sends what is held, then what is queued, waiting for the windows as
-  it must; with the queue empty it goes back to DIRECT.
-- CLOSING: the member has finished; the task sends what is queued, then returns.
+- DIRECT: no task runs. At the end of the scheduler pass the server's flusher takes what
+  was offered and hands it to HTTP/2 in one piece, so nothing of the member's wakes per
+  message. Bytes the windows cannot take now are held, and the state becomes SENDING.
+- SENDING: a task (started for it, in the member's call) sends what is held, then what
+  is queued, waiting for the windows as it must; with the queue empty it returns and
+  the state is DIRECT again. An idle member costs no task.
+- CLOSING: the member has finished; a task sends what is queued, then returns.
 - ENDED: the member was removed, or its delivery failed; offers are dropped.
 
-Bytes leave the queue in the order they entered it, and only one hand takes from it at
-a time (the flusher in DIRECT, the task otherwise): the direct path is the same queue,
-emptied by a different hand, so it keeps the queue's order and bound.
+While no task runs (DIRECT), offers collect in a plain list that the flusher
+empties at the end of the same scheduler pass: the fast path, with no task waking and
+no channel per item. Whenever the task is sending, the memory object stream is the
+queue, and the list is empty (the task goes DIRECT only once the stream is drained, and
+leaves it only after a flush took the whole list). Bytes therefore leave in the order
+they entered, one owner (this object) moves them, and one budget bounds them both.
 
 Too slow is measured in bytes and time, not items. An offer that would take the backlog
 past the byte budget is refused (the core then removes the member); a send that makes
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from purechat import status as statuses
@@ -116,17 +121,22 @@ class MemberDelivery:
         self._flusher = flusher
         self._evictions = evictions if evictions is not None else Counter()
         self.state = DeliveryState.PRELUDE
-        self._send: MemoryObjectSendStream[bytes]
-        self._receive: MemoryObjectReceiveStream[bytes]
-        self._send, self._receive = anyio.create_memory_object_stream[bytes](
-            max(1, self.limits.budget // SMALLEST_ITEM)
-        )
+        # The queue, while there is one (see the docstring): opened when offers must
+        # wait for the task, closed when the task has drained it.
+        self._queue: tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]
+        self._budget = self.limits.budget
+        self._queue = self._open_queue()
+        # DIRECT: what this scheduler pass offered, for the flusher (see the docstring).
+        self._direct: list[bytes] = []
+        self._lagging_mark = self.limits.lagging_mark
         # Bytes queued or held and not yet handed to HTTP/2.
         self.backlog = 0
         # Bytes the windows did not take; they go before anything queued.
         self._held = b""
         self._marked = False
-        self._wake = anyio.Event()
+        # The member's call's task group, where the sending task runs when needed.
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_running = False
         self.lagging = False
         # Set by whoever owns the member (its membership): lagging changes, stalls,
         # and a description for log lines.
@@ -139,7 +149,8 @@ class MemberDelivery:
     # -- the core's Outbox --------------------------------------------------------
 
     def offer(self, item: Outgoing) -> bool:
-        if self.state in (DeliveryState.ENDED, DeliveryState.CLOSING):
+        state = self.state
+        if state is DeliveryState.ENDED or state is DeliveryState.CLOSING:
             return True  # the member is leaving: nothing more to deliver
         try:
             blob = self._encode(item)
@@ -149,26 +160,34 @@ class MemberDelivery:
             return True
         if not blob:
             return True
-        size = len(blob)
-        if self.backlog + size > self.limits.budget:
+        backlog = self.backlog + len(blob)
+        if backlog > self._budget:
             self._too_slow = (
-                f"its backlog of {_mib(self.backlog)} would pass the budget of "
-                f"{_mib(self.limits.budget)}"
+                f"its backlog of {_mib(self.backlog)} would pass the budget of {_mib(self._budget)}"
             )
             self._evictions["backlog"] += 1
             return False
-        try:
-            self._send.send_nowait(blob)
-        except anyio.WouldBlock:
-            self._too_slow = f"{self._send.statistics().current_buffer_used} items are queued"
-            self._evictions["backlog"] += 1
-            return False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return True
-        self._grow(size)
-        if self.state is DeliveryState.DIRECT and not self._marked and self._flusher is not None:
-            self._marked = True
-            self._flusher.mark(self)
+        if state is DeliveryState.DIRECT and self._flusher is not None:
+            self._direct.append(blob)
+            if not self._marked:
+                self._marked = True
+                self._flusher.mark(self)
+        else:
+            try:
+                self._queue[0].send_nowait(blob)
+            except anyio.WouldBlock:
+                used = self._queue[0].statistics().current_buffer_used
+                self._too_slow = f"{used} items are queued"
+                self._evictions["backlog"] += 1
+                return False
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return True
+            if state is DeliveryState.DIRECT:  # no flusher here: a task sends instead
+                self._ensure_task()
+        self.backlog = backlog
+        if backlog > self._lagging_mark and not self.lagging:
+            self.lagging = True
+            self.on_lagging(True)
         return True
 
     def end(self, reason: EndReason) -> None:
@@ -185,11 +204,21 @@ class MemberDelivery:
 
     # -- the member's own moves ---------------------------------------------------
 
+    def start(self, task_group: anyio.abc.TaskGroup, prelude: Prelude) -> None:
+        """Send the prelude, then everything offered, in the member's call (task_group).
+
+        Items offered while the prelude is fetched wait behind it, so history and live
+        messages arrive in order.
+        """
+        self._task_group = task_group
+        self._task_running = True
+        task_group.start_soon(self._send_prelude, prelude)
+
     def close(self) -> None:
-        """The member has finished: send what is queued, then the task returns."""
+        """The member has finished: what is queued is sent, then nothing more."""
         if self.state not in (DeliveryState.ENDED, DeliveryState.CLOSING):
             self.state = DeliveryState.CLOSING
-            self._wake.set()
+            self._ensure_task()
 
     def flush_now(self) -> None:
         """The flusher's turn: hand what is queued to HTTP/2 now, hold what does not fit."""
@@ -203,79 +232,118 @@ class MemberDelivery:
                 if taken < len(blob):
                     self._held = blob[taken:]
                     self.state = DeliveryState.SENDING
-                    self._wake.set()
+                    self._queue = self._open_queue()
+                    self._ensure_task()
                     return
         except Exception:
             log.exception("%s: could not hand messages over; ending its call", self.describe())
             self._finish(statuses.internal())
 
-    async def run(self, prelude: Prelude) -> None:
-        """Send the prelude, then everything offered, until closed (or ended).
-
-        Items offered while the prelude is fetched wait behind it, so history and live
-        messages arrive in order.
-        """
+    async def _send_prelude(self, prelude: Prelude) -> None:
         stall = self.limits.stall_timeout
         try:
             earlier = b"".join(self._encode(item) for item in await prelude())
             if earlier:
                 await self._sink.send_frames(earlier, stall_timeout=stall)
-            while self.state is not DeliveryState.ENDED:
-                if blob := self._take(MAX_BATCH_BYTES):
-                    if self.state is not DeliveryState.CLOSING:
-                        self.state = DeliveryState.SENDING
-                    await self._sink.send_frames(blob, stall_timeout=stall)
-                    self._shrink(len(blob))
-                elif self.state is DeliveryState.CLOSING:
-                    return
-                else:
-                    self.state = DeliveryState.DIRECT
-                    await self._wake.wait()
-                    self._wake = anyio.Event()
         except Stalled as stalled:
-            self._too_slow = f"a backlog of {_mib(self.backlog)} {stalled}"
-            self._evictions["stalled"] += 1
-            self.on_stalled()
+            self._stalled(stalled)
+            return
+        finally:
+            self._task_running = False
+        self._ensure_task()
+
+    def _ensure_task(self) -> None:
+        """Have a task send what is held and queued, unless one is at it (or the
+        member's call is ending, or there is nothing to send)."""
+        if self._task_running or self.state is DeliveryState.ENDED:
+            return
+        if not (self._held or self._direct or self._queued()):
+            if self.state is not DeliveryState.CLOSING:
+                self._go_direct()
+            return
+        group = self._task_group
+        if group is not None and not group.cancel_scope.cancel_called:
+            self._task_running = True
+            group.start_soon(self._send_queued)
+
+    async def _send_queued(self) -> None:
+        """Send until nothing is queued; then DIRECT (or done, when closing)."""
+        stall = self.limits.stall_timeout
+        try:
+            while self.state is not DeliveryState.ENDED:
+                blob = self._take(MAX_BATCH_BYTES)
+                if not blob:
+                    if self.state is not DeliveryState.CLOSING:
+                        self._go_direct()
+                    return
+                if self.state is not DeliveryState.CLOSING:
+                    self.state = DeliveryState.SENDING
+                await self._sink.send_frames(blob, stall_timeout=stall)
+                self._shrink(len(blob))
+        except Stalled as stalled:
+            self._stalled(stalled)
+        finally:
+            self._task_running = False
+
+    def _stalled(self, stalled: Stalled) -> None:
+        self._too_slow = f"a backlog of {_mib(self.backlog)} {stalled}"
+        self._evictions["stalled"] += 1
+        self.on_stalled()
 
     def discard(self) -> None:
         """The call is over: drop whatever is still queued."""
         self.state = DeliveryState.ENDED
-        self._send.close()
-        self._receive.close()
+        self._close_queue()
         self._held = b""
+        self._direct = []
         self.backlog = 0
 
     # -- internals ------------------------------------------------------------------
 
     def _take(self, limit: int) -> bytes:
-        """Held bytes, then queued ones, up to about limit bytes, in order."""
+        """Held bytes, then the pass's list, then queued ones, up to about limit bytes,
+        in order."""
         parts = [self._held] if self._held else []
-        size = len(self._held)
+        parts += self._direct
+        size = sum(len(part) for part in parts)
         self._held = b""
+        self._direct = []
         while size < limit:
             try:
-                blob = self._receive.receive_nowait()
+                blob = self._queue[1].receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
             parts.append(blob)
             size += len(blob)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _grow(self, size: int) -> None:
-        self.backlog += size
-        if not self.lagging and self.backlog > self.limits.lagging_mark:
-            self.lagging = True
-            self.on_lagging(True)
+    def _open_queue(
+        self,
+    ) -> tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]:
+        return anyio.create_memory_object_stream[bytes](max(1, self._budget // SMALLEST_ITEM))
+
+    def _queued(self) -> int:
+        return self._queue[0].statistics().current_buffer_used
+
+    def _close_queue(self) -> None:
+        self._queue[0].close()
+        self._queue[1].close()
+
+    def _go_direct(self) -> None:
+        """Nothing is queued and no task runs: offers take the fast path, and the empty
+        queue is let go (an idle member holds none)."""
+        self.state = DeliveryState.DIRECT
+        if self._flusher is not None:
+            self._close_queue()
 
     def _shrink(self, size: int) -> None:
         self.backlog -= size
-        if self.lagging and self.backlog <= self.limits.lagging_mark // 2:
+        if self.lagging and self.backlog <= self._lagging_mark // 2:
             self.lagging = False
             self.on_lagging(False)
 
     def _finish(self, status: Status) -> None:
         self.discard()
-        self._wake.set()
         self._sink.end(status)
 
 

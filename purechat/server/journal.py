@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -175,7 +175,7 @@ class Journal:
                     log.error(
                         "the store lost the log of room %s; numbering starts again", message.room
                     )
-                stored = replace(message, seq=result.seq)
+                stored = message.numbered(result.seq)
                 self.hub.publish(stored, duplicate=result.duplicate, sender=sender)
                 in_flight.done()
             else:

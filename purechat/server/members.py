@@ -1,10 +1,10 @@
 """The two ways in: the original chat.ChatService contract and purechat.v1.
 
 Each call is one member, inside one `Membership` (its seat, name and hub entry, given
-back exactly once however the call ends). The member's reader and its delivery's task
-run as siblings in one task group, so when either ends the call, both stop. The
-delivery first sends what the member is owed from before it arrived (welcome, history
-or missed messages), then live ones.
+back exactly once however the call ends). The call's task reads; the member's delivery
+sends what it is owed from before it arrived (welcome, history or missed messages),
+then live ones, with a task of its own in the call's task group only while it has to
+wait for the windows: whatever ends the call stops both.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ async def _run_member(
     read: Callable[[], Coroutine[Any, Any, None]],
     prelude: Prelude,
 ) -> Status:
-    """Run reader and delivery as siblings; OK once the reader finished and the
-    delivery drained. Whatever ends the call early does so through `stream.end`."""
+    """Read in the call's own task, the delivery sending beside it when it has to;
+    OK once the reader finished and the delivery drained. Whatever ends the call early
+    does so through `stream.end`, which cancels both."""
     stream.start_response()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(delivery.run, prelude)
-        task_group.start_soon(read)
+        delivery.start(task_group, prelude)
+        await read()
     return statuses.OK
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -91,7 +90,8 @@ class Connection:
         self._on_cut_off = on_cut_off or (lambda reason: None)
         self._closing = False
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._handshake = anyio.CancelScope()
+        # Server side: the peer has made its first call (the handshake is over).
+        self._called = False
         self._ping_sent_at: float | None = None
         self.last_heard = anyio.current_time()
         self.heard_from_peer = False
@@ -196,44 +196,57 @@ class Connection:
     ) -> None:
         """Read and dispatch until the peer goes; a server-side peer that has not made
         its first call within the handshake timeout is dropped."""
-        limits = self.protocol.limits
-        deadline = anyio.current_time() + limits.handshake_timeout if handle_call else math.inf
-        with anyio.CancelScope(deadline=deadline) as self._handshake:
-            while True:
-                try:
-                    data = await self._sock.receive(READ_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                    return
-                self.last_heard = anyio.current_time()
-                if not self.heard_from_peer:
-                    self.heard_from_peer = True
-                    self.first_bytes = data[:16]
-                try:
-                    events = self.protocol.receive_data(data, self.last_heard)
-                except Flood as flood:
-                    log.warning(
-                        "%s: cut off for flooding (%s); %d call(s) ended",
-                        self.peer,
-                        flood,
-                        len(self.streams),
-                    )
-                    self._on_cut_off(f"flood_{flood.reason}")
-                    await self.writer.last_words(LAST_WORDS_SECONDS)
-                    return
-                except (h2.exceptions.H2Error, ProtocolError) as error:
-                    log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
-                    self._on_cut_off("protocol_error")
-                    return
-                for event in events:
-                    self._dispatch(event, handle_call, task_group)
-                if self.writer.pending() > MAX_OUTBOUND:
-                    log.warning("%s: peer makes us write but does not read; closing", self.peer)
-                    self._on_cut_off("not_reading")
-                    return
-                self.writer.wake()
-        if self._handshake.cancelled_caught:
-            log.info("%s: no call within %ss; closing", self.peer, limits.handshake_timeout)
-            self._on_cut_off("handshake_timeout")
+        if handle_call is not None:
+            limits = self.protocol.limits
+            # A scope for the handshake only: an idle member keeps none.
+            with anyio.move_on_after(limits.handshake_timeout) as handshake:
+                while not self._called:
+                    if not await self._read_once(handle_call, task_group):
+                        return
+            if handshake.cancelled_caught:
+                log.info("%s: no call within %ss; closing", self.peer, limits.handshake_timeout)
+                self._on_cut_off("handshake_timeout")
+                return
+        while await self._read_once(handle_call, task_group):
+            pass
+
+    async def _read_once(
+        self, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
+    ) -> bool:
+        """One socket read, every event of it dispatched; False once the connection is
+        over (the peer went, or broke a rule)."""
+        try:
+            data = await self._sock.receive(READ_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            return False
+        self.last_heard = anyio.current_time()
+        if not self.heard_from_peer:
+            self.heard_from_peer = True
+            self.first_bytes = data[:16]
+        try:
+            events = self.protocol.receive_data(data, self.last_heard)
+        except Flood as flood:
+            log.warning(
+                "%s: cut off for flooding (%s); %d call(s) ended",
+                self.peer,
+                flood,
+                len(self.streams),
+            )
+            self._on_cut_off(f"flood_{flood.reason}")
+            await self.writer.last_words(LAST_WORDS_SECONDS)
+            return False
+        except (h2.exceptions.H2Error, ProtocolError) as error:
+            log.info("%s: HTTP/2 protocol error, closing: %s", self.peer, error)
+            self._on_cut_off("protocol_error")
+            return False
+        for event in events:
+            self._dispatch(event, handle_call, task_group)
+        if self.writer.pending() > MAX_OUTBOUND:
+            log.warning("%s: peer makes us write but does not read; closing", self.peer)
+            self._on_cut_off("not_reading")
+            return False
+        self.writer.wake()
+        return True
 
     def _dispatch(
         self, event: Event, handle_call: CallHandler | None, task_group: anyio.abc.TaskGroup
@@ -254,7 +267,7 @@ class Connection:
             if handle_call is None or self._closing:
                 self.protocol.reset(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
-            self._handshake.deadline = math.inf  # a call: the handshake is done
+            self._called = True  # a call: the handshake is done
             call = Stream(self, event.stream_id, event)
             self.streams[event.stream_id] = call
             task_group.start_soon(self._serve_call, call, handle_call)

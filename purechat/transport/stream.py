@@ -100,8 +100,9 @@ class Stream:
         self.headers_sent = False
         # Messages received and not yet taken, with their flow-controlled length. Bounded
         # by the stream's receive window: each message costs at least its 5-byte prefix
-        # of window, and h2 refuses a peer that sends beyond the window.
-        self._incoming: deque[tuple[bytes, int]] = deque()
+        # of window, and h2 refuses a peer that sends beyond the window. A deque only
+        # while there are some (an empty one costs an idle member ~750 bytes).
+        self._incoming: deque[tuple[bytes, int]] | None = None
         self._incoming_limit = connection.protocol.limits.stream_window // 5 + 1
         self._incoming_ready: anyio.Event | None = None
         # Set when this stream may be able to send more: a window opened, the
@@ -128,7 +129,7 @@ class Stream:
     @property
     def queued(self) -> int:
         """Messages received and not yet taken by `receive`."""
-        return len(self._incoming)
+        return len(self._incoming) if self._incoming else 0
 
     # -- receiving ---------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class Stream:
         StreamGone when the call was lost or ended before the peer finished.
         """
         while not self._incoming:
+            self._incoming = None
             if self._no_more_incoming():
                 ending = self.outcome or self._chosen
                 if ending is None or self._clean_end:
@@ -344,9 +346,11 @@ class Stream:
     def _on_message(self, data: bytes, flow_controlled_length: int) -> None:
         if self._no_more_incoming():
             self.connection.protocol.acknowledge(self.stream_id, flow_controlled_length)
-        elif len(self._incoming) >= self._incoming_limit:  # a peer ignoring flow control
+        elif self.queued >= self._incoming_limit:  # a peer ignoring flow control
             self._on_refused(statuses.too_many_in_flight())
         else:
+            if self._incoming is None:
+                self._incoming = deque()
             self._incoming.append((data, flow_controlled_length))
             if self._incoming_ready is not None:
                 self._incoming_ready.set()
