@@ -171,18 +171,16 @@ export class Session {
   closed(now, { opened, code, reason }) {
     if (this.phase === "done") return [];
     const ending = this._ending || endingFromClose(code, reason);
+    const wasJoined = this.phase === "joined";
     this._ending = null;
-    if (!opened) {
-      this.phase = "away";
-      return this._trouble("cannot reach the server", now);
-    }
     this.phase = "away";
     this._sent.clear();
+    if (!opened) return this._trouble("cannot reach the server", now, false);
     if (FATAL.has(ending.code)) {
       this.phase = "done";
       return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
     }
-    return this._trouble(describe(ending), now);
+    return this._trouble(describe(ending), now, wasJoined);
   }
 
   /** Time passed: a pause after a refusal may be over. */
@@ -304,12 +302,15 @@ export class Session {
     return actions;
   }
 
-  _trouble(what, now) {
+  /** Back off before connecting again; the room hears of it when the page was in it
+   * (retries while away only change `trouble`, the status line). */
+  _trouble(what, now, wasJoined) {
     const delay = this.backoff.delay(this._attempt, this.rng);
     this._attempt += 1;
     this.reconnectAt = now + delay;
     this.trouble = `${what}; reconnecting in ${delay.toFixed(1)} s`;
-    return [this._show("status", this.trouble), { type: "reconnect", at: this.reconnectAt }];
+    const reconnect = { type: "reconnect", at: this.reconnectAt };
+    return wasJoined ? [this._show("status", this.trouble), reconnect] : [reconnect];
   }
 
   _show(kind, text) {
