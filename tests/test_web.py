@@ -7,6 +7,7 @@ everything a page could not make the server do, or could not see it do.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from purechat.core import Limits
 from purechat.server.auth import TokenBook
 from purechat.store import MemoryStore
+from purechat.tls import server_context
 from purechat.transport import TransportLimits
 from purechat.web.origin import allowed_origins, normalise, origin_allowed
 from tests.helpers import Harness
@@ -54,11 +57,15 @@ def connect(clients: list[WebClient]) -> Any:
     """Open a session as a page would (from its own origin, unless told otherwise)."""
 
     async def open_session(
-        port: int, *, origin: str | None = "", host: str | None = None
+        port: int,
+        *,
+        origin: str | None = "",
+        host: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WebClient:
         if origin == "":
             origin = f"http://127.0.0.1:{port}"
-        client = await WebClient.connect(port, origin=origin, host=host)
+        client = await WebClient.connect(port, origin=origin, host=host, ssl_context=ssl_context)
         clients.append(client)
         return client
 
@@ -283,6 +290,38 @@ def test_origins_compare_as_browsers_serialise_them() -> None:
     assert not origin_allowed("http://chat.example.org", "chat.example.org", tls=True, allowed=())
     with pytest.raises(Exception, match="is not an origin: give scheme://host"):
         allowed_origins(["chat.example.org"])
+
+
+async def test_with_a_certificate_the_page_is_https_and_its_socket_wss(
+    web_server, connect, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(pem)
+    # As `purechat serve --tls-cert --tls-key --web-port` builds it: the same certificate.
+    harness, port = await web_server(web_ssl_context=server_context(pem, pem, alpn="http/1.1"))
+    browser_like = ssl.create_default_context()
+    ca.configure_trust(browser_like)
+    browser_like.set_alpn_protocols(["h2", "http/1.1"])  # a browser offers both
+    with trio.fail_after(10):
+        web = await connect(
+            port,
+            origin=f"https://localhost:{port}",
+            host=f"localhost:{port}",
+            ssl_context=browser_like,
+        )
+        assert isinstance(web.sock, trio.SSLStream)
+        assert web.sock.selected_alpn_protocol() == "http/1.1"
+        assert (await web.join("alice"))["name"] == "alice"
+        assert "ack" in await web.say("over wss", "t1")
+        with pytest.raises(Refused):  # the page over https is not the page over http
+            await connect(
+                port,
+                origin=f"http://localhost:{port}",
+                host=f"localhost:{port}",
+                ssl_context=browser_like,
+            )
+    assert harness.server.hub.members_of("lobby") == ("alice",)
 
 
 async def test_a_page_without_a_valid_token_is_refused_and_revocation_ends_its_session(

@@ -129,6 +129,15 @@ async def test_two_pages_and_a_grpcio_member_see_one_order(
             await member.wait_for(1)
             await alice.type("hi! I am in a browser")
             await alice.wait_for_messages(2)
+            # Alice looks at another tab (headless windows all count as in front, so
+            # the page is told so as a browser would tell it), and back later.
+            await alice.script(
+                "window.titles = [];"
+                "new MutationObserver(() => window.titles.push(document.title))"
+                ".observe(document.querySelector('title'), {childList: true});"
+                "Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+                "document.dispatchEvent(new Event('visibilitychange'));"
+            )
             member.send("one room, three ways in")
             await bob.type("/me waves from another window")
             await bob.wait_for_messages(3)
@@ -140,7 +149,12 @@ async def test_two_pages_and_a_grpcio_member_see_one_order(
             bob_saw = await bob.wait_for_messages(expected)
             grpcio_saw = await member.wait_for(expected)
             assert await bob.text_of("#members") == "alicebobgrpcio"
-            await alice.wait_for("document.title === 'lobby — purechat'")
+            # What others said while she looked elsewhere was counted in the title.
+            await alice.wait_for("document.title === '(4) lobby — purechat'")
+            await alice.script(
+                "delete document.hidden; document.dispatchEvent(new Event('visibilitychange'));"
+            )
+            await alice.wait_for("document.title === 'lobby — purechat'")  # seen again
             if shot := os.environ.get("PURECHAT_SCREENSHOT"):
                 await alice.screenshot(ROOT / shot)
         assert alice_saw == bob_saw

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class Refused(Exception):
 
 @dataclass
 class WebClient:
-    sock: trio.SocketStream
+    sock: trio.SocketStream | trio.SSLStream[trio.SocketStream]
     ws: WSConnection
     # Frames received and not yet taken.
     inbox: list[dict[str, Any]] = field(default_factory=list)
@@ -58,9 +59,15 @@ class WebClient:
         origin: str | None = None,
         host: str | None = None,
         path: str = "/ws",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WebClient:
-        """Open a session; Refused when the server answers with a status instead."""
+        """Open a session (over TLS with ssl_context, to "localhost"); Refused when the
+        server answers with a status instead."""
+        sock: trio.SocketStream | trio.SSLStream[trio.SocketStream]
         sock = await trio.open_tcp_stream("127.0.0.1", port)
+        if ssl_context is not None:
+            sock = trio.SSLStream(sock, ssl_context, server_hostname="localhost")
+            await sock.do_handshake()
         ws = WSConnection(ConnectionType.CLIENT)
         headers = [(b"origin", origin.encode())] if origin is not None else []
         await sock.send_all(

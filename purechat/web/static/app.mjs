@@ -26,6 +26,8 @@ const ui = {
 };
 // Recent messages shown on joining.
 const HISTORY = 50;
+// Lines the log keeps; older ones leave the page (the server keeps the history).
+const MAX_LINES = 2000;
 const HELP = "/me ACTION sends an action, /who lists who is here, /help shows this.";
 // Characters that would be obeyed rather than shown: controls, and bidi overrides.
 // eslint-disable-next-line no-control-regex
@@ -228,6 +230,7 @@ function show(item) {
     if (item.kind === "error") entry.setAttribute("role", "alert");
   }
   ui.log.append(entry);
+  while (ui.log.childElementCount > MAX_LINES) ui.log.firstElementChild.remove();
   if (atBottom) ui.log.scrollTop = ui.log.scrollHeight;
 }
 
