@@ -6,7 +6,7 @@ everything a page could not make the server do, or could not see it do.
 
 from __future__ import annotations
 
-import json
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 import trustme
 
@@ -22,6 +23,7 @@ from purechat.server.auth import TokenBook
 from purechat.store import MemoryStore
 from purechat.tls import server_context
 from purechat.transport import TransportLimits
+from purechat.web.listener import WebServer
 from purechat.web.origin import allowed_origins, normalise, origin_allowed
 from tests.helpers import Harness
 from tests.polling import settles
@@ -102,7 +104,10 @@ async def test_the_page_is_served_with_a_policy_that_forbids_inline_scripts(
 # -- the same chat -----------------------------------------------------------------------
 
 
-async def test_web_and_grpc_members_share_a_room_and_one_order(web_server, connect) -> None:
+async def test_web_and_grpc_members_share_a_room_and_one_order(
+    web_server, connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="purechat")
     harness, port = await web_server()
     with trio.fail_after(10):
         web = await connect(port)
@@ -136,6 +141,25 @@ async def test_web_and_grpc_members_share_a_room_and_one_order(web_server, conne
         leave = await grpc.next_of("event")
         assert (leave.event.kind, leave.event.user) == (leave.event.LEAVE, "alice")
     assert harness.server.hub.members_of("den") == ("bob",)
+    assert "alice joined den from web 127.0.0.1:" in caplog.text
+    assert "alice left den from web 127.0.0.1:" in caplog.text
+
+
+async def test_a_page_over_the_rate_limit_is_paced_in_order_never_refused(
+    web_server, connect, autojump_clock: trio.testing.MockClock
+) -> None:
+    _, port = await web_server(limits=Limits(rate_limit=5))  # bursts of 10
+    with trio.fail_after(60):
+        web = await connect(port)
+        await web.join("alice")
+        started = trio.current_time()
+        for n in range(20):
+            await web.send({"send": {"text": f"line {n}", "client_msg_id": f"c{n}"}})
+        acks = [(await web.next_of("ack", "error")) for _ in range(20)]
+        waited = trio.current_time() - started  # on the test's virtual clock
+    assert [ack["ack"]["client_msg_id"] for ack in acks] == [f"c{n}" for n in range(20)]
+    assert [ack["ack"]["seq"] for ack in acks] == list(range(1, 21))
+    assert waited >= (20 - 10) / 5  # the ten past the burst waited their turn
 
 
 async def test_history_is_marked_and_a_resume_misses_nothing(web_server, connect) -> None:
@@ -189,8 +213,9 @@ async def test_refused_sends_are_frames_and_the_session_goes_on(web_server, conn
         ('{"send": {"text": "\\ud800", "client_msg_id": "x"}}', "text is not valid Unicode"),
         ('{"send": {"text": 5}}', "text must be a string"),
         ('{"leave": {}}', "unknown frame 'leave'"),
+        ("[" * 30_000 + "]" * 30_000, "a frame was not JSON"),
     ],
-    ids=["not json", "not an object", "lone surrogate", "wrong type", "unknown kind"],
+    ids=["not json", "not an object", "lone surrogate", "wrong type", "unknown kind", "deep"],
 )
 async def test_frames_that_are_not_the_protocol_end_the_session_with_a_sentence(
     web_server, connect, frame: str, why: str
@@ -357,11 +382,21 @@ async def test_a_page_without_a_valid_token_is_refused_and_revocation_ends_its_s
 # -- slow, silent and leaving peers ------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        # the backlog passes its budget long before the end
+        ({"slow_member_bytes": 256 * 1024}, "backlog"),
+        # the backlog stays within its budget, but makes no progress for the stall timeout
+        ({"slow_member_timeout": 0.5}, "stalled"),
+    ],
+    ids=["backlog over budget", "no progress"],
+)
 async def test_a_web_member_that_stops_reading_is_removed_and_the_rest_get_everything(
-    web_server, connect
+    web_server, connect, config: dict[str, float], reason: str
 ) -> None:
-    harness, port = await web_server(slow_member_bytes=256 * 1024)
-    count, text = 1500, "x" * 4000  # several megabytes: past the kernel's buffers too
+    harness, port = await web_server(**config)
+    count, text = 1500, "x" * 4000  # 6 MB: past the kernel's buffers and the socket's
     with trio.fail_after(30):
         stalled = await connect(port)
         await stalled.join("stalled")  # never reads from here on
@@ -386,11 +421,7 @@ async def test_a_web_member_that_stops_reading_is_removed_and_the_rest_get_every
             nursery.start_soon(send_all)
         assert received == list(range(1, count + 1))
         assert harness.server.hub.members_of("lobby") == ("sender",)
-    assert (
-        harness.server._services.evictions["backlog"]
-        + harness.server._services.evictions["stalled"]
-        == 1
-    )
+    assert dict(harness.server._services.evictions) == {reason: 1}
 
 
 async def test_a_silent_peer_is_dropped_by_keepalive(
@@ -424,20 +455,40 @@ async def test_shutdown_ends_web_sessions_with_a_sentence_and_leaves_nothing(
     assert harness.server.hub.member_count() == 0
 
 
+def _task_count() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return count(trio.lowlevel.current_root_task())
+
+
+async def _settle(web: WebServer) -> None:
+    """Wait, on the scheduler rather than a clock, until every web connection is over."""
+    while web.connection_count:
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+
+
 async def test_sessions_that_end_leave_no_member_no_connection_and_no_task(
     web_server, connect
 ) -> None:
     harness, port = await web_server()
-    web_server_ = harness.server._web
-    assert web_server_ is not None
+    web = harness.server._web
+    assert web is not None
     with trio.fail_after(10):
+        await trio.testing.wait_all_tasks_blocked()
+        tasks_before = _task_count()
         for n in range(20):
-            web = await connect(port)
-            await web.join(f"m{n}")
+            client = await connect(port)
+            await client.join(f"m{n}")
+            await client.say("hello", f"c{n}")
             if n % 2:
-                await web.close()  # leaves politely
+                await client.close()  # leaves politely
             else:
-                await web.sock.aclose()  # vanishes
-        await settles(lambda: web_server_.connection_count == 0)
+                await client.sock.aclose()  # vanishes
+        await _settle(web)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    assert _task_count() == tasks_before
     assert harness.server.hub.member_count() == 0
-    assert json.dumps(harness.server.metrics.scrape().decode()).count("purechat_members 0.0") == 1
+    assert b"\npurechat_members 0.0\n" in harness.server.metrics.scrape()

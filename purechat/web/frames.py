@@ -88,7 +88,7 @@ def decode(text: str) -> ClientFrame:
     """The frame a page sent; BadFrame when it is not JSON of the protocol's shape."""
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise BadFrame("a frame was not JSON") from None
     if not isinstance(frame, dict) or len(frame) != 1:
         raise BadFrame('a frame must be one object: {"join": {...}} or {"send": {...}}')
