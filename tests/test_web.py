@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from purechat.web.listener import WebServer
 from purechat.web.origin import allowed_origins, normalise, origin_allowed
 from tests.helpers import Harness
 from tests.polling import settles
+from tests.processes import Lines, send_lines
 from tests.webclient import Refused, WebClient, http_get
 
 
@@ -143,6 +146,41 @@ async def test_web_and_grpc_members_share_a_room_and_one_order(
     assert harness.server.hub.members_of("den") == ("bob",)
     assert "alice joined den from web 127.0.0.1:" in caplog.text
     assert "alice left den from web 127.0.0.1:" in caplog.text
+
+
+async def test_a_web_member_and_a_grpc_go_member_see_one_order(
+    web_server, connect, nursery: trio.Nursery, go_client: Path
+) -> None:
+    harness, port = await web_server()
+    with trio.fail_after(30):
+        web = await connect(port)
+        await web.join("alice")
+        go: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [str(go_client), f"127.0.0.1:{harness.port}", "GoClient"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        )
+        go_lines = Lines(go.stdout)
+        await send_lines(go, "hi from go")
+        web_saw = [await web.next_message()]
+        await web.say("hi from a web page", "w1")
+        web_saw.append(await web.next_message())
+        await send_lines(go, "and back to the page")
+        web_saw.append(await web.next_message())
+        go_saw = [(await go_lines.next() or "").split("\t")[:2] for _ in range(3)]
+        await send_lines(go, "exit")
+        await go.wait()
+    assert [(m["seq"], m["user"], m["text"]) for m in web_saw] == [
+        (1, "GoClient", "hi from go"),
+        (2, "alice", "hi from a web page"),
+        (3, "GoClient", "and back to the page"),
+    ]
+    assert go_saw == [[m["user"], m["text"]] for m in web_saw]
 
 
 async def test_a_page_over_the_rate_limit_is_paced_in_order_never_refused(

@@ -146,6 +146,11 @@ test("an ending trying again cannot mend gives up with the server's sentence", (
   refused.connected(0);
   const actions = refused.closed(0, { opened: true, code: 4003, reason: "Names cannot be empty." });
   assert.deepEqual(actions, [{ type: "giveUp", reason: "Names cannot be empty." }]);
+  const replaced = session();
+  replaced.connected(0);
+  replaced.received(welcome(), 0);
+  const ended = replaced.closed(0, { opened: true, code: 4010, reason: "replaced: the same" });
+  assert.equal(ended[0].type, "giveUp"); // a duplicated tab: no tug of war over the name
 });
 
 test("reconnects back off, with jitter, up to a cap; a welcome starts them again", () => {

@@ -17,8 +17,8 @@
 //   in order, after a pause; the server refuses later lines until it comes again;
 // - a socket that closes sends the page back to reconnect (with backoff and jitter)
 //   and resume after the last number it saw, in the log (epoch) it saw it in;
-// - an ending that trying again cannot help (a refused name, a missing token) gives
-//   up with the server's sentence.
+// - an ending that trying again cannot help (a refused name, a missing token, another
+//   tab of the same session taking the name over) gives up with the server's sentence.
 
 export const MAX_IN_FLIGHT = 64;
 // Seconds to wait before sending again after a refusal that was not about the line.
@@ -30,6 +30,9 @@ export const FATAL = new Set([
   "PERMISSION_DENIED",
   "FAILED_PRECONDITION",
 ]);
+// ... and for a page, ABORTED too: another tab with this tab's session (a duplicated
+// tab copies it) took the name over, and taking it back would start a tug of war.
+const FINAL = new Set([...FATAL, "ABORTED"]);
 const TRANSIENT = new Set(["STORE_UNAVAILABLE", "OUTCOME_UNKNOWN", "RATE_LIMITED"]);
 const KINDS = new Set(["message", "join", "leave", "gap", "reset"]);
 // gRPC status names by number: a close code of 4000 + N ends a session with status N.
@@ -176,7 +179,7 @@ export class Session {
     this.phase = "away";
     this._sent.clear();
     if (!opened) return this._trouble("cannot reach the server", now, false);
-    if (FATAL.has(ending.code)) {
+    if (FINAL.has(ending.code)) {
       this.phase = "done";
       return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
     }
