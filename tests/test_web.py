@@ -19,6 +19,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 import trustme
+from wsproto.events import BytesMessage
 
 from purechat.core import Limits
 from purechat.server.auth import TokenBook
@@ -271,6 +272,20 @@ async def test_frames_that_are_not_the_protocol_end_the_session_with_a_sentence(
         assert why in web.end["message"]
         await watcher.say("the room goes on", "w1")
     assert harness.server.hub.members_of("lobby") == ("watcher",)
+
+
+async def test_a_binary_frame_ends_the_session_with_a_sentence(web_server, connect) -> None:
+    _, port = await web_server()
+    with trio.fail_after(10):
+        web = await connect(port)
+        await web.join("alice")
+        await web.sock.send_all(web.ws.send(BytesMessage(data=b"\x00\x01")))
+        await web.until_closed()
+    assert web.close_code == 4003
+    assert web.end == {
+        "code": "INVALID_ARGUMENT",
+        "message": "binary frames are not part of the protocol: send JSON text",
+    }
 
 
 async def test_a_session_must_begin_with_a_join_in_time(
