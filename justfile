@@ -36,3 +36,8 @@ bench-smoke:
 # one sender flat out.
 profile RATE="0":
     python bench/profile.py {{RATE}}
+
+# The README's picture of the web page (docs/web.png), taken by a browser test; needs
+# chromium and chromium-driver, as the browser tests do.
+web-screenshot:
+    PURECHAT_SCREENSHOT=docs/web.png python -m pytest tests/test_web_browser.py -k one_order

@@ -27,6 +27,8 @@ from purechat.settings import SettingsError, config_path, defaults_from
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
 from purechat.tls import TlsSetupError, server_context
 from purechat.transport import TransportLimits
+from purechat.web.listener import WebPortError
+from purechat.web.origin import OriginError, allowed_origins
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,6 +177,20 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         + takes("metrics_port"),
     )
     serve.add_argument(
+        "--web-port",
+        type=int,
+        metavar="PORT",
+        help="serve the chat's web page at http://HOST:PORT/ (https with --tls-cert), "
+        "its members in the same rooms as everyone's (off unless set): " + takes("web_port"),
+    )
+    serve.add_argument(
+        "--web-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a page origin (scheme://host[:port]) besides the web page's own allowed to "
+        "open chat sessions, e.g. behind a proxy with another name; repeatable",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -200,13 +216,13 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         config = _server_config(args)
-    except (ServeError, TlsSetupError, TokenFileError) as error:
+    except (ServeError, TlsSetupError, TokenFileError, OriginError) as error:
         print(f"purechat: {error}", file=sys.stderr)
         return 1
     failures: list[Exception] = []
     try:
         anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
-    except* (ServeError, StoreError, MetricsPortError) as group:
+    except* (ServeError, StoreError, MetricsPortError, WebPortError) as group:
         failures.extend(_leaves(group))
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
@@ -246,6 +262,13 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         slow_member_timeout=args.slow_member_timeout,
         slow_member_bytes=args.slow_member_bytes,
         metrics_port=args.metrics_port,
+        web_port=args.web_port,
+        web_ssl_context=(
+            server_context(args.tls_cert, args.tls_key, alpn="http/1.1")
+            if args.tls_cert and args.web_port is not None
+            else None
+        ),
+        web_origins=allowed_origins(args.web_origin or []),
     )
 
 
@@ -280,8 +303,18 @@ async def _serve_with(server: ChatServer) -> None:
             f"history kept in {server.store.description}",
             flush=True,
         )
+        if server.web_port is not None:
+            scheme = "https" if server.config.web_ssl_context else "http"
+            print(
+                f"purechat web page at {scheme}://{_url_host(server.config.host)}:{server.web_port}/",
+                flush=True,
+            )
         await server.stopped()
         task_group.cancel_scope.cancel()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 if __name__ == "__main__":

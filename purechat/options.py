@@ -47,6 +47,7 @@ PORT = Range(0, MAX_PORT, f"a port from 0 to {MAX_PORT} (0 picks a free one)")
 RANGES: dict[str, Range] = {
     "port": PORT,
     "metrics_port": PORT,
+    "web_port": PORT,
     "max_text": Range(1, None, "a number of bytes, 1 or more"),
     "history": Range(1, None, "a number of messages, 1 or more"),
     "rate_limit": Range(0, None, "a number of messages a second, 0 (off) or more"),

@@ -57,6 +57,10 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _convert(action: argparse.Action, value: Any, where: str) -> Any:
+    if isinstance(action, argparse._AppendAction):
+        # A repeatable option: a TOML list, or one string of values (commas or spaces).
+        values = value if isinstance(value, list) else str(value).replace(",", " ").split()
+        return [str(item) for item in values]
     if isinstance(action, argparse._StoreTrueAction):
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")

@@ -12,14 +12,15 @@ class TlsSetupError(ConfigurationError):
     """Certificates that cannot be used; str() is a sentence."""
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, *, alpn: str = "h2") -> ssl.SSLContext:
+    """alpn: h2 for gRPC; http/1.1 for the web page, whose browsers would pick h2."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as error:
         reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
         raise TlsSetupError(f"cannot use certificate {cert} with key {key}: {reason}") from None
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols([alpn])
     return context
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from purechat import status as statuses
 from purechat.core import Limits
@@ -96,15 +98,27 @@ class TokenBook:
 
     def bearer(self, metadata: Metadata) -> tuple[bytes, str] | None:
         """The valid token a call carries and the name it stands for, or None."""
-        presented = b""
+        presented = ""
         for key, value in metadata:
             if key.lower() == "authorization" and value.startswith("Bearer "):
-                presented = value.removeprefix("Bearer ").strip().encode()
+                presented = value.removeprefix("Bearer ")
+        return self.lookup(presented)
+
+    def lookup(self, presented_token: str) -> tuple[bytes, str] | None:
+        """A token as presented (gRPC metadata, a web member's join) and the name it
+        stands for, or None when it is not valid."""
+        presented = presented_token.strip().encode()
         found = None
         for token, name in self._entries:  # no early exit: the time says nothing
             if hmac.compare_digest(token, presented) and presented:
                 found = (token, name)
         return found
+
+
+class Revocable(Protocol):
+    """A member's session that a revoked token ends: a gRPC call, a web socket."""
+
+    def end(self, status: Status) -> None: ...
 
 
 class Bearers:
@@ -114,7 +128,8 @@ class Bearers:
 
     def __init__(self, book: TokenBook | None):
         self._book = book
-        self._calls: dict[Stream, tuple[bytes, str]] = {}
+        # Each call's token, the name it stands for, and the peer (for the log).
+        self._calls: dict[Revocable, tuple[bytes, str, str]] = {}
         if book is not None:
             book.on_revoked(self.revoke)
 
@@ -126,21 +141,34 @@ class Bearers:
 
         async def guarded(stream: Stream) -> Status:
             bearer = book.bearer(stream.metadata)
-            if bearer is None:
-                return await handler(stream)  # refused there, or an open service
-            self._calls[stream] = bearer
-            try:
-                return await handler(stream)
-            finally:
-                self._calls.pop(stream, None)
+            with self.holding(stream, bearer, stream.connection.peer):
+                return await handler(stream)  # without a bearer: refused there, or open
 
         return guarded
 
+    @contextmanager
+    def holding(
+        self, call: Revocable, bearer: tuple[bytes, str] | None, peer: str
+    ) -> Iterator[None]:
+        """Within the block, revoking bearer's token ends call (no bearer: nothing)."""
+        if bearer is None:
+            yield
+            return
+        self._calls[call] = (*bearer, peer)
+        try:
+            yield
+        finally:
+            self._calls.pop(call, None)
+
     def revoke(self, tokens: frozenset[bytes]) -> int:
         """End every open call that came with one of tokens; how many."""
-        ended = [(stream, name) for stream, (token, name) in self._calls.items() if token in tokens]
-        for stream, name in ended:
-            del self._calls[stream]
-            log.warning("%s (%s): token revoked; call ended", name, stream.connection.peer)
-            stream.end(statuses.token_revoked())
+        ended = [
+            (call, name, peer)
+            for call, (token, name, peer) in self._calls.items()
+            if token in tokens
+        ]
+        for call, name, peer in ended:
+            del self._calls[call]
+            log.warning("%s (%s): token revoked; call ended", name, peer)
+            call.end(statuses.token_revoked())
         return len(ended)

@@ -37,8 +37,9 @@ log = logging.getLogger("purechat.server")
 READ_BURST = 16
 
 
-class _Burst:
-    """Counts messages handled since the reader last yielded."""
+class ReadBurst:
+    """Counts messages handled since the reader last yielded: a burst from one
+    client does not run ahead of everyone else."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -105,7 +106,7 @@ async def _legacy_member(
             history=services.legacy_history,
         )
 
-    burst = _Burst()
+    burst = ReadBurst()
 
     async def read() -> None:
         while (raw := await stream.receive()) is not None:
@@ -177,7 +178,7 @@ def _v1_reader(
     hub, member, delivery = services.hub, membership.member, membership.delivery
     assert member is not None
     in_flight = InFlight()
-    burst = _Burst()
+    burst = ReadBurst()
 
     async def read() -> None:
         while (raw := await stream.receive()) is not None:
@@ -213,24 +214,38 @@ def _misplaced(kind: str | None, member: Member) -> str:
 
 
 def _v1_prelude(services: Services, member: Member, join: purechat_v1_pb2.Join) -> Prelude:
+    return resume_prelude(
+        services,
+        member,
+        history=join.history,
+        after_seq=join.after_seq if join.HasField("after_seq") else None,
+        epoch=join.epoch,
+    )
+
+
+def resume_prelude(
+    services: Services, member: Member, *, history: int, after_seq: int | None, epoch: str
+) -> Prelude:
+    """The welcome, then recent history or what the member missed since after_seq
+    (a RESET first when the log it resumes in, epoch, is gone): any member with a seat."""
+
     async def prelude() -> Sequence[Outgoing]:
         welcome = member.welcome
         assert welcome is not None
-        resuming = join.HasField("after_seq")
-        after_seq = join.after_seq if resuming else None
         lost: list[Outgoing] = []
-        if resuming and join.epoch and join.epoch != welcome.epoch:
+        start = after_seq
+        if after_seq is not None and epoch and epoch != welcome.epoch:
             # The log the client resumes in is gone: it hears so, then gets this one.
             lost.append(RoomEvent(EventKind.RESET, welcome.room, epoch=welcome.epoch))
-            after_seq = 0
+            start = 0
         earlier = await catch_up(
             services.store,
             member.room.name,
             upto=member.joined_at_seq,
-            after_seq=after_seq,
-            history=join.history,
+            after_seq=start,
+            history=history,
         )
-        if resuming:
+        if after_seq is not None:
             services.observe_catch_up(len(earlier))
         return [welcome, *lost, *earlier]
 

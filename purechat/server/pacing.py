@@ -14,16 +14,31 @@ reordered:
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import anyio
 
 from purechat import status as statuses
 from purechat.core import Hub, Member
-from purechat.transport import Stream
+from purechat.status import Status
 
 # A sender with more than this many seconds' worth of messages waiting is flooding.
 FLOOD_SECONDS = 30.0
 # ... and never fewer messages than this (purechat join keeps at most 64 in flight).
 FLOOD_MIN_MESSAGES = 256
+
+
+class Paced(Protocol):
+    """A member's way in, as the pacer sees it: a gRPC stream, or a web member's socket."""
+
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet taken."""
+        ...
+
+    def end(self, status: Status) -> None:
+        """End the member's session with status."""
+        ...
 
 
 class Pacer:
@@ -38,7 +53,7 @@ class Pacer:
         if waiting is not None:
             waiting.set()
 
-    async def pace(self, member: Member, stream: Stream) -> bool:
+    async def pace(self, member: Member, stream: Paced) -> bool:
         """Wait until member's next message may be handled; False when it is flooding
         (its stream is then ended)."""
         hub = self.hub

@@ -6,6 +6,7 @@ import logging
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -38,6 +39,9 @@ from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.shared import SharedStore
 from purechat.transport import Connection, Flusher, GrpcProtocol, Stream, TransportLimits
+
+if TYPE_CHECKING:
+    from purechat.web.listener import WebServer
 
 log = logging.getLogger("purechat.server")
 
@@ -92,6 +96,12 @@ class ServerConfig:
     presence_ttl: float = 15.0
     # How long a stopping server waits for the shared store to hear its members left.
     retire_timeout: float = 3.0
+    # The web page and its WebSocket on this port (0 picks one), when set (purechat/web),
+    # with TLS when set (the server's certificate, ALPN http/1.1), and the origins
+    # besides the page's own whose pages may open sessions (--web-origin, normalised).
+    web_port: int | None = None
+    web_ssl_context: ssl.SSLContext | None = None
+    web_origins: tuple[str, ...] = ()
 
 
 class ChatServer:
@@ -150,6 +160,13 @@ class ChatServer:
         self._shutdown_requested = anyio.Event()
         self._all_closed = anyio.Event()
         self._stopped = anyio.Event()
+        self.web_port: int | None = None
+        self._web: WebServer | None = None
+        if self.config.web_port is not None:
+            # purechat.web builds on this package's parts: imported here, when asked for.
+            from purechat.web.listener import WebServer  # noqa: PLC0415
+
+            self._web = WebServer(self.config, self._services, self._bearers, self._count_cut_off)
 
     @property
     def presence_id(self) -> str | None:
@@ -188,6 +205,8 @@ class ChatServer:
                 self.metrics_port = await connections.start(
                     self.metrics.serve, self.config.host, self.config.metrics_port
                 )
+            if self._web is not None:
+                self.web_port = await connections.start(self._web.serve)
             async with anyio.create_task_group() as acceptors:
                 for sub in listener.listeners:
                     acceptors.start_soon(self._accept_loop, sub, connections)
@@ -349,9 +368,13 @@ class ChatServer:
         """End every member with UNAVAILABLE and give the statuses time to be delivered."""
         self.health.shutting_down()
         self.hub.end_all(EndReason.SHUTTING_DOWN)
+        if self._web is not None:
+            self._web.close_all()
         for connection in list(self._connections):
             connection.end_calls(statuses.for_end(EndReason.SHUTTING_DOWN))
             connection.close_gracefully()
-        if self._connections:
-            with anyio.move_on_after(self.config.shutdown_grace):
+        with anyio.move_on_after(self.config.shutdown_grace):
+            if self._connections:
                 await self._all_closed.wait()
+            if self._web is not None:
+                await self._web.closed()

@@ -31,8 +31,9 @@ _V1_ERROR = {
 }
 
 
-class _Remembering:
-    """Frames items with `frame`, reusing the bytes when the same item comes again."""
+class Remembering:
+    """Frames items with `frame`, reusing the bytes when the same item comes again (a
+    broadcast offers one item to every member in turn): any wire format's encoder."""
 
     def __init__(self, frame: Encode):
         self._frame = frame
@@ -48,12 +49,12 @@ class _Remembering:
 
 def legacy_encoder() -> Encode:
     """chat.ChatMessage frames for the original contract (see `legacy_frame`)."""
-    return _Remembering(legacy_frame)
+    return Remembering(legacy_frame)
 
 
 def v1_encoder() -> Encode:
     """purechat.v1.ServerFrame frames (see `v1_frame`)."""
-    return _Remembering(v1_frame)
+    return Remembering(v1_frame)
 
 
 def legacy_frame(item: Outgoing) -> bytes:

@@ -1,0 +1,225 @@
+"""The web member's wire format: purechat.v1's frames as JSON, one per WebSocket text frame.
+
+It mirrors `proto/purechat_v1.proto` field for field (snake_case names, enum values as
+lower-case kinds and upper-case error codes), with the token in the join frame, where
+a browser can put it (never in the URL), and a last frame saying how the session ended.
+
+Page to server, one JSON object per text frame, the first a join:
+
+    {"join": {"name": "alice", "room": "lobby", "history": 20, "session": "9f…",
+              "after_seq": 41, "epoch": "…", "token": "…"}}
+    {"send": {"text": "hello", "client_msg_id": "c1", "action": false}}
+
+`after_seq` and `epoch` resume after the last number seen (leave `after_seq` out, or
+null, to join afresh); `token` is needed when the server has `--tokens`; `action` is
+`/me`. Fields left out take the proto's defaults.
+
+Server to page:
+
+    {"welcome": {"room", "name", "members": [...], "last_seq", "epoch", "max_text_bytes"}}
+    {"event": {"kind": "message", "room", "seq", "user", "text", "time_unix_ms",
+               "action", "history"}}
+    {"event": {"kind": "join" | "leave", "room", "user", "time_unix_ms"}}
+    {"event": {"kind": "gap", "room", "seq", "gap_until"}}
+    {"event": {"kind": "reset", "room", "epoch", "time_unix_ms"}}
+    {"ack": {"client_msg_id", "seq", "duplicate"}}
+    {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
+    {"end": {"code": "UNAVAILABLE", "message": "server shutting down"}}
+
+`error` codes are the proto's `Error.Code` names; the session goes on after one.
+`max_text_bytes` (not in the proto) lets the page refuse an over-long line itself.
+`end` is the last frame, before the close frame; its `code` is the gRPC status name
+and the close code is 1000 for OK, else 4000 plus the gRPC code (see
+`purechat.status.close_code`), with the sentence, cut to fit, as the close reason.
+
+Messages are encoded as WebSocket frames once per broadcast: the encoder remembers the
+last item it framed (as `server/wire.py`'s do), so a message to N web members costs one
+`json.dumps` and one frame header, and what a member's queue holds are whole frames.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage
+
+from purechat.core import Ack, Message, Notice, Outgoing, RoomEvent, Welcome
+from purechat.errors import Refusal
+from purechat.server.history import MAX_CATCH_UP
+from purechat.server.wire import Encode, Remembering
+from purechat.status import Status
+
+# The longest close reason a close frame can carry (125 bytes less the code).
+MAX_CLOSE_REASON = 123
+
+
+class BadFrame(Refusal):
+    """A frame from the page that is not one of the protocol's; str() is a sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    name: str
+    room: str
+    history: int = 0
+    session: str = ""
+    after_seq: int | None = None
+    epoch: str = ""
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    text: str
+    client_msg_id: str = ""
+    action: bool = False
+
+
+ClientFrame = Join | Send
+
+
+# -- page to server ----------------------------------------------------------------
+
+
+def decode(text: str) -> ClientFrame:
+    """The frame a page sent; BadFrame when it is not JSON of the protocol's shape."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+        raise BadFrame("a frame was not JSON") from None
+    if not isinstance(frame, dict) or len(frame) != 1:
+        raise BadFrame('a frame must be one object: {"join": {...}} or {"send": {...}}')
+    ((kind, body),) = frame.items()
+    if not isinstance(body, dict):
+        raise BadFrame(f"{kind!r} must hold an object")
+    if kind == "join":
+        after_seq = body.get("after_seq")
+        return Join(
+            name=_string(body, "name"),
+            room=_string(body, "room"),
+            history=min(_count(body, "history"), MAX_CATCH_UP),
+            session=_string(body, "session"),
+            after_seq=None if after_seq is None else _count(body, "after_seq"),
+            epoch=_string(body, "epoch"),
+            token=_string(body, "token"),
+        )
+    if kind == "send":
+        return Send(
+            text=_string(body, "text"),
+            client_msg_id=_string(body, "client_msg_id"),
+            action=_flag(body, "action"),
+        )
+    raise BadFrame(f"unknown frame {kind!r}: a frame is a join or a send")
+
+
+def _string(body: dict[str, Any], key: str) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str):
+        raise BadFrame(f"{key} must be a string")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no member could be sent it
+        raise BadFrame(f"{key} is not valid Unicode text") from None
+    return value
+
+
+def _count(body: dict[str, Any], key: str) -> int:
+    value = body.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadFrame(f"{key} must be a whole number, 0 or more")
+    return value
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadFrame(f"{key} must be true or false")
+    return value
+
+
+# -- server to page ----------------------------------------------------------------
+
+
+def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
+    """The JSON object for anything the core delivers (see the module docstring)."""
+    if isinstance(item, Message):
+        return {
+            "event": {
+                "kind": "message",
+                "room": item.room,
+                "seq": item.seq,
+                "user": item.user,
+                "text": item.text,
+                "time_unix_ms": item.time_ms,
+                "action": item.action,
+                "history": item.history,
+            }
+        }
+    if isinstance(item, RoomEvent):
+        event: dict[str, Any] = {"kind": item.kind.value, "room": item.room}
+        if item.user:
+            event["user"] = item.user
+        if item.time_ms:
+            event["time_unix_ms"] = item.time_ms
+        if item.seq or item.gap_until:
+            event["seq"] = item.seq
+            event["gap_until"] = item.gap_until
+        if item.epoch:
+            event["epoch"] = item.epoch
+        return {"event": event}
+    if isinstance(item, Ack):
+        return {
+            "ack": {
+                "client_msg_id": item.client_msg_id,
+                "seq": item.seq,
+                "duplicate": item.duplicate,
+            }
+        }
+    if isinstance(item, Notice):
+        return {
+            "error": {
+                "code": item.code.name,
+                "message": item.message,
+                "client_msg_id": item.client_msg_id,
+            }
+        }
+    if isinstance(item, Welcome):
+        return {
+            "welcome": {
+                "room": item.room,
+                "name": item.name,
+                "members": list(item.members),
+                "last_seq": item.last_seq,
+                "epoch": item.epoch,
+                "max_text_bytes": max_text_bytes,
+            }
+        }
+    raise TypeError(f"cannot encode {item!r}")
+
+
+class _Framer:
+    """Whole WebSocket text frames, as wsproto writes them for a server (unmasked,
+    unfragmented, no extensions: nothing about them depends on the connection)."""
+
+    def __init__(self) -> None:
+        self._ws = Connection(ConnectionType.SERVER)
+
+    def text(self, obj: object) -> bytes:
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return bytes(self._ws.send(TextMessage(data=data)))
+
+
+def web_encoder(max_text_bytes: int) -> Encode:
+    """One per server: every web member's delivery shares it, so a broadcast is encoded
+    and framed once."""
+    framer = _Framer()
+    return Remembering(lambda item: framer.text(to_json(item, max_text_bytes)))
+
+
+def end_frame(status: Status) -> bytes:
+    """The `end` frame: the last data frame of a session, saying how it ended."""
+    message = status.status_message or ""
+    return _Framer().text({"end": {"code": status.status_code.name, "message": message}})

@@ -1,0 +1,253 @@
+"""The web listener: the page and its WebSocket on their own port, in the chat server.
+
+`WebServer.serve` runs in the chat server's task group (`task_group.start(...)` reports
+the bound port) and each connection is a child task: TLS when the server has it (the
+same certificate, with ALPN http/1.1), HTTP/1.1 for the page (http.py), then, once
+upgraded, the WebSocket (socket.py) carrying one web member (member.py) through the
+server's own hub, journal, pacer and token book. Limits are the server's: connections
+per address, the handshake timeout (for TLS, each request and the join), message
+sizes, keepalive, and the slow-member rules through the member's delivery.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+from anyio.streams.tls import TLSStream
+
+from purechat import status as statuses
+from purechat.core import EndReason
+from purechat.errors import ConfigurationError
+from purechat.server.auth import Bearers
+from purechat.server.membership import Services
+from purechat.status import Status
+from purechat.web.frames import web_encoder
+from purechat.web.http import HttpConnection, Pages, UpgradeRules
+from purechat.web.member import WebMembers, serve_web_member
+from purechat.web.origin import is_loopback
+from purechat.web.socket import SocketLimits, WebSocket
+
+if TYPE_CHECKING:
+    from purechat.server import ServerConfig
+
+log = logging.getLogger("purechat.web")
+
+
+class WebPortError(ConfigurationError):
+    """The web port cannot be listened on; str() is a sentence."""
+
+
+class WebServer:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        services: Services,
+        bearers: Bearers,
+        on_cut_off: Callable[[str], None],
+    ):
+        assert config.web_port is not None
+        self._config = config
+        self._on_cut_off = on_cut_off
+        self._pages = Pages()
+        self._members = WebMembers(
+            services=services,
+            encode=web_encoder(config.limits.max_text_bytes),
+            tokens=config.tokens,
+            bearers=bearers,
+            join_timeout=config.transport.handshake_timeout,
+        )
+        self._limits = SocketLimits(
+            max_message_bytes=config.transport.max_message_bytes,
+            write_timeout=config.transport.write_timeout,
+            keepalive_idle=config.keepalive_idle,
+            keepalive_timeout=config.keepalive_timeout,
+        )
+        self._rules = UpgradeRules(
+            tls=config.web_ssl_context is not None,
+            allowed_origins=config.web_origins,
+            loopback_only=_is_loopback_address(config.host),
+            refusing=self._refusing,
+            on_refused=on_cut_off,
+        )
+        self._per_address: Counter[str] = Counter()
+        self._sockets: set[WebSocket] = set()
+        # Connections not (yet) a WebSocket: TLS, page requests, keep-alive waits.
+        self._talking: set[anyio.CancelScope] = set()
+        self._connections = 0
+        self._closing = False
+        self._accepting: anyio.CancelScope | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def connection_count(self) -> int:
+        return self._connections
+
+    async def serve(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; reports the bound port through task_status."""
+        host, port = self._config.host, self._config.web_port
+        assert port is not None
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=host, local_port=port, reuse_port=False
+            )
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise WebPortError(f"cannot serve the web page on {host}:{port}: {reason}") from None
+        async with listener, anyio.create_task_group() as connections:
+            with anyio.CancelScope() as self._accepting:
+                async with anyio.create_task_group() as acceptors:
+                    for sub in listener.listeners:
+                        acceptors.start_soon(self._accept_loop, sub, connections)
+                    task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await anyio.sleep_forever()
+
+    def close_all(self) -> None:
+        """Stop accepting, and end every session (members were ended by the hub)."""
+        self._closing = True
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for socket in list(self._sockets):
+            socket.end(statuses.for_end(EndReason.SHUTTING_DOWN))
+        for scope in self._talking:
+            scope.cancel()
+
+    async def closed(self) -> None:
+        """Wait until every connection is over."""
+        await self._idle.wait()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _refusing(self) -> Status | None:
+        return statuses.for_end(EndReason.SHUTTING_DOWN) if self._closing else None
+
+    async def _accept_loop(
+        self,
+        listener: anyio.abc.Listener[anyio.abc.SocketStream],
+        connections: anyio.abc.TaskGroup,
+    ) -> None:
+        while True:
+            try:
+                sock = await listener.accept()  # type: ignore[attr-defined]
+            except OSError as error:  # out of file descriptors and the like
+                log.warning("web: accept failed: %s", error)
+                await anyio.sleep(0.1)
+                continue
+            connections.start_soon(self._serve_connection, sock)
+
+    async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
+        address, peer = _peer_of(sock)
+        self._per_address[address] += 1
+        self._connections += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        try:
+            upgraded = None
+            with anyio.CancelScope() as talking:
+                self._talking.add(talking)
+                if self._closing:
+                    talking.cancel()
+                try:
+                    upgraded = await self._talk(sock, address, peer)
+                finally:
+                    self._talking.discard(talking)
+            if upgraded is not None:
+                await self._run_socket(*upgraded, peer)
+        except Exception:
+            log.exception("%s: web connection failed", peer)
+        finally:
+            await anyio.aclose_forcefully(sock)
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
+            self._connections -= 1
+            if not self._connections:
+                self._idle.set()
+
+    async def _talk(
+        self, sock: anyio.abc.SocketStream, address: str, peer: str
+    ) -> tuple[anyio.abc.ByteStream, bytes] | None:
+        """TLS and HTTP until the connection becomes a WebSocket (its stream and the
+        bytes after the handshake), or is done (None)."""
+        stream: anyio.abc.ByteStream = sock
+        if self._config.web_ssl_context is not None:
+            tls = await self._tls(sock, peer)
+            if tls is None:
+                return None
+            stream = tls
+        http = HttpConnection(
+            stream,
+            peer=peer,
+            pages=self._pages,
+            rules=self._rules,
+            request_timeout=self._config.transport.handshake_timeout,
+        )
+        limit = self._config.max_conns_per_addr
+        if limit and self._per_address[address] > limit:
+            log.warning("%s: more than %d connections from this address", peer, limit)
+            await http.refuse(statuses.too_many_connections(limit))
+            return None
+        trailing = await http.serve()
+        return None if trailing is None else (stream, trailing)
+
+    async def _run_socket(self, stream: anyio.abc.ByteStream, trailing: bytes, peer: str) -> None:
+        socket = WebSocket(
+            stream,
+            peer=peer,
+            limits=self._limits,
+            trailing_data=trailing,
+            on_cut_off=self._on_cut_off,
+        )
+        self._sockets.add(socket)
+        log.debug("%s: WebSocket open", peer)
+        try:
+            await socket.run(lambda opened: serve_web_member(opened, self._members))
+        finally:
+            self._sockets.discard(socket)
+            log.debug("%s: WebSocket closed", peer)
+
+    async def _tls(self, sock: anyio.abc.SocketStream, peer: str) -> TLSStream | None:
+        """The TLS handshake, within the handshake timeout; None when it failed."""
+        context = self._config.web_ssl_context
+        assert context is not None
+        try:
+            with anyio.fail_after(self._config.transport.handshake_timeout):
+                return await TLSStream.wrap(
+                    sock, server_side=True, ssl_context=context, standard_compatible=False
+                )
+        except TimeoutError:
+            log.info("%s: no TLS handshake in time", peer)
+        except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as error:
+            log.info("%s: TLS handshake failed: %s", peer, error)
+        return None
+
+
+def _peer_of(sock: anyio.abc.SocketStream) -> tuple[str, str]:
+    """The peer's address, and how log lines name it."""
+    try:
+        address = sock.extra(anyio.abc.SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return "unknown", "a web peer"
+    if isinstance(address, tuple):
+        host, port = str(address[0]), address[1]
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return host, f"web {shown}"
+    return str(address), f"web {address}"
+
+
+def _is_loopback_address(host: str) -> bool:
+    """The listener is bound to loopback only (127.0.0.1, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return is_loopback(host)

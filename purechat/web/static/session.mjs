@@ -1,0 +1,328 @@
+// The page's side of one member's session, as a state machine without I/O.
+//
+// A port of purechat/client/machine.py: the rules `purechat join` keeps are the ones
+// this page keeps, so a line is stored exactly once, in order, whatever the network
+// does. It takes what happens (a line typed, a socket opened or closed, a frame from
+// the server, time passing) and answers with actions ({type: "transmit", frame},
+// {type: "show", item}, {type: "reconnect", at}, {type: "giveUp", reason}); app.mjs
+// moves the frames and draws, and node can test this file alone.
+//
+// The rules:
+// - every line gets a client message id; it stays pending until the server acks it
+//   (or refuses it for good: too long, empty) and is sent again on every new socket
+//   until then, with the same id, so the server stores it once;
+// - a socket carries at most MAX_IN_FLIGHT unacknowledged lines, in order;
+// - a refusal that is not about the line (the store is away, the outcome is unknown,
+//   the old rate limit) sends the page back: that line and every later one go again,
+//   in order, after a pause; the server refuses later lines until it comes again;
+// - a socket that closes sends the page back to reconnect (with backoff and jitter)
+//   and resume after the last number it saw, in the log (epoch) it saw it in;
+// - an ending that trying again cannot help (a refused name, a missing token, another
+//   tab of the same session taking the name over) gives up with the server's sentence.
+
+export const MAX_IN_FLIGHT = 64;
+// Seconds to wait before sending again after a refusal that was not about the line.
+export const RETRY_PAUSE = 0.5;
+// Endings after which trying again cannot help: the server said no to this member.
+export const FATAL = new Set([
+  "INVALID_ARGUMENT",
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
+  "FAILED_PRECONDITION",
+]);
+// ... and for a page, ABORTED too: another tab with this tab's session (a duplicated
+// tab copies it) took the name over, and taking it back would start a tug of war.
+const FINAL = new Set([...FATAL, "ABORTED"]);
+const TRANSIENT = new Set(["STORE_UNAVAILABLE", "OUTCOME_UNKNOWN", "RATE_LIMITED"]);
+const KINDS = new Set(["message", "join", "leave", "gap", "reset"]);
+// gRPC status names by number: a close code of 4000 + N ends a session with status N.
+const CODE_NAMES = [
+  "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+  "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  "UNAUTHENTICATED",
+];
+
+/** Exponential backoff with jitter between reconnect attempts, in seconds. */
+export class Backoff {
+  constructor(first = 0.5, cap = 10) {
+    this.first = first;
+    this.cap = cap;
+  }
+
+  delay(attempt, rng = Math.random) {
+    return Math.min(this.cap, this.first * 2 ** attempt) * (0.5 + rng() / 2);
+  }
+}
+
+/** 32 random hex digits, for session and message ids. */
+export function randomId() {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+export function utf8Length(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+/** How a session ended, from the close code when no end frame said it. */
+export function endingFromClose(code, reason) {
+  if (code === 1000) return { code: "OK", message: reason || "" };
+  if (code >= 4000 && code < 4000 + CODE_NAMES.length) {
+    return { code: CODE_NAMES[code - 4000], message: reason || "" };
+  }
+  return { code: "UNAVAILABLE", message: "connection lost" };
+}
+
+export function sentence(text) {
+  const trimmed = String(text).trim();
+  const end = /[.!?]$/.test(trimmed) ? "" : ".";
+  return trimmed.charAt(0).toUpperCase() + trimmed.slice(1) + end;
+}
+
+export class Session {
+  constructor({
+    name,
+    room,
+    history = 20,
+    token = "",
+    sessionId = randomId(),
+    newId = randomId,
+    rng = Math.random,
+    backoff = new Backoff(),
+  }) {
+    this.name = name;
+    this.room = room;
+    this.history = history;
+    this.token = token;
+    this.sessionId = sessionId;
+    this.newId = newId;
+    this.rng = rng;
+    this.backoff = backoff;
+    // "away" (waiting to connect, or connecting), "joining", "joined", "done".
+    this.phase = "away";
+    // Lines not yet settled, in the order typed: id -> {id, text, action, unanswered, unknown}.
+    this.pending = new Map();
+    this.members = new Set();
+    // The name the server gave us, the newest number seen and the log it is in.
+    this.myName = "";
+    this.lastSeq = null;
+    this.epoch = "";
+    this.maxTextBytes = null;
+    this.reconnectAt = 0;
+    // What the status line says while away.
+    this.trouble = "";
+    // Ids sent on the current socket, in order (and not yet settled).
+    this._sent = new Set();
+    this._resendAt = 0;
+    this._attempt = 0;
+    // The `end` frame of the current socket, if the server sent one.
+    this._ending = null;
+  }
+
+  // -- what the person does ---------------------------------------------------------
+
+  /** Queue a line; it goes out now if it can, or after the next reconnect. */
+  send(text, now, action = false) {
+    if (this.maxTextBytes !== null && utf8Length(text) > this.maxTextBytes) {
+      const message =
+        `Message not sent: it is ${utf8Length(text)} bytes and the limit is ` +
+        `${this.maxTextBytes} bytes.`;
+      return [this._show("error", message)];
+    }
+    const line = { id: this.newId(), text, action, unanswered: 0, unknown: false };
+    this.pending.set(line.id, line);
+    return this._pump(now);
+  }
+
+  get undelivered() {
+    return this.pending.size;
+  }
+
+  // -- what the socket does -----------------------------------------------------------
+
+  /** A socket is open: join, resuming after the last number seen. */
+  connected(now) {
+    this._sent.clear();
+    this._ending = null;
+    this.phase = "joining";
+    const join = {
+      name: this.name,
+      room: this.room,
+      history: this.lastSeq === null ? this.history : 0,
+      session: this.sessionId,
+    };
+    if (this.token) join.token = this.token;
+    if (this.lastSeq !== null) {
+      join.after_seq = this.lastSeq;
+      join.epoch = this.epoch;
+    }
+    return [{ type: "transmit", frame: { join } }];
+  }
+
+  /** A frame from the server on the current socket. */
+  received(frame, now) {
+    if (frame.welcome) return this._welcome(frame.welcome, now);
+    if (frame.event) return this._event(frame.event);
+    if (frame.ack) return this._ack(frame.ack, now);
+    if (frame.error) return this._error(frame.error, now);
+    if (frame.end) this._ending = frame.end;
+    return [];
+  }
+
+  /** The socket closed; opened: whether it ever opened (else the server was not reached). */
+  closed(now, { opened, code, reason }) {
+    if (this.phase === "done") return [];
+    const ending = this._ending || endingFromClose(code, reason);
+    const wasJoined = this.phase === "joined";
+    this._ending = null;
+    this.phase = "away";
+    this._sent.clear();
+    if (!opened) return this._trouble("cannot reach the server", now, false);
+    if (FINAL.has(ending.code)) {
+      this.phase = "done";
+      return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
+    }
+    return this._trouble(describe(ending), now, wasJoined);
+  }
+
+  /** Time passed: a pause after a refusal may be over. */
+  tick(now) {
+    return this.phase === "joined" ? this._pump(now) : [];
+  }
+
+  /** The next time `tick` has something to do, if any (null: none). */
+  deadline() {
+    if (this.phase === "joined" && this._resendAt && this._unsent().length) {
+      return this._resendAt;
+    }
+    return null;
+  }
+
+  // -- internals ----------------------------------------------------------------------
+
+  _welcome(welcome, now) {
+    this.phase = "joined";
+    this.room = welcome.room;
+    this.myName = welcome.name;
+    this.members = new Set(welcome.members || []);
+    if (this.lastSeq === null) this.lastSeq = welcome.last_seq || 0;
+    if (!this.epoch) this.epoch = welcome.epoch || "";
+    if (welcome.max_text_bytes) this.maxTextBytes = welcome.max_text_bytes;
+    this._attempt = 0;
+    this.trouble = "";
+    const here = [...this.members].sort().join(", ");
+    return [
+      this._show("info", `joined ${welcome.room} as ${welcome.name}; here: ${here}`),
+      ...this._pump(now),
+    ];
+  }
+
+  _event(event) {
+    const kind = KINDS.has(event.kind) ? event.kind : "gap";
+    let text = event.text || "";
+    if (kind === "join") {
+      if (this.members.has(event.user) && event.user !== this.myName) return [];
+      this.members.add(event.user);
+    } else if (kind === "leave") {
+      this.members.delete(event.user);
+    } else if (kind === "reset") {
+      this.epoch = event.epoch || "";
+      this.lastSeq = 0;
+      text = "the server lost this room's history; numbering starts again";
+    } else if (kind === "gap") {
+      text = `messages ${(event.seq || 0) + 1} to ${event.gap_until} are no longer kept`;
+    } else if (event.seq) {
+      this.lastSeq = Math.max(this.lastSeq || 0, event.seq);
+    }
+    return [
+      {
+        type: "show",
+        item: {
+          kind,
+          room: event.room,
+          text,
+          user: event.user || "",
+          seq: event.seq || 0,
+          timeMs: event.time_unix_ms || 0,
+          action: Boolean(event.action),
+          history: Boolean(event.history),
+        },
+      },
+    ];
+  }
+
+  _ack(ack, now) {
+    this._settle(ack.client_msg_id);
+    return this._pump(now);
+  }
+
+  _error(error, now) {
+    const line = this.pending.get(error.client_msg_id);
+    if (line) line.unanswered = Math.max(0, line.unanswered - 1);
+    if (line && TRANSIENT.has(error.code)) {
+      // Not about the line: it, and everything after it, goes again, in order.
+      if (error.code === "OUTCOME_UNKNOWN") line.unknown = true;
+      this._rewind(line.id);
+      this._resendAt = now + RETRY_PAUSE;
+      return [];
+    }
+    const actions = [this._show("error", error.message)];
+    if (line) {
+      this._settle(line.id);
+      actions.push(...this._pump(now));
+    }
+    return actions;
+  }
+
+  /** Forget that this line and the ones sent after it went out on this socket. */
+  _rewind(id) {
+    const sent = [...this._sent];
+    const at = sent.indexOf(id);
+    if (at >= 0) for (const later of sent.slice(at)) this._sent.delete(later);
+  }
+
+  _settle(id) {
+    if (this.pending.delete(id)) this._sent.delete(id);
+  }
+
+  _unsent() {
+    return [...this.pending.values()].filter((line) => !this._sent.has(line.id));
+  }
+
+  /** Send what may go now, in order. */
+  _pump(now) {
+    if (this.phase !== "joined" || this._resendAt > now) return [];
+    this._resendAt = 0;
+    const actions = [];
+    for (const line of this._unsent()) {
+      if (this._sent.size >= MAX_IN_FLIGHT) break;
+      this._sent.add(line.id);
+      line.unanswered += 1;
+      const send = { text: line.text, client_msg_id: line.id, action: line.action };
+      actions.push({ type: "transmit", frame: { send } });
+    }
+    return actions;
+  }
+
+  /** Back off before connecting again; the room hears of it when the page was in it
+   * (retries while away only change `trouble`, the status line). */
+  _trouble(what, now, wasJoined) {
+    const delay = this.backoff.delay(this._attempt, this.rng);
+    this._attempt += 1;
+    this.reconnectAt = now + delay;
+    this.trouble = `${what}; reconnecting in ${delay.toFixed(1)} s`;
+    const reconnect = { type: "reconnect", at: this.reconnectAt };
+    return wasJoined ? [this._show("status", this.trouble), reconnect] : [reconnect];
+  }
+
+  _show(kind, text) {
+    return { type: "show", item: { kind, room: this.room, text, user: "", seq: 0, timeMs: 0 } };
+  }
+}
+
+function describe(ending) {
+  const message = ending.message || ending.code.toLowerCase();
+  if (ending.code === "UNAVAILABLE") return `disconnected (${message})`;
+  return `the server ended the session (${message})`;
+}

@@ -1,0 +1,29 @@
+"""The page's session machine (purechat/web/static/session.mjs) under node's test runner.
+
+The rules are client/machine.py's; tests/web/session.test.mjs checks them, and a model
+server that refuses and drops, in half a second. The browser tests run the same file
+inside the page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent / "web" / "session.test.mjs"
+
+
+def test_the_pages_session_keeps_the_rules_of_purechat_join() -> None:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("PURECHAT_REQUIRE_BROWSER"):
+            pytest.fail("the page's session tests need node (apt-get install nodejs)")
+        pytest.skip("no node: apt-get install nodejs")
+    result = subprocess.run(
+        [node, "--test", str(TESTS)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
