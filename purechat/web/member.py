@@ -109,7 +109,7 @@ def _reader(
 
     async def read() -> None:
         while (raw := await socket.receive()) is not None:
-            await burst.tick()
+            await burst.tick(len(raw))
             try:
                 frame = decode(raw)
             except BadFrame as bad:
