@@ -267,7 +267,7 @@ async def test_keepalive_pings_a_silent_peer_and_drops_it_when_it_does_not_answe
                 nursery.start_soon(keep_alive)
                 await trio.sleep(100)  # the client answers every ping: still here
                 assert server.streams
-                client.protocol.h2_connection.receive_data = lambda data: []  # goes deaf
+                client.protocol.receive_data = lambda data, now=0.0: []  # goes deaf
                 started = trio.current_time()
                 await settles(lambda: not server.streams)
                 nursery.cancel_scope.cancel()

@@ -33,11 +33,11 @@ from purerpc.grpclib.exceptions import ProtocolError
 from purechat import status as statuses
 from purechat.status import Status
 from purechat.transport.flusher import Flusher
+from purechat.transport.h2fast import PingAcknowledged
 from purechat.transport.protocol import (
     ConnectionTerminated,
     Flood,
     GrpcProtocol,
-    PingAcknowledged,
     StreamRefused,
     StreamReset,
 )

@@ -30,6 +30,7 @@ from purerpc.grpclib.exceptions import ProtocolError
 from purerpc.grpclib.status import Status
 
 from purechat.errors import TransportError
+from purechat.transport import h2fast
 
 KIB = 1024
 
@@ -139,13 +140,6 @@ class _CompactReadBuffer(MessageReadBuffer):  # type: ignore[misc]
         return messages
 
 
-class PingAcknowledged(Event):  # type: ignore[misc]
-    """The peer answered a keepalive ping."""
-
-    def __init__(self) -> None:
-        self.stream_id = 0
-
-
 class Flood(TransportError):
     """The peer sends control frames or resets faster than any client needs to.
 
@@ -250,14 +244,22 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         if now - self._flood_window_start > FLOOD_WINDOW_SECONDS:
             self._flood_window_start, self._resets, self._control_strikes = now, 0, 0
         events: list[Event] = []
-        for event in self.h2_connection.receive_data(data):
-            if isinstance(event, h2.events.StreamReset):
-                self._resets += 1
-            elif isinstance(event, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
-                self._count_control_frame()
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                events.extend(handler(self, event))
+        fast = h2fast.receive_control(self.h2_connection, data)
+        if fast is not None:  # only pings and window updates: the common case
+            for event in fast:
+                if isinstance(event, h2fast.PingFromPeer):
+                    self._count_control_frame()
+                else:
+                    events.append(event)
+        else:
+            for event in self.h2_connection.receive_data(data):
+                if isinstance(event, h2.events.StreamReset):
+                    self._resets += 1
+                elif isinstance(event, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
+                    self._count_control_frame()
+                handler = _HANDLERS.get(type(event))
+                if handler is not None:
+                    events.extend(handler(self, event))
         limits = self.limits
         if self._resets > limits.max_resets:
             self._calm_down()
@@ -285,8 +287,14 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
     # -- what we send: DATA and HEADERS reset the peer's control-frame strikes -------
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Send data on a stream, in frames of at most the peer's frame size."""
         self._sent_since_control = True
-        self.h2_connection.send_data(stream_id, data, end_stream=end_stream)
+        h2c = self.h2_connection
+        if end_stream or not h2fast.send_data(h2c, stream_id, data):
+            step = h2c.max_outbound_frame_size
+            for start in range(0, len(data), step) if len(data) > step else (0,):
+                last = start + step >= len(data)
+                h2c.send_data(stream_id, data[start : start + step], end_stream=end_stream and last)
 
     def start_response(
         self, stream_id: int, content_type_suffix: str = "", custom_metadata: Any = ()
@@ -320,7 +328,7 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self.h2_connection.ping(b"purechat")
 
     def _ping_acknowledged(self, event: h2.events.PingAckReceived) -> list[Event]:
-        return [PingAcknowledged()]
+        return [h2fast.PingAcknowledged()]
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         self.forget_stream(event.stream_id)

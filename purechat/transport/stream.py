@@ -272,14 +272,8 @@ class Stream:
 
     def _hand_over(self, data: bytes) -> None:
         """Give h2 data the windows allow, as DATA frames of at most the peer's frame size."""
-        protocol = self.connection.protocol
-        step = protocol.h2_connection.max_outbound_frame_size
         try:
-            if len(data) <= step:
-                protocol.send_data(self.stream_id, data)
-            else:
-                for start in range(0, len(data), step):
-                    protocol.send_data(self.stream_id, data[start : start + step])
+            self.connection.protocol.send_data(self.stream_id, data)
         except h2.exceptions.H2Error as error:
             self._lost(statuses.stream_closed(str(error)))
 
