@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import trio
 import trio.lowlevel
 
-from purechat.core import EndReason, EventKind, Message, Outgoing, RoomEvent
+from purechat.core import EndReason, EventKind, Message, Messages, Outgoing, RoomEvent
 from purechat.errors import OutcomeUnknown
 from purechat.store import Head, MemoryStore
 from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat
@@ -22,9 +22,10 @@ class FakeOutbox:
         self.ended: EndReason | None = None
 
     def offer(self, item: Outgoing) -> bool:
-        if len(self.items) >= self.capacity:
+        items = item.messages if isinstance(item, Messages) else (item,)
+        if len(self.items) + len(items) > self.capacity:
             return False
-        self.items.append(item)
+        self.items.extend(items)
         return True
 
     def end(self, reason: EndReason) -> None:

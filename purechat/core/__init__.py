@@ -10,12 +10,22 @@ from purechat.core.events import (
     ErrorCode,
     EventKind,
     Message,
+    Messages,
     Notice,
     Outgoing,
     RoomEvent,
     Welcome,
 )
-from purechat.core.hub import BoundName, Hub, HubStats, JoinRefused, Member, Outbox, RoomFull
+from purechat.core.hub import (
+    BoundName,
+    Hub,
+    HubStats,
+    JoinRefused,
+    Member,
+    Outbox,
+    Published,
+    RoomFull,
+)
 from purechat.core.limits import Limits
 
 __all__ = [
@@ -30,9 +40,11 @@ __all__ = [
     "Limits",
     "Member",
     "Message",
+    "Messages",
     "Notice",
     "Outbox",
     "Outgoing",
+    "Published",
     "RoomEvent",
     "RoomFull",
     "Welcome",

@@ -125,4 +125,12 @@ class Notice:
     client_msg_id: str = ""
 
 
-Outgoing = Message | RoomEvent | Welcome | Ack | Notice
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """A room's messages stored together, offered to each member as one item: a
+    broadcast of k messages costs each member one offer, not k (see Hub.publish_all)."""
+
+    messages: tuple[Message, ...]
+
+
+Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice

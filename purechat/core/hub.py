@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from purechat.core.events import (
     Ack,
@@ -19,6 +19,7 @@ from purechat.core.events import (
     ErrorCode,
     EventKind,
     Message,
+    Messages,
     Notice,
     Outgoing,
     RoomEvent,
@@ -114,6 +115,16 @@ class Room:
     def behind(self) -> bool:
         """Most members are lagging: the room as a whole cannot keep up with its senders."""
         return self.lagging * 2 > len(self.members)
+
+
+class Published(NamedTuple):
+    """A message the store has numbered, for `Hub.publish_all`."""
+
+    message: Message
+    # The store had it already (a retry): acknowledged, not broadcast again.
+    duplicate: bool
+    # Who is owed the ack (None when it was sent through another server).
+    sender: Member | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,13 +432,30 @@ class Hub:
 
     def publish(self, message: Message, *, duplicate: bool, sender: Member | None) -> None:
         """The store has message (numbered): broadcast it (unless a retry), ack the sender."""
-        room = self._rooms.get(message.room)
-        if not duplicate and room is not None and message.seq > room.last_seq:
-            room.last_seq = message.seq
-            self.stats.messages += 1
-            self._broadcast(room, message)
-        if sender is not None:
-            self.acknowledge(sender, message.client_msg_id, message.seq, duplicate=duplicate)
+        self.publish_all([Published(message, duplicate, sender)])
+
+    def publish_all(self, published: list[Published]) -> None:
+        """The store has these messages (numbered, in order): broadcast the new ones,
+        then acknowledge each to its sender.
+
+        Each room's new messages reach each member as one offer (`Messages`): a batch
+        of k costs a room of n members n offers, not k * n. Every member still sees
+        them in number order, and every ack after its message.
+        """
+        fresh: dict[Room, list[Message]] = {}
+        for message, duplicate, _ in published:
+            room = self._rooms.get(message.room)
+            if not duplicate and room is not None and message.seq > room.last_seq:
+                room.last_seq = message.seq
+                fresh.setdefault(room, []).append(message)
+        for room, messages in fresh.items():
+            self.stats.messages += len(messages)
+            if self._rooms.get(room.name) is not room:
+                continue  # emptied by an eviction meanwhile
+            self._broadcast(room, messages[0] if len(messages) == 1 else Messages(tuple(messages)))
+        for message, duplicate, sender in published:
+            if sender is not None:
+                self.acknowledge(sender, message.client_msg_id, message.seq, duplicate=duplicate)
 
     def acknowledge(self, sender: Member, client_msg_id: str, seq: int, *, duplicate: bool) -> None:
         """Tell a sender its message is stored as seq (and delivered here)."""
@@ -519,7 +547,9 @@ class Hub:
             current = pending.pop(0)
             members = list(room.members) if recipients is None else recipients
             recipients = None
-            self.stats.deliveries += len(members)
+            self.stats.deliveries += len(members) * (
+                len(current.messages) if isinstance(current, Messages) else 1
+            )
             evicted = [m for m in members if not m.outbox.offer(current)]
             for member in evicted:
                 if member.present:

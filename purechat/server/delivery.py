@@ -125,6 +125,7 @@ class MemberDelivery:
         # wait for the task, closed when the task has drained it.
         self._queue: tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]
         self._budget = self.limits.budget
+        self._queue_open = False
         self._queue = self._open_queue()
         # DIRECT: what this scheduler pass offered, for the flusher (see the docstring).
         self._direct: list[bytes] = []
@@ -304,28 +305,33 @@ class MemberDelivery:
         """Held bytes, then the pass's list, then queued ones, up to about limit bytes,
         in order."""
         parts = [self._held] if self._held else []
-        parts += self._direct
-        size = sum(len(part) for part in parts)
+        if self._direct:
+            parts += self._direct
+            self._direct = []
         self._held = b""
-        self._direct = []
-        while size < limit:
-            try:
-                blob = self._queue[1].receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            parts.append(blob)
-            size += len(blob)
+        if self._queue_open:
+            size = sum(len(part) for part in parts)
+            receive = self._queue[1].receive_nowait
+            while size < limit:
+                try:
+                    blob = receive()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                parts.append(blob)
+                size += len(blob)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _open_queue(
         self,
     ) -> tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]:
+        self._queue_open = True
         return anyio.create_memory_object_stream[bytes](max(1, self._budget // SMALLEST_ITEM))
 
     def _queued(self) -> int:
         return self._queue[0].statistics().current_buffer_used
 
     def _close_queue(self) -> None:
+        self._queue_open = False
         self._queue[0].close()
         self._queue[1].close()
 

@@ -22,12 +22,11 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 
-from purechat.core import Hub, Member, Message
+from purechat.core import Hub, Member, Message, Published
 from purechat.server.outage import Outage
 from purechat.store import StoreError
 from purechat.store.shared import (
     EpochChange,
-    LogEntry,
     Position,
     PresenceChange,
     PresenceId,
@@ -108,8 +107,15 @@ class Feed:
                 await self._outage.pause()
                 continue
             self._outage.recovered()
+            run: list[Message] = []  # consecutive messages, published as one batch
             for entry in entries:
+                if isinstance(entry, Message):
+                    run.append(entry)
+                    continue
+                self._publish(run)
+                run = []
                 self._deliver(entry)
+            self._publish(run)
             await anyio.lowlevel.checkpoint()
 
     async def _check_epochs(self, rooms: list[str]) -> None:
@@ -129,11 +135,15 @@ class Feed:
             for room, seq in open_rooms.items()
         }
 
-    def _deliver(self, entry: LogEntry) -> None:
-        if isinstance(entry, Message):
-            self.hub.publish(entry, duplicate=False, sender=None)
-            self._release(entry.room)
-            return
+    def _publish(self, messages: list[Message]) -> None:
+        """Deliver messages read from the log, then release the acks waiting for them."""
+        if messages:
+            self.hub.publish_all([Published(message, False, None) for message in messages])
+            for room in dict.fromkeys(message.room for message in messages):
+                self._release(room)
+
+    def _deliver(self, entry: PresenceChange | EpochChange) -> None:
+        """Deliver a log entry other than a message (an epoch change or presence)."""
         if isinstance(entry, EpochChange):
             self.saw_epoch(entry.room, entry.epoch)
             return

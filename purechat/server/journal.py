@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from purechat.core import ErrorCode, Hub, Member, Message, Notice
+from purechat.core import ErrorCode, Hub, Member, Message, Notice, Published
 from purechat.server.feed import Feed
 from purechat.store import Appended, OutcomeUnknown, Store, StoreError
 
@@ -168,23 +168,34 @@ class Journal:
                     self._refuse(entry, ErrorCode.STORE_UNAVAILABLE, _NOT_STORED)
             return
         self._observe(True, time.perf_counter() - started)
+        if self._feed is None:
+            self._publish(fresh, results)
+            return
         for entry, result in zip(fresh, results, strict=True):
             message, sender, in_flight = entry.message, entry.sender, entry.in_flight
-            if self._feed is None:
-                if self.hub.reset(message.room, result.epoch):
-                    log.error(
-                        "the store lost the log of room %s; numbering starts again", message.room
-                    )
-                stored = message.numbered(result.seq)
-                self.hub.publish(stored, duplicate=result.duplicate, sender=sender)
-                in_flight.done()
-            else:
-                self._feed.saw_epoch(message.room, result.epoch)
-                self._feed.when_delivered(
-                    message.room,
-                    result.seq,
-                    partial(self._ack, sender, message.client_msg_id, result, in_flight),
-                )
+            self._feed.saw_epoch(message.room, result.epoch)
+            self._feed.when_delivered(
+                message.room,
+                result.seq,
+                partial(self._ack, sender, message.client_msg_id, result, in_flight),
+            )
+
+    def _publish(self, fresh: list[_Entry], results: Sequence[Appended]) -> None:
+        """Without a feed this server is the only one: publish the batch at once."""
+        published: list[Published] = []
+        for entry, result in zip(fresh, results, strict=True):
+            room = entry.message.room
+            if self.hub.epoch(room) not in ("", result.epoch):
+                # The store lost the room's log: what was stored before goes out first.
+                self.hub.publish_all(published)
+                published = []
+            if self.hub.reset(room, result.epoch):
+                log.error("the store lost the log of room %s; numbering starts again", room)
+            stored = entry.message.numbered(result.seq)
+            published.append(Published(stored, result.duplicate, entry.sender))
+        self.hub.publish_all(published)
+        for entry in fresh:
+            entry.in_flight.done()
 
     def _refuse(self, entry: _Entry, code: ErrorCode, text: str) -> None:
         notice = Notice(code, text, entry.message.client_msg_id)

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from purechat.core import Ack, ErrorCode, EventKind, Message, Notice, Outgoing, RoomEvent, Welcome
+from purechat.core import (
+    Ack,
+    ErrorCode,
+    EventKind,
+    Message,
+    Messages,
+    Notice,
+    Outgoing,
+    RoomEvent,
+    Welcome,
+)
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import frame_message
 
@@ -42,7 +52,10 @@ class Remembering:
 
     def __call__(self, item: Outgoing) -> bytes:
         if item is not self._last:
-            self._bytes = self._frame(item)
+            if isinstance(item, Messages):
+                self._bytes = b"".join([self._frame(message) for message in item.messages])
+            else:
+                self._bytes = self._frame(item)
             self._last = item
         return self._bytes
 
