@@ -4,6 +4,7 @@ client's commands in client/commands.py."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -219,6 +220,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ServeError, TlsSetupError, TokenFileError, OriginError) as error:
         print(f"purechat: {error}", file=sys.stderr)
         return 1
+    _collect_garbage_less_often()
     failures: list[Exception] = []
     try:
         anyio.run(_serve_until_signalled, config, args.store, args.history, backend="trio")
@@ -227,6 +229,21 @@ def _serve(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"purechat: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+# A server allocates a handful of objects per frame and per member, and keeps most of
+# what it allocates (connections, members): at Python's default of 700 allocations per
+# young collection, collections took about a third of the time members spent joining
+# (2,000 grpc-go members: 370 joins/s, 650 at this threshold). The older generations
+# keep their defaults, so a full collection still follows the heap's growth.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def _collect_garbage_less_often() -> None:
+    """Make young garbage collections rarer for a long-running server (see above)."""
+    gc.freeze()  # what start-up made (modules, config) is never garbage: skip it
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
