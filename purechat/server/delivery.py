@@ -60,6 +60,9 @@ MAX_BATCH_BYTES = 256 * 1024
 # the queue's item bound never bites before its byte budget.
 SMALLEST_ITEM = 16
 
+# A member's queue: both ends of one memory object stream of framed bytes.
+_Queue = tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryLimits:
@@ -122,11 +125,10 @@ class MemberDelivery:
         self._evictions = evictions if evictions is not None else Counter()
         self.state = DeliveryState.PRELUDE
         # The queue, while there is one (see the docstring): opened when offers must
-        # wait for the task, closed when the task has drained it.
-        self._queue: tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]
+        # wait for the task, let go when the task has drained it (an idle member holds
+        # none: ~0.7 KiB each).
         self._budget = self.limits.budget
-        self._queue_open = False
-        self._queue = self._open_queue()
+        self._queue: _Queue | None = self._open_queue()
         # DIRECT: what this scheduler pass offered, for the flusher (see the docstring).
         self._direct: list[bytes] = []
         self._lagging_mark = self.limits.lagging_mark
@@ -174,6 +176,8 @@ class MemberDelivery:
                 self._marked = True
                 self._flusher.mark(self)
         else:
+            if self._queue is None:
+                return True  # discarded: the call is over
             try:
                 self._queue[0].send_nowait(blob)
             except anyio.WouldBlock:
@@ -309,7 +313,7 @@ class MemberDelivery:
             parts += self._direct
             self._direct = []
         self._held = b""
-        if self._queue_open:
+        if self._queue is not None:
             size = sum(len(part) for part in parts)
             receive = self._queue[1].receive_nowait
             while size < limit:
@@ -321,19 +325,17 @@ class MemberDelivery:
                 size += len(blob)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _open_queue(
-        self,
-    ) -> tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]:
-        self._queue_open = True
+    def _open_queue(self) -> _Queue:
         return anyio.create_memory_object_stream[bytes](max(1, self._budget // SMALLEST_ITEM))
 
     def _queued(self) -> int:
-        return self._queue[0].statistics().current_buffer_used
+        return 0 if self._queue is None else self._queue[0].statistics().current_buffer_used
 
     def _close_queue(self) -> None:
-        self._queue_open = False
-        self._queue[0].close()
-        self._queue[1].close()
+        if self._queue is not None:
+            self._queue[0].close()
+            self._queue[1].close()
+            self._queue = None
 
     def _go_direct(self) -> None:
         """Nothing is queued and no task runs: offers take the fast path, and the empty
