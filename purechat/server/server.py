@@ -16,7 +16,7 @@ from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
 from purechat import status as statuses
-from purechat.core import EndReason, Hub, Limits
+from purechat.core import EndReason, Hub, Limits, names
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.errors import ConfigurationError, TransportError
 from purechat.ops.health import HEALTH_SERVICE, HealthState
@@ -183,6 +183,7 @@ class ChatServer:
 
     async def serve(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
         """Listen and serve until shutdown(); reports the bound port through task_status."""
+        names.prepare()
         try:
             listener = await self._listen()
             with self._journal:
