@@ -158,3 +158,14 @@ def test_data_beyond_the_window_or_on_a_closed_stream_is_left_to_h2() -> None:
     before = bytes(by_hand._data_to_send)
     assert not h2fast.send_data(by_hand, STREAM, b"x")
     assert bytes(by_hand._data_to_send) == before
+
+
+def test_the_dispatch_bound_on_lookup_finds_what_h2s_own_table_holds() -> None:
+    """An h2 that renames or adds a frame handler fails here, not on a live connection."""
+    plain = h2.connection.H2Connection()
+    table = plain._frame_dispatch_table
+    h2fast.bind_dispatch_on_lookup(plain)
+    for frame_type, handler in table.items():
+        assert plain._frame_dispatch_table[frame_type] == handler
+    with pytest.raises(KeyError):
+        plain._frame_dispatch_table[object]

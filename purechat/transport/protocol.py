@@ -16,12 +16,9 @@ pings while we send it nothing, or resets streams in a storm, is cut off.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -128,31 +125,6 @@ class _CompactSettings(h2.settings.Settings):  # type: ignore[misc]
         super().__setitem__(key, value)
 
 
-class _FrameDispatch:
-    """h2's frame type -> handler table, bound when looked up.
-
-    h2 builds a dict of twelve bound methods per connection (~1.4 KiB, about a
-    twentieth of an idle member); this holds only the connection.
-    """
-
-    __slots__ = ("_h2c",)
-
-    def __init__(self, h2c: h2.connection.H2Connection):
-        self._h2c = h2c
-
-    def __getitem__(self, frame_type: type) -> Any:
-        return getattr(self._h2c, _HANDLER_NAMES[frame_type])
-
-
-# The handlers' names, by frame type, as h2 dispatches them.
-_HANDLER_NAMES: Mapping[type, str] = MappingProxyType(
-    {
-        frame_type: handler.__name__
-        for frame_type, handler in h2.connection.H2Connection()._frame_dispatch_table.items()
-    }
-)
-
-
 class _CompactReadBuffer(MessageReadBuffer):  # type: ignore[misc]
     """purerpc's per-stream read buffer, keeping its queues in _ShortDeques: two empty
     deques cost every idle member about 1.5 KiB."""
@@ -218,7 +190,7 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         h2c = self.h2_connection
         for table in (h2c.encoder.header_table, h2c.decoder.header_table):
             table.dynamic_entries = _ShortDeque(table.dynamic_entries)
-        h2c._frame_dispatch_table = _FrameDispatch(h2c)
+        h2fast.bind_dispatch_on_lookup(h2c)
 
     def initiate_connection(self) -> None:
         # purerpc opens the connection window by 2**30; ours stays bounded.
