@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 
 from purechat.core import Message
@@ -40,7 +40,10 @@ class MemoryStore:
         if message.client_msg_id and (seq := log.ids.get(key)) is not None:
             return Appended(seq, duplicate=True, epoch=self.epoch)
         log.last_seq += 1
-        kept = replace(message, seq=log.last_seq, sender_key="", client_msg_id="")
+        # What history gives back: numbered, without the sender's retry identity.
+        kept = Message(
+            message.room, log.last_seq, message.user, message.text, message.time_ms, message.action
+        )
         log.messages.append((kept, key))
         if message.client_msg_id:
             log.ids[key] = log.last_seq
