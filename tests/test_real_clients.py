@@ -50,9 +50,15 @@ async def test_twenty_readers_get_every_big_message_from_a_flat_out_sender_on_sq
     start_server, go_load_client: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The default store commits in batches; a batch must not cost a reader its seat.
-    The one member that never reads is removed, and the log says why."""
+    The one member that never reads is removed, and the log says why.
+
+    Its backlog (5 MB sent to it) passes the 2 MiB budget whatever the timing, or it
+    makes no progress for a second first: either way it goes while the readers, held
+    to the same budget, keep theirs."""
     store = await SqliteStore.open(tmp_path / "purechat.db")
-    harness: Harness = await start_server(store=store, slow_member_timeout=1.0)
+    harness: Harness = await start_server(
+        store=store, slow_member_timeout=1.0, slow_member_bytes=2 * 1024 * 1024
+    )
     try:
         with trio.fail_after(120), caplog.at_level(logging.INFO, "purechat"):
             summary = await _load(
@@ -66,7 +72,8 @@ async def test_twenty_readers_get_every_big_message_from_a_flat_out_sender_on_sq
     assert summary["expected_per_member"] == 5000
     assert summary["nonreader_outcomes"] == {TOO_SLOW: 1}
     removed = [r.getMessage() for r in caplog.records if "removed: too slow" in r.getMessage()]
-    assert len(removed) == 1 and "made no progress" in removed[0], removed
+    assert len(removed) == 1, removed
+    assert "made no progress" in removed[0] or "would pass the budget" in removed[0], removed
 
 
 @pytest.mark.parametrize(
