@@ -1,5 +1,6 @@
 """The purerpc-based chat server: transport adapters around the core."""
 
-from purechat.server.server import ChatServer, ServeError, ServerConfig
+from purechat.server.config import ServerConfig
+from purechat.server.server import ChatServer, ServeError
 
 __all__ = ["ChatServer", "ServeError", "ServerConfig"]

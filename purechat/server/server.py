@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,7 +15,7 @@ from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
 from purechat import status as statuses
-from purechat.core import EndReason, Hub, Limits, names
+from purechat.core import EndReason, Hub, names
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.errors import ConfigurationError, TransportError
 from purechat.ops.health import HEALTH_SERVICE, HealthState
@@ -26,8 +25,9 @@ from purechat.ops.metrics import Metrics
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
 from purechat.server.admin import ADMIN_SERVICE, HubRoster, Roster, list_members, list_rooms
-from purechat.server.auth import Bearers, TokenBook
-from purechat.server.delivery import DEFAULT_BUDGET, DEFAULT_STALL_TIMEOUT, DeliveryLimits
+from purechat.server.auth import Bearers
+from purechat.server.config import ServerConfig
+from purechat.server.delivery import DeliveryLimits
 from purechat.server.feed import Feed
 from purechat.server.journal import Journal
 from purechat.server.members import serve_legacy, serve_v1
@@ -38,7 +38,7 @@ from purechat.server.presence import Presence
 from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.shared import SharedStore
-from purechat.transport import Connection, Flusher, GrpcProtocol, Stream, TransportLimits
+from purechat.transport import Connection, Flusher, GrpcProtocol, Stream
 
 if TYPE_CHECKING:
     from purechat.web.listener import WebServer
@@ -63,45 +63,6 @@ def _address_of(sock: anyio.abc.SocketStream) -> str:
         return str(sock.extra(anyio.abc.SocketAttribute.remote_address)[0])
     except (anyio.TypedAttributeLookupError, IndexError, TypeError):
         return "unknown"
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 50051
-    limits: Limits = field(default_factory=Limits)
-    transport: TransportLimits = field(default_factory=TransportLimits)
-    # When a member is too slow: no progress on its backlog for this long, or a
-    # backlog over this many bytes (and a quarter of that makes its room lag).
-    slow_member_timeout: float = DEFAULT_STALL_TIMEOUT
-    slow_member_bytes: int = DEFAULT_BUDGET
-    # How long shutdown waits for members to receive their final status.
-    shutdown_grace: float = 3.0
-    # Recent lobby messages sent to an original-contract client when it arrives.
-    legacy_history: int = 20
-    # TLS for every connection when set (with ALPN h2, as gRPC clients require).
-    ssl_context: ssl.SSLContext | None = None
-    # Bearer tokens every call must carry, when set; names come from them.
-    tokens: TokenBook | None = None
-    # Connections one client address may hold at once; 0 for no limit.
-    max_conns_per_addr: int = 64
-    # A connection silent this long is pinged; one that does not answer in
-    # keepalive_timeout more is removed, so a vanished peer goes within a minute.
-    keepalive_idle: float = 30.0
-    keepalive_timeout: float = 20.0
-    # Prometheus metrics over HTTP on this port (0 picks one), when set.
-    metrics_port: int | None = None
-    # With a store shared by several servers: how long a server that stopped without
-    # a word keeps its members listed (it renews that three times as often).
-    presence_ttl: float = 15.0
-    # How long a stopping server waits for the shared store to hear its members left.
-    retire_timeout: float = 3.0
-    # The web page and its WebSocket on this port (0 picks one), when set (purechat/web),
-    # with TLS when set (the server's certificate, ALPN http/1.1), and the origins
-    # besides the page's own whose pages may open sessions (--web-origin, normalised).
-    web_port: int | None = None
-    web_ssl_context: ssl.SSLContext | None = None
-    web_origins: tuple[str, ...] = ()
 
 
 class ChatServer:

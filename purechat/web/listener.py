@@ -37,7 +37,7 @@ from purechat.web.origin import is_loopback
 from purechat.web.socket import SocketLimits, WebSocket
 
 if TYPE_CHECKING:
-    from purechat.server import ServerConfig
+    from purechat.server.config import ServerConfig
 
 log = logging.getLogger("purechat.web")
 
