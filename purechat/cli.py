@@ -159,7 +159,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=ServerConfig.slow_member_bytes,
         metavar="BYTES",
         help="remove a member whose backlog passes this many bytes (it reads far slower "
-        "than its room); when most of a room is an eighth of this behind, senders are "
+        "than its room); when most of a room is 1/64 of this behind, senders are "
         "slowed instead",
     )
     serve.add_argument(

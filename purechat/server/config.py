@@ -22,7 +22,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     transport: TransportLimits = field(default_factory=TransportLimits)
     # When a member is too slow: no progress on its backlog for this long, or a
-    # backlog over this many bytes (and a quarter of that makes its room lag).
+    # backlog over this many bytes (and 1/64 of that makes its room lag).
     slow_member_timeout: float = DEFAULT_STALL_TIMEOUT
     slow_member_bytes: int = DEFAULT_BUDGET
     # How long shutdown waits for members to receive their final status.
