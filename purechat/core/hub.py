@@ -415,14 +415,19 @@ class Hub:
             client_msg_id=client_msg_id,
         )
 
+    def lost_log(self, room_name: str, epoch: str) -> bool:
+        """epoch is not the log an open room knows: `reset` would start numbering again."""
+        room = self._rooms.get(room_name)
+        return room is not None and room.epoch not in ("", epoch)
+
     def reset(self, room_name: str, epoch: str) -> bool:
         """The store lost the room's log and began another (epoch): numbering starts
         again, and members hear it. False when epoch is the one the room has."""
         room = self._rooms.get(room_name)
-        if room is None or room.epoch == epoch:
+        if room is None:
             return False
-        if not room.epoch:  # opened without knowing its log: this is it
-            room.epoch = epoch
+        if not self.lost_log(room_name, epoch):
+            room.epoch = room.epoch or epoch  # opened without knowing its log: this is it
             return False
         room.epoch = epoch
         room.last_seq = 0
@@ -450,8 +455,6 @@ class Hub:
                 fresh.setdefault(room, []).append(message)
         for room, messages in fresh.items():
             self.stats.messages += len(messages)
-            if self._rooms.get(room.name) is not room:
-                continue  # emptied by an eviction meanwhile
             self._broadcast(room, messages[0] if len(messages) == 1 else Messages(tuple(messages)))
         for message, duplicate, sender in published:
             if sender is not None:

@@ -185,8 +185,8 @@ class Journal:
         published: list[Published] = []
         for entry, result in zip(fresh, results, strict=True):
             room = entry.message.room
-            if self.hub.epoch(room) not in ("", result.epoch):
-                # The store lost the room's log: what was stored before goes out first.
+            if self.hub.lost_log(room, result.epoch):
+                # What was stored before the store lost the log goes out first.
                 self.hub.publish_all(published)
                 published = []
             if self.hub.reset(room, result.epoch):

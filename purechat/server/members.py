@@ -26,6 +26,7 @@ from purechat.server.delivery import MemberDelivery, Prelude
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight
 from purechat.server.membership import Membership, Services
+from purechat.server.pacing import Paced
 from purechat.status import Status
 from purechat.transport import Stream
 
@@ -62,24 +63,38 @@ async def _run_member(
     read: Callable[[], Coroutine[Any, Any, None]],
     prelude: Prelude,
 ) -> Status:
-    """Read in the call's own task, the delivery sending beside it when it has to;
-    OK once the reader finished and the delivery drained. Whatever ends the call early
-    does so through `stream.end`, which cancels both."""
+    """A gRPC member: response headers, then `run_member`."""
     stream.start_response()
+    return await run_member(delivery, read, prelude)
+
+
+async def run_member(
+    delivery: MemberDelivery, read: Callable[[], Coroutine[Any, Any, None]], prelude: Prelude
+) -> Status:
+    """Read in the session's own task, the delivery sending beside it when it has to;
+    OK once the reader finished and the delivery drained. Whatever ends the session
+    early does so through its `end`, which cancels both."""
     async with anyio.create_task_group() as task_group:
         delivery.start(task_group, prelude)
         await read()
     return statuses.OK
 
 
-async def _send(
-    services: Services, member: Member, stream: Stream, in_flight: InFlight, message: Message
+async def send_paced(
+    services: Services, member: Member, session: Paced, in_flight: InFlight, message: Message
 ) -> bool:
     """Pace, then hand a valid message to the journal; False once the member is done."""
-    if not await services.pacer.pace(member, stream):
+    if not await services.pacer.pace(member, session):
         return False
     await services.journal.submit(message, member, in_flight)
     return True
+
+
+def join_refused(refusal: Refusal | StoreError) -> Status:
+    """The status for a join the hub or the store refused (a store error logged)."""
+    if isinstance(refusal, StoreError):
+        log.error("%s; a join was refused", refusal)
+    return statuses.for_error(refusal)
 
 
 async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
@@ -90,9 +105,7 @@ async def serve_legacy(stream: Stream, services: Services, identity: str | None)
         async with membership:
             return await _legacy_member(stream, services, identity, membership)
     except (Refusal, StoreError) as refusal:
-        if isinstance(refusal, StoreError):
-            log.error("%s; a join was refused", refusal)
-        return statuses.for_error(refusal)
+        return join_refused(refusal)
 
 
 async def _legacy_member(
@@ -136,7 +149,7 @@ async def _legacy_member(
                     stream.end(statuses.text_too_long(hub.limits.max_text_bytes))
                     return
                 continue  # empty text: nothing to broadcast
-            if not await _send(services, member, stream, in_flight, posted):
+            if not await send_paced(services, member, stream, in_flight, posted):
                 return
         await in_flight.wait_idle()  # the client is owed its own messages back
         membership.leave()
@@ -172,9 +185,7 @@ async def serve_v1(stream: Stream, services: Services, identity: str | None) -> 
             prelude = _v1_prelude(services, member, join)
             return await _run_member(stream, delivery, read, prelude)
     except (Refusal, StoreError) as refusal:
-        if isinstance(refusal, StoreError):
-            log.error("%s; a join was refused", refusal)
-        return statuses.for_error(refusal)
+        return join_refused(refusal)
 
 
 def _v1_reader(
@@ -199,7 +210,7 @@ def _v1_reader(
             posted = hub.post(member, send.text, send.client_msg_id, action=send.action)
             if posted is None:
                 return
-            if isinstance(posted, Message) and not await _send(
+            if isinstance(posted, Message) and not await send_paced(
                 services, member, stream, in_flight, posted
             ):
                 return

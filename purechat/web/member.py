@@ -12,7 +12,6 @@ The reader runs in the session's task, its delivery beside it when it has to sen
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -26,14 +25,18 @@ from purechat.core.limits import DEFAULT_ROOM
 from purechat.errors import Refusal, StoreError
 from purechat.server.auth import Bearers, TokenBook
 from purechat.server.journal import InFlight
-from purechat.server.members import ReadBurst, resume_prelude
+from purechat.server.members import (
+    ReadBurst,
+    join_refused,
+    resume_prelude,
+    run_member,
+    send_paced,
+)
 from purechat.server.membership import Membership, Services
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.web.frames import BadFrame, Join, Send, decode
 from purechat.web.socket import WebSocket
-
-log = logging.getLogger("purechat.web")
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,9 @@ async def serve_web_member(socket: WebSocket, web: WebMembers) -> Status:
                     after_seq=join.after_seq,
                     epoch=join.epoch,
                 )
-                async with anyio.create_task_group() as task_group:
-                    delivery.start(task_group, prelude)
-                    await read()
-                return statuses.OK
+                return await run_member(delivery, read, prelude)
         except (Refusal, StoreError) as refusal:
-            if isinstance(refusal, StoreError):
-                log.error("%s; a join was refused", refusal)
-            return statuses.for_error(refusal)
+            return join_refused(refusal)
 
 
 def _reader(
@@ -121,10 +119,10 @@ def _reader(
             posted = hub.post(member, frame.text, frame.client_msg_id, action=frame.action)
             if posted is None:
                 return
-            if isinstance(posted, Message):
-                if not await services.pacer.pace(member, socket):
-                    return
-                await services.journal.submit(posted, member, in_flight)
+            if isinstance(posted, Message) and not await send_paced(
+                services, member, socket, in_flight, posted
+            ):
+                return
         await in_flight.wait_idle()  # acks for what it sent come before the end
         membership.leave()
         delivery.close()
