@@ -41,6 +41,7 @@ from purechat.transport.protocol import (
     StreamRefused,
     StreamReset,
 )
+from purechat.transport.reader import SocketReader
 from purechat.transport.stream import CONTENT_TYPE_SUFFIX, Metadata, Stream, StreamGone
 from purechat.transport.writer import ConnectionWriter
 
@@ -73,6 +74,7 @@ class Connection:
         on_cut_off: Callable[[str], None] | None = None,
     ):
         self._sock = sock
+        self._reader = SocketReader(sock, READ_SIZE)
         self.protocol = protocol
         self.peer = _peer_name(sock)
         self.writer = ConnectionWriter(
@@ -216,8 +218,13 @@ class Connection:
         """One socket read, every event of it dispatched; False once the connection is
         over (the peer went, or broke a rule)."""
         try:
-            data = await self._sock.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            data = await self._reader.receive()
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+        ):
             return False
         self.last_heard = anyio.current_time()
         if not self.heard_from_peer:
