@@ -123,6 +123,15 @@ def grpc_status(received: bytes) -> str | None:
     return status
 
 
+def ping_answers(received: bytes) -> list[int]:
+    """The numbers of the PINGs (sent with RawPeer.ping) the server answered, in order."""
+    return [
+        int.from_bytes(frame.opaque_data, "big")
+        for frame in frames_in(received)
+        if isinstance(frame, PingFrame) and "ACK" in frame.flags
+    ]
+
+
 def goaway_code(received: bytes) -> int | None:
     codes = [f.error_code for f in frames_in(received) if isinstance(f, GoAwayFrame)]
     return codes[-1] if codes else None

@@ -99,6 +99,23 @@ def test_pings_and_window_updates_by_hand_are_what_h2_makes_of_them(frames: list
     assert _summary(fast) == _summary(slow)
 
 
+@given(control_frames, st.binary(max_size=100))
+def test_held_answers_are_h2s_answers_sent_later(frames: list[bytes], later: bytes) -> None:
+    by_hand, by_h2 = _twins()
+    data = b"".join(frames)
+    held = bytearray()
+    before = bytes(by_hand._data_to_send)
+    assert h2fast.receive_control(by_hand, data, held) is not None
+    assert bytes(by_hand._data_to_send) == before  # nothing answered yet
+    by_h2.receive_data(data)
+    answers = bytes(by_h2._data_to_send)
+    # Bytes queued meanwhile go first; the answers follow, as h2 made them.
+    by_hand._data_to_send += later
+    h2fast.send_held(by_hand, held)
+    assert not held
+    assert bytes(by_hand._data_to_send) == later + answers
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -20,8 +20,9 @@ from purechat.core import Limits
 from purechat.pb import chat_pb2
 from purechat.server.auth import TokenBook, TokenFileError
 from purechat.transport import Connection, GrpcProtocol, StatusCode
+from purechat.transport.flusher import ANSWER_DELAY_SECONDS
 from purechat.transport.protocol import CLIENT_LIMITS
-from tests.attackers import RawPeer, goaway_code, grpc_status, request_headers
+from tests.attackers import RawPeer, goaway_code, grpc_status, ping_answers, request_headers
 from tests.helpers import Harness, still_served
 from tests.polling import eventually, settles
 from tests.processes import Lines, send_lines, start
@@ -404,6 +405,25 @@ async def test_floods_end_in_goaway_enhance_your_calm(start_server, flood: str) 
         received = await peer.read_until_closed()
         assert goaway_code(received) == ENHANCE_YOUR_CALM
         await still_served(calm, f"after a {flood} flood")
+
+
+async def test_pings_are_answered_in_order_within_the_answer_delay(
+    start_server, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Answers are held a little to spare a busy server a write per PING (flusher.py).
+    harness: Harness = await start_server()
+    with trio.fail_after(30):
+        peer = await RawPeer.connect(harness.port)
+        await peer.send(peer.headers(1, request_headers()))
+        received = b""
+        for n in range(1, 6):
+            sent_at = trio.current_time()
+            await peer.send(peer.ping(n) + peer.ping(100 + n))
+            while len(ping_answers(received)) < 2 * n:
+                received += await peer.sock.receive(65536)
+            assert trio.current_time() - sent_at <= 2 * ANSWER_DELAY_SECONDS
+        assert ping_answers(received) == [m for n in range(1, 6) for m in (n, 100 + n)]
+        await peer.aclose()
 
 
 async def test_a_peer_that_vanished_is_removed_by_keepalive(

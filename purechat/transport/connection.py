@@ -252,7 +252,10 @@ class Connection:
             log.warning("%s: peer makes us write but does not read; closing", self.peer)
             self._on_cut_off("not_reading")
             return False
-        self.writer.wake()
+        if self.protocol.held_answers_grew:
+            self.writer.wake_soon()
+        else:
+            self.writer.wake()
         return True
 
     def _dispatch(

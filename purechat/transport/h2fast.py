@@ -58,9 +58,12 @@ class PingAcknowledged(Event):  # type: ignore[misc]
         self.stream_id = 0
 
 
-def receive_control(h2c: h2.connection.H2Connection, data: bytes) -> list[Event] | None:
+def receive_control(
+    h2c: h2.connection.H2Connection, data: bytes, hold: bytearray | None = None
+) -> list[Event] | None:
     """Take data that is only whole PING and connection WINDOW_UPDATE frames, as h2's
-    receive_data would: PINGs answered in h2's outgoing buffer, the window grown.
+    receive_data would: PINGs answered in h2's outgoing buffer (or in `hold`, for the
+    caller to send a little later), the window grown.
 
     None (and nothing changed) for anything else; then h2 takes data.
     """
@@ -97,8 +100,17 @@ def receive_control(h2c: h2.connection.H2Connection, data: bytes) -> list[Event]
         offset = end
     h2c.outbound_flow_control_window = window
     if answers:
-        h2c._data_to_send += answers
+        if hold is not None:
+            hold += answers
+        else:
+            h2c._data_to_send += answers
     return events
+
+
+def send_held(h2c: h2.connection.H2Connection, held: bytearray) -> None:
+    """Queue PING answers held by receive_control, after whatever h2 queued since."""
+    h2c._data_to_send += held
+    del held[:]
 
 
 def send_data(h2c: h2.connection.H2Connection, stream_id: int, data: bytes) -> bool:

@@ -171,6 +171,12 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         # PINGs and SETTINGS that arrived while we had sent nothing since the last one.
         self._control_strikes = 0
         self._sent_since_control = False
+        # Server side with a flusher: PING answers wait in `held_answers` until the
+        # connection's writer sends them (see flusher.py). held_answers_grew: the last
+        # receive_data added to them.
+        self.hold_answers = False
+        self.held_answers = bytearray()
+        self.held_answers_grew = False
 
     def _set_h2_connection_local_settings(self) -> None:
         self.h2_connection.remote_settings = _CompactSettings(client=not self.config.client_side)
@@ -245,7 +251,10 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         if now - self._flood_window_start > FLOOD_WINDOW_SECONDS:
             self._flood_window_start, self._resets, self._control_strikes = now, 0, 0
         events: list[Event] = []
-        fast = h2fast.receive_control(self.h2_connection, data)
+        held = len(self.held_answers)
+        hold = self.held_answers if self.hold_answers else None
+        fast = h2fast.receive_control(self.h2_connection, data, hold)
+        self.held_answers_grew = len(self.held_answers) > held
         if fast is not None:  # only pings and window updates: the common case
             for event in fast:
                 if isinstance(event, h2fast.PingFromPeer):
@@ -324,6 +333,11 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         outgoing bytes in `_data_to_send` (a bytearray); tests/test_transport.py pins it.
         """
         return len(self.h2_connection._data_to_send)
+
+    def send_held_answers(self) -> None:
+        """Queue the PING answers held since the last time, behind what h2 holds."""
+        if self.held_answers:
+            h2fast.send_held(self.h2_connection, self.held_answers)
 
     def ping(self) -> None:
         self.h2_connection.ping(b"purechat")

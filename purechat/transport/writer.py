@@ -64,6 +64,8 @@ class ConnectionWriter:
         if flusher is not None and isinstance(sock, anyio.abc.SocketStream):
             self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
             self._flusher = flusher
+            # The flusher sends PING answers a little later (see flusher.py).
+            protocol.hold_answers = True
         self._has_calls = has_calls
         self._on_progress = on_progress
         self._stop = stop
@@ -93,6 +95,16 @@ class ConnectionWriter:
             self._calls_changed.set()
         else:
             self._ensure_task()
+
+    def wake_soon(self) -> None:
+        """There are PING answers held: the flusher sends them after its answer delay."""
+        if self._flusher is not None:
+            self._flusher.mark_soon(self)
+
+    def flush_held(self) -> None:
+        """The flusher's answer delay is up: send the PING answers held till now."""
+        self._protocol.send_held_answers()
+        self.flush_now()
 
     def flush_now(self) -> None:
         """The flusher's turn: write what is pending without waiting; the rest to the task."""
