@@ -38,7 +38,8 @@ from purechat.server.presence import Presence
 from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.shared import SharedStore
-from purechat.transport import Connection, Flusher, GrpcProtocol, Stream
+from purechat.transport import Connection, FirstHeaderBlocks, Flusher, GrpcProtocol, Stream
+from purechat.transport.connection import peer_name
 
 if TYPE_CHECKING:
     from purechat.web.listener import WebServer
@@ -58,11 +59,15 @@ class _HandshakeFailed(TransportError):
     """A new connection did not get as far as HTTP/2."""
 
 
-def _address_of(sock: anyio.abc.SocketStream) -> str:
+def _remote_address(sock: anyio.abc.SocketStream) -> object:
     try:
-        return str(sock.extra(anyio.abc.SocketAttribute.remote_address)[0])
-    except (anyio.TypedAttributeLookupError, IndexError, TypeError):
-        return "unknown"
+        return sock.extra(anyio.abc.SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return None
+
+
+def _host_of(address: object) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
 
 class ChatServer:
@@ -93,6 +98,7 @@ class ChatServer:
         )
         self._journal = Journal(self.hub, self.store, self._store_answered, self._feed)
         self._flusher = Flusher()
+        self._first_header_blocks = FirstHeaderBlocks()
         self._roster: Roster = shared or HubRoster(self.hub)
         self._reflection = Reflection(
             [LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
@@ -209,7 +215,8 @@ class ChatServer:
             connections.start_soon(self._serve_connection, sock)
 
     async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
-        address = _address_of(sock)
+        remote = _remote_address(sock)
+        address = _host_of(remote)
         self._per_address[address] += 1
         try:
             stream: anyio.abc.ByteStream = sock
@@ -220,8 +227,18 @@ class ChatServer:
             if limit and self._per_address[address] > limit:
                 log.warning("%s: more than %d connections from this address", address, limit)
                 handler = self._refuse_crowded
-            protocol = GrpcProtocol(client_side=False, limits=self.config.transport)
-            connection = Connection(stream, protocol, self._flusher, on_cut_off=self._count_cut_off)
+            protocol = GrpcProtocol(
+                client_side=False,
+                limits=self.config.transport,
+                first_header_blocks=self._first_header_blocks,
+            )
+            connection = Connection(
+                stream,
+                protocol,
+                self._flusher,
+                peer=peer_name(remote),
+                on_cut_off=self._count_cut_off,
+            )
             self._connections.add(connection)
             log.debug("%s connected", connection.peer)
             try:

@@ -13,11 +13,13 @@ from purechat.status import Status, StatusCode
 from purechat.transport.connection import Connection
 from purechat.transport.flusher import Flusher
 from purechat.transport.framing import frame_message
+from purechat.transport.hpackcache import FirstHeaderBlocks
 from purechat.transport.protocol import GrpcProtocol, TransportLimits
 from purechat.transport.stream import Stalled, Stream, StreamGone, StreamState
 
 __all__ = [
     "Connection",
+    "FirstHeaderBlocks",
     "Flusher",
     "GrpcProtocol",
     "Stalled",

@@ -71,15 +71,24 @@ class Connection:
         protocol: GrpcProtocol,
         flusher: Flusher | None = None,
         *,
+        peer: str | None = None,
         on_cut_off: Callable[[str], None] | None = None,
     ):
+        """peer: how logs name the other side (from its address when not given)."""
         self._sock = sock
-        self._reader = SocketReader(sock, READ_SIZE)
+        # Plain TCP is read and written on the socket itself (see reader.py, writer.py).
+        raw = (
+            sock.extra(anyio.abc.SocketAttribute.raw_socket)
+            if isinstance(sock, anyio.abc.SocketStream)
+            else None
+        )
+        self._reader = SocketReader(sock, raw, READ_SIZE)
         self.protocol = protocol
-        self.peer = _peer_name(sock)
+        self.peer = peer or _peer_name(sock)
         self.writer = ConnectionWriter(
             sock,
             protocol,
+            raw=raw,
             peer=self.peer,
             flusher=flusher,
             has_calls=lambda: bool(self.streams),
@@ -334,8 +343,14 @@ class Connection:
 
 def _peer_name(sock: anyio.abc.ByteStream) -> str:
     try:
-        address = sock.extra(anyio.abc.SocketAttribute.remote_address)
+        return peer_name(sock.extra(anyio.abc.SocketAttribute.remote_address))
     except anyio.TypedAttributeLookupError:
+        return "peer"
+
+
+def peer_name(address: object) -> str:
+    """host:port, or [host]:port for IPv6, from a socket's remote address."""
+    if address is None:
         return "peer"
     if isinstance(address, tuple):
         host, port = address[0], address[1]

@@ -31,6 +31,7 @@ from purerpc.grpclib.status import Status
 
 from purechat.errors import TransportError
 from purechat.transport import h2fast
+from purechat.transport.hpackcache import FirstHeaderBlocks
 
 KIB = 1024
 
@@ -155,13 +156,25 @@ FLOOD_WINDOW_SECONDS = 10.0
 
 
 class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
-    def __init__(self, *, client_side: bool, limits: TransportLimits | None = None):
+    def __init__(
+        self,
+        *,
+        client_side: bool,
+        limits: TransportLimits | None = None,
+        first_header_blocks: FirstHeaderBlocks | None = None,
+    ):
+        """first_header_blocks: the server's decoded first blocks (hpackcache.py)."""
         self.limits = limits or TransportLimits()
         super().__init__(
             GRPCConfiguration(
                 client_side=client_side, max_message_length=self.limits.max_message_bytes
             )
         )
+        if first_header_blocks is not None:
+            plain, decoder = self.h2_connection.decoder, first_header_blocks.decoder()
+            decoder.max_header_list_size = plain.max_header_list_size
+            decoder.max_allowed_table_size = plain.max_allowed_table_size
+            self.h2_connection.decoder = decoder
         # Flow-controlled bytes received per stream and not yet given back, so a stream
         # that goes away returns its share of the connection window.
         self._unacked: dict[int, int] = {}

@@ -23,12 +23,11 @@ import anyio.lowlevel
 class SocketReader:
     """`receive` for a connection: the next bytes, or EndOfStream / BrokenResourceError."""
 
-    def __init__(self, sock: anyio.abc.ByteStream, size: int):
+    def __init__(self, sock: anyio.abc.ByteStream, raw: socket.socket | None, size: int):
+        """raw: sock's own socket when sock is plain TCP, else None."""
         self._sock = sock
         self._size = size
-        self._raw: socket.socket | None = None
-        if isinstance(sock, anyio.abc.SocketStream):
-            self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._raw = raw
         # The last read filled the buffer, so the socket probably holds more.
         self._more_likely = False
 

@@ -48,6 +48,7 @@ class ConnectionWriter:
         sock: anyio.abc.ByteStream,
         protocol: GrpcProtocol,
         *,
+        raw: socket.socket | None,
         peer: str,
         flusher: Flusher | None,
         has_calls: Callable[[], bool],
@@ -61,8 +62,8 @@ class ConnectionWriter:
         # so a TLS connection leaves all writing to the writer task.
         self._raw: socket.socket | None = None
         self._flusher: Flusher | None = None
-        if flusher is not None and isinstance(sock, anyio.abc.SocketStream):
-            self._raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        if flusher is not None and raw is not None:
+            self._raw = raw
             self._flusher = flusher
             # The flusher sends PING answers a little later (see flusher.py).
             protocol.hold_answers = True
