@@ -6,6 +6,7 @@ everything a page could not make the server do, or could not see it do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import subprocess
@@ -19,7 +20,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 import trustme
-from wsproto.events import BytesMessage
+from wsproto.events import BytesMessage, Ping
 
 from purechat.core import Limits
 from purechat.server.auth import TokenBook
@@ -475,6 +476,48 @@ async def test_a_web_member_that_stops_reading_is_removed_and_the_rest_get_every
         assert received == list(range(1, count + 1))
         assert harness.server.hub.members_of("lobby") == ("sender",)
     assert dict(harness.server._services.evictions) == {reason: 1}
+
+
+async def test_a_page_that_pings_and_never_reads_the_answers_is_cut_off(
+    web_server, connect
+) -> None:
+    harness, port = await web_server()
+    with trio.fail_after(30):
+        calm = await connect(port)
+        await calm.join("calm")
+        flooder = await connect(port)
+        await flooder.join("flooder")
+        # 131 bytes of answer each: 16 MiB is past MAX_OUTBOUND and the kernel's buffers.
+        burst = flooder.ws.send(Ping(b"x" * 125)) * 1000
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for _ in range(130):
+                await flooder.sock.send_all(burst)
+        await settles(lambda: harness.server.cut_offs["web_not_reading"] == 1)
+        await settles(lambda: harness.server.hub.members_of("lobby") == ("calm",))
+        assert (await calm.say("still here", "c1"))["ack"]["client_msg_id"] == "c1"
+
+
+async def test_handshakes_that_are_not_websocket_13_get_a_status_and_a_sentence(
+    web_server,
+) -> None:
+    _, port = await web_server()
+    origin = f"http://127.0.0.1:{port}"
+    upgrade = {"connection": "Upgrade", "upgrade": "websocket", "origin": origin}
+    key = {"sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    cases = [
+        ({**upgrade, **key, "sec-websocket-version": "8"}, 426,
+         "Only WebSocket version 13 is supported."),
+        ({**upgrade, "sec-websocket-version": "13"}, 400,
+         "Not a WebSocket handshake: Sec-WebSocket-Key is missing."),
+        ({"origin": origin}, 400,
+         "Not a WebSocket handshake: it asks for no upgrade to websocket."),
+    ]  # fmt: skip
+    with trio.fail_after(10):
+        for headers, code, sentence in cases:
+            status, answer_headers, body = await http_get(port, "/ws", headers)
+            assert (status, body.decode()) == (code, sentence + "\n")
+            if code == 426:
+                assert answer_headers["sec-websocket-version"] == "13"
 
 
 async def test_a_silent_peer_is_dropped_by_keepalive(

@@ -190,13 +190,21 @@ async def test_markup_in_messages_and_names_is_shown_as_text_and_never_run(
         await mallory.type("<img src=x onerror=alert(1)>", "<script>alert(2)</script>")
         grpc_member = await harness.v1("rtl")
         await grpc_member.say("evil\u202etxt.exe", "r1")
-        shown = await watcher.wait_for_messages(3)
+        look_alike = await harness.v1("\u0430lice")  # a Cyrillic a
+        await look_alike.say("send me your password", "l1")
+        shown = await watcher.wait_for_messages(4)
     assert shown == [
         (1, "<b>mallory</b>", "<img src=x onerror=alert(1)>"),
         (2, "<b>mallory</b>", "<script>alert(2)</script>"),
         (3, "rtl", "evil\\u202etxt.exe"),  # a bidi override is shown, not obeyed
+        (4, "\u0430lice", "send me your password"),
     ]
-    assert await watcher.text_of("#members") == "<b>mallory</b>rtlwatcher"
+    senders = await watcher.script(
+        "return [...document.querySelectorAll('#log li.message .user')].map(e => e.textContent)"
+    )
+    # The look-alike is shown with its Cyrillic a escaped, as purechat join shows it.
+    assert senders == ["<b>mallory</b>", "<b>mallory</b>", "rtl", "\\u0430lice"]
+    assert await watcher.text_of("#members") == "<b>mallory</b>rtlwatcher\\u0430lice"
     elements = await watcher.script(
         "return document.querySelectorAll('#log img, #log script, #log b, #members b').length"
     )

@@ -9,7 +9,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from purechat.core.names import is_invisible, looks_ascii
+from purechat.core.names import distinguishable
 
 # 256-colour codes that read well on dark and light backgrounds.
 _PALETTE = (33, 35, 37, 39, 41, 64, 66, 69, 97, 99, 125, 128, 130, 133, 136, 166, 168, 172)
@@ -46,28 +46,8 @@ def neutralise(text: str) -> str:
 
 
 def shown_name(name: str) -> str:
-    """A name as shown, so that a look-alike cannot pass for the name it imitates.
-
-    Besides what `neutralise` escapes, invisible characters (joiners, variation
-    selectors, blanks) are escaped, and so are characters outside ASCII that pass for
-    ASCII ones (Cyrillic a, dotless i: by the Unicode confusables data) in any name that
-    has ASCII letters or is made only of such characters: alice with a Cyrillic a reads
-    `\\u0430lice`. A name in another script (Иван, josé, 日本) is shown as it is.
-    """
-    name = neutralise(name)
-    if name.isascii():
-        return name
-    hidden = {ch for ch in name if is_invisible(ch) and ch != " "}
-    latin = any(ch.isascii() and ch.isalpha() for ch in name)
-    own = any(ch.isalpha() and not ch.isascii() and not looks_ascii(ch) for ch in name)
-    if latin or not own:
-        hidden |= {ch for ch in name if looks_ascii(ch)}
-    return "".join(_escape_code(ch) if ch in hidden else ch for ch in name)
-
-
-def _escape_code(ch: str) -> str:
-    code = ord(ch)
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    """A name as shown: `neutralise`d, then look-alikes marked (`names.distinguishable`)."""
+    return distinguishable(neutralise(name))
 
 
 def _escape(ch: str) -> str:

@@ -186,6 +186,31 @@ def name_key(name: str) -> str:
     return text
 
 
+def distinguishable(name: str) -> str:
+    """A name as shown to people, so that a look-alike cannot pass for the name it imitates.
+
+    Invisible characters (joiners, variation selectors, blanks) are escaped, and so are
+    characters outside ASCII that pass for ASCII ones (Cyrillic a, dotless i: by the
+    Unicode confusables data) in any name that has ASCII letters or is made only of
+    such characters: alice with a Cyrillic a reads `\\u0430lice`. A name in another
+    script (Иван, josé, 日本) is shown as it is. `purechat join` and the web page both
+    show names this way.
+    """
+    if name.isascii():
+        return name
+    hidden = {ch for ch in name if is_invisible(ch) and ch != " "}
+    latin = any(ch.isascii() and ch.isalpha() for ch in name)
+    own = any(ch.isalpha() and not ch.isascii() and not looks_ascii(ch) for ch in name)
+    if latin or not own:
+        hidden |= {ch for ch in name if looks_ascii(ch)}
+    return "".join(_escape_code(ch) if ch in hidden else ch for ch in name)
+
+
+def _escape_code(ch: str) -> str:
+    code = ord(ch)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 @functools.lru_cache(maxsize=4096)
 def looks_ascii(ch: str) -> bool:
     """True for a character outside ASCII that can be taken for ASCII (Cyrillic a, dotless i)."""

@@ -16,10 +16,11 @@ null, to join afresh); `token` is needed when the server has `--tokens`; `action
 
 Server to page:
 
-    {"welcome": {"room", "name", "members": [...], "last_seq", "epoch", "max_text_bytes"}}
-    {"event": {"kind": "message", "room", "seq", "user", "text", "time_unix_ms",
-               "action", "history"}}
-    {"event": {"kind": "join" | "leave", "room", "user", "time_unix_ms"}}
+    {"welcome": {"room", "name", "members": [...], "shown": {...}, "last_seq", "epoch",
+                 "max_text_bytes"}}
+    {"event": {"kind": "message", "room", "seq", "user", "user_shown", "text",
+               "time_unix_ms", "action", "history"}}
+    {"event": {"kind": "join" | "leave", "room", "user", "user_shown", "time_unix_ms"}}
     {"event": {"kind": "gap", "room", "seq", "gap_until"}}
     {"event": {"kind": "reset", "room", "epoch", "time_unix_ms"}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
@@ -28,6 +29,10 @@ Server to page:
 
 `error` codes are the proto's `Error.Code` names; the session goes on after one.
 `max_text_bytes` (not in the proto) lets the page refuse an over-long line itself.
+`user_shown` and `shown` (name -> shown form; neither in the proto) come only for
+names that are shown otherwise than they are spelt: look-alike and invisible
+characters escaped, as `purechat join` shows them (`names.distinguishable`), so the
+page needs no confusables data of its own.
 `end` is the last frame, before the close frame; its `code` is the gRPC status name
 and the close code is 1000 for OK, else 4000 plus the gRPC code (see
 `purechat.status.close_code`), with the sentence, cut to fit, as the close reason.
@@ -47,6 +52,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from purechat.core import Ack, Message, Notice, Outgoing, RoomEvent, Welcome
+from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
 from purechat.server.wire import Encode, Remembering
@@ -143,6 +149,12 @@ def _flag(body: dict[str, Any], key: str) -> bool:
 # -- server to page ----------------------------------------------------------------
 
 
+def _shown(user: str) -> dict[str, str]:
+    """`user_shown`, for a name that is shown otherwise (see names.distinguishable)."""
+    shown = distinguishable(user)
+    return {} if shown == user else {"user_shown": shown}
+
+
 def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
     """The JSON object for anything the core delivers (see the module docstring)."""
     if isinstance(item, Message):
@@ -152,6 +164,7 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
                 "room": item.room,
                 "seq": item.seq,
                 "user": item.user,
+                **_shown(item.user),
                 "text": item.text,
                 "time_unix_ms": item.time_ms,
                 "action": item.action,
@@ -162,6 +175,7 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
         event: dict[str, Any] = {"kind": item.kind.value, "room": item.room}
         if item.user:
             event["user"] = item.user
+            event.update(_shown(item.user))
         if item.time_ms:
             event["time_unix_ms"] = item.time_ms
         if item.seq or item.gap_until:
@@ -192,6 +206,11 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
                 "room": item.room,
                 "name": item.name,
                 "members": list(item.members),
+                "shown": {
+                    name: shown
+                    for name in (item.name, *item.members)
+                    if (shown := distinguishable(name)) != name
+                },
                 "last_seq": item.last_seq,
                 "epoch": item.epoch,
                 "max_text_bytes": max_text_bytes,

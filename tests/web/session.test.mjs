@@ -123,6 +123,20 @@ test("after a drop, unacknowledged lines go again with their ids, acknowledged o
   assert.deepEqual(sends(s.received(welcome(), 2)), ["id1", "id2"]);
 });
 
+test("names are shown as the server says: look-alikes escaped, others as spelt", () => {
+  const s = session();
+  s.connected(0);
+  const shown = s.received(
+    welcome({ members: ["alice", "\u0430dmin"], shown: { "\u0430dmin": "\\u0430dmin" } }),
+    0,
+  );
+  assert.match(shown[0].item.text, /here: alice, \\u0430dmin$/);
+  s.received({ event: { kind: "join", room: "lobby", user: "b\u043eb", user_shown: "b\\u043eb" } }, 0);
+  assert.equal(s.shownName("b\u043eb"), "b\\u043eb");
+  assert.equal(s.shownName("alice"), "alice");
+  assert.equal(s.memberList(), "alice, b\\u043eb, \\u0430dmin");
+});
+
 test("a reset starts the numbering again in the new log", () => {
   const s = session();
   s.connected(0);

@@ -182,7 +182,7 @@ function command(session, text) {
   if (word === "me" && rest.join(" ").trim()) {
     apply(session.send(rest.join(" "), now(), true));
   } else if (word === "who") {
-    note("info", `here: ${[...session.members].sort().join(", ")}`);
+    note("info", `here: ${session.memberList()}`);
   } else if (word === "help") {
     note("info", HELP);
   } else {
@@ -219,12 +219,13 @@ function show(item) {
     entry.dataset.user = item.user;
     if (item.user === state.session.myName) entry.classList.add("mine");
     if (item.action) entry.classList.add("action");
-    entry.append(span("user", visible(item.user)), " ", span("text", visible(item.text)));
+    const sender = visible(state.session.shownName(item.user));
+    entry.append(span("user", sender), " ", span("text", visible(item.text)));
     countUnread(item);
   } else if (item.kind === "join" || item.kind === "leave") {
     entry.dataset.user = item.user;
     const [arrow, what] = item.kind === "join" ? ["→ ", " joined"] : ["← ", " left"];
-    entry.append(arrow, span("user", visible(item.user)), what);
+    entry.append(arrow, span("user", visible(state.session.shownName(item.user))), what);
   } else {
     entry.append(span("text", visible(item.text)));
     if (item.kind === "error") entry.setAttribute("role", "alert");
@@ -255,7 +256,7 @@ function render() {
   ui.roomTitle.textContent = visible(session.room);
   let status;
   if (session.phase === "joined") {
-    status = `connected as ${visible(session.myName)}`;
+    status = `connected as ${visible(session.shownName(session.myName))}`;
   } else if (session.phase === "joining" || state.socket) {
     status = "connecting…";
   } else {
@@ -269,7 +270,7 @@ function render() {
   ui.members.replaceChildren(
     ...names.map((name) => {
       const entry = document.createElement("li");
-      entry.textContent = visible(name);
+      entry.textContent = visible(session.shownName(name));
       if (name === session.myName) entry.classList.add("me");
       return entry;
     }),

@@ -104,6 +104,8 @@ export class Session {
     // Lines not yet settled, in the order typed: id -> {id, text, action, unanswered, unknown}.
     this.pending = new Map();
     this.members = new Set();
+    // Names shown otherwise than spelt (look-alikes escaped by the server).
+    this.shown = new Map();
     // The name the server gave us, the newest number seen and the log it is in.
     this.myName = "";
     this.lastSeq = null;
@@ -192,6 +194,16 @@ export class Session {
   }
 
   /** The next time `tick` has something to do, if any (null: none). */
+  /** How to show a name: with look-alike characters escaped, as the server says. */
+  shownName(name) {
+    return this.shown.get(name) ?? name;
+  }
+
+  /** The members, sorted, as shown. */
+  memberList() {
+    return [...this.members].sort().map((name) => this.shownName(name)).join(", ");
+  }
+
   deadline() {
     if (this.phase === "joined" && this._resendAt && this._unsent().length) {
       return this._resendAt;
@@ -206,20 +218,23 @@ export class Session {
     this.room = welcome.room;
     this.myName = welcome.name;
     this.members = new Set(welcome.members || []);
+    this.shown = new Map(Object.entries(welcome.shown || {}));
     if (this.lastSeq === null) this.lastSeq = welcome.last_seq || 0;
     if (!this.epoch) this.epoch = welcome.epoch || "";
     if (welcome.max_text_bytes) this.maxTextBytes = welcome.max_text_bytes;
     this._attempt = 0;
     this.trouble = "";
-    const here = [...this.members].sort().join(", ");
+    const here = this.memberList();
+    const as = this.shownName(welcome.name);
     return [
-      this._show("info", `joined ${welcome.room} as ${welcome.name}; here: ${here}`),
+      this._show("info", `joined ${welcome.room} as ${as}; here: ${here}`),
       ...this._pump(now),
     ];
   }
 
   _event(event) {
     const kind = KINDS.has(event.kind) ? event.kind : "gap";
+    if (event.user && event.user_shown) this.shown.set(event.user, event.user_shown);
     let text = event.text || "";
     if (kind === "join") {
       if (this.members.has(event.user) && event.user !== this.myName) return [];
