@@ -281,6 +281,8 @@ async def test_a_page_typing_through_a_server_restart_resumes_without_gap_or_dup
         # Those, and whichever "during" lines the server did not answer before it stopped.
         waiting = "(/(\\d+) waiting to be sent/.exec(document.body.innerText) || [0, 0])[1] >= 3"
         await page.wait_for(waiting)
+        status = "document.querySelector('#status').textContent"
+        await page.wait_for(f"/reconnecting in \\d+ s/.test({status})")  # counting down
         server, grpc_port = await _start_process(nursery, web_port, store)
         bob = await _v1_member(nursery, grpc_port, "bob")
         for n in (1, 2):  # said while the page is still away, or as it comes back

@@ -33,7 +33,14 @@ const HELP = "/me ACTION sends an action, /who lists who is here, /help shows th
 // eslint-disable-next-line no-control-regex
 const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
-const state = { session: null, socket: null, timer: null, unread: 0, inHistory: false };
+const state = {
+  session: null,
+  socket: null,
+  timer: null,
+  countdown: null,
+  unread: 0,
+  inHistory: false,
+};
 
 const now = () => performance.now() / 1000;
 
@@ -250,6 +257,14 @@ function span(kind, text) {
   return part;
 }
 
+/** "reconnecting in 4 s", kept current by a re-render each second while away. */
+function countdown(session) {
+  clearTimeout(state.countdown);
+  const left = Math.max(0, Math.ceil(session.reconnectAt - now()));
+  if (left > 0) state.countdown = setTimeout(render, 1000);
+  return left > 0 ? `reconnecting in ${left} s` : "reconnecting…";
+}
+
 function render() {
   const session = state.session;
   if (!session) return;
@@ -260,7 +275,7 @@ function render() {
   } else if (session.phase === "joining" || state.socket) {
     status = "connecting…";
   } else {
-    status = session.trouble || "connecting…";
+    status = session.trouble ? `${session.trouble}; ${countdown(session)}` : "connecting…";
   }
   if (session.undelivered) status += ` · ${session.undelivered} waiting to be sent`;
   ui.status.textContent = status;

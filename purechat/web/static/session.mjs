@@ -113,6 +113,7 @@ export class Session {
     this.maxTextBytes = null;
     this.reconnectAt = 0;
     // What the status line says while away.
+    // Why the page is away (the status line counts down to reconnectAt after it).
     this.trouble = "";
     // Ids sent on the current socket, in order (and not yet settled).
     this._sent = new Set();
@@ -321,14 +322,15 @@ export class Session {
   }
 
   /** Back off before connecting again; the room hears of it when the page was in it
-   * (retries while away only change `trouble`, the status line). */
+   * (retries while away only change `trouble`, shown on the status line). */
   _trouble(what, now, wasJoined) {
     const delay = this.backoff.delay(this._attempt, this.rng);
     this._attempt += 1;
     this.reconnectAt = now + delay;
-    this.trouble = `${what}; reconnecting in ${delay.toFixed(1)} s`;
+    this.trouble = what;
     const reconnect = { type: "reconnect", at: this.reconnectAt };
-    return wasJoined ? [this._show("status", this.trouble), reconnect] : [reconnect];
+    const said = `${what}; reconnecting in ${delay.toFixed(1)} s`;
+    return wasJoined ? [this._show("status", said), reconnect] : [reconnect];
   }
 
   _show(kind, text) {
