@@ -21,6 +21,7 @@ from tests.helpers import Harness, Member
 from tests.polling import eventually
 from tests.processes import Lines, send_lines, start
 from tests.redis_server import RedisProcess, free_port
+from tests.webclient import WebClient
 
 
 class ScaleOut:
@@ -31,9 +32,11 @@ class ScaleOut:
         self.redis = RedisProcess(directory, free_port())
         self.servers: list[tuple[ChatServer, RedisStore]] = []
 
-    async def server(self, presence_ttl: float = 15.0) -> Harness:
+    async def server(self, presence_ttl: float = 15.0, web_port: int | None = None) -> Harness:
         store = await RedisStore.open(self.redis.url, history=1000)
-        config = ServerConfig(port=0, limits=Limits(rate_limit=0), presence_ttl=presence_ttl)
+        config = ServerConfig(
+            port=0, limits=Limits(rate_limit=0), presence_ttl=presence_ttl, web_port=web_port
+        )
         server = ChatServer(config, store)
         self.servers.append((server, store))
         return Harness(server, await self.nursery.start(server.serve), self.nursery)
@@ -88,6 +91,57 @@ async def test_two_servers_one_order_for_every_member(scale_out: ScaleOut) -> No
     orders = list(seen.values())
     assert all(order == orders[0] for order in orders)
     assert [seq for seq, _ in orders[0]] == list(range(1, per_sender * len(members) + 1))
+
+
+async def test_a_web_member_on_one_server_and_grpc_members_on_another_see_one_order(
+    scale_out: ScaleOut,
+) -> None:
+    with trio.fail_after(30):
+        a, b = await scale_out.server(web_port=0), await scale_out.server()
+        assert a.server.web_port is not None
+        web = await WebClient.connect(
+            a.server.web_port, origin=f"http://127.0.0.1:{a.server.web_port}"
+        )
+        try:
+            welcome = await web.join("page")
+            assert welcome["members"] == ["page"]
+            grpc = [await b.v1("b1"), await b.v1("b2")]
+            assert set(grpc[1].welcome.members) == {"page", "b1", "b2"}  # one room
+            per_sender = 30
+            web_seen: list[tuple[int, str]] = []
+            grpc_seen: dict[str, list[tuple[int, str]]] = {m.name: [] for m in grpc}
+            total = per_sender * 3
+
+            async def web_talks() -> None:
+                for n in range(per_sender):
+                    await web.send({"send": {"text": f"page {n}", "client_msg_id": f"p{n}"}})
+
+            async def web_listens() -> None:
+                while len(web_seen) < total:
+                    event = await web.next_message()
+                    web_seen.append((event["seq"], event["text"]))
+
+            async def talk(member: Member) -> None:
+                for n in range(per_sender):
+                    await member.call.send(f"{member.name} {n}", f"{member.name}-{n}")
+
+            async def listen(member: Member) -> None:
+                while len(grpc_seen[member.name]) < total:
+                    event = await member.next_message()
+                    grpc_seen[member.name].append((event.seq, event.text))
+
+            async with trio.open_nursery() as traffic:
+                traffic.start_soon(web_talks)
+                traffic.start_soon(web_listens)
+                for member in grpc:
+                    traffic.start_soon(talk, member)
+                    traffic.start_soon(listen, member)
+        finally:
+            await web.sock.aclose()
+    assert all(seen == web_seen for seen in grpc_seen.values())
+    assert [seq for seq, _ in web_seen] == list(range(1, total + 1))
+    mine = [text for _, text in web_seen if text.startswith("page ")]
+    assert mine == [f"page {n}" for n in range(per_sender)]
 
 
 async def test_a_retry_landing_on_another_server_is_not_repeated(scale_out: ScaleOut) -> None:
