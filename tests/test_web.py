@@ -360,6 +360,23 @@ async def test_a_page_of_another_origin_cannot_open_a_session(web_server, connec
     assert harness.server.cut_offs["web_foreign_origin"] == 4
 
 
+async def test_web_and_grpc_connections_count_against_one_per_address_limit(
+    web_server, connect
+) -> None:
+    harness, port = await web_server(max_conns_per_addr=2)
+    with trio.fail_after(10):
+        await harness.v1("grpc")
+        page = await connect(port)
+        await page.join("page")
+        with pytest.raises(Refused) as refused:
+            await connect(port)
+        assert (refused.value.status, refused.value.body) == (
+            429,
+            "Too many connections from your address (at most 2).\n",
+        )
+        assert (await page.say("still here", "p1"))["ack"]["client_msg_id"] == "p1"
+
+
 def test_origins_compare_as_browsers_serialise_them() -> None:
     assert normalise("HTTPS://Chat.Example.org:443/") == "https://chat.example.org"
     assert normalise("http://[::1]:8080") == "http://[::1]:8080"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import Counter
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -24,6 +25,7 @@ from purechat.ops.health import watch as health_watch
 from purechat.ops.metrics import Metrics
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
+from purechat.server.addresses import AddressCounts
 from purechat.server.admin import ADMIN_SERVICE, HubRoster, Roster, list_members, list_rooms
 from purechat.server.auth import Bearers
 from purechat.server.config import ServerConfig
@@ -39,7 +41,7 @@ from purechat.status import Status
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.shared import SharedStore
 from purechat.transport import Connection, FirstHeaderBlocks, Flusher, GrpcProtocol, Stream
-from purechat.transport.connection import peer_name
+from purechat.transport.accept import accept_forever, remote_of
 
 if TYPE_CHECKING:
     from purechat.web.listener import WebServer
@@ -57,17 +59,6 @@ class ServeError(ConfigurationError):
 
 class _HandshakeFailed(TransportError):
     """A new connection did not get as far as HTTP/2."""
-
-
-def _remote_address(sock: anyio.abc.SocketStream) -> object:
-    try:
-        return sock.extra(anyio.abc.SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return None
-
-
-def _host_of(address: object) -> str:
-    return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
 
 class ChatServer:
@@ -123,7 +114,8 @@ class ChatServer:
         self._posts = PostService(self._services)
         self._connections: set[Connection] = set()
         self._bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
-        self._per_address: Counter[str] = Counter()
+        # Open connections per host, shared with the web listener.
+        self._addresses = AddressCounts(self.config.max_conns_per_addr)
         self._shutdown_requested = anyio.Event()
         self._all_closed = anyio.Event()
         self._stopped = anyio.Event()
@@ -133,7 +125,9 @@ class ChatServer:
             # purechat.web builds on this package's parts: imported here, when asked for.
             from purechat.web.listener import WebServer  # noqa: PLC0415
 
-            self._web = WebServer(self.config, self._services, self._bearers, self._count_cut_off)
+            self._web = WebServer(
+                self.config, self._services, self._bearers, self._addresses, self._count_cut_off
+            )
 
     @property
     def presence_id(self) -> str | None:
@@ -177,7 +171,9 @@ class ChatServer:
                 self.web_port = await connections.start(self._web.serve)
             async with anyio.create_task_group() as acceptors:
                 for sub in listener.listeners:
-                    acceptors.start_soon(self._accept_loop, sub, connections)
+                    serve = self._serve_connection
+                    accept = partial(accept_forever, what="gRPC")
+                    acceptors.start_soon(accept, sub, connections, serve)
                 task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
                 await self._shutdown_requested.wait()
                 acceptors.cancel_scope.cancel()
@@ -200,63 +196,45 @@ class ChatServer:
             reason = error.strerror or str(error)
             raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
 
-    async def _accept_loop(
-        self,
-        listener: anyio.abc.Listener[anyio.abc.SocketStream],
-        connections: anyio.abc.TaskGroup,
-    ) -> None:
-        while True:
-            try:
-                sock = await listener.accept()  # type: ignore[attr-defined]
-            except OSError as error:  # out of file descriptors and the like
-                log.warning("accept failed: %s", error)
-                await anyio.sleep(0.1)
-                continue
-            connections.start_soon(self._serve_connection, sock)
-
     async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
-        remote = _remote_address(sock)
-        address = _host_of(remote)
-        self._per_address[address] += 1
-        try:
-            stream: anyio.abc.ByteStream = sock
-            if self.config.ssl_context is not None:
-                stream = await self._tls(sock)
-            limit = self.config.max_conns_per_addr
-            handler = self._bearers.guard(self._handle_call)
-            if limit and self._per_address[address] > limit:
-                log.warning("%s: more than %d connections from this address", address, limit)
-                handler = self._refuse_crowded
-            protocol = GrpcProtocol(
-                client_side=False,
-                limits=self.config.transport,
-                first_header_blocks=self._first_header_blocks,
-            )
-            connection = Connection(
-                stream,
-                protocol,
-                self._flusher,
-                peer=peer_name(remote),
-                on_cut_off=self._count_cut_off,
-            )
-            self._connections.add(connection)
-            log.debug("%s connected", connection.peer)
+        host, peer = remote_of(sock)
+        with self._addresses.holding(host) as within_limit:
             try:
-                await connection.run(handler)
-            finally:
-                self._connections.discard(connection)
-                log.debug("%s disconnected", connection.peer)
-                if not self._connections and self._shutdown_requested.is_set():
-                    self._all_closed.set()
-        except _HandshakeFailed as failure:
-            log.info("%s: %s", address, failure)
-            await anyio.aclose_forcefully(sock)
-        except Exception:
-            log.exception("%s: connection failed", address)
+                await self._serve_accepted(sock, peer, within_limit)
+            except _HandshakeFailed as failure:
+                log.info("%s: %s", peer, failure)
+                await anyio.aclose_forcefully(sock)
+            except Exception:
+                log.exception("%s: connection failed", peer)
+
+    async def _serve_accepted(
+        self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
+    ) -> None:
+        stream: anyio.abc.ByteStream = sock
+        if self.config.ssl_context is not None:
+            stream = await self._tls(sock)
+        handler = self._bearers.guard(self._handle_call)
+        if not within_limit:
+            limit = self._addresses.limit
+            log.warning("%s: more than %d connections from this address", peer, limit)
+            handler = self._refuse_crowded
+        protocol = GrpcProtocol(
+            client_side=False,
+            limits=self.config.transport,
+            first_header_blocks=self._first_header_blocks,
+        )
+        connection = Connection(
+            stream, protocol, self._flusher, peer=peer, on_cut_off=self._count_cut_off
+        )
+        self._connections.add(connection)
+        log.debug("%s connected", connection.peer)
+        try:
+            await connection.run(handler)
         finally:
-            self._per_address[address] -= 1
-            if not self._per_address[address]:
-                del self._per_address[address]
+            self._connections.discard(connection)
+            log.debug("%s disconnected", connection.peer)
+            if not self._connections and self._shutdown_requested.is_set():
+                self._all_closed.set()
 
     async def _tls(self, sock: anyio.abc.SocketStream) -> anyio.abc.ByteStream:
         """The TLS handshake, within the handshake timeout."""

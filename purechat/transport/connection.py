@@ -32,6 +32,7 @@ from purerpc.grpclib.exceptions import ProtocolError
 
 from purechat import status as statuses
 from purechat.status import Status
+from purechat.transport.accept import remote_of
 from purechat.transport.flusher import Flusher
 from purechat.transport.h2fast import PingAcknowledged
 from purechat.transport.protocol import (
@@ -84,7 +85,7 @@ class Connection:
         )
         self._reader = SocketReader(sock, raw, READ_SIZE)
         self.protocol = protocol
-        self.peer = peer or _peer_name(sock)
+        self.peer = peer or remote_of(sock)[1]
         self.writer = ConnectionWriter(
             sock,
             protocol,
@@ -339,20 +340,3 @@ class Connection:
         finally:
             stream.scope = None
             stream.end(status)
-
-
-def _peer_name(sock: anyio.abc.ByteStream) -> str:
-    try:
-        return peer_name(sock.extra(anyio.abc.SocketAttribute.remote_address))
-    except anyio.TypedAttributeLookupError:
-        return "peer"
-
-
-def peer_name(address: object) -> str:
-    """host:port, or [host]:port for IPv6, from a socket's remote address."""
-    if address is None:
-        return "peer"
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)

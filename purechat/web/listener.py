@@ -14,8 +14,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -27,9 +27,11 @@ from anyio.streams.tls import TLSStream
 from purechat import status as statuses
 from purechat.core import EndReason
 from purechat.errors import ConfigurationError
+from purechat.server.addresses import AddressCounts
 from purechat.server.auth import Bearers
 from purechat.server.membership import Services
 from purechat.status import Status
+from purechat.transport.accept import accept_forever, remote_of
 from purechat.web.frames import web_encoder
 from purechat.web.http import HttpConnection, Pages, UpgradeRules
 from purechat.web.member import WebMembers, serve_web_member
@@ -54,10 +56,13 @@ class WebServer:
         config: ServerConfig,
         services: Services,
         bearers: Bearers,
+        addresses: AddressCounts,
         on_cut_off: Callable[[str], None],
     ):
+        """addresses: the server's connection counts per host, which this shares."""
         assert config.web_port is not None
         self._config = config
+        self._addresses = addresses
         self._on_cut_off = on_cut_off
         self._pages = Pages()
         self._members = WebMembers(
@@ -80,7 +85,6 @@ class WebServer:
             refusing=self._refusing,
             on_refused=on_cut_off,
         )
-        self._per_address: Counter[str] = Counter()
         self._sockets: set[WebSocket] = set()
         # Connections not (yet) a WebSocket: TLS, page requests, keep-alive waits.
         self._talking: set[anyio.CancelScope] = set()
@@ -109,7 +113,12 @@ class WebServer:
             with anyio.CancelScope() as self._accepting:
                 async with anyio.create_task_group() as acceptors:
                     for sub in listener.listeners:
-                        acceptors.start_soon(self._accept_loop, sub, connections)
+                        acceptors.start_soon(
+                            partial(accept_forever, what="web"),
+                            sub,
+                            connections,
+                            self._serve_connection,
+                        )
                     task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
             await anyio.sleep_forever()
 
@@ -132,50 +141,34 @@ class WebServer:
     def _refusing(self) -> Status | None:
         return statuses.for_end(EndReason.SHUTTING_DOWN) if self._closing else None
 
-    async def _accept_loop(
-        self,
-        listener: anyio.abc.Listener[anyio.abc.SocketStream],
-        connections: anyio.abc.TaskGroup,
-    ) -> None:
-        while True:
-            try:
-                sock = await listener.accept()  # type: ignore[attr-defined]
-            except OSError as error:  # out of file descriptors and the like
-                log.warning("web: accept failed: %s", error)
-                await anyio.sleep(0.1)
-                continue
-            connections.start_soon(self._serve_connection, sock)
-
     async def _serve_connection(self, sock: anyio.abc.SocketStream) -> None:
-        address, peer = _peer_of(sock)
-        self._per_address[address] += 1
+        host, address = remote_of(sock)
+        peer = f"web {address}"
         self._connections += 1
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         try:
-            upgraded = None
-            with anyio.CancelScope() as talking:
-                self._talking.add(talking)
-                if self._closing:
-                    talking.cancel()
-                try:
-                    upgraded = await self._talk(sock, address, peer)
-                finally:
-                    self._talking.discard(talking)
-            if upgraded is not None:
-                await self._run_socket(*upgraded, peer)
+            with self._addresses.holding(host) as within_limit:
+                upgraded = None
+                with anyio.CancelScope() as talking:
+                    self._talking.add(talking)
+                    if self._closing:
+                        talking.cancel()
+                    try:
+                        upgraded = await self._talk(sock, peer, within_limit)
+                    finally:
+                        self._talking.discard(talking)
+                if upgraded is not None:
+                    await self._run_socket(*upgraded, peer)
         except Exception:
             log.exception("%s: web connection failed", peer)
         finally:
             await anyio.aclose_forcefully(sock)
-            self._per_address[address] -= 1
-            if not self._per_address[address]:
-                del self._per_address[address]
             self._connections -= 1
             if not self._connections:
                 self._idle.set()
 
     async def _talk(
-        self, sock: anyio.abc.SocketStream, address: str, peer: str
+        self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
     ) -> tuple[anyio.abc.ByteStream, bytes] | None:
         """TLS and HTTP until the connection becomes a WebSocket (its stream and the
         bytes after the handshake), or is done (None)."""
@@ -192,8 +185,8 @@ class WebServer:
             rules=self._rules,
             request_timeout=self._config.transport.handshake_timeout,
         )
-        limit = self._config.max_conns_per_addr
-        if limit and self._per_address[address] > limit:
+        if not within_limit:
+            limit = self._addresses.limit
             log.warning("%s: more than %d connections from this address", peer, limit)
             await http.refuse(statuses.too_many_connections(limit))
             return None
@@ -230,19 +223,6 @@ class WebServer:
         except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as error:
             log.info("%s: TLS handshake failed: %s", peer, error)
         return None
-
-
-def _peer_of(sock: anyio.abc.SocketStream) -> tuple[str, str]:
-    """The peer's address, and how log lines name it."""
-    try:
-        address = sock.extra(anyio.abc.SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return "unknown", "a web peer"
-    if isinstance(address, tuple):
-        host, port = str(address[0]), address[1]
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return host, f"web {shown}"
-    return str(address), f"web {address}"
 
 
 def _is_loopback_address(host: str) -> bool:
