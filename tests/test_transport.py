@@ -12,6 +12,8 @@ import anyio.abc
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
+import h2.settings
 import pytest
 import trio
 import trio.testing
@@ -28,7 +30,7 @@ from purechat.transport import (
     TransportLimits,
     frame_message,
 )
-from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood
+from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood, _CompactSettings
 from tests.attackers import PREFACE
 from tests.polling import settles
 
@@ -284,3 +286,17 @@ def test_a_ping_ack_event_is_reported() -> None:
         assert not isinstance(event, h2.events.ConnectionTerminated)
     events = server.receive_data(client.data_to_send(), 0.0)
     assert any(type(event).__name__ == "PingAcknowledged" for event in events)
+
+
+@pytest.mark.parametrize("client", [True, False])
+def test_compact_settings_hold_and_check_what_h2s_settings_do(client: bool) -> None:
+    codes = h2.settings.SettingCodes
+    values = {codes.MAX_CONCURRENT_STREAMS: 100, codes.INITIAL_WINDOW_SIZE: 131072}
+    for _ in range(2):  # made afresh, then from what the first one kept
+        compact = _CompactSettings(client=client, initial_values=values)
+        assert dict(compact.items()) == dict(h2.settings.Settings(client, values).items())
+        compact[codes.MAX_FRAME_SIZE] = 32768  # changes stay each connection's own
+        compact.acknowledge()
+        assert _CompactSettings(client, values)[codes.MAX_FRAME_SIZE] == 16384
+    with pytest.raises(h2.exceptions.InvalidSettingsValueError):
+        _CompactSettings(client=client, initial_values={codes.ENABLE_PUSH: 2})
