@@ -59,3 +59,23 @@ def test_only_the_latest_blocks_are_kept() -> None:
     for n in range(5):
         blocks.decoder().decode(hpack.Encoder().encode([("x-a", str(n))]), raw=True)
     assert len(blocks._known) == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([("authorization", "Bearer s3cret")], id="credentials"),
+        pytest.param([("x-a", "y" * 2000)], id="a large block"),
+    ],
+)
+def test_credentials_and_large_blocks_are_not_kept(headers: list[tuple[str, str]]) -> None:
+    blocks = FirstHeaderBlocks()
+    block = hpack.Encoder().encode(headers)
+    assert blocks.decoder().decode(block) == headers
+    assert not blocks._known
+
+
+def test_a_block_of_table_size_updates_alone_is_not_kept() -> None:
+    blocks = FirstHeaderBlocks()
+    blocks.decoder().decode(b"\x20" * 500, raw=True)
+    assert not blocks._known

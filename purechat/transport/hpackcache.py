@@ -6,8 +6,9 @@ after connection). h2 decodes them anew each time, Huffman coding in Python, whi
 a sixth of the server's work per join. With the table empty, what a block decodes to
 and what it leaves in the table depend only on its bytes and the decoder's limits, so
 the first decoding is kept and replayed: the same headers, the same table after. A
-block that fails to decode is never kept, and any later block, whose meaning depends
-on the table, is decoded as always.
+block that fails to decode is never kept, nor one larger than MAX_KEPT_BLOCK, nor one
+with no headers or with credentials (a token is not kept past the connection that
+sent it); any later block, whose meaning depends on the table, is decoded as always.
 
 tests/test_hpackcache.py decodes each block both ways and compares headers and tables,
 so an hpack upgrade that changes what is replayed here fails there.
@@ -22,6 +23,9 @@ from hpack.table import HeaderTable
 
 # (the block, raw, max_header_list_size, max_allowed_table_size)
 _Key = tuple[bytes, bool, int, int]
+# Largest block kept: a client's first request is a few dozen bytes; a peer must not
+# make the cache hold megabytes (a block may run to h2's 64 CONTINUATION frames).
+MAX_KEPT_BLOCK = 1024
 
 
 class _Decoded:
@@ -75,10 +79,23 @@ class _ReplayingDecoder(hpack.Decoder):  # type: ignore[misc]
         known = blocks._find(key)
         if known is None:
             headers: list[Any] = super().decode(data, raw)
-            blocks._keep(key, _Decoded(headers, table))
+            if _worth_keeping(data, headers):
+                blocks._keep(key, _Decoded(headers, table))
             return headers
         table.dynamic_entries.extend(known.entries)
         table._current_size = known.size
         table._maxsize = known.maxsize
         table.resized = known.resized
         return list(known.headers)
+
+
+def _worth_keeping(data: bytes, headers: list[Any]) -> bool:
+    return (
+        0 < len(data) <= MAX_KEPT_BLOCK
+        and bool(headers)
+        and not any(_name(name) == "authorization" for name, _ in headers)
+    )
+
+
+def _name(name: bytes | str) -> str:
+    return (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
