@@ -155,6 +155,8 @@ def test_look_alikes_are_shown_apart_from_the_name_they_imitate() -> None:
     # Names in other scripts, and accents, are shown as they are.
     for name in ("Иван", NFC_JOSE, "日本", "Ana María"):
         assert shown_name(name) == name
+    # An ASCII name spelling out an escape cannot pass for the escaped look-alike.
+    assert shown_name("\\u0430lice") == "\\\\u0430lice" != shown_name("\u0430lice")
 
 
 def test_token_file_names_follow_the_same_rule(tmp_path) -> None:

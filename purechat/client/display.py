@@ -46,8 +46,9 @@ def neutralise(text: str) -> str:
 
 
 def shown_name(name: str) -> str:
-    """A name as shown: `neutralise`d, then look-alikes marked (`names.distinguishable`)."""
-    return distinguishable(neutralise(name))
+    """A name as shown: look-alikes marked (`names.distinguishable`), then control
+    characters made visible (`neutralise`)."""
+    return neutralise(distinguishable(name))
 
 
 def _escape(ch: str) -> str:

@@ -193,9 +193,11 @@ def distinguishable(name: str) -> str:
     characters outside ASCII that pass for ASCII ones (Cyrillic a, dotless i: by the
     Unicode confusables data) in any name that has ASCII letters or is made only of
     such characters: alice with a Cyrillic a reads `\\u0430lice`. A name in another
-    script (Иван, josé, 日本) is shown as it is. `purechat join` and the web page both
-    show names this way.
+    script (Иван, josé, 日本) is shown as it is. A backslash is shown doubled, so the
+    ASCII name `\\u0430lice` cannot pass for the escaped Cyrillic one. `purechat join`
+    and the web page both show names this way.
     """
+    name = name.replace("\\", "\\\\")
     if name.isascii():
         return name
     hidden = {ch for ch in name if is_invisible(ch) and ch != " "}

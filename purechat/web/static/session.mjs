@@ -194,7 +194,6 @@ export class Session {
     return this.phase === "joined" ? this._pump(now) : [];
   }
 
-  /** The next time `tick` has something to do, if any (null: none). */
   /** How to show a name: with look-alike characters escaped, as the server says. */
   shownName(name) {
     return this.shown.get(name) ?? name;
@@ -205,6 +204,7 @@ export class Session {
     return [...this.members].sort().map((name) => this.shownName(name)).join(", ");
   }
 
+  /** The next time `tick` has something to do, if any (null: none). */
   deadline() {
     if (this.phase === "joined" && this._resendAt && this._unsent().length) {
       return this._resendAt;
