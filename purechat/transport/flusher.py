@@ -12,8 +12,10 @@ answered, so in a room at a moderate rate every delivery brings a PING back: a r
 wake-up and an answer per member per message, which cost more than the delivery. Held
 answers make that at most one PING per connection per delay, whatever the rate; the
 client only reads a longer round trip into its estimate, and grows its window for it.
-RFC 9113 asks that PING answers go before other frames, which they do once released;
-no client waits on one for milliseconds (grpc-go's keepalive allows 20 s by default).
+RFC 9113 says PING answers SHOULD be given priority over other frames; these go out
+behind what is already queued, within the delay, in the order the PINGs came. That is
+the trade: no client waits on an answer for milliseconds (grpc-go's keepalive allows
+20 s by default), and a busy room no longer pays a read and a write per delivery.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ socket first and waits only when it is empty, which on a quiet socket is a faile
 TCP this reader waits for readiness first unless the last read filled its buffer (then
 more is likely waiting), which makes a small read one system call instead of two.
 TLS keeps its stream's own `receive`, since ready bytes on the socket are not ready
-plaintext.
+plaintext, and so does any event loop but trio's (asyncio's socket streams watch their
+socket themselves, and a second watcher would fight them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import sniffio
 
 
 class SocketReader:
@@ -27,7 +29,7 @@ class SocketReader:
         """raw: sock's own socket when sock is plain TCP, else None."""
         self._sock = sock
         self._size = size
-        self._raw = raw
+        self._raw = raw if sniffio.current_async_library() == "trio" else None
         # The last read filled the buffer, so the socket probably holds more.
         self._more_likely = False
 
