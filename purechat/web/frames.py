@@ -31,8 +31,8 @@ Server to page:
 `max_text_bytes` (not in the proto) lets the page refuse an over-long line itself.
 `user_shown` and `shown` (name -> shown form; neither in the proto) come only for
 names that are shown otherwise than they are spelt: look-alike and invisible
-characters escaped, as `purechat join` shows them (`names.distinguishable`), so the
-page needs no confusables data of its own.
+characters escaped and a backslash doubled, as `purechat join` shows them
+(`names.distinguishable`), so the page needs no confusables data of its own.
 `end` is the last frame, before the close frame; its `code` is the gRPC status name
 and the close code is 1000 for OK, else 4000 plus the gRPC code (see
 `purechat.status.close_code`), with the sentence, cut to fit, as the close reason.
