@@ -148,17 +148,7 @@ class WebServer:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         try:
             with self._addresses.holding(host) as within_limit:
-                upgraded = None
-                with anyio.CancelScope() as talking:
-                    self._talking.add(talking)
-                    if self._closing:
-                        talking.cancel()
-                    try:
-                        upgraded = await self._talk(sock, peer, within_limit)
-                    finally:
-                        self._talking.discard(talking)
-                if upgraded is not None:
-                    await self._run_socket(*upgraded, peer)
+                await self._serve_accepted(sock, peer, within_limit)
         except Exception:
             log.exception("%s: web connection failed", peer)
         finally:
@@ -166,6 +156,23 @@ class WebServer:
             self._connections -= 1
             if not self._connections:
                 self._idle.set()
+
+    async def _serve_accepted(
+        self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
+    ) -> None:
+        """HTTP until the connection is a WebSocket (cancelled when shutdown begins),
+        then the WebSocket."""
+        upgraded = None
+        with anyio.CancelScope() as talking:
+            self._talking.add(talking)
+            if self._closing:
+                talking.cancel()
+            try:
+                upgraded = await self._talk(sock, peer, within_limit)
+            finally:
+                self._talking.discard(talking)
+        if upgraded is not None:
+            await self._run_socket(*upgraded, peer)
 
     async def _talk(
         self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
