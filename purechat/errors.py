@@ -2,7 +2,7 @@
 
 Every error purechat raises on purpose derives from `PurechatError`, and its str() is a
 sentence a person can act on. Callers catch a family, not a list of unrelated classes;
-the gRPC status an error becomes is chosen in one place (`purechat.status`).
+the gRPC status a chat error becomes is chosen in one place (`purechat.status`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ import pytest
 import trio
 import trio.testing
 
-from purechat import status as statuses
 from purechat.status import Status, StatusCode
 from purechat.transport import (
     Connection,
@@ -30,6 +29,7 @@ from purechat.transport import (
     TransportLimits,
     frame_message,
 )
+from purechat.transport import status as statuses
 from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood, _CompactSettings
 from tests.attackers import PREFACE
 from tests.polling import settles

@@ -7,7 +7,6 @@ import ssl
 import anyio
 import anyio.abc
 
-from purechat import status as statuses
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import (
     Connection,
@@ -18,6 +17,7 @@ from purechat.transport import (
     StreamGone,
     frame_message,
 )
+from purechat.transport import status as statuses
 from purechat.transport.protocol import CLIENT_LIMITS
 from purechat.transport.stream import Metadata
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import anyio
 
-from purechat import status as statuses
 from purechat.ops.standard import message_class
-from purechat.status import Status
 from purechat.transport import Stream, frame_message
+from purechat.transport import status as statuses
+from purechat.transport.status import Status, StatusCode
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 SERVING, NOT_SERVING, SERVICE_UNKNOWN = 1, 2, 3
@@ -61,7 +61,7 @@ async def check(stream: Stream, health: HealthState) -> Status:
     if service is None:
         return statuses.one_request_expected("Check", "HealthCheckRequest")
     if service not in health.services:
-        return statuses.unknown_service(service)
+        return unknown_service(service)
     stream.start_response()
     await stream.send_frames(_response(health.status))
     return statuses.OK
@@ -81,3 +81,7 @@ async def watch(stream: Stream, health: HealthState) -> Status:
         await stream.send_frames(_response(sent))
         while health.status == sent:
             await health.changed()
+
+
+def unknown_service(service: str) -> Status:
+    return Status(StatusCode.NOT_FOUND, f"unknown service {service!r}")

@@ -6,14 +6,14 @@ from __future__ import annotations
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
-from purechat import status as statuses
 from purechat.ops.standard import message_class, pool
 
 # Imported for their side effect: purechat's own files enter the default pool, where
 # reflection looks them up.
 from purechat.pb import chat_pb2, purechat_v1_pb2  # noqa: F401
-from purechat.status import Status
 from purechat.transport import Stream, frame_message
+from purechat.transport import status as statuses
+from purechat.transport.status import Status
 
 VERSIONS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
 NOT_FOUND = 5

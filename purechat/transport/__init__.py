@@ -9,12 +9,12 @@ incoming events without bound, hands every HTTP/2 event over with an awaited sen
 connection is a task group owning its reader, its writer and its calls.
 """
 
-from purechat.status import Status, StatusCode
 from purechat.transport.connection import Connection
 from purechat.transport.flusher import Flusher
 from purechat.transport.framing import frame_message
 from purechat.transport.hpackcache import FirstHeaderBlocks
 from purechat.transport.protocol import GrpcProtocol, TransportLimits
+from purechat.transport.status import Status, StatusCode
 from purechat.transport.stream import Stalled, Stream, StreamGone, StreamState
 
 __all__ = [

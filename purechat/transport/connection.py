@@ -30,8 +30,7 @@ from purerpc.grpclib.events import (
 )
 from purerpc.grpclib.exceptions import ProtocolError
 
-from purechat import status as statuses
-from purechat.status import Status
+from purechat.transport import status as statuses
 from purechat.transport.accept import remote_of
 from purechat.transport.flusher import Flusher
 from purechat.transport.h2fast import PingAcknowledged
@@ -43,6 +42,7 @@ from purechat.transport.protocol import (
     StreamReset,
 )
 from purechat.transport.reader import SocketReader
+from purechat.transport.status import Status
 from purechat.transport.stream import CONTENT_TYPE_SUFFIX, Metadata, Stream, StreamGone
 from purechat.transport.writer import ConnectionWriter
 

@@ -24,10 +24,10 @@ import h2.exceptions
 from purerpc.grpclib.events import RequestReceived
 from purerpc.grpclib.exceptions import ProtocolError
 
-from purechat import status as statuses
 from purechat.errors import TransportError
-from purechat.status import Status, StatusCode
+from purechat.transport import status as statuses
 from purechat.transport.protocol import GrpcProtocol
+from purechat.transport.status import Status, StatusCode
 from purechat.transport.writer import ConnectionWriter
 
 Metadata = Sequence[tuple[str, str]]

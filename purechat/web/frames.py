@@ -35,7 +35,7 @@ characters escaped and a backslash doubled, as `purechat join` shows them
 (`names.distinguishable`), so the page needs no confusables data of its own.
 `end` is the last frame, before the close frame; its `code` is the gRPC status name
 and the close code is 1000 for OK, else 4000 plus the gRPC code (see
-`purechat.status.close_code`), with the sentence, cut to fit, as the close reason.
+`purechat.web.codes.close_code`), with the sentence, cut to fit, as the close reason.
 
 Messages are encoded as WebSocket frames once per broadcast: the encoder remembers the
 last item it framed (as `server/wire.py`'s do), so a message to N web members costs one
@@ -56,7 +56,7 @@ from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
 from purechat.server.wire import Encode, Remembering
-from purechat.status import Status
+from purechat.transport.status import Status
 
 # The longest close reason a close frame can carry (125 bytes less the code).
 MAX_CLOSE_REASON = 123

@@ -22,8 +22,10 @@ import anyio.abc
 import h11
 from wsproto.utilities import generate_accept_token
 
-from purechat import status as statuses
-from purechat.status import Status, http_code
+from purechat.transport import status as statuses
+from purechat.transport.status import Status
+from purechat.web import codes
+from purechat.web.codes import http_code
 from purechat.web.origin import origin_allowed
 
 log = logging.getLogger("purechat.web")
@@ -147,17 +149,17 @@ class HttpConnection:
         path = request.target.decode("latin-1").partition("?")[0]
         method = request.method.decode("latin-1")
         if method not in ("GET", "HEAD"):
-            await self._refuse(statuses.method_not_allowed(method), close=True)
+            await self._refuse(codes.method_not_allowed(method), close=True)
             return None
         headers = _headers(request)
         if path == WEBSOCKET_PATH:
             return await self._upgrade(request, headers)
         if "upgrade" in headers.get("connection", "").lower():
-            await self._refuse(statuses.page_not_found(path), close=True)
+            await self._refuse(codes.page_not_found(path), close=True)
             return None
         page = self._pages.get(path)
         if page is None:
-            await self._refuse(statuses.page_not_found(path))
+            await self._refuse(codes.page_not_found(path))
             return None
         body, content_type = page
         await self._respond(200, body, content_type, head_only=method == "HEAD")
@@ -188,11 +190,11 @@ class HttpConnection:
         rules = self._rules
         connection = {token.strip().lower() for token in headers.get("connection", "").split(",")}
         if "upgrade" not in connection or headers.get("upgrade", "").lower() != "websocket":
-            return statuses.not_a_websocket_handshake("it asks for no upgrade to websocket"), []
+            return codes.not_a_websocket_handshake("it asks for no upgrade to websocket"), []
         if headers.get("sec-websocket-version") != "13":
-            return statuses.websocket_version_unsupported(), [("sec-websocket-version", "13")]
+            return codes.websocket_version_unsupported(), [("sec-websocket-version", "13")]
         if not headers.get("sec-websocket-key"):
-            return statuses.not_a_websocket_handshake("Sec-WebSocket-Key is missing"), []
+            return codes.not_a_websocket_handshake("Sec-WebSocket-Key is missing"), []
         origin = headers.get("origin")
         allowed = origin_allowed(
             origin,
@@ -204,7 +206,7 @@ class HttpConnection:
         if not allowed:
             log.warning("%s: WebSocket from a page of %s refused", self._peer, origin)
             rules.on_refused("web_foreign_origin")
-            return statuses.foreign_origin(str(origin)), []
+            return codes.foreign_origin(str(origin)), []
         return rules.refusing(), []
 
     # -- responses -------------------------------------------------------------------

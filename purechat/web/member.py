@@ -35,6 +35,7 @@ from purechat.server.members import (
 from purechat.server.membership import Membership, Services
 from purechat.server.wire import Encode
 from purechat.status import Status
+from purechat.web import codes
 from purechat.web.frames import BadFrame, Join, Send, decode
 from purechat.web.socket import WebSocket
 
@@ -56,13 +57,13 @@ async def serve_web_member(socket: WebSocket, web: WebMembers) -> Status:
     with anyio.move_on_after(web.join_timeout) as waiting:
         raw = await socket.receive()
     if waiting.cancelled_caught:
-        return statuses.no_join_in_time(web.join_timeout)
+        return codes.no_join_in_time(web.join_timeout)
     if raw is None:
         return statuses.OK  # gone before joining
     try:
         join = decode(raw)
     except BadFrame as bad:
-        return statuses.undecodable_frame(str(bad))
+        return codes.undecodable_frame(str(bad))
     if not isinstance(join, Join):
         return statuses.first_frame_not_join()
     bearer = None
@@ -111,7 +112,7 @@ def _reader(
             try:
                 frame = decode(raw)
             except BadFrame as bad:
-                socket.end(statuses.undecodable_frame(str(bad)))
+                socket.end(codes.undecodable_frame(str(bad)))
                 return
             if not isinstance(frame, Send):
                 delivery.offer(Notice(ErrorCode.BAD_FRAME, _misplaced(member)))

@@ -36,10 +36,11 @@ import anyio.abc
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
-from purechat import status as statuses
 from purechat.errors import TransportError
-from purechat.status import Status, close_code
 from purechat.transport import Stalled
+from purechat.transport import status as statuses
+from purechat.transport.status import Status
+from purechat.web.codes import binary_frame, close_code
 from purechat.web.frames import MAX_CLOSE_REASON, end_frame
 
 log = logging.getLogger("purechat.web")
@@ -211,7 +212,7 @@ class WebSocket:
                 if not self._take_text(event):
                     return
             elif isinstance(event, BytesMessage):
-                self.end(statuses.binary_frame())
+                self.end(binary_frame())
                 return
             elif isinstance(event, Ping):
                 self._queue(self._ws.send(event.response()))
