@@ -16,13 +16,14 @@ import anyio
 import anyio.abc
 
 from purechat import __version__
+from purechat.app import ChatServer
 from purechat.client.commands import add_client_commands
 from purechat.client.session import Address
 from purechat.core import Limits
 from purechat.logs import configure as configure_logging
 from purechat.ops.metrics import MetricsPortError
 from purechat.options import serve_problem, takes
-from purechat.server import ChatServer, ServeError, ServerConfig
+from purechat.server import ServeError, ServerConfig
 from purechat.server.auth import TokenBook, TokenFileError
 from purechat.settings import SettingsError, config_path, defaults_from
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store

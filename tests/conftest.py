@@ -13,8 +13,9 @@ import pytest
 import trio
 from grpc_tools import protoc
 
+from purechat.app import ChatServer
 from purechat.core import Limits
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from tests.gobuild import DEBIAN_PACKAGES, GoBuilder, GoBuildFailed, GoMissing
 from tests.helpers import Harness
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from purechat.app import ChatServer
 from purechat.client.calls import LegacyCall, V1Call, open_connection
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server import ChatServer
 from purechat.transport import Connection, Status, Stream
 
 

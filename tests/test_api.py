@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from purechat.app import ChatServer
 from purechat.client import Event, SendRefused, connect
 from purechat.core import Limits
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from purechat.store import SqliteStore
 from tests.helpers import Harness
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import trio
 import trio.lowlevel
 
+from purechat.app import ChatServer
 from purechat.client.calls import V1Call, open_connection
 from purechat.core import Limits
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from purechat.store import SqliteStore
 from tests.helpers import Harness
 from tests.polling import settles

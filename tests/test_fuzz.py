@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from purerpc.grpclib.exceptions import ProtocolError
 
+from purechat.app import ChatServer
 from purechat.client.display import Shown, json_line, neutralise, plain_line
 from purechat.core import Limits
 from purechat.pb import chat_pb2, purechat_v1_pb2
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from purechat.transport import GrpcProtocol
 from purechat.transport.protocol import Flood
 from tests.attackers import PREFACE, RawPeer, request_headers

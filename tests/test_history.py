@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from purechat.app import ChatServer
 from purechat.core import Limits, Message
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from purechat.store import Appended, MemoryStore, SqliteStore, Store, StoreError
 from purechat.transport import StatusCode
 from tests.helpers import Harness, Member

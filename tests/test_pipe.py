@@ -9,10 +9,11 @@ from concurrent import futures
 import grpc
 import trio
 
+from purechat.app import ChatServer
 from purechat.core import Limits
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from tests.helpers import Harness, Member
 from tests.polling import settles
 from tests.processes import Lines, send_lines, start

@@ -10,10 +10,11 @@ import pytest
 import trio
 import trustme
 
+from purechat.app import ChatServer
 from purechat.client.calls import V1Call
 from purechat.core import Limits, Message
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server import ChatServer, ServerConfig
+from purechat.server import ServerConfig
 from purechat.store import StoreError, open_store
 from purechat.store.redis import SWEEP, RedisStore
 from purechat.transport import StatusCode

@@ -25,8 +25,9 @@ from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server.delivery import MemberDelivery, Prelude
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight
-from purechat.server.membership import Membership, Services
+from purechat.server.membership import Membership
 from purechat.server.pacing import Paced
+from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport import Stream
 

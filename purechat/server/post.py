@@ -25,7 +25,7 @@ from purechat.core.ratelimit import TokenBucket
 from purechat.errors import StoreError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server.journal import InFlight
-from purechat.server.membership import Services
+from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport import Stream, frame_message
 from purechat.transport.stream import StreamHost

@@ -308,7 +308,10 @@ class Connection:
         elif isinstance(event, ResponseEnded):
             stream._on_remote_end(event.status)
         elif isinstance(event, StreamReset):
-            stream._lost(statuses.cancelled_by_peer())
+            # REFUSED_STREAM: the peer did not start the call (it is closing), so it is
+            # safe to try elsewhere: UNAVAILABLE, as gRPC's HTTP/2 mapping has it.
+            refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+            stream._lost(statuses.refused_by_peer() if refused else statuses.cancelled_by_peer())
         elif isinstance(event, StreamRefused):
             refusal = statuses.message_too_large if event.too_large else statuses.malformed_request
             stream._on_refused(refusal(event.reason))

@@ -28,6 +28,10 @@ def cancelled_by_peer() -> Status:
     return Status(StatusCode.CANCELLED, "call cancelled by the peer")
 
 
+def refused_by_peer() -> Status:
+    return Status(StatusCode.UNAVAILABLE, "the server refused the call: it is closing")
+
+
 def cancelled() -> Status:
     return Status(StatusCode.CANCELLED, "call cancelled")
 

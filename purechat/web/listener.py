@@ -29,7 +29,7 @@ from purechat.core import EndReason
 from purechat.errors import ConfigurationError
 from purechat.server.addresses import AddressCounts
 from purechat.server.auth import Bearers
-from purechat.server.membership import Services
+from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport.accept import accept_forever, remote_of
 from purechat.web.frames import web_encoder

@@ -32,7 +32,8 @@ from purechat.server.members import (
     run_member,
     send_paced,
 )
-from purechat.server.membership import Membership, Services
+from purechat.server.membership import Membership
+from purechat.server.services import Services
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.web import codes

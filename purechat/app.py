@@ -1,0 +1,217 @@
+"""The chat server: the parts every port shares, and the listeners that use them.
+
+`ChatServer` builds the core (hub, journal, pacer, feed and presence for a shared
+store), then runs the gRPC listener, the web listener (with `--web-port`) and the
+metrics endpoint (with `--metrics-port`) beside them in one task group, and stops
+them in order. It sits above `purechat.server` and `purechat.web`, which know nothing
+of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import anyio
+import anyio.abc
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from purechat import status as statuses
+from purechat.core import EndReason, Hub, names
+from purechat.core.limits import DEFAULT_ROOM
+from purechat.ops.health import HealthState
+from purechat.ops.metrics import Metrics
+from purechat.server.addresses import AddressCounts
+from purechat.server.admin import HubRoster, Roster
+from purechat.server.auth import Bearers
+from purechat.server.config import ServerConfig
+from purechat.server.delivery import DeliveryLimits
+from purechat.server.feed import Feed
+from purechat.server.grpc import CHAT_SERVICES, GrpcListener
+from purechat.server.journal import Journal
+from purechat.server.pacing import Pacer
+from purechat.server.presence import Presence
+from purechat.server.services import Services
+from purechat.store import MemoryStore, Store, StoreError
+from purechat.store.shared import SharedStore
+from purechat.transport import Flusher
+from purechat.web.listener import WebServer
+
+log = logging.getLogger("purechat.server")
+
+# How often the store is asked whether it answers, for health, when nobody writes.
+STORE_PROBE_SECONDS = 5.0
+# A probe that has not answered this long marks the server NOT_SERVING meanwhile.
+STORE_PROBE_TIMEOUT = 5.0
+
+
+class ChatServer:
+    """One chat server: its gRPC port, and its web and metrics ports when configured.
+
+    Start it with `port = await task_group.start(server.serve)` (the gRPC port);
+    `shutdown()` ends it gracefully, cancelling the task that runs `serve` at once.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, store: Store | None = None):
+        self.config = config or ServerConfig()
+        self.store = store or MemoryStore()
+        shared = self.store if isinstance(self.store, SharedStore) else None
+        self.hub = Hub(self.config.limits, shared_presence=shared is not None)
+        pacer = Pacer(self.hub)
+        self.hub.on_caught_up = pacer.caught_up
+        self.cut_offs: Counter[str] = Counter()
+        self.health = HealthState(CHAT_SERVICES)
+        self.metrics = Metrics(self.hub)
+        self.metrics_port: int | None = None
+        self.web_port: int | None = None
+        # A store shared with other servers delivers through the feed, in its log's order,
+        # and keeps who is where.
+        feed = Feed(self.hub, shared) if shared else None
+        self._presence = (
+            Presence(self.hub, shared, self.config.presence_ttl, self.metrics.presence_swept.inc)
+            if shared
+            else None
+        )
+        self._journal = Journal(self.hub, self.store, self._store_answered, feed)
+        self._services = Services(
+            hub=self.hub,
+            store=self.store,
+            journal=self._journal,
+            pacer=pacer,
+            legacy_history=self.config.legacy_history,
+            observe_catch_up=self.metrics.catch_up_messages.observe,
+            delivery_limits=DeliveryLimits(
+                budget=self.config.slow_member_bytes,
+                stall_timeout=self.config.slow_member_timeout,
+            ),
+            flusher=Flusher(),
+            feed=feed,
+            presence=self._presence,
+        )
+        self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
+        roster: Roster = shared or HubRoster(self.hub)
+        bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
+        # Open connections per host, counted across both listeners.
+        addresses = AddressCounts(self.config.max_conns_per_addr)
+        self._grpc = GrpcListener(
+            self.config,
+            self._services,
+            health=self.health,
+            roster=roster,
+            bearers=bearers,
+            addresses=addresses,
+            on_cut_off=self._count_cut_off,
+        )
+        self._web = (
+            WebServer(self.config, self._services, bearers, addresses, self._count_cut_off)
+            if self.config.web_port is not None
+            else None
+        )
+        self._shutdown_requested = anyio.Event()
+        self._stopped = anyio.Event()
+
+    @property
+    def presence_id(self) -> str | None:
+        """This server's id in a shared store's presence (None without one)."""
+        return self._presence.server if self._presence else None
+
+    @property
+    def connection_count(self) -> int:
+        """Open gRPC connections."""
+        return self._grpc.connection_count
+
+    def shutdown(self) -> None:
+        """Stop accepting, end every member's session with UNAVAILABLE, then return from
+        serve."""
+        self._shutdown_requested.set()
+
+    async def stopped(self) -> None:
+        """Wait until serve() has returned."""
+        await self._stopped.wait()
+
+    async def serve(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until shutdown(); reports the gRPC port through task_status."""
+        names.prepare()
+        services = self._services
+        try:
+            with self._journal:
+                async with anyio.create_task_group() as tasks:
+                    port = await tasks.start(self._grpc.serve, tasks)
+                    tasks.start_soon(self._journal.run)
+                    if services.feed is not None:
+                        tasks.start_soon(services.feed.run)
+                    if self._presence is not None:
+                        await tasks.start(self._presence.run)
+                    assert services.flusher is not None
+                    tasks.start_soon(services.flusher.run)
+                    tasks.start_soon(self._grpc.keep_alive)
+                    tasks.start_soon(self._watch_store)
+                    if self.config.metrics_port is not None:
+                        self.metrics_port = await tasks.start(
+                            self.metrics.serve, self.config.host, self.config.metrics_port
+                        )
+                    if self._web is not None:
+                        self.web_port = await tasks.start(self._web.serve)
+                    task_status.started(port)
+                    await self._shutdown_requested.wait()
+                    await self._close_everything()
+                    await self._retire()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._stopped.set()
+
+    def _count_cut_off(self, reason: str) -> None:
+        self.cut_offs[reason] += 1
+
+    def _store_answered(self, ok: bool, seconds: float) -> None:
+        self.health.store_answered(ok)
+        if ok:
+            self.metrics.store_write_seconds.observe(seconds)
+
+    async def _watch_store(self) -> None:
+        """Health follows the store also when nobody writes to it: a probe every
+        STORE_PROBE_SECONDS, in this task of its own, so a slow store delays nothing
+        else (keepalives and cut-offs wait on the clock only). A probe that has not
+        answered within STORE_PROBE_TIMEOUT counts as a failure while it goes on."""
+        while True:
+            await anyio.sleep(STORE_PROBE_SECONDS)
+            answered = anyio.Event()
+            async with anyio.create_task_group() as probing:
+                probing.start_soon(self._probe_store, answered)
+                with anyio.move_on_after(STORE_PROBE_TIMEOUT):
+                    await answered.wait()
+                if not answered.is_set():
+                    self.health.store_answered(False)
+
+    async def _probe_store(self, answered: anyio.Event) -> None:
+        try:
+            await self.store.head(DEFAULT_ROOM)
+        except StoreError:
+            self.health.store_answered(False)
+        else:
+            self.health.store_answered(True)
+        answered.set()
+
+    async def _close_everything(self) -> None:
+        """End every member with UNAVAILABLE and give the statuses time to be delivered."""
+        self.health.shutting_down()
+        self.hub.end_all(EndReason.SHUTTING_DOWN)
+        self._grpc.close(statuses.for_end(EndReason.SHUTTING_DOWN))
+        if self._web is not None:
+            self._web.close_all()
+        with anyio.move_on_after(self.config.shutdown_grace):
+            await self._grpc.closed()
+            if self._web is not None:
+                await self._web.closed()
+
+    async def _retire(self) -> None:
+        """Tell the other servers this one's members have left, rather than let them
+        wait for its heartbeat to expire."""
+        if self._presence is None:
+            return
+        with anyio.move_on_after(self.config.retire_timeout):
+            try:
+                await self._presence.retire()
+            except StoreError as error:
+                log.warning("%s; other servers list this one's members until they expire", error)
