@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from purechat import status as statuses
 from purechat.core import EndReason, Outgoing
+from purechat.errors import StoreError
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.transport import Flusher, Stalled
@@ -152,6 +153,8 @@ class MemberDelivery:
         self.on_lagging: Callable[[bool], None] = lambda lagging: None
         self.on_stalled: Callable[[], None] = lambda: None
         self.describe: Callable[[], str] = lambda: "a member"
+        # Told when the store failed while the prelude was read (for the log).
+        self.on_store_failed: Callable[[StoreError], None] = lambda error: None
         # Why the member is too slow, for the log line when the core removes it.
         self._too_slow = ""
 
@@ -258,6 +261,12 @@ class MemberDelivery:
                 await self._sink.send_frames(earlier, stall_timeout=stall)
         except Stalled as stalled:
             self._stalled(stalled)
+            return
+        except StoreError as error:
+            # History or a resume could not be read: the member hears why and may
+            # come back, rather than an INTERNAL from the task group it runs in.
+            self.on_store_failed(error)
+            self._finish(statuses.for_error(error))
             return
         finally:
             self._task_running = False

@@ -179,6 +179,9 @@ class Membership:
         hub, delivery = self._services.hub, self.delivery
         delivery.on_lagging = lambda lagging: hub.set_lagging(member, lagging)
         delivery.on_stalled = lambda: hub.evict(member, EndReason.TOO_SLOW)
+        delivery.on_store_failed = lambda error: self._services.store_failed(
+            error, f"history for a member of {self._room}"
+        )
         delivery.describe = lambda: (
             f"{member.name or 'an unnamed member'} in {self._room} from {self._peer}"
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,8 +16,13 @@ from purechat.server.journal import Journal
 from purechat.server.pacing import Pacer
 from purechat.server.presence import Presence
 from purechat.server.wire import Encode, legacy_encoder, v1_encoder
-from purechat.store import Head, Store
+from purechat.store import Head, Store, StoreError
 from purechat.transport import Flusher
+
+log = logging.getLogger("purechat.server")
+
+# A store failure's sentence is logged at most once in this many seconds.
+STORE_FAILURE_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -39,6 +47,23 @@ class Services:
     # One encoder per contract for the whole server: a broadcast is framed once each.
     legacy_encode: Encode = field(default_factory=legacy_encoder)
     v1_encode: Encode = field(default_factory=v1_encoder)
+
+    # When each store failure's sentence was last logged (see store_failed).
+    _store_failures_logged: dict[str, float] = field(default_factory=dict)
+
+    def store_failed(self, error: StoreError, what: str) -> None:
+        """Log a store failure that refused a member something (a join, history): each
+        sentence once a minute, not once per member, so an outage that turns away a
+        thousand members is a line, not a thousand."""
+        sentence = str(error)
+        now = time.monotonic()
+        logged = self._store_failures_logged
+        if now - logged.get(sentence, -math.inf) < STORE_FAILURE_LOG_SECONDS:
+            return
+        if len(logged) >= 64:
+            logged.clear()
+        logged[sentence] = now
+        log.error("%s; %s was refused (said once a minute)", sentence, what)
 
     async def known_head(self, room: str) -> Head:
         """Where the store's log of a room not yet open here stands (nothing when it
