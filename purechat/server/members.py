@@ -1,225 +1,129 @@
-"""The two ways in: the original chat.ChatService contract and purechat.v1.
+"""The two gRPC doors: the original chat.ChatService contract and purechat.v1.
 
-Each call is one member, inside one `Membership` (its seat, name and hub entry, given
-back exactly once however the call ends). The call's task reads; the member's delivery
-sends what it is owed from before it arrived (welcome, history or missed messages),
-then live ones, with a task of its own in the call's task group only while it has to
-wait for the windows: whatever ends the call stops both.
+Each decodes its wire into the requests of `server/session.py`, which runs the
+member's session the same way for every door (the web page's is web/member.py).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
 
-import anyio
-import anyio.lowlevel
 from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
-from purechat.core import ErrorCode, EventKind, Member, Message, Notice, Outgoing, RoomEvent
+from purechat.core import ErrorCode, Member, Notice
 from purechat.core.limits import DEFAULT_ROOM
-from purechat.errors import PurechatError, Refusal, StoreError
 from purechat.pb import chat_pb2, purechat_v1_pb2
-from purechat.server.delivery import MemberDelivery, Prelude
-from purechat.server.history import catch_up
-from purechat.server.journal import InFlight
-from purechat.server.membership import Membership
-from purechat.server.pacing import Paced
 from purechat.server.services import Services
+from purechat.server.session import JoinAsk, Misplaced, Post, Request, serve_member
+from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.transport import Stream
 
-log = logging.getLogger("purechat.server")
-
-# A reader handles at most this many messages, or this many bytes of them, before
-# letting other tasks run. Messages that arrive together are handled together, so one
-# commit and one write per member carry many of them (the cost of a broadcast is mostly
-# per write, not per message: at 16 a flat-out sender's fan-out was 2.5x slower); the
-# bounds keep one scheduler pass short, so a burst from one sender cannot hold up
-# everyone else's writes for long.
-READ_BURST = 256
-READ_BURST_BYTES = 64 * 1024
-
-
-class ReadBurst:
-    """Counts what a reader handled since it last yielded (see READ_BURST)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.size = 0
-
-    async def tick(self, size: int) -> None:
-        self.count += 1
-        self.size += size
-        if self.count >= READ_BURST or self.size >= READ_BURST_BYTES:
-            self.count = self.size = 0
-            await anyio.lowlevel.checkpoint()
-
-
-async def _run_member(
-    stream: Stream,
-    delivery: MemberDelivery,
-    read: Callable[[], Coroutine[Any, Any, None]],
-    prelude: Prelude,
-) -> Status:
-    """A gRPC member: response headers, then `run_member`."""
-    stream.start_response()
-    return await run_member(delivery, read, prelude)
-
-
-async def run_member(
-    delivery: MemberDelivery, read: Callable[[], Coroutine[Any, Any, None]], prelude: Prelude
-) -> Status:
-    """Read in the session's own task, the delivery sending beside it when it has to;
-    OK once the reader finished and the delivery drained. Whatever ends the session
-    early does so through its `end`, which cancels both."""
-    async with anyio.create_task_group() as task_group:
-        delivery.start(task_group, prelude)
-        await read()
-    return statuses.OK
-
-
-async def send_paced(
-    services: Services, member: Member, session: Paced, in_flight: InFlight, message: Message
-) -> bool:
-    """Pace, then hand a valid message to the journal; False once the member is done."""
-    if not await services.pacer.pace(member, session):
-        return False
-    await services.journal.submit(message, member, in_flight)
-    return True
-
-
-def join_refused(refusal: Refusal | StoreError) -> Status:
-    """The status for a join the hub or the store refused (a store error logged)."""
-    if isinstance(refusal, StoreError):
-        log.error("%s; a join was refused", refusal)
-    return statuses.for_error(refusal)
-
 
 async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
-    """/chat.ChatService/JoinChat: room lobby, name from the token or the first user_id."""
-    delivery = services.delivery(stream, services.legacy_encode)
-    membership = Membership(services, delivery, peer=stream.connection.peer, room=DEFAULT_ROOM)
-    try:
-        async with membership:
-            return await _legacy_member(stream, services, identity, membership)
-    except (Refusal, StoreError) as refusal:
-        return join_refused(refusal)
-
-
-async def _legacy_member(
-    stream: Stream, services: Services, identity: str | None, membership: Membership
-) -> Status:
-    hub, member, delivery = services.hub, membership.member, membership.delivery
-    assert member is not None
-    in_flight = InFlight()
-
-    async def recent_lobby() -> Sequence[Outgoing]:
-        return await catch_up(
-            services.store,
-            DEFAULT_ROOM,
-            upto=member.joined_at_seq,
-            after_seq=None,
-            history=services.legacy_history,
-        )
-
-    burst = ReadBurst()
-
-    async def read() -> None:
-        while (raw := await stream.receive()) is not None:
-            await burst.tick(len(raw))
-            try:
-                message = chat_pb2.ChatMessage.FromString(raw)
-            except DecodeError:
-                stream.end(statuses.undecodable("chat.ChatMessage"))
-                return
-            if member.name is None:
-                try:
-                    if await membership.name(identity or message.user_id) is None:
-                        return
-                except PurechatError as refusal:
-                    stream.end(statuses.for_error(refusal))
-                    return
-            posted = hub.post(member, message.text)
-            if posted is None:
-                return
-            if isinstance(posted, Notice):
-                if posted.code is ErrorCode.TEXT_TOO_LONG:
-                    stream.end(statuses.text_too_long(hub.limits.max_text_bytes))
-                    return
-                continue  # empty text: nothing to broadcast
-            if not await send_paced(services, member, stream, in_flight, posted):
-                return
-        await in_flight.wait_idle()  # the client is owed its own messages back
-        membership.leave()
-        delivery.close()
-
-    return await _run_member(stream, delivery, read, recent_lobby)
+    """/chat.ChatService/JoinChat: room lobby, named by the token or the first user_id."""
+    return await serve_member(LegacyDoor(stream, services, identity), services)
 
 
 async def serve_v1(stream: Stream, services: Services, identity: str | None) -> Status:
-    """/purechat.v1.Chat/Connect: Join first, then Sends; errors are frames, not endings."""
-    raw = await stream.receive()
-    if raw is None:
-        return statuses.OK  # gone before joining
-    first = _decode_client_frame(stream, raw)
-    if first is None:
-        return statuses.undecodable("purechat.v1.ClientFrame")
-    if first.WhichOneof("frame") != "join":
-        return statuses.first_frame_not_join()
-    join = first.join
-    delivery = services.delivery(stream, services.v1_encode)
-    membership = Membership(
-        services,
-        delivery,
-        peer=stream.connection.peer,
-        room=join.room or DEFAULT_ROOM,
-        requested=None if join.observe else identity or join.name,
-        session=join.session,
-        observe=join.observe,
-    )
-    try:
-        async with membership as member:
-            read = _v1_reader(stream, services, membership)
-            prelude = _v1_prelude(services, member, join)
-            return await _run_member(stream, delivery, read, prelude)
-    except (Refusal, StoreError) as refusal:
-        return join_refused(refusal)
+    """/purechat.v1.Chat/Connect: a Join first, then Sends; errors are frames, not endings."""
+    return await serve_member(V1Door(stream, services, identity), services)
 
 
-def _v1_reader(
-    stream: Stream, services: Services, membership: Membership
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    hub, member, delivery = services.hub, membership.member, membership.delivery
-    assert member is not None
-    in_flight = InFlight()
-    burst = ReadBurst()
+class _GrpcDoor:
+    """What both gRPC doors share: the call is the channel; a token was checked (and
+    is watched for revocation) by the listener, around the whole call."""
 
-    async def read() -> None:
-        while (raw := await stream.receive()) is not None:
-            await burst.tick(len(raw))
-            frame = _decode_client_frame(stream, raw)
-            if frame is None:
-                return
-            kind = frame.WhichOneof("frame")
-            if kind != "send" or member.name is None:
-                delivery.offer(Notice(ErrorCode.BAD_FRAME, _misplaced(kind, member)))
-                continue
-            send = frame.send
-            posted = hub.post(member, send.text, send.client_msg_id, action=send.action)
-            if posted is None:
-                return
-            if isinstance(posted, Message) and not await send_paced(
-                services, member, stream, in_flight, posted
-            ):
-                return
-        await in_flight.wait_idle()  # acks for what it sent come before the end
-        membership.leave()
-        delivery.close()
+    def __init__(self, stream: Stream, encode: Encode, identity: str | None):
+        self._stream = stream
+        self._encode = encode
+        self._identity = identity
 
-    return read
+    @property
+    def channel(self) -> Stream:
+        return self._stream
+
+    @property
+    def encode(self) -> Encode:
+        return self._encode
+
+    @property
+    def peer(self) -> str:
+        return self._stream.connection.peer
+
+    def admitted(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def begin(self) -> None:
+        self._stream.start_response()
+
+
+class LegacyDoor(_GrpcDoor):
+    """The tutorial's contract: no join (the lobby, with recent history), a member named
+    by the token or its first message's user_id, no errors to tell."""
+
+    def __init__(self, stream: Stream, services: Services, identity: str | None):
+        super().__init__(stream, services.legacy_encode, identity)
+        self._history = services.legacy_history
+        self._max_text = services.hub.limits.max_text_bytes
+
+    async def join(self) -> JoinAsk:
+        return JoinAsk(DEFAULT_ROOM, None, history=self._history)
+
+    def decode(self, raw: bytes, member: Member) -> Request | Status:
+        try:
+            message = chat_pb2.ChatMessage.FromString(raw)
+        except DecodeError:
+            return statuses.undecodable("chat.ChatMessage")
+        return Post(message.text, name=self._identity or message.user_id)
+
+    def refusal_ends(self, notice: Notice) -> Status | None:
+        # An empty text is nothing to broadcast; a too long one cannot be told apart
+        # from a stored one by this contract's client, so its call ends saying why.
+        if notice.code is ErrorCode.TEXT_TOO_LONG:
+            return statuses.text_too_long(self._max_text)
+        return None
+
+
+class V1Door(_GrpcDoor):
+    """purechat.v1: a Join frame first, then Sends."""
+
+    def __init__(self, stream: Stream, services: Services, identity: str | None):
+        super().__init__(stream, services.v1_encode, identity)
+
+    async def join(self) -> JoinAsk | Status:
+        raw = await self._stream.receive()
+        if raw is None:
+            return statuses.OK  # gone before joining
+        first = _decode_client_frame(raw)
+        if first is None:
+            return statuses.undecodable("purechat.v1.ClientFrame")
+        if first.WhichOneof("frame") != "join":
+            return statuses.first_frame_not_join()
+        join = first.join
+        return JoinAsk(
+            room=join.room or DEFAULT_ROOM,
+            requested=None if join.observe else self._identity or join.name,
+            session=join.session,
+            observe=join.observe,
+            history=join.history,
+            after_seq=join.after_seq if join.HasField("after_seq") else None,
+            epoch=join.epoch,
+        )
+
+    def decode(self, raw: bytes, member: Member) -> Request | Status:
+        frame = _decode_client_frame(raw)
+        if frame is None:
+            return statuses.undecodable("purechat.v1.ClientFrame")
+        kind = frame.WhichOneof("frame")
+        if kind != "send" or member.name is None:
+            return Misplaced(_misplaced(kind, member))
+        send = frame.send
+        return Post(send.text, send.client_msg_id, send.action)
+
+    def refusal_ends(self, notice: Notice) -> Status | None:
+        return None  # told as an Error frame
 
 
 def _misplaced(kind: str | None, member: Member) -> str:
@@ -230,49 +134,9 @@ def _misplaced(kind: str | None, member: Member) -> str:
     return "Empty frame ignored."
 
 
-def _v1_prelude(services: Services, member: Member, join: purechat_v1_pb2.Join) -> Prelude:
-    return resume_prelude(
-        services,
-        member,
-        history=join.history,
-        after_seq=join.after_seq if join.HasField("after_seq") else None,
-        epoch=join.epoch,
-    )
-
-
-def resume_prelude(
-    services: Services, member: Member, *, history: int, after_seq: int | None, epoch: str
-) -> Prelude:
-    """The welcome, then recent history or what the member missed since after_seq
-    (a RESET first when the log it resumes in, epoch, is gone): any member with a seat."""
-
-    async def prelude() -> Sequence[Outgoing]:
-        welcome = member.welcome
-        assert welcome is not None
-        lost: list[Outgoing] = []
-        start = after_seq
-        if after_seq is not None and epoch and epoch != welcome.epoch:
-            # The log the client resumes in is gone: it hears so, then gets this one.
-            lost.append(RoomEvent(EventKind.RESET, welcome.room, epoch=welcome.epoch))
-            start = 0
-        earlier = await catch_up(
-            services.store,
-            member.room.name,
-            upto=member.joined_at_seq,
-            after_seq=start,
-            history=history,
-        )
-        if after_seq is not None:
-            services.observe_catch_up(len(earlier))
-        return [welcome, *lost, *earlier]
-
-    return prelude
-
-
-def _decode_client_frame(stream: Stream, raw: bytes) -> purechat_v1_pb2.ClientFrame | None:
+def _decode_client_frame(raw: bytes) -> purechat_v1_pb2.ClientFrame | None:
     try:
         frame: purechat_v1_pb2.ClientFrame = purechat_v1_pb2.ClientFrame.FromString(raw)
     except DecodeError:
-        stream.end(statuses.undecodable("purechat.v1.ClientFrame"))
         return None
     return frame
