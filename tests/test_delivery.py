@@ -218,3 +218,14 @@ async def test_closing_sends_what_is_queued_then_returns(make: Make, nursery) ->
     sink.open(100)
     await done.wait()
     assert sink.received == b"last words"
+
+
+def test_a_delivery_never_leaves_closing_except_to_end() -> None:
+    from purechat.server.delivery import DELIVERY
+    from purechat.transitions import IllegalTransition
+
+    for state in (DeliveryState.DIRECT, DeliveryState.SENDING, DeliveryState.PRELUDE):
+        with pytest.raises(IllegalTransition):
+            DELIVERY.move(DeliveryState.CLOSING, state)
+    with pytest.raises(IllegalTransition):
+        DELIVERY.move(DeliveryState.ENDED, DeliveryState.DIRECT)

@@ -48,6 +48,7 @@ from purechat.core import EndReason, Outgoing
 from purechat.errors import StoreError
 from purechat.server.wire import Encode
 from purechat.status import Status
+from purechat.transitions import Transitions
 from purechat.transport import Flusher, Stalled
 
 log = logging.getLogger("purechat.server")
@@ -109,6 +110,23 @@ class DeliveryState(enum.Enum):
     CLOSING = "closing"
     ENDED = "ended"
 
+
+# Where a delivery may go from each state (see the module docstring).
+DELIVERY = Transitions(
+    "member delivery",
+    {
+        DeliveryState.PRELUDE: [
+            DeliveryState.DIRECT,
+            DeliveryState.SENDING,
+            DeliveryState.CLOSING,
+            DeliveryState.ENDED,
+        ],
+        DeliveryState.DIRECT: [DeliveryState.SENDING, DeliveryState.CLOSING, DeliveryState.ENDED],
+        DeliveryState.SENDING: [DeliveryState.DIRECT, DeliveryState.CLOSING, DeliveryState.ENDED],
+        DeliveryState.CLOSING: [DeliveryState.ENDED],
+        DeliveryState.ENDED: [],
+    },
+)
 
 Prelude = Callable[[], Awaitable[Sequence[Outgoing]]]
 
@@ -231,7 +249,7 @@ class MemberDelivery:
     def close(self) -> None:
         """The member has finished: what is queued is sent, then nothing more."""
         if self.state not in (DeliveryState.ENDED, DeliveryState.CLOSING):
-            self.state = DeliveryState.CLOSING
+            self._move(DeliveryState.CLOSING)
             self._ensure_task()
 
     def flush_now(self) -> None:
@@ -245,7 +263,7 @@ class MemberDelivery:
                 self._shrink(taken)
                 if taken < len(blob):
                     self._held = blob[taken:]
-                    self.state = DeliveryState.SENDING
+                    self._move(DeliveryState.SENDING)
                     self._queue = self._open_queue()
                     self._ensure_task()
                     return
@@ -297,7 +315,7 @@ class MemberDelivery:
                         self._go_direct()
                     return
                 if self.state is not DeliveryState.CLOSING:
-                    self.state = DeliveryState.SENDING
+                    self._move(DeliveryState.SENDING)
                 await self._sink.send_frames(blob, stall_timeout=stall)
                 self._shrink(len(blob))
         except Stalled as stalled:
@@ -312,7 +330,7 @@ class MemberDelivery:
 
     def discard(self) -> None:
         """The call is over: drop whatever is still queued."""
-        self.state = DeliveryState.ENDED
+        self._move(DeliveryState.ENDED)
         self._close_queue()
         self._held = b""
         self._direct = []
@@ -355,9 +373,12 @@ class MemberDelivery:
     def _go_direct(self) -> None:
         """Nothing is queued and no task runs: offers take the fast path, and the empty
         queue is let go (an idle member holds none)."""
-        self.state = DeliveryState.DIRECT
+        self._move(DeliveryState.DIRECT)
         if self._flusher is not None:
             self._close_queue()
+
+    def _move(self, state: DeliveryState) -> None:
+        self.state = DELIVERY.move(self.state, state)
 
     def _shrink(self, size: int) -> None:
         self.backlog -= size

@@ -24,7 +24,8 @@ from purechat.store import Appended, OutcomeUnknown, Store, StoreError
 log = logging.getLogger("purechat.server")
 
 # Messages waiting for the store; senders wait (and so are slowed by flow control)
-# beyond this many, or beyond this many bytes of text.
+# beyond this many, or beyond this many bytes of text (the memory stream's own bound
+# is never reached: submit waits for room first).
 QUEUE_SIZE = 4096
 QUEUE_BYTES = 1024 * 1024
 # One commit takes at most this many messages, or this many bytes of text: no single
@@ -106,18 +107,28 @@ class Journal:
 
         Without yielding while there is room: a reader that yielded per message would
         hand the journal one message per scheduler pass, and every member's writer
-        would wake once per message instead of once per batch.
+        would wake once per message instead of once per batch. It waits only for room,
+        before counting anything, so a reader cancelled while it waits (its client
+        reset, or it was evicted) leaves every count as it found it; from the moment
+        there is room, counting and queueing happen together, with no await between.
         """
-        while self._queued_bytes > QUEUE_BYTES:
+        while self._full():
             self._drained = self._drained or anyio.Event()
             await self._drained.wait()
+        self._send.send_nowait(_Entry(message, sender, in_flight, sender.send_generation))
         in_flight.add()
         self._queued_bytes += len(message.text)
-        entry = _Entry(message, sender, in_flight, sender.send_generation)
-        try:
-            self._send.send_nowait(entry)
-        except anyio.WouldBlock:
-            await self._send.send(entry)
+
+    def _full(self) -> bool:
+        return (
+            self._queued_bytes > QUEUE_BYTES
+            or self._send.statistics().current_buffer_used >= QUEUE_SIZE
+        )
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of text waiting for the store (for tests and metrics)."""
+        return self._queued_bytes
 
     def __enter__(self) -> Journal:
         return self
@@ -139,7 +150,7 @@ class Journal:
                 batch.append(entry)
                 size += len(entry.message.text)
             self._queued_bytes -= size
-            if self._drained is not None and self._queued_bytes <= QUEUE_BYTES:
+            if self._drained is not None and not self._full():
                 self._drained.set()
                 self._drained = None
             await self._commit(batch)
