@@ -11,8 +11,9 @@ import trio
 import trio.testing
 
 from purechat.core import EndReason, Outgoing
-from purechat.server.delivery import DeliveryLimits, DeliveryState, MemberDelivery
+from purechat.server.delivery import DELIVERY, DeliveryLimits, DeliveryState, MemberDelivery
 from purechat.status import Status, StatusCode
+from purechat.transitions import IllegalTransition
 from purechat.transport import Flusher, Stalled
 
 
@@ -221,9 +222,6 @@ async def test_closing_sends_what_is_queued_then_returns(make: Make, nursery) ->
 
 
 def test_a_delivery_never_leaves_closing_except_to_end() -> None:
-    from purechat.server.delivery import DELIVERY
-    from purechat.transitions import IllegalTransition
-
     for state in (DeliveryState.DIRECT, DeliveryState.SENDING, DeliveryState.PRELUDE):
         with pytest.raises(IllegalTransition):
             DELIVERY.move(DeliveryState.CLOSING, state)
