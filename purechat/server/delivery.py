@@ -168,11 +168,11 @@ class MemberDelivery:
         self.lagging = False
         # Set by whoever owns the member (its membership): lagging changes, stalls,
         # and a description for log lines.
-        self.on_lagging: Callable[[bool], None] = lambda lagging: None
-        self.on_stalled: Callable[[], None] = lambda: None
-        self.describe: Callable[[], str] = lambda: "a member"
+        self.on_lagging: Callable[[bool], None] = _ignore_lagging
+        self.on_stalled: Callable[[], None] = _nothing
+        self.describe: Callable[[], str] = _a_member
         # Told when the store failed while the prelude was read (for the log).
-        self.on_store_failed: Callable[[StoreError], None] = lambda error: None
+        self.on_store_failed: Callable[[StoreError], None] = _ignore_store_failure
         # Why the member is too slow, for the log line when the core removes it.
         self._too_slow = ""
 
@@ -329,12 +329,18 @@ class MemberDelivery:
         self.on_stalled()
 
     def discard(self) -> None:
-        """The call is over: drop whatever is still queued."""
+        """The call is over: drop whatever is still queued, and the owner's callbacks
+        (they hold the member, which holds this delivery: a cycle otherwise)."""
         self._move(DeliveryState.ENDED)
         self._close_queue()
         self._held = b""
         self._direct = []
         self.backlog = 0
+        self.on_lagging = _ignore_lagging
+        self.on_stalled = _nothing
+        self.on_store_failed = _ignore_store_failure
+        self.describe = _a_member
+        self._task_group = None
 
     # -- internals ------------------------------------------------------------------
 
@@ -389,6 +395,22 @@ class MemberDelivery:
     def _finish(self, status: Status) -> None:
         self.discard()
         self._sink.end(status)
+
+
+def _a_member() -> str:
+    return "a member"
+
+
+def _ignore_lagging(lagging: bool) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ignore_store_failure(error: StoreError) -> None:
+    pass
 
 
 def _mib(size: int) -> str:

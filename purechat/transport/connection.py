@@ -137,7 +137,12 @@ class Connection:
             for stream in list(self.streams.values()):
                 stream._lost(lost)
             self.streams.clear()
-            await anyio.aclose_forcefully(self._sock)
+            try:
+                await anyio.aclose_forcefully(self._sock)
+            finally:
+                # The writer's callbacks are this connection's methods: let go of them,
+                # so nothing of the connection is left in a cycle for the collector.
+                self.writer.detach()
 
     # -- client side -------------------------------------------------------------
 

@@ -19,6 +19,7 @@ One more reach into h2, for memory rather than time: `bind_dispatch_on_lookup`.
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -141,15 +142,19 @@ def send_data(h2c: h2.connection.H2Connection, stream_id: int, data: bytes) -> b
 
 
 class _FrameDispatch:
-    """h2's frame type -> handler table, bound when looked up (see below)."""
+    """h2's frame type -> handler table, bound when looked up (see below).
+
+    It holds its connection weakly: the connection holds it, and a strong reference
+    back would make every connection a reference cycle, freed only by the collector.
+    """
 
     __slots__ = ("_h2c",)
 
     def __init__(self, h2c: h2.connection.H2Connection):
-        self._h2c = h2c
+        self._h2c = weakref.ref(h2c)
 
     def __getitem__(self, frame_type: type) -> Any:
-        return getattr(self._h2c, _HANDLER_NAMES[frame_type])
+        return getattr(self._h2c(), _HANDLER_NAMES[frame_type])
 
 
 # The handlers' names, by frame type, as h2 dispatches them.

@@ -78,6 +78,12 @@ class ConnectionWriter:
         self._calls_changed: anyio.Event | None = None
         self._task_done: anyio.Event | None = None
 
+    def detach(self) -> None:
+        """The connection is over: drop its callbacks (its own methods), so the two
+        do not hold each other in a reference cycle after it."""
+        self._has_calls = _no_calls
+        self._on_progress = self._stop = _nothing
+
     def attach(self, task_group: anyio.abc.TaskGroup | None) -> None:
         """The connection's task group, in which the writer task runs (None once over)."""
         self._task_group = task_group
@@ -227,3 +233,11 @@ class ConnectionWriter:
             await self._sock.send_eof()
         await anyio.sleep(LINGER_SECONDS)
         self._stop()
+
+
+def _no_calls() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    pass
