@@ -18,6 +18,7 @@ One more reach into h2, for memory rather than time: `bind_dispatch_on_lookup`.
 
 from __future__ import annotations
 
+import copy
 import struct
 import weakref
 from collections.abc import Mapping
@@ -155,6 +156,10 @@ class _FrameDispatch:
 
     def __getitem__(self, frame_type: type) -> Any:
         return getattr(self._h2c(), _HANDLER_NAMES[frame_type])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _FrameDispatch:
+        """A copy of a connection dispatches to the copy (tests make twins this way)."""
+        return _FrameDispatch(copy.deepcopy(self._h2c(), memo))
 
 
 # The handlers' names, by frame type, as h2 dispatches them.
