@@ -12,12 +12,16 @@ process here, so the client's side is held to the same rule.
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from tests.helpers import Harness
@@ -35,6 +39,9 @@ def no_cyclic_garbage() -> Iterator[None]:
     try:
         yield
         gc.collect()
+        import os, sys
+        if os.environ.get("SCC"):
+            sys.path.insert(0, "/tmp/pc"); from scc import report; report(gc.garbage, 20)
         found = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
         assert not found, f"cyclic garbage: {found.most_common(12)}"
     finally:
@@ -111,4 +118,36 @@ async def test_a_member_leaves_no_cyclic_garbage(start_server, scenario: Scenari
             await scenario(harness)
             await settles(lambda: harness.server.hub.member_count() == 0)
             await settles(lambda: harness.server.connection_count == 0)
+            await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_churn_of_grpc_go_members_leaves_no_cyclic_garbage(
+    start_server, go_load_client: Path
+) -> None:
+    """The tutorial's own clients, as the churn that grew the server's memory: 200
+    grpc-go members join, hear, and leave; 200 more are killed (SIGKILL) mid-stream."""
+    harness: Harness = await start_server(max_conns_per_addr=0)
+    address = f"127.0.0.1:{harness.port}"
+    with trio.fail_after(120):
+        await trio.run_process([str(go_load_client), "-addr", address, "-members", "20"])
+        await settles(lambda: harness.server.connection_count == 0)
+        with no_cyclic_garbage():
+            done = await trio.run_process(
+                [str(go_load_client), "-addr", address, "-members", "200", "-json"],
+                capture_stdout=True,
+            )
+            assert json.loads(done.stdout)["lost"] == 0
+            killed = await trio.lowlevel.open_process(
+                [str(go_load_client), "-addr", address, "-members", "200", "-messages", "0"]
+                + ["-rate", "100", "-duration", "60s"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                await settles(lambda: harness.server.hub.stats.messages > 100)
+            finally:
+                killed.kill()
+                await killed.wait()
+            await settles(lambda: harness.server.connection_count == 0)
+            assert harness.server.hub.member_count() == 0
             await trio.testing.wait_all_tasks_blocked()
