@@ -3,6 +3,7 @@ limits of the other listeners, and one connection's trouble kept to that connect
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import urllib.request
@@ -150,14 +151,16 @@ async def test_other_paths_and_methods_are_answered_with_a_sentence(start_server
     assert posted.headers["allow"] == "GET, HEAD"
 
 
+_HUGE_HEAD = [("x-padding", "a" * 1000)] * (MAX_HEAD_BYTES // 1000 + 1)
+
+
 async def test_a_request_head_over_the_bound_is_refused(start_server) -> None:
     harness: Harness = await start_server(metrics_port=0)
     port = harness.server.metrics_port
     assert port is not None
     with trio.fail_after(10):
         async with await Scraper.connect(port) as scraper:
-            huge = [("x-padding", "a" * 1000)] * (MAX_HEAD_BYTES // 1000 + 1)
-            refused = await scraper.ask(headers=huge)
+            refused = await scraper.ask(headers=_HUGE_HEAD)
             await scraper.until_closed()
         after = await scrape(port)
     assert refused.status == 431
@@ -321,3 +324,34 @@ async def test_a_slowloris_of_300_leaves_scrapes_and_chat_working(
     else:
         assert held_most == 300
         assert turned_away == 0
+
+
+async def test_scrapes_leave_no_cyclic_garbage(start_server) -> None:
+    """A connection's objects are freed by reference counting when it ends, answered or
+    refused, so a server scraped all day does not wait on the collector."""
+    harness: Harness = await start_server(metrics_port=0)
+    harness.server.metrics.registry.register(_FailsOnce())
+    port = harness.server.metrics_port
+    assert port is not None
+    with trio.fail_after(10):
+        await scrape(port)  # the collector's one failure, and whatever a first scrape makes
+        gc.collect()
+        gc.disable()
+        try:
+            harness.server.metrics.registry.register(_FailsOnce())
+            asked = []
+            for target, headers in [
+                ("/metrics", []),
+                ("/metrics", []),
+                ("/", []),
+                ("/", _HUGE_HEAD),
+            ]:
+                async with await Scraper.connect(port) as scraper:
+                    answer = await scraper.ask(target, headers=[*headers, ("connection", "close")])
+                    asked.append(answer.status)
+                    await scraper.until_closed()  # the server is done with it
+            garbage = gc.collect()
+        finally:
+            gc.enable()
+    assert asked == [500, 200, 404, 431]
+    assert garbage == 0
