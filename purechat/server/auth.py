@@ -93,13 +93,14 @@ class TokenBook:
         try:
             return data.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as error:
-            # Numbered as load() numbers lines; the line's start decodes.
+            # Numbered as load() numbers lines: all before the bad byte decodes, and
+            # the "x" stands for the line it is on.
             before = data[: error.start].decode("utf-8")
             number = len((before + "x").splitlines())
             raise TokenFileError(f"{self.path}, line {number}: not UTF-8 text") from None
 
     def reload(self) -> frozenset[bytes]:
-        """Read the file again (SIGHUP). Never raises (but cancellation): a file that
+        """Read the file again (SIGHUP). Never raises: a file that
         cannot be read, decoded or used, or any other failure, is one logged sentence,
         and the tokens loaded before stay.
 
@@ -225,8 +226,5 @@ class Bearers:
 
 def _unexpected(error: Exception) -> str:
     """An unexpected error, said in the words of a log sentence."""
-    return (
-        f"unexpected {type(error).__name__}: {error}"
-        if str(error)
-        else (f"unexpected {type(error).__name__}")
-    )
+    said = f"unexpected {type(error).__name__}"
+    return f"{said}: {error}" if str(error) else said
