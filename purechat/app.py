@@ -148,8 +148,13 @@ class ChatServer:
                     tasks.start_soon(self._grpc.keep_alive)
                     tasks.start_soon(self._watch_store)
                     if self.config.metrics_port is not None:
+                        # Counts of its own, with the same limit: see Metrics.serve.
                         self.metrics_port = await tasks.start(
-                            self.metrics.serve, self.config.host, self.config.metrics_port
+                            self.metrics.serve,
+                            self.config.host,
+                            self.config.metrics_port,
+                            AddressCounts(self.config.max_conns_per_addr),
+                            self.config.transport.handshake_timeout,
                         )
                     if self._web is not None:
                         self.web_port = await tasks.start(self._web.serve)

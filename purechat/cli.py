@@ -128,15 +128,16 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         type=int,
         default=ServerConfig.max_conns_per_addr,
         metavar="N",
-        help=f"connections one client address may hold: {takes('max_conns_per_addr')}",
+        help="connections one client address may hold, on the gRPC and web ports together "
+        f"(and as many on the metrics port): {takes('max_conns_per_addr')}",
     )
     serve.add_argument(
         "--handshake-timeout",
         type=float,
         default=transport.handshake_timeout,
         metavar="SECONDS",
-        help="time a new connection has to finish TLS and HTTP/2 and make its first call: "
-        + takes("handshake_timeout"),
+        help="time a new connection has to finish TLS and HTTP/2 and make its first call "
+        "(on the web and metrics ports: to send each whole request): " + takes("handshake_timeout"),
     )
     serve.add_argument(
         "--keepalive",

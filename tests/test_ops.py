@@ -168,7 +168,7 @@ async def test_metrics_count_what_happens(start_server) -> None:
         assert harness.server.metrics_port is not None
         text = await _scrape(harness.server.metrics_port)
     lines = set(text.splitlines())
-    assert text.startswith("HTTP/1.0 200 OK")
+    assert text.startswith("HTTP/1.1 200 ")
     assert "purechat_members 3.0" in lines
     assert "purechat_rooms 2.0" in lines
     assert "purechat_messages_received_total 2.0" in lines

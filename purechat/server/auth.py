@@ -4,7 +4,9 @@ A token file has one `TOKEN NAME` pair per line; `#` starts a comment. When toke
 on, every call must carry `authorization: Bearer TOKEN`, and the name others see comes
 from the token, never from the client. Tokens are compared in constant time and never
 logged; the file is read again on SIGHUP, and every open call whose token that removed
-(or gave another name) ends with UNAUTHENTICATED "token revoked" (see `Bearers`).
+(or gave another name) ends with UNAUTHENTICATED "token revoked" (see `Bearers`). A
+reload never ends the server: a file it cannot read, decode or use is one logged
+sentence, and the tokens loaded before stay.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from purechat.transport.stream import Metadata
 
 log = logging.getLogger("purechat.server")
 
+# A token file holds a line per person or bot; one this big is not a token file (a log,
+# a device), and is refused rather than read into memory.
+MAX_TOKEN_FILE_BYTES = 16 * 1024 * 1024
+
 
 class TokenFileError(ConfigurationError):
     """The token file cannot be used; str() is a sentence."""
@@ -46,17 +52,13 @@ class TokenBook:
         self._revoked_listeners.append(listener)
 
     def load(self) -> frozenset[bytes]:
-        """Read the file; on any problem keep what was loaded before and raise.
+        """Read the file; on any problem keep what was loaded before and raise
+        TokenFileError, a sentence naming the file (and the line).
 
         Returns the tokens that no longer stand for the name they stood for (removed,
         or given another name).
         """
-        try:
-            text = self.path.read_text()
-        except OSError as error:
-            raise TokenFileError(
-                f"cannot read the token file {self.path}: {error.strerror}"
-            ) from None
+        text = self._decode(self._read())
         entries = []
         for number, line in enumerate(text.splitlines(), start=1):
             words = line.split("#", 1)[0].split()
@@ -72,15 +74,51 @@ class TokenBook:
         kept = set(entries)
         return frozenset(token for token, name in before if (token, name) not in kept)
 
-    def reload(self) -> frozenset[bytes]:
-        """Read the file again (SIGHUP); a broken file is logged and the old tokens stay.
+    def _read(self) -> bytes:
+        try:
+            with self.path.open("rb") as file:
+                data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise TokenFileError(f"cannot read the token file {self.path}: {reason}") from None
+        if len(data) > MAX_TOKEN_FILE_BYTES:
+            raise TokenFileError(
+                f"the token file {self.path} is over {MAX_TOKEN_FILE_BYTES // 2**20} MiB: "
+                "is it the right file?"
+            )
+        return data
 
-        Listeners (`on_revoked`) are told the tokens revoked or renamed, also returned.
+    def _decode(self, data: bytes) -> str:
+        """The file's text: UTF-8 (a byte order mark, as some editors write, is dropped)."""
+        try:
+            return data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as error:
+            # Numbered as load() numbers lines: all before the bad byte decodes, and
+            # the "x" stands for the line it is on.
+            before = data[: error.start].decode("utf-8")
+            number = len((before + "x").splitlines())
+            raise TokenFileError(f"{self.path}, line {number}: not UTF-8 text") from None
+
+    def reload(self) -> frozenset[bytes]:
+        """Read the file again (SIGHUP). Never raises: a file that
+        cannot be read, decoded or used, or any other failure, is one logged sentence,
+        and the tokens loaded before stay.
+
+        Listeners (`on_revoked`) are told the tokens revoked or renamed, also returned;
+        one that fails is logged and the others are still told.
         """
         try:
             revoked = self.load()
         except TokenFileError as error:
             log.error("%s; keeping the tokens loaded before", error)
+            return frozenset()
+        except Exception as error:  # a bug: it must not end the server
+            log.error(
+                "the token file %s could not be reloaded (%s); keeping the tokens loaded before",
+                self.path,
+                _unexpected(error),
+            )
+            log.debug("the token file's reload failed", exc_info=True)
             return frozenset()
         log.info(
             "token file reloaded: %d token(s), %d revoked or renamed",
@@ -88,7 +126,15 @@ class TokenBook:
             len(revoked),
         )
         for listener in self._revoked_listeners:
-            listener(revoked)
+            try:
+                listener(revoked)
+            except Exception as error:  # a bug: the other listeners are still told
+                log.error(
+                    "the token file was reloaded, but ending the sessions of the tokens it "
+                    "revoked failed (%s)",
+                    _unexpected(error),
+                )
+                log.debug("a revocation failed", exc_info=True)
         return revoked
 
     def name_for(self, metadata: Metadata) -> str | None:
@@ -170,5 +216,15 @@ class Bearers:
         for call, name, peer in ended:
             del self._calls[call]
             log.warning("%s (%s): token revoked; call ended", name, peer)
-            call.end(statuses.token_revoked())
+            try:
+                call.end(statuses.token_revoked())
+            except Exception as error:  # a bug: the other calls are still ended
+                log.error("%s (%s): ending the call failed (%s)", name, peer, _unexpected(error))
+                log.debug("ending a revoked call failed", exc_info=True)
         return len(ended)
+
+
+def _unexpected(error: Exception) -> str:
+    """An unexpected error, said in the words of a log sentence."""
+    said = f"unexpected {type(error).__name__}"
+    return f"{said}: {error}" if str(error) else said
