@@ -170,15 +170,13 @@ class Stream:
         connection = self.connection
         if connection.writer.pending() > OUTBOUND_HIGH_WATER:
             return 0, "connection to drain"
-        h2c = connection.protocol.h2_connection
-        try:
-            stream_window = h2c.streams[self.stream_id].outbound_flow_control_window
-        except KeyError:
+        windows = connection.protocol.send_windows(self.stream_id)
+        if windows is None:
             self._lost(statuses.stream_closed("reset"))
             return 0, "stream"
+        stream_window, connection_window = windows
         if stream_window <= 0:
             return 0, "stream's window"
-        connection_window = h2c.outbound_flow_control_window
         if connection_window <= 0:
             return 0, "connection's window"
         return min(stream_window, connection_window), ""
@@ -251,8 +249,7 @@ class Stream:
             self._unfinished = False
             return end - start
         first = _PREFIX + int.from_bytes(blob[start + 1 : start + _PREFIX], "big")
-        initial = self.connection.protocol.h2_connection.remote_settings.initial_window_size
-        if first > initial and room:
+        if first > self.connection.protocol.peer_initial_window() and room:
             self._unfinished = True
             return room
         return 0

@@ -21,7 +21,6 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 import h2.exceptions
-from h2.connection import ConnectionState
 
 from purechat.transport.flusher import Flusher
 from purechat.transport.protocol import GrpcProtocol
@@ -204,10 +203,9 @@ class ConnectionWriter:
                 assert self._calls_changed is not None
                 await self._calls_changed.wait()  # the last calls are finishing
                 continue
-            h2c = self._protocol.h2_connection
-            if h2c.state_machine.state is not ConnectionState.CLOSED:
+            if not self._protocol.closed():
                 with contextlib.suppress(h2.exceptions.H2Error):
-                    h2c.close_connection()
+                    self._protocol.h2_connection.close_connection()
                 continue
             await self._linger()
             return
