@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -18,6 +19,7 @@ import trio
 import trio.testing
 
 from purechat.status import Status, StatusCode
+from purechat.transitions import IllegalTransition, Transitions
 from purechat.transport import (
     Connection,
     GrpcProtocol,
@@ -29,8 +31,11 @@ from purechat.transport import (
     frame_message,
 )
 from purechat.transport import status as statuses
+from purechat.transport import stream as streams
+from purechat.transport import writer as writers
 from purechat.transport.h2private import CompactSettings
 from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood
+from purechat.transport.writer import WriterState
 from tests.attackers import PREFACE
 from tests.polling import settles
 
@@ -299,3 +304,59 @@ def test_compact_settings_hold_and_check_what_h2s_settings_do(client: bool) -> N
         assert CompactSettings(client, values)[codes.MAX_FRAME_SIZE] == 16384
     with pytest.raises(h2.exceptions.InvalidSettingsValueError):
         CompactSettings(client=client, initial_values={codes.ENABLE_PUSH: 2})
+
+
+# The moves each state machine is meant to make; every other one must raise.
+_S, _W = StreamState, WriterState
+MEANT: list[tuple[Transitions[Any], dict[Any, set[Any]]]] = [
+    (
+        streams.MOVES,
+        {
+            _S.OPEN: {_S.REMOTE_DONE, _S.LOCAL_DONE, _S.ENDING, _S.ENDED},
+            _S.REMOTE_DONE: {_S.ENDING, _S.ENDED},  # server: the client half-closed
+            _S.LOCAL_DONE: {_S.ENDED},  # client: we half-closed
+            _S.ENDING: {_S.ENDED},  # server: the handler is being stopped
+            _S.ENDED: set(),
+        },
+    ),
+    (
+        writers.MOVES,
+        {
+            _W.IDLE: {_W.WRITING, _W.CLOSING, _W.LAST_WORDS},
+            _W.WRITING: {_W.IDLE, _W.CLOSING, _W.LAST_WORDS, _W.CLOSED},
+            _W.CLOSING: {_W.LAST_WORDS, _W.CLOSED},
+            _W.LAST_WORDS: {_W.CLOSED},
+            _W.CLOSED: set(),
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("moves", "meant"), MEANT, ids=["stream", "writer"])
+def test_every_move_a_state_machine_is_not_meant_to_make_raises(
+    moves: Transitions[Any], meant: dict[Any, set[Any]]
+) -> None:
+    for current, allowed in meant.items():
+        for new in type(current):
+            if new is current or new in allowed:
+                assert moves.move(current, new) is new
+            else:
+                with pytest.raises(IllegalTransition, match=f"{current.name} -> {new.name}"):
+                    moves.move(current, new)
+
+
+async def test_an_ended_call_stays_ended() -> None:
+    async def handler(stream: Stream) -> Status:
+        return statuses.OK
+
+    with trio.fail_after(5):
+        async with linked(handler) as (client, _):
+            stream = call(client)
+            stream.close_send()
+            assert stream.state is StreamState.LOCAL_DONE
+            status = await final_status(stream)
+            assert stream.state is StreamState.ENDED and status.status_code is StatusCode.OK
+            stream.end(Status(StatusCode.ABORTED, "too late"))  # the first status won
+            stream.close_send()
+            stream._on_remote_end(None)
+            assert stream.state is StreamState.ENDED and stream.status is status
