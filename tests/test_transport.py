@@ -360,3 +360,22 @@ async def test_an_ended_call_stays_ended() -> None:
             stream.close_send()
             stream._on_remote_end(None)
             assert stream.state is StreamState.ENDED and stream.status is status
+
+
+async def test_a_call_the_peer_refuses_while_closing_is_unavailable_so_it_can_go_elsewhere() -> (
+    None
+):
+    async def handler(stream: Stream) -> Status:
+        await trio.sleep_forever()
+        return statuses.OK
+
+    with trio.fail_after(5):
+        async with linked(handler) as (client, server):
+            call(client)  # keeps the server from closing at once
+            await trio.testing.wait_all_tasks_blocked()
+            server.close_gracefully()  # takes no new call: REFUSED_STREAM
+            refused = call(client)
+            with pytest.raises(StreamGone) as gone:
+                await refused.receive()
+    assert gone.value.status.status_code is StatusCode.UNAVAILABLE
+    assert refused.status is gone.value.status
