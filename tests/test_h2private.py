@@ -5,6 +5,8 @@ test_hpackcache.py)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -101,3 +103,14 @@ def test_windows_and_state_read_as_h2_says() -> None:
     assert not server.closed()
     server.h2_connection.close_connection()
     assert server.closed()
+
+
+def test_the_transport_refuses_to_load_on_an_unpinned_h2() -> None:
+    """The check runs when the transport is imported, before anything reaches in."""
+    loads = "import h2; h2.__version__ = '4.1.0'; import purechat.transport"
+    result = subprocess.run(
+        [sys.executable, "-c", loads], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "UnpinnedVersion: purechat reaches into h2's internals" in result.stderr
+    assert "h2 4.1.0 is installed" in result.stderr
