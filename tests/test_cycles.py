@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import subprocess
+import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -39,15 +40,20 @@ def no_cyclic_garbage() -> Iterator[None]:
     try:
         yield
         gc.collect()
-        import os, sys
-        if os.environ.get("SCC"):
-            sys.path.insert(0, "/tmp/pc"); from scc import report; report(gc.garbage, 20)
-        found = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        found = Counter(_kind(o) for o in gc.garbage)
         assert not found, f"cyclic garbage: {found.most_common(12)}"
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def _kind(garbage: object) -> str:
+    """A type, or for a frame the function it ran (where a cycle usually starts)."""
+    if isinstance(garbage, types.FrameType):
+        code = garbage.f_code
+        return f"frame of {code.co_name} ({code.co_filename.rpartition('/')[2]})"
+    return f"{type(garbage).__module__}.{type(garbage).__qualname__}"
 
 
 async def join_and_leave(harness: Harness) -> None:
@@ -138,8 +144,19 @@ async def test_a_churn_of_grpc_go_members_leaves_no_cyclic_garbage(
             )
             assert json.loads(done.stdout)["lost"] == 0
             killed = await trio.lowlevel.open_process(
-                [str(go_load_client), "-addr", address, "-members", "200", "-messages", "0"]
-                + ["-rate", "100", "-duration", "60s"],
+                [
+                    str(go_load_client),
+                    "-addr",
+                    address,
+                    "-members",
+                    "200",
+                    "-messages",
+                    "0",
+                    "-rate",
+                    "100",
+                    "-duration",
+                    "60s",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

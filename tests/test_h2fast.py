@@ -1,5 +1,5 @@
-"""h2fast against h2: twin connections, one driven by hand and one by h2, must end in
-the same state, byte for byte (see purechat/transport/h2fast.py)."""
+"""h2's hottest moves done by hand against h2: twin connections, one driven by hand and
+one by h2, must end in the same state, byte for byte (see purechat/transport/h2private.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hyperframe.frame import DataFrame, PingFrame, SettingsFrame, WindowUpdateFr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from purechat.transport import GrpcProtocol, h2fast
+from purechat.transport import GrpcProtocol, h2private
 
 STREAM = 1
 
@@ -57,9 +57,9 @@ def _summary(events: list[Any]) -> list[tuple[str, int]]:
     """Events as (kind, window delta), whichever side produced them."""
     names = {
         h2.events.PingReceived: "ping",
-        h2fast.PingFromPeer: "ping",
+        h2private.PingFromPeer: "ping",
         h2.events.PingAckReceived: "ping ack",
-        h2fast.PingAcknowledged: "ping ack",
+        h2private.PingAcknowledged: "ping ack",
     }
     return [(names.get(type(event), "window"), getattr(event, "delta", 0) or 0) for event in events]
 
@@ -92,7 +92,7 @@ control_frames = st.lists(
 def test_pings_and_window_updates_by_hand_are_what_h2_makes_of_them(frames: list[bytes]) -> None:
     by_hand, by_h2 = _twins()
     data = b"".join(frames)
-    fast = h2fast.receive_control(by_hand, data)
+    fast = h2private.receive_control(by_hand, data)
     assert fast is not None
     slow = by_h2.receive_data(data)
     assert _state(by_hand) == _state(by_h2)
@@ -105,13 +105,13 @@ def test_held_answers_are_h2s_answers_sent_later(frames: list[bytes], later: byt
     data = b"".join(frames)
     held = bytearray()
     before = bytes(by_hand._data_to_send)
-    assert h2fast.receive_control(by_hand, data, held) is not None
+    assert h2private.receive_control(by_hand, data, held) is not None
     assert bytes(by_hand._data_to_send) == before  # nothing answered yet
     by_h2.receive_data(data)
     answers = bytes(by_h2._data_to_send)
     # Bytes queued meanwhile go first; the answers follow, as h2 made them.
     by_hand._data_to_send += later
-    h2fast.send_held(by_hand, held)
+    h2private.send_held(by_hand, held)
     assert not held
     assert bytes(by_hand._data_to_send) == later + answers
 
@@ -135,20 +135,20 @@ def test_held_answers_are_h2s_answers_sent_later(frames: list[bytes], later: byt
 )
 def test_anything_else_is_left_to_h2_untouched(data: bytes) -> None:
     by_hand, untouched = _twins()
-    assert h2fast.receive_control(by_hand, data) is None
+    assert h2private.receive_control(by_hand, data) is None
     assert _state(by_hand) == _state(untouched)
 
 
 def test_nothing_is_taken_by_hand_while_h2_holds_part_of_a_frame() -> None:
     by_hand, _ = _twins()
     by_hand.receive_data(_ping(b"12345678")[:5])
-    assert h2fast.receive_control(by_hand, _window_update(5)) is None
+    assert h2private.receive_control(by_hand, _window_update(5)) is None
 
 
 @given(st.binary(max_size=40_000))
 def test_data_framed_by_hand_is_what_h2_frames(data: bytes) -> None:
     by_hand, by_h2 = _twins()
-    assert h2fast.send_data(by_hand, STREAM, data)
+    assert h2private.send_data(by_hand, STREAM, data)
     step = by_h2.max_outbound_frame_size
     for start in range(0, len(data), step) if data else (0,):
         by_h2.send_data(STREAM, data[start : start + step])
@@ -168,12 +168,12 @@ def test_data_framed_by_hand_is_what_h2_frames(data: bytes) -> None:
 def test_data_beyond_the_window_or_on_a_closed_stream_is_left_to_h2() -> None:
     by_hand, untouched = _twins()
     window = by_hand.local_flow_control_window(STREAM)
-    assert not h2fast.send_data(by_hand, STREAM, b"x" * (window + 1))
-    assert not h2fast.send_data(by_hand, 3, b"x")  # no such stream
+    assert not h2private.send_data(by_hand, STREAM, b"x" * (window + 1))
+    assert not h2private.send_data(by_hand, 3, b"x")  # no such stream
     by_hand.reset_stream(STREAM)
     untouched.reset_stream(STREAM)
     before = bytes(by_hand._data_to_send)
-    assert not h2fast.send_data(by_hand, STREAM, b"x")
+    assert not h2private.send_data(by_hand, STREAM, b"x")
     assert bytes(by_hand._data_to_send) == before
 
 
@@ -181,7 +181,7 @@ def test_the_dispatch_bound_on_lookup_finds_what_h2s_own_table_holds() -> None:
     """An h2 that renames or adds a frame handler fails here, not on a live connection."""
     plain = h2.connection.H2Connection()
     table = plain._frame_dispatch_table
-    h2fast.bind_dispatch_on_lookup(plain)
+    h2private.bind_dispatch_on_lookup(plain)
     for frame_type, handler in table.items():
         assert plain._frame_dispatch_table[frame_type] == handler
     with pytest.raises(KeyError):

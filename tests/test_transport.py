@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib.metadata import version
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -19,6 +19,7 @@ import trio
 import trio.testing
 
 from purechat.status import Status, StatusCode
+from purechat.transitions import IllegalTransition, Transitions
 from purechat.transport import (
     Connection,
     GrpcProtocol,
@@ -30,7 +31,11 @@ from purechat.transport import (
     frame_message,
 )
 from purechat.transport import status as statuses
-from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood, _CompactSettings
+from purechat.transport import stream as streams
+from purechat.transport import writer as writers
+from purechat.transport.h2private import CompactSettings
+from purechat.transport.protocol import CLIENT_LIMITS, FLOOD_WINDOW_SECONDS, Flood
+from purechat.transport.writer import WriterState
 from tests.attackers import PREFACE
 from tests.polling import settles
 
@@ -94,10 +99,9 @@ async def final_status(stream: Stream) -> Status:
     return stream.status
 
 
-def test_the_one_read_of_h2s_private_buffer_matches_what_h2_hands_out() -> None:
-    # GrpcProtocol.buffered() reads purerpc's patched h2 buffer; a new h2 or purerpc
-    # that moves it fails here rather than in a member's backlog.
-    assert version("h2").startswith("3."), "check GrpcProtocol.buffered against this h2"
+def test_the_read_of_h2s_private_buffer_matches_what_h2_hands_out() -> None:
+    # buffered() reads purerpc's patched h2 buffer (transport/h2private.py); a new h2
+    # or purerpc that moves it fails here rather than in a member's backlog.
     protocol = GrpcProtocol(client_side=False)
     protocol.initiate_connection()
     protocol.ping()
@@ -293,10 +297,85 @@ def test_compact_settings_hold_and_check_what_h2s_settings_do(client: bool) -> N
     codes = h2.settings.SettingCodes
     values = {codes.MAX_CONCURRENT_STREAMS: 100, codes.INITIAL_WINDOW_SIZE: 131072}
     for _ in range(2):  # made afresh, then from what the first one kept
-        compact = _CompactSettings(client=client, initial_values=values)
+        compact = CompactSettings(client=client, initial_values=values)
         assert dict(compact.items()) == dict(h2.settings.Settings(client, values).items())
         compact[codes.MAX_FRAME_SIZE] = 32768  # changes stay each connection's own
         compact.acknowledge()
-        assert _CompactSettings(client, values)[codes.MAX_FRAME_SIZE] == 16384
+        assert CompactSettings(client, values)[codes.MAX_FRAME_SIZE] == 16384
     with pytest.raises(h2.exceptions.InvalidSettingsValueError):
-        _CompactSettings(client=client, initial_values={codes.ENABLE_PUSH: 2})
+        CompactSettings(client=client, initial_values={codes.ENABLE_PUSH: 2})
+
+
+# The moves each state machine is meant to make; every other one must raise.
+_S, _W = StreamState, WriterState
+MEANT: list[tuple[Transitions[Any], dict[Any, set[Any]]]] = [
+    (
+        streams.MOVES,
+        {
+            _S.OPEN: {_S.REMOTE_DONE, _S.LOCAL_DONE, _S.ENDING, _S.ENDED},
+            _S.REMOTE_DONE: {_S.ENDING, _S.ENDED},  # server: the client half-closed
+            _S.LOCAL_DONE: {_S.ENDED},  # client: we half-closed
+            _S.ENDING: {_S.ENDED},  # server: the handler is being stopped
+            _S.ENDED: set(),
+        },
+    ),
+    (
+        writers.MOVES,
+        {
+            _W.IDLE: {_W.WRITING, _W.CLOSING, _W.LAST_WORDS},
+            _W.WRITING: {_W.IDLE, _W.CLOSING, _W.LAST_WORDS, _W.CLOSED},
+            _W.CLOSING: {_W.LAST_WORDS, _W.CLOSED},
+            _W.LAST_WORDS: {_W.CLOSED},
+            _W.CLOSED: set(),
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("moves", "meant"), MEANT, ids=["stream", "writer"])
+def test_every_move_a_state_machine_is_not_meant_to_make_raises(
+    moves: Transitions[Any], meant: dict[Any, set[Any]]
+) -> None:
+    for current, allowed in meant.items():
+        for new in type(current):
+            if new is current or new in allowed:
+                assert moves.move(current, new) is new
+            else:
+                with pytest.raises(IllegalTransition, match=f"{current.name} -> {new.name}"):
+                    moves.move(current, new)
+
+
+async def test_an_ended_call_stays_ended() -> None:
+    async def handler(stream: Stream) -> Status:
+        return statuses.OK
+
+    with trio.fail_after(5):
+        async with linked(handler) as (client, _):
+            stream = call(client)
+            stream.close_send()
+            assert stream.state is StreamState.LOCAL_DONE
+            status = await final_status(stream)
+            assert stream.state is StreamState.ENDED and status.status_code is StatusCode.OK
+            stream.end(Status(StatusCode.ABORTED, "too late"))  # the first status won
+            stream.close_send()
+            stream._on_remote_end(None)
+            assert stream.state is StreamState.ENDED and stream.status is status
+
+
+async def test_a_call_the_peer_refuses_while_closing_is_unavailable_so_it_can_go_elsewhere() -> (
+    None
+):
+    async def handler(stream: Stream) -> Status:
+        await trio.sleep_forever()
+        return statuses.OK
+
+    with trio.fail_after(5):
+        async with linked(handler) as (client, server):
+            call(client)  # keeps the server from closing at once
+            await trio.testing.wait_all_tasks_blocked()
+            server.close_gracefully()  # takes no new call: REFUSED_STREAM
+            refused = call(client)
+            with pytest.raises(StreamGone) as gone:
+                await refused.receive()
+    assert gone.value.status.status_code is StatusCode.UNAVAILABLE
+    assert refused.status is gone.value.status

@@ -33,7 +33,7 @@ from purerpc.grpclib.exceptions import ProtocolError
 from purechat.transport import status as statuses
 from purechat.transport.accept import remote_of
 from purechat.transport.flusher import Flusher
-from purechat.transport.h2fast import PingAcknowledged
+from purechat.transport.h2private import PingAcknowledged
 from purechat.transport.protocol import (
     ConnectionTerminated,
     Flood,

@@ -33,7 +33,9 @@ class Flushable(Protocol):
         """Write what is pending without waiting.
 
         Must not raise: whatever goes wrong belongs to the member or connection that
-        met it, which ends itself; the flusher serves everyone else.
+        met it, which ends itself; the flusher serves everyone else. (A connection's
+        BusyResourceError is the exception: two writers on one socket are a bug, and
+        transport/guard.py makes it loud rather than let bytes interleave.)
         """
 
 

@@ -11,7 +11,8 @@ with no headers or with credentials (a token is not kept past the connection tha
 sent it); any later block, whose meaning depends on the table, is decoded as always.
 
 tests/test_hpackcache.py decodes each block both ways and compares headers and tables,
-so an hpack upgrade that changes what is replayed here fails there.
+so an hpack upgrade that changes what is replayed here fails there. The table itself is
+read and written by h2private.py, which holds every reach into hpack's internals.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import hpack
-from hpack.table import HeaderTable
+
+from purechat.transport.h2private import TableSnapshot, table_is_fresh
 
 # (the block, raw, max_header_list_size, max_allowed_table_size)
 _Key = tuple[bytes, bool, int, int]
@@ -29,14 +31,11 @@ MAX_KEPT_BLOCK = 1024
 
 
 class _Decoded:
-    __slots__ = ("entries", "headers", "maxsize", "resized", "size")
+    __slots__ = ("headers", "table")
 
-    def __init__(self, headers: list[Any], table: HeaderTable):
+    def __init__(self, headers: list[Any], decoder: hpack.Decoder):
         self.headers = tuple(headers)
-        self.entries = tuple(table.dynamic_entries)
-        self.size: int = table._current_size
-        self.maxsize: int = table._maxsize
-        self.resized: bool = table.resized
+        self.table = TableSnapshot(decoder)
 
 
 class FirstHeaderBlocks:
@@ -65,13 +64,7 @@ class _ReplayingDecoder(hpack.Decoder):  # type: ignore[misc]
         self._blocks: FirstHeaderBlocks | None = blocks
 
     def decode(self, data: bytes, raw: bool = False) -> list[Any]:
-        table = self.header_table
-        if (
-            table.dynamic_entries
-            or table.resized
-            or table._maxsize != HeaderTable.DEFAULT_SIZE
-            or self._blocks is None
-        ):
+        if self._blocks is None or not table_is_fresh(self):
             return super().decode(data, raw)  # type: ignore[no-any-return]
         # Only a connection's first block is ever looked up: the table is used after.
         blocks, self._blocks = self._blocks, None
@@ -80,12 +73,9 @@ class _ReplayingDecoder(hpack.Decoder):  # type: ignore[misc]
         if known is None:
             headers: list[Any] = super().decode(data, raw)
             if _worth_keeping(data, headers):
-                blocks._keep(key, _Decoded(headers, table))
+                blocks._keep(key, _Decoded(headers, self))
             return headers
-        table.dynamic_entries.extend(known.entries)
-        table._current_size = known.size
-        table._maxsize = known.maxsize
-        table.resized = known.resized
+        known.table.restore(self)
         return list(known.headers)
 
 

@@ -1,6 +1,7 @@
 """purerpc's sans-I/O gRPC connection, with the holes that matter to a server closed.
 
-`GrpcProtocol` subclasses purerpc's `GRPCConnection` (bytes in, events out) and
+`GrpcProtocol` builds on purerpc's `GRPCConnection` (bytes in, events out), through
+h2private.py's `GrpcConnection`, the one module that touches its internals and h2's, and
 changes what it does where one bad stream could hurt its neighbours or where memory
 was unbounded: a too-large or compressed message fails that stream alone, a reset
 stream is reported instead of silently dropped, malformed request headers refuse
@@ -16,7 +17,6 @@ pings while we send it nothing, or resets streams in a storm, is cut off.
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +24,14 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from purerpc.grpclib.buffers import MessageReadBuffer
-from purerpc.grpclib.connection import GRPCConfiguration, GRPCConnection
+from purerpc.grpclib.connection import GRPCConfiguration
 from purerpc.grpclib.events import Event, MessageReceived
 from purerpc.grpclib.exceptions import ProtocolError
 from purerpc.grpclib.status import Status
 
 from purechat.errors import TransportError
-from purechat.transport import h2fast
+from purechat.transport import h2private
+from purechat.transport.h2private import PingFromPeer
 from purechat.transport.hpackcache import FirstHeaderBlocks
 
 KIB = 1024
@@ -96,64 +96,6 @@ class ConnectionTerminated(Event):  # type: ignore[misc]
         self.error_code = error_code
 
 
-class _ShortDeque(list[Any]):
-    """The few deque operations h2 and hpack use, on a list.
-
-    An empty or one-item deque costs about 600 bytes; h2 keeps one per setting per
-    side and hpack one per header table, which made them the largest single cost of
-    an idle connection (~8 KiB of ~55). These hold a handful of items at most.
-    """
-
-    __slots__ = ()
-
-    def popleft(self) -> Any:
-        return self.pop(0)
-
-    def appendleft(self, item: Any) -> None:
-        self.insert(0, item)
-
-
-class _CompactSettings(h2.settings.Settings):  # type: ignore[misc]
-    """h2's Settings, keeping each setting's values in a _ShortDeque.
-
-    Made from the values h2's own constructor gives (`_settings_values`, once per kind
-    of connection): building and checking them per connection was 5% of a join.
-    """
-
-    def __init__(self, client: bool = True, initial_values: dict[int, int] | None = None):
-        values = _settings_values(client, tuple((initial_values or {}).items()))
-        self._settings: dict[int, _ShortDeque] = {k: _ShortDeque(v) for k, v in values}
-
-    def __setitem__(self, key: int, value: int) -> None:
-        if key not in self._settings:
-            self._settings[key] = _ShortDeque([None])
-        super().__setitem__(key, value)
-
-
-@functools.cache
-def _settings_values(
-    client: bool, initial_values: tuple[tuple[int, int], ...]
-) -> tuple[tuple[int, tuple[int, ...]], ...]:
-    """What h2's Settings holds when made with these values (checked by h2), frozen."""
-    made = h2.settings.Settings(client=client, initial_values=dict(initial_values))
-    return tuple((code, tuple(values)) for code, values in made._settings.items())
-
-
-class _CompactReadBuffer(MessageReadBuffer):  # type: ignore[misc]
-    """purerpc's per-stream read buffer, keeping its queues in _ShortDeques: two empty
-    deques cost every idle member about 1.5 KiB."""
-
-    def __init__(self, message_encoding: str | None, max_message_length: int):
-        super().__init__(message_encoding, max_message_length)
-        self._buffer._deque = _ShortDeque()
-        self._messages = _ShortDeque()
-
-    def read_all_complete_messages_flowcontrol(self) -> list[tuple[bytes, int]]:
-        messages: list[tuple[bytes, int]] = self._messages
-        self._messages = _ShortDeque()
-        return messages
-
-
 class Flood(TransportError):
     """The peer sends control frames or resets faster than any client needs to.
 
@@ -168,7 +110,7 @@ class Flood(TransportError):
 FLOOD_WINDOW_SECONDS = 10.0
 
 
-class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
+class GrpcProtocol(h2private.GrpcConnection):
     def __init__(
         self,
         *,
@@ -184,14 +126,11 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
             )
         )
         if first_header_blocks is not None:
-            plain, decoder = self.h2_connection.decoder, first_header_blocks.decoder()
-            decoder.max_header_list_size = plain.max_header_list_size
-            decoder.max_allowed_table_size = plain.max_allowed_table_size
-            self.h2_connection.decoder = decoder
+            self.use_decoder(first_header_blocks.decoder())
+        self.compact()
         # Flow-controlled bytes received per stream and not yet given back, so a stream
         # that goes away returns its share of the connection window.
         self._unacked: dict[int, int] = {}
-        self._compact()
         self._flood_window_start = 0.0
         self._resets = 0
         # PINGs and SETTINGS that arrived while we had sent nothing since the last one.
@@ -204,25 +143,14 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self.held_answers = bytearray()
         self.held_answers_grew = False
 
-    def _set_h2_connection_local_settings(self) -> None:
-        self.h2_connection.remote_settings = _CompactSettings(client=not self.config.client_side)
-        self.h2_connection.local_settings = _CompactSettings(
-            client=self.config.client_side,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: (
-                    self.limits.max_concurrent_streams
-                ),
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.limits.stream_window,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: 16 * KIB,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.MAX_HEADER_LIST_SIZE,
-            },
-        )
-
-    def _compact(self) -> None:
-        h2c = self.h2_connection
-        for table in (h2c.encoder.header_table, h2c.decoder.header_table):
-            table.dynamic_entries = _ShortDeque(table.dynamic_entries)
-        h2fast.bind_dispatch_on_lookup(h2c)
+    def initial_settings(self) -> dict[int, int]:
+        codes = h2.settings.SettingCodes
+        return {
+            codes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+            codes.INITIAL_WINDOW_SIZE: self.limits.stream_window,
+            codes.MAX_FRAME_SIZE: 16 * KIB,
+            codes.MAX_HEADER_LIST_SIZE: self.MAX_HEADER_LIST_SIZE,
+        }
 
     def initiate_connection(self) -> None:
         # purerpc opens the connection window by 2**30; ours stays bounded.
@@ -231,30 +159,18 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         if extra > 0:
             self.h2_connection.increment_flow_control_window(extra)
 
-    def _request_received(self, event: h2.events.RequestReceived) -> list[Event]:
+    def on_request(self, event: h2.events.RequestReceived) -> list[Event]:
         try:
-            requests: list[Event] = super()._request_received(event)
+            requests = super().on_request(event)
         except (ProtocolError, KeyError, ValueError) as error:
             return [StreamRefused(event.stream_id, f"Malformed gRPC request: {error}")]
         encoding = getattr(requests[0], "message_encoding", None)
         if encoding not in (None, "identity"):
             self.message_read_buffers.pop(event.stream_id, None)
             return [StreamRefused(event.stream_id, "Compressed messages are not supported.")]
-        self._compact_buffer(event.stream_id, encoding)
         return requests
 
-    def _response_received(self, event: h2.events.ResponseReceived) -> list[Event]:
-        responses: list[Event] = super()._response_received(event)
-        self._compact_buffer(event.stream_id, getattr(responses[0], "message_encoding", None))
-        return responses
-
-    def _compact_buffer(self, stream_id: int, encoding: str | None) -> None:
-        if stream_id in self.message_read_buffers:
-            self.message_read_buffers[stream_id] = _CompactReadBuffer(
-                encoding, self.config.max_message_length
-            )
-
-    def _data_received(self, event: h2.events.DataReceived) -> list[Event]:
+    def on_data(self, event: h2.events.DataReceived) -> list[Event]:
         stream_id = event.stream_id
         buffer = self.message_read_buffers.get(stream_id)
         if buffer is None:
@@ -279,11 +195,11 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         events: list[Event] = []
         held = len(self.held_answers)
         hold = self.held_answers if self.hold_answers else None
-        fast = h2fast.receive_control(self.h2_connection, data, hold)
+        fast = h2private.receive_control(self.h2_connection, data, hold)
         self.held_answers_grew = len(self.held_answers) > held
         if fast is not None:  # only pings and window updates: the common case
             for event in fast:
-                if isinstance(event, h2fast.PingFromPeer):
+                if isinstance(event, PingFromPeer):
                     self._count_control_frame()
                 else:
                     events.append(event)
@@ -293,9 +209,7 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
                     self._resets += 1
                 elif isinstance(event, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
                     self._count_control_frame()
-                handler = _HANDLERS.get(type(event))
-                if handler is not None:
-                    events.extend(handler(self, event))
+                events.extend(self.translate(event))
         limits = self.limits
         if self._resets > limits.max_resets:
             self._calm_down()
@@ -326,7 +240,7 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         """Send data on a stream, in frames of at most the peer's frame size."""
         self._sent_since_control = True
         h2c = self.h2_connection
-        if end_stream or not h2fast.send_data(h2c, stream_id, data):
+        if end_stream or not h2private.send_data(h2c, stream_id, data):
             step = h2c.max_outbound_frame_size
             for start in range(0, len(data), step) if len(data) > step else (0,):
                 last = start + step >= len(data)
@@ -352,30 +266,19 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self._sent_since_control = True
         super().respond_status(stream_id, status, content_type_suffix, custom_metadata)
 
-    def buffered(self) -> int:
-        """Bytes h2 holds for the socket and has not handed out yet.
-
-        The one read of h2's private buffer: purerpc's patched `data_to_send` keeps
-        outgoing bytes in `_data_to_send` (a bytearray); tests/test_transport.py pins it.
-        """
-        return len(self.h2_connection._data_to_send)
-
     def send_held_answers(self) -> None:
         """Queue the PING answers held since the last time, behind what h2 holds."""
         if self.held_answers:
-            h2fast.send_held(self.h2_connection, self.held_answers)
+            h2private.send_held(self.h2_connection, self.held_answers)
 
     def ping(self) -> None:
         self.h2_connection.ping(b"purechat")
 
-    def _ping_acknowledged(self, event: h2.events.PingAckReceived) -> list[Event]:
-        return [h2fast.PingAcknowledged()]
-
-    def _stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
+    def on_stream_reset(self, event: h2.events.StreamReset) -> list[Event]:
         self.forget_stream(event.stream_id)
         return [StreamReset(event.stream_id, int(event.error_code))]
 
-    def _connection_terminated(self, event: h2.events.ConnectionTerminated) -> list[Event]:
+    def on_connection_terminated(self, event: h2.events.ConnectionTerminated) -> list[Event]:
         return [ConnectionTerminated(int(event.error_code or 0))]
 
     def acknowledge(self, stream_id: int, flow_controlled_length: int) -> None:
@@ -410,19 +313,3 @@ class GrpcProtocol(GRPCConnection):  # type: ignore[misc]
         self.forget_stream(stream_id)
         with contextlib.suppress(h2.exceptions.H2Error):
             self.h2_connection.reset_stream(stream_id, error_code)
-
-
-# h2 event type -> GrpcProtocol method, as purerpc's receive_data dispatches them.
-_HANDLERS: dict[type[Any], Any] = {
-    h2.events.RequestReceived: GrpcProtocol._request_received,
-    h2.events.ResponseReceived: GrpcProtocol._response_received,
-    h2.events.TrailersReceived: GrpcProtocol._trailers_received,
-    h2.events.InformationalResponseReceived: GrpcProtocol._informational_response_received,
-    h2.events.DataReceived: GrpcProtocol._data_received,
-    h2.events.WindowUpdated: GrpcProtocol._window_updated,
-    h2.events.RemoteSettingsChanged: GrpcProtocol._remote_settings_changed,
-    h2.events.PingAckReceived: GrpcProtocol._ping_acknowledged,
-    h2.events.StreamEnded: GrpcProtocol._stream_ended,
-    h2.events.StreamReset: GrpcProtocol._stream_reset,
-    h2.events.ConnectionTerminated: GrpcProtocol._connection_terminated,
-}

@@ -6,7 +6,8 @@ client half-closes, LOCAL_DONE on the client after `close_send`), then it is END
 why it was lost (reset by the peer, connection gone). Our side ends a call in exactly
 one way, `end(status)`, and the first status wins. A server call whose handler is
 still running is ENDING first: its handler is cancelled, and what it handed over
-before it stopped goes out ahead of the trailers.
+before it stopped goes out ahead of the trailers. The state moves only as `MOVES`
+allows; ENDED is final.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from purerpc.grpclib.events import RequestReceived
 from purerpc.grpclib.exceptions import ProtocolError
 
 from purechat.errors import TransportError
+from purechat.transitions import Transitions
 from purechat.transport import status as statuses
 from purechat.transport.protocol import GrpcProtocol
 from purechat.transport.status import Status, StatusCode
@@ -79,6 +81,23 @@ class StreamState(enum.Enum):
     # Server side: the status is chosen and the handler is being stopped.
     ENDING = "ending"
     ENDED = "ended"
+
+
+MOVES = Transitions[StreamState](
+    "gRPC stream",
+    {
+        StreamState.OPEN: [
+            StreamState.REMOTE_DONE,
+            StreamState.LOCAL_DONE,
+            StreamState.ENDING,
+            StreamState.ENDED,
+        ],
+        StreamState.REMOTE_DONE: [StreamState.ENDING, StreamState.ENDED],
+        StreamState.LOCAL_DONE: [StreamState.ENDED],
+        StreamState.ENDING: [StreamState.ENDED],
+        StreamState.ENDED: [],
+    },
+)
 
 
 class Stream:
@@ -170,15 +189,13 @@ class Stream:
         connection = self.connection
         if connection.writer.pending() > OUTBOUND_HIGH_WATER:
             return 0, "connection to drain"
-        h2c = connection.protocol.h2_connection
-        try:
-            stream_window = h2c.streams[self.stream_id].outbound_flow_control_window
-        except KeyError:
+        windows = connection.protocol.send_windows(self.stream_id)
+        if windows is None:
             self._lost(statuses.stream_closed("reset"))
             return 0, "stream"
+        stream_window, connection_window = windows
         if stream_window <= 0:
             return 0, "stream's window"
-        connection_window = h2c.outbound_flow_control_window
         if connection_window <= 0:
             return 0, "connection's window"
         return min(stream_window, connection_window), ""
@@ -251,8 +268,7 @@ class Stream:
             self._unfinished = False
             return end - start
         first = _PREFIX + int.from_bytes(blob[start + 1 : start + _PREFIX], "big")
-        initial = self.connection.protocol.h2_connection.remote_settings.initial_window_size
-        if first > initial and room:
+        if first > self.connection.protocol.peer_initial_window() and room:
             self._unfinished = True
             return room
         return 0
@@ -290,7 +306,7 @@ class Stream:
         """Client side: we have nothing more to send (half-close)."""
         if self.state is not StreamState.OPEN:
             return
-        self.state = StreamState.LOCAL_DONE
+        self.state = MOVES.move(self.state, StreamState.LOCAL_DONE)
         with _quietly():
             self.connection.protocol.end_request(self.stream_id)
         self.connection.writer.wake()
@@ -313,7 +329,7 @@ class Stream:
             return
         if self.scope is not None:
             self._chosen = status
-            self.state = StreamState.ENDING
+            self.state = MOVES.move(self.state, StreamState.ENDING)
             self._wake_reader()
             self.scope.cancel()
             return
@@ -356,7 +372,7 @@ class Stream:
         if not self.client_side:
             self._peer_done = True
             if self.state is StreamState.OPEN:
-                self.state = StreamState.REMOTE_DONE
+                self.state = MOVES.move(self.state, StreamState.REMOTE_DONE)
             self._wake_reader()
             return
         self._clean_end = True
@@ -382,7 +398,7 @@ class Stream:
     # -- internals -------------------------------------------------------------------
 
     def _ended(self, status: Status) -> None:
-        self.state = StreamState.ENDED
+        self.state = MOVES.move(self.state, StreamState.ENDED)
         self.outcome = status
         self._wake_reader()
         self._wake_writable()

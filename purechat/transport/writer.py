@@ -2,11 +2,20 @@
 
 Bytes are queued in h2 by the streams; the writer moves them to the kernel. Normally
 the server's flusher does that once per scheduler pass with a non-blocking send, so no
-task of the connection wakes per batch (`flush_now`). What the kernel will not take at
-once is written by the writer's own task, which may wait, within the write timeout
-(WRITING). Closing (CLOSING) lets the open calls finish, then sends GOAWAY and gives the
-peer a moment to close first; `last_words` does the same in a hurry for a peer being
-cut off. One state field says which of these is going on.
+task of the connection wakes per batch (`flush_now`, IDLE). What the kernel will not
+take at once is written by the writer's own task, which may wait, within the write
+timeout (WRITING). Closing (CLOSING) lets the open calls finish, then sends GOAWAY and
+gives the peer a moment to close first; `last_words` (LAST_WORDS) sends what is queued
+in a hurry for a peer being cut off, and nothing after it. One state field says which
+of these is going on, and it moves only as `MOVES` allows.
+
+Exactly one of these paths writes at a time: the flusher writes only in IDLE, the task
+only in WRITING and CLOSING (it moves out of IDLE before its first write), last words
+only once the task has stopped; and `SingleWriter` checks it on every write, so a
+second writer raises BusyResourceError instead of interleaving bytes. The flusher's
+non-blocking send is used only under trio, whose socket streams write straight to the
+socket: under asyncio a stream keeps its own transport buffer, which a send on the
+socket itself would overtake, so there every write goes through the writer task.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 import h2.exceptions
-from h2.connection import ConnectionState
+import sniffio
 
+from purechat.transitions import Transitions
 from purechat.transport.flusher import Flusher
+from purechat.transport.guard import SingleWriter
 from purechat.transport.protocol import GrpcProtocol
 
 log = logging.getLogger("purechat.transport")
@@ -39,7 +50,27 @@ class WriterState(enum.Enum):
     WRITING = "writing"
     # The connection is ending: the last calls finish, then GOAWAY, then close.
     CLOSING = "closing"
+    # The peer is being cut off: what is queued goes out, then nothing more.
+    LAST_WORDS = "last words"
     CLOSED = "closed"
+
+
+MOVES = Transitions[WriterState](
+    "connection writer",
+    {
+        WriterState.IDLE: [WriterState.WRITING, WriterState.CLOSING, WriterState.LAST_WORDS],
+        # ... and back to IDLE once the socket has taken everything; CLOSED when it fails.
+        WriterState.WRITING: [
+            WriterState.IDLE,
+            WriterState.CLOSING,
+            WriterState.LAST_WORDS,
+            WriterState.CLOSED,
+        ],
+        WriterState.CLOSING: [WriterState.LAST_WORDS, WriterState.CLOSED],
+        WriterState.LAST_WORDS: [WriterState.CLOSED],
+        WriterState.CLOSED: [],
+    },
+)
 
 
 class ConnectionWriter:
@@ -58,11 +89,12 @@ class ConnectionWriter:
         self._sock = sock
         self._protocol = protocol
         self._peer = peer
-        # Plain TCP sockets can be written without waiting, by the flusher; TLS cannot,
-        # so a TLS connection leaves all writing to the writer task.
+        # Plain TCP sockets can be written without waiting, by the flusher, under trio
+        # (see the module docstring); TLS cannot, so a TLS connection leaves all writing
+        # to the writer task.
         self._raw: socket.socket | None = None
         self._flusher: Flusher | None = None
-        if flusher is not None and raw is not None:
+        if flusher is not None and raw is not None and sniffio.current_async_library() == "trio":
             self._raw = raw
             self._flusher = flusher
             # The flusher sends PING answers a little later (see flusher.py).
@@ -71,6 +103,7 @@ class ConnectionWriter:
         self._on_progress = on_progress
         self._stop = stop
         self.state = WriterState.IDLE
+        self._guard = SingleWriter()
         self._unsent = b""
         self._task_running = False
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -118,6 +151,8 @@ class ConnectionWriter:
         if self.state is not WriterState.IDLE or self._raw is None:
             self._ensure_task()
             return
+        if self._guard.busy:  # an awaited write is under way: a bug, never interleave
+            self._guard.refuse()
         data = self._take()
         if not data:
             return
@@ -129,7 +164,7 @@ class ConnectionWriter:
             self._on_progress()
         if sent < len(data):
             self._unsent = data[sent:]
-            self.state = WriterState.WRITING
+            self.state = MOVES.move(self.state, WriterState.WRITING)
             self._ensure_task()
 
     def close(self) -> None:
@@ -138,21 +173,30 @@ class ConnectionWriter:
         GOAWAY waits for the last call because h2 sends nothing after it, trailers
         included, and every member is owed its final status.
         """
-        if self.state is not WriterState.CLOSED:
-            self.state = WriterState.CLOSING
-            self._ensure_task()
+        if self.state is WriterState.IDLE or self.state is WriterState.WRITING:
+            self.state = MOVES.move(self.state, WriterState.CLOSING)
+        self._ensure_task()
 
     async def last_words(self, seconds: float) -> None:
-        """Give what is queued (a GOAWAY saying why) up to `seconds` to reach the peer."""
+        """Give what is queued (a GOAWAY saying why) up to `seconds` to reach the peer.
+
+        Nothing else writes from the moment it is called: the flusher and the writer
+        task leave the socket to it (the task finishes the write it is in, if any).
+        """
+        if self.state is WriterState.CLOSED:
+            return
+        self.state = MOVES.move(self.state, WriterState.LAST_WORDS)
+        if self._calls_changed is not None:
+            self._calls_changed.set()  # a closing writer task waiting for calls: stop
         with anyio.move_on_after(seconds):
             while self._task_running:
                 self._task_done = anyio.Event()
                 await self._task_done.wait()
             data = self._take()
             if data:
-                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                with self._guard, contextlib.suppress(anyio.BrokenResourceError, OSError):
                     await self._sock.send(data)
-        self.state = WriterState.CLOSED
+        self.state = MOVES.move(self.state, WriterState.CLOSED)
 
     # -- the writer task --------------------------------------------------------------
 
@@ -163,6 +207,10 @@ class ConnectionWriter:
         return data
 
     def _ensure_task(self) -> None:
+        """Have the writer task write what is pending (IDLE becomes WRITING)."""
+        state = self.state
+        if state is WriterState.LAST_WORDS or state is WriterState.CLOSED:
+            return
         if self._task_running:
             if self._calls_changed is not None:
                 self._calls_changed.set()
@@ -170,6 +218,8 @@ class ConnectionWriter:
         group = self._task_group
         # A group whose scope is cancelled is ending: writing is over.
         if group is not None and not group.cancel_scope.cancel_called:
+            if state is WriterState.IDLE:
+                self.state = MOVES.move(state, WriterState.WRITING)
             self._task_running = True
             group.start_soon(self._run)
 
@@ -189,31 +239,34 @@ class ConnectionWriter:
 
     async def _write_until_done(self, stalled: anyio.CancelScope, write_seconds: float) -> None:
         while True:
-            closing = self.state is WriterState.CLOSING
+            state = self.state
+            if state is WriterState.LAST_WORDS or state is WriterState.CLOSED:
+                return  # last words write from here on, or nothing does
+            closing = state is WriterState.CLOSING
             self._calls_changed = anyio.Event() if closing else None
             data = self._take()
             if data:
                 stalled.deadline = anyio.current_time() + write_seconds
                 try:
-                    await self._sock.send(data)
+                    with self._guard:
+                        await self._sock.send(data)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    self.state = WriterState.CLOSED
+                    self.state = MOVES.move(self.state, WriterState.CLOSED)
                     self._stop()
                     return
                 stalled.deadline = math.inf
                 self._on_progress()
                 continue
             if not closing:
-                self.state = WriterState.IDLE
+                self.state = MOVES.move(state, WriterState.IDLE)
                 return
             if self._has_calls():
                 assert self._calls_changed is not None
                 await self._calls_changed.wait()  # the last calls are finishing
                 continue
-            h2c = self._protocol.h2_connection
-            if h2c.state_machine.state is not ConnectionState.CLOSED:
+            if not self._protocol.closed():
                 with contextlib.suppress(h2.exceptions.H2Error):
-                    h2c.close_connection()
+                    self._protocol.h2_connection.close_connection()
                 continue
             await self._linger()
             return
@@ -226,9 +279,12 @@ class ConnectionWriter:
         and GOAWAY we just sent. So we stop writing first and let the peer go first;
         when it does, the reader sees the end and the connection is over.
         """
-        self.state = WriterState.CLOSED
-        with contextlib.suppress(
-            anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, NotImplementedError
+        self.state = MOVES.move(self.state, WriterState.CLOSED)
+        with (
+            self._guard,
+            contextlib.suppress(
+                anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, NotImplementedError
+            ),
         ):
             await self._sock.send_eof()
         await anyio.sleep(LINGER_SECONDS)
