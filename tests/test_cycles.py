@@ -20,11 +20,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
+from purechat.transport import streams
 from tests.helpers import Harness
 from tests.polling import settles
 from tests.webclient import WebClient
@@ -168,3 +171,18 @@ async def test_a_churn_of_grpc_go_members_leaves_no_cyclic_garbage(
             await settles(lambda: harness.server.connection_count == 0)
             assert harness.server.hub.member_count() == 0
             await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_cancelled_socket_send_leaves_no_cycle() -> None:
+    """anyio's trio backend re-raises a cancelled send from a frame that holds the
+    exception (a cycle); purechat's sends go through transport/streams.py, which
+    clears it."""
+    listeners = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listeners:
+        listener = listeners.listeners[0]
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        client = await anyio.connect_tcp("127.0.0.1", port)
+        async with client, await listener.accept():  # type: ignore[attr-defined]
+            with no_cyclic_garbage(), anyio.move_on_after(0.5):
+                while True:  # until the peer's window and ours are full
+                    await streams.send(client, b"x" * 65536)

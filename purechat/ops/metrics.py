@@ -38,6 +38,7 @@ from purechat import status as statuses
 from purechat.core import Hub
 from purechat.errors import ConfigurationError
 from purechat.server.addresses import AddressCounts
+from purechat.transport import streams
 from purechat.transport.accept import accept_forever, remote_of
 
 log = logging.getLogger("purechat.server")
@@ -277,13 +278,13 @@ class _Scrapes:
             data += self._h11.send(h11.Data(data=body)) or b""
         data += self._h11.send(h11.EndOfMessage()) or b""
         try:
-            await self._sock.send(data)
+            await streams.send(self._sock, data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self._h11.send_failed()
 
     async def _receive(self) -> bytes:
         try:
-            return await self._sock.receive(READ_SIZE)
+            return await streams.receive(self._sock, READ_SIZE)
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             return b""
 
@@ -291,7 +292,7 @@ class _Scrapes:
         """Say we are done sending, then read and drop what the peer still sends, for a
         moment, before the connection closes (see LINGER_SECONDS)."""
         try:
-            await self._sock.send_eof()
+            await streams.send_eof(self._sock)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return
         dropped = 0

@@ -21,6 +21,8 @@ import anyio.abc
 import anyio.lowlevel
 import sniffio
 
+from purechat.transport import streams
+
 
 class SocketReader:
     """`receive` for a connection: the next bytes, or EndOfStream / BrokenResourceError."""
@@ -36,7 +38,7 @@ class SocketReader:
     async def receive(self) -> bytes:
         raw = self._raw
         if raw is None:
-            return await self._sock.receive(self._size)
+            return await streams.receive(self._sock, self._size)
         if self._more_likely:
             # Read at once, but let everyone else run first, as waiting would.
             await anyio.lowlevel.checkpoint()

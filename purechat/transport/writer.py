@@ -33,6 +33,7 @@ import h2.exceptions
 import sniffio
 
 from purechat.transitions import Transitions
+from purechat.transport import streams
 from purechat.transport.flusher import Flusher
 from purechat.transport.guard import SingleWriter
 from purechat.transport.protocol import GrpcProtocol
@@ -195,7 +196,7 @@ class ConnectionWriter:
             data = self._take()
             if data:
                 with self._guard, contextlib.suppress(anyio.BrokenResourceError, OSError):
-                    await self._sock.send(data)
+                    await streams.send(self._sock, data)
         self.state = MOVES.move(self.state, WriterState.CLOSED)
 
     # -- the writer task --------------------------------------------------------------
@@ -249,7 +250,7 @@ class ConnectionWriter:
                 stalled.deadline = anyio.current_time() + write_seconds
                 try:
                     with self._guard:
-                        await self._sock.send(data)
+                        await streams.send(self._sock, data)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     self.state = MOVES.move(self.state, WriterState.CLOSED)
                     self._stop()
@@ -286,7 +287,7 @@ class ConnectionWriter:
                 anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, NotImplementedError
             ),
         ):
-            await self._sock.send_eof()
+            await streams.send_eof(self._sock)
         await anyio.sleep(LINGER_SECONDS)
         self._stop()
 
