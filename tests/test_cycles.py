@@ -182,7 +182,14 @@ async def test_a_cancelled_socket_send_leaves_no_cycle() -> None:
         listener = listeners.listeners[0]
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         client = await anyio.connect_tcp("127.0.0.1", port)
+
+        async def send_until_full() -> None:
+            while True:  # until the peer's window and ours are full
+                await streams.send(client, b"x" * 65536)
+
         async with client, await listener.accept():  # type: ignore[attr-defined]
-            with no_cyclic_garbage(), anyio.move_on_after(0.5):
-                while True:  # until the peer's window and ours are full
-                    await streams.send(client, b"x" * 65536)
+            with no_cyclic_garbage():
+                async with anyio.create_task_group() as sending:
+                    sending.start_soon(send_until_full)
+                    await anyio.sleep(0.2)
+                    sending.cancel_scope.cancel()
