@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import queue
 import signal
 import threading
@@ -28,7 +29,7 @@ from purechat.tls import server_context
 from purechat.transitions import IllegalTransition
 from purechat.transport import TransportLimits
 from purechat.web.listener import WebServer
-from purechat.web.socket import SOCKET_STATES, SocketState
+from purechat.web.socket import MAX_MESSAGE_FRAMES, SOCKET_STATES, SocketState
 from tests.attackers import OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, WebPeer
 from tests.helpers import Harness
 from tests.polling import settles
@@ -232,13 +233,8 @@ async def test_a_ping_flood_is_cut_off_as_on_grpc_and_a_grpcio_member_keeps_its_
 
 @pytest.mark.parametrize(
     ("burst", "join_first"),
-    [
-        (WebPeer.frame(OP_PONG, b"unasked"), False),
-        (WebPeer.frame(OP_PING, b"x" * 125), True),
-        # a message begun and never ended, one empty piece after another
-        (WebPeer.frame(OP_CONTINUATION, fin=False), True),
-    ],
-    ids=["pongs", "pings after a join", "empty pieces of a message"],
+    [(WebPeer.frame(OP_PONG, b"unasked"), False), (WebPeer.frame(OP_PING, b"x" * 125), True)],
+    ids=["pongs", "pings after a join"],
 )
 async def test_every_kind_of_control_frame_flood_is_cut_off_before_or_after_a_join(
     web_server, connect_web, burst: bytes, join_first: bool
@@ -250,14 +246,53 @@ async def test_every_kind_of_control_frame_flood_is_cut_off_before_or_after_a_jo
         flooder = await WebPeer.connect(port)
         if join_first:
             await flooder.join("flooder")
-        opening = b""
-        if burst[0] & 0x0F == OP_CONTINUATION:
-            opening = WebPeer.frame(OP_TEXT, b"{", fin=False)
-        await _flood(flooder, burst * 1000, opening=opening)
+        await _flood(flooder, burst * 1000)
         assert flooder.close_code == 4008
         assert harness.server.cut_offs == {"web_flood_pings": 1}
         await settles(lambda: harness.server.hub.members_of("lobby") == ("calm",))
         assert (await calm.say("still here", "c1"))["ack"]["client_msg_id"] == "c1"
+
+
+@pytest.mark.parametrize("piece", [b"", b"x"], ids=["empty", "a byte each"])
+async def test_a_message_in_endless_pieces_ends_the_session(
+    web_server, connect_web, piece: bytes
+) -> None:
+    """Each frame costs a parse whatever it carries: a message begun and continued a
+    frame at a time, each within the size limit, ends as a message too large does."""
+    harness, port = await web_server()
+    with trio.fail_after(30):
+        calm = await connect_web(port)
+        await calm.join("calm")
+        flooder = await WebPeer.connect(port)
+        await flooder.join("flooder")
+        await _flood(
+            flooder,
+            WebPeer.frame(OP_CONTINUATION, piece, fin=False) * 1000,
+            opening=WebPeer.frame(OP_TEXT, b"{", fin=False),
+        )
+        assert flooder.close_code == 4008
+        assert flooder.close_reason == (
+            f"a message came in more than {MAX_MESSAGE_FRAMES} frames: send it whole"
+        )
+        await settles(lambda: harness.server.hub.members_of("lobby") == ("calm",))
+        assert (await calm.say("still here", "c1"))["ack"]["client_msg_id"] == "c1"
+
+
+async def test_a_message_in_a_few_frames_is_taken_whole(web_server, connect_web) -> None:
+    _, port = await web_server()
+    with trio.fail_after(10):
+        page = await connect_web(port)
+        await page.join("page")
+        text = json.dumps({"send": {"text": "in pieces", "client_msg_id": "p1"}}).encode()
+        pieces = [text[n : n + 4] for n in range(0, len(text), 4)]
+        assert len(pieces) < MAX_MESSAGE_FRAMES
+        frames = [WebPeer.frame(OP_CONTINUATION, piece, fin=False) for piece in pieces[1:-1]]
+        await page.sock.send_all(
+            WebPeer.frame(OP_TEXT, pieces[0], fin=False)
+            + b"".join(frames)
+            + WebPeer.frame(OP_CONTINUATION, pieces[-1])
+        )
+        assert (await page.next_message())["text"] == "in pieces"
 
 
 async def test_a_page_that_pings_after_each_answer_is_never_cut_off(

@@ -80,6 +80,12 @@ def control_frame_flood(limit: int, seconds: float) -> Status:
     )
 
 
+def message_in_too_many_frames(limit: int) -> Status:
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED, f"a message came in more than {limit} frames: send it whole"
+    )
+
+
 def request_with_a_body(method: str) -> Status:
     return Status(StatusCode.INVALID_ARGUMENT, f"a {method} request carries no body here")
 

@@ -24,13 +24,14 @@ What one peer can make us hold or do is bounded as on the gRPC port:
   them is cut off.
 - What is read: one read at a time, and only when the member's reader asks; a message
   from the page larger than the server's --max-message-bytes ends the session, as it
-  ends a gRPC call, before more of it is buffered. Once we have decided to close, at
+  ends a gRPC call, before more of it is buffered, and so does one in more than
+  MAX_MESSAGE_FRAMES frames (each costs a parse). Once we have decided to close, at
   most CLOSE_READ_BYTES more are read (and dropped) while waiting for the peer's close,
-  none after a protocol error or a flood: wsproto stops parsing after a protocol error
-  and would buffer whatever came next.
-- Control frames: a ping or a pong (or an empty piece of a message) counts against the
-  peer only when we sent it no data since its previous one, the rule the gRPC port
-  applies to PINGs (transport/protocol.py); more than `max_control_frames` of them in
+  none after a protocol error, a flood or a message in too many frames: wsproto stops
+  parsing after a protocol error and would buffer whatever came next.
+- Control frames: a ping or a pong counts against the peer only when we sent it no
+  data since its previous one, the rule the gRPC port applies to PINGs
+  (transport/protocol.py); more than `max_control_frames` of them in
   FLOOD_WINDOW_SECONDS and the peer is cut off. A page that pings while it receives is
   never cut; one that pings for nothing costs the others nothing for long.
 """
@@ -56,7 +57,12 @@ from purechat.transport import status as statuses
 from purechat.transport.guard import SingleWriter
 from purechat.transport.protocol import FLOOD_WINDOW_SECONDS
 from purechat.transport.status import Status
-from purechat.web.codes import binary_frame, close_code, control_frame_flood
+from purechat.web.codes import (
+    binary_frame,
+    close_code,
+    control_frame_flood,
+    message_in_too_many_frames,
+)
 from purechat.web.frames import MAX_CLOSE_REASON, end_frame
 
 log = logging.getLogger("purechat.web")
@@ -73,6 +79,10 @@ WRITE_CHUNK = 64 * 1024
 CLOSE_SECONDS = 1.0
 # Most bytes read (and dropped) after we decided to close, waiting for the peer's close.
 CLOSE_READ_BYTES = 64 * 1024
+# Most frames one message may come in. Browsers send a message in one frame, and
+# libraries that split one write a few KiB a frame; wsproto spends some 10 µs a frame,
+# so a message of the size limit sent a byte a frame would cost most of a second.
+MAX_MESSAGE_FRAMES = 256
 
 Handler = Callable[["WebSocket"], Awaitable[Status]]
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -140,6 +150,7 @@ class WebSocket:
         self._messages: deque[str] = deque()
         self._partial: list[str] = []
         self._partial_bytes = 0
+        self._frames_of_message = 0
         # Bytes for the socket, in order: whole frames, a write's worth taken at a time.
         self._out: deque[bytes] = deque()
         self._offset = 0
@@ -256,8 +267,6 @@ class WebSocket:
         self._ws.receive_data(data)
         for event in self._ws.events():
             if isinstance(event, TextMessage):
-                if not event.data and not event.message_finished and self._flooding():
-                    return
                 if not self._take_text(event):
                     return
             elif isinstance(event, BytesMessage):
@@ -277,7 +286,8 @@ class WebSocket:
             self._lost()
 
     def _take_text(self, event: TextMessage) -> bool:
-        """Add a piece of a text message; False when the message is too large."""
+        """Add a piece of a text message; False when the message is too large, or in
+        too many frames."""
         self._partial_bytes += len(event.data.encode(errors="surrogatepass"))
         limit = self.limits.max_message_bytes
         if self._partial_bytes > limit:
@@ -285,18 +295,24 @@ class WebSocket:
                 statuses.message_too_large(f"a message is larger than the limit of {limit} bytes")
             )
             return False
+        if event.frame_finished and not event.message_finished:
+            self._frames_of_message += 1
+            if self._frames_of_message >= MAX_MESSAGE_FRAMES:
+                self._close_reads = 0  # more of the same, at the same cost
+                self.end(message_in_too_many_frames(MAX_MESSAGE_FRAMES))
+                return False
         if event.data:
             self._partial.append(event.data)
         if event.message_finished:
             self._messages.append("".join(self._partial))
             self._partial.clear()
             self._partial_bytes = 0
+            self._frames_of_message = 0
         return True
 
     def _flooding(self) -> bool:
-        """Count a control frame (or an empty piece of a message) against the peer, and
-        cut it off past the limit; True when it was. One that follows data of ours is a
-        page reacting to it: no strike."""
+        """Count a control frame against the peer, and cut it off past the limit; True
+        when it was. One that follows data of ours is a page reacting to it: no strike."""
         if self._sent_since_control:
             self._sent_since_control = False
             return False
