@@ -249,13 +249,14 @@ class WebServer:
 class AcyclicStream(anyio.abc.ByteStream):
     """A socket stream whose cancelled reads and writes leave no reference cycle.
 
-    anyio's trio backend re-raises a cancellation from a frame that holds it
+    anyio's trio backend (4.16) re-raises a cancellation from a frame that holds it
     (`_TrioSocketMixin._convert_socket_error`'s `raise exc`): the exception's traceback
     then holds that frame, the frame holds the exception, and every frame above, up to
     where the cancellation is caught, stays alive with its locals (a WebSocket, its
     wsproto buffers, the socket) until the collector runs, which on a quiet server
-    with raised thresholds can be never. Clearing the finished frames of whatever
-    leaves the inner stream breaks that cycle; only locals no one can reach are lost.
+    with raised thresholds can be never. A read cancelled by a timeout or by an ending
+    session does it every time. Clearing the finished frames of whatever leaves the
+    inner stream breaks that cycle; only locals no one can reach any more are lost.
     """
 
     def __init__(self, inner: anyio.abc.ByteStream):
