@@ -1,6 +1,9 @@
-"""Misbehaving peers, written with h2's own frame classes: the server must survive them."""
+"""Misbehaving peers: raw HTTP/2 written with h2's own frame classes, and raw WebSocket
+frames after a well-formed handshake. The server must survive them."""
 
 from __future__ import annotations
+
+import json
 
 import anyio
 import anyio.abc
@@ -14,6 +17,15 @@ from hyperframe.frame import (
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
+)
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
 )
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -135,3 +147,98 @@ def ping_answers(received: bytes) -> list[int]:
 def goaway_code(received: bytes) -> int | None:
     codes = [f.error_code for f in frames_in(received) if isinstance(f, GoAwayFrame)]
     return codes[-1] if codes else None
+
+
+# -- the web port ------------------------------------------------------------------------
+
+OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class WebPeer:
+    """A WebSocket client that sends exactly the frames it is told to, after a well-formed
+    handshake (wsproto's), with no Origin unless given one; it reads with wsproto."""
+
+    def __init__(self, sock: anyio.abc.SocketStream, ws: WSConnection):
+        self.sock = sock
+        self.ws = ws
+        self.pongs = 0
+        # Text messages received (whole: the server sends each in one frame).
+        self.texts: list[str] = []
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    @classmethod
+    async def connect(cls, port: int, *, origin: str | None = None) -> WebPeer:
+        sock = await anyio.connect_tcp("127.0.0.1", port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        extra = [(b"origin", origin.encode())] if origin is not None else []
+        await sock.send(
+            ws.send(Request(host=f"127.0.0.1:{port}", target="/ws", extra_headers=extra))
+        )
+        while True:
+            ws.receive_data(await sock.receive(65536))
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    return cls(sock, ws)
+                if isinstance(event, RejectConnection):
+                    await anyio.aclose_forcefully(sock)
+                    raise AssertionError(f"refused: {event.status_code}")
+
+    @staticmethod
+    def frame(
+        opcode: int, payload: bytes = b"", *, fin: bool = True, length: int | None = None
+    ) -> bytes:
+        """One masked client frame. The mask is zero, so the payload goes as it is; length
+        announces another size than the payload's (a frame that is then streamed)."""
+        size = len(payload) if length is None else length
+        first = (0x80 if fin else 0) | opcode
+        if size < 126:
+            head = bytes([first, 0x80 | size])
+        elif size < 1 << 16:
+            head = bytes([first, 0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            head = bytes([first, 0x80 | 127]) + size.to_bytes(8, "big")
+        return head + b"\0\0\0\0" + payload
+
+    async def send(self, data: bytes) -> bool:
+        """Send; False once the server has closed the connection."""
+        try:
+            await self.sock.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return False
+        return True
+
+    async def read(self) -> bool:
+        """Read once: count pongs, note the server's close; False once the connection
+        (or the session) is over."""
+        if self.close_code is not None:
+            return False
+        try:
+            data = await self.sock.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.close_code = 1006
+            return False
+        self.ws.receive_data(data)
+        for event in self.ws.events():
+            if isinstance(event, Pong):
+                self.pongs += 1
+            elif isinstance(event, TextMessage):
+                self.texts.append(event.data)
+            elif isinstance(event, CloseConnection):
+                self.close_code, self.close_reason = event.code, event.reason
+        return self.close_code is None
+
+    async def join(self, name: str, **fields: object) -> None:
+        """Join as a page would, and wait for the welcome."""
+        join = json.dumps({"join": {"name": name, "room": "lobby", **fields}})
+        await self.send(self.frame(OP_TEXT, join.encode()))
+        while not any('"welcome"' in text for text in self.texts):
+            if not await self.read():
+                raise AssertionError(f"closed: {self.close_code} {self.close_reason}")
+
+    async def read_until_closed(self) -> None:
+        while await self.read():
+            pass
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self.sock)

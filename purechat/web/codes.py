@@ -72,6 +72,24 @@ def undecodable_frame(why: str) -> Status:
     return Status(StatusCode.INVALID_ARGUMENT, f"could not decode a frame: {why}")
 
 
+def control_frame_flood(limit: int, seconds: float) -> Status:
+    """A page cut off for pinging (as a gRPC peer is, with RESOURCE_EXHAUSTED's code)."""
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"too many pings: more than {limit} in {seconds:g} seconds while nothing was sent to you",
+    )
+
+
+def message_in_too_many_frames(limit: int) -> Status:
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED, f"a message came in more than {limit} frames: send it whole"
+    )
+
+
+def request_with_a_body(method: str) -> Status:
+    return Status(StatusCode.INVALID_ARGUMENT, f"a {method} request carries no body here")
+
+
 def binary_frame() -> Status:
     return Status(
         StatusCode.INVALID_ARGUMENT, "binary frames are not part of the protocol: send JSON text"

@@ -6,7 +6,11 @@ Policy that allows scripts and styles from this origin only (no inline script, n
 the handshake is well formed and comes from an allowed origin (see origin.py). Anything
 else gets a status and a sentence. h11 parses; nothing here reads HTTP by hand. A
 connection that has not sent a whole request within the handshake timeout (between
-requests too) is closed, so idle or dribbling peers hold nothing for long.
+requests too) is closed, so idle or dribbling peers hold nothing for long. What is
+read is bounded too: a request head by MAX_HEAD_BYTES (h11 refuses a longer one), a
+request body not at all (a GET or HEAD that announces one is refused; any other
+method is refused before its body is read), and after a refusal nothing more. Every
+write goes through the connection's SingleWriter, which the WebSocket then inherits.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import h11
 from wsproto.utilities import generate_accept_token
 
 from purechat.transport import status as statuses
+from purechat.transport.guard import SingleWriter
 from purechat.transport.status import Status
 from purechat.web import codes
 from purechat.web.codes import http_code
@@ -93,12 +98,15 @@ class HttpConnection:
         pages: Pages,
         rules: UpgradeRules,
         request_timeout: float,
+        guard: SingleWriter,
     ):
+        """guard: the connection's one-writer guard (its WebSocket's too, once upgraded)."""
         self._stream = stream
         self._peer = peer
         self._pages = pages
         self._rules = rules
         self._timeout = request_timeout
+        self._guard = guard
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
     async def serve(self) -> bytes | None:
@@ -140,6 +148,10 @@ class HttpConnection:
                 request = event
                 if event.method not in (b"GET", b"HEAD"):
                     return event  # answered without reading a body, then closed
+                if _has_body(event):
+                    method = event.method.decode("latin-1")
+                    await self._refuse(codes.request_with_a_body(method), close=True)
+                    return None
             elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                 return request
             elif isinstance(event, h11.ConnectionClosed):
@@ -255,7 +267,8 @@ class HttpConnection:
 
     async def _send(self, data: bytes) -> None:
         try:
-            await self._stream.send(data)
+            with self._guard:
+                await self._stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self._h11.send_failed()
 
@@ -267,6 +280,12 @@ def _headers(request: h11.Request) -> dict[str, str]:
         key, text = name.decode("latin-1"), value.decode("latin-1")
         found[key] = f"{found[key]}, {text}" if key in found else text
     return found
+
+
+def _has_body(request: h11.Request) -> bool:
+    """The request announces a body (h11 would read it as the request's Data)."""
+    headers = _headers(request)
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0"
 
 
 def _sentence(text: str) -> str:

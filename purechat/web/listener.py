@@ -6,7 +6,13 @@ same certificate, with ALPN http/1.1), HTTP/1.1 for the page (http.py), then, on
 upgraded, the WebSocket (socket.py) carrying one web member (member.py) through the
 server's own hub, journal, pacer and token book. Limits are the server's: connections
 per address, the handshake timeout (for TLS, each request and the join), message
-sizes, keepalive, and the slow-member rules through the member's delivery.
+sizes, keepalive, flood rules, and the slow-member rules through the member's delivery.
+
+A connection's objects are freed by reference counting the moment it ends, whatever
+the collector's thresholds (the server raises them): the accepted socket is read and
+written through `AcyclicStream`, which breaks the one reference cycle a cancelled read
+or write makes (see there), so no traceback keeps a socket, wsproto's buffers or a
+session alive after its connection.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -32,6 +39,7 @@ from purechat.server.auth import Bearers
 from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport.accept import accept_forever, remote_of
+from purechat.transport.guard import SingleWriter
 from purechat.web.frames import web_encoder
 from purechat.web.http import HttpConnection, Pages, UpgradeRules
 from purechat.web.member import WebMembers, serve_web_member
@@ -77,6 +85,7 @@ class WebServer:
             write_timeout=config.transport.write_timeout,
             keepalive_idle=config.keepalive_idle,
             keepalive_timeout=config.keepalive_timeout,
+            max_control_frames=config.transport.max_control_frames,
         )
         self._rules = UpgradeRules(
             tls=config.web_ssl_context is not None,
@@ -176,21 +185,23 @@ class WebServer:
 
     async def _talk(
         self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
-    ) -> tuple[anyio.abc.ByteStream, bytes] | None:
-        """TLS and HTTP until the connection becomes a WebSocket (its stream and the
-        bytes after the handshake), or is done (None)."""
-        stream: anyio.abc.ByteStream = sock
+    ) -> tuple[anyio.abc.ByteStream, bytes, SingleWriter] | None:
+        """TLS and HTTP until the connection becomes a WebSocket (its stream, the bytes
+        after the handshake and its writer's guard), or is done (None)."""
+        stream: anyio.abc.ByteStream = AcyclicStream(sock)
         if self._config.web_ssl_context is not None:
-            tls = await self._tls(sock, peer)
+            tls = await self._tls(stream, peer)
             if tls is None:
                 return None
             stream = tls
+        guard = SingleWriter()
         http = HttpConnection(
             stream,
             peer=peer,
             pages=self._pages,
             rules=self._rules,
             request_timeout=self._config.transport.handshake_timeout,
+            guard=guard,
         )
         if not within_limit:
             limit = self._addresses.limit
@@ -198,15 +209,18 @@ class WebServer:
             await http.refuse(statuses.too_many_connections(limit))
             return None
         trailing = await http.serve()
-        return None if trailing is None else (stream, trailing)
+        return None if trailing is None else (stream, trailing, guard)
 
-    async def _run_socket(self, stream: anyio.abc.ByteStream, trailing: bytes, peer: str) -> None:
+    async def _run_socket(
+        self, stream: anyio.abc.ByteStream, trailing: bytes, guard: SingleWriter, peer: str
+    ) -> None:
         socket = WebSocket(
             stream,
             peer=peer,
             limits=self._limits,
             trailing_data=trailing,
             on_cut_off=self._on_cut_off,
+            guard=guard,
         )
         self._sockets.add(socket)
         log.debug("%s: WebSocket open", peer)
@@ -216,7 +230,7 @@ class WebServer:
             self._sockets.discard(socket)
             log.debug("%s: WebSocket closed", peer)
 
-    async def _tls(self, sock: anyio.abc.SocketStream, peer: str) -> TLSStream | None:
+    async def _tls(self, sock: anyio.abc.ByteStream, peer: str) -> TLSStream | None:
         """The TLS handshake, within the handshake timeout; None when it failed."""
         context = self._config.web_ssl_context
         assert context is not None
@@ -230,6 +244,47 @@ class WebServer:
         except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as error:
             log.info("%s: TLS handshake failed: %s", peer, error)
         return None
+
+
+class AcyclicStream(anyio.abc.ByteStream):
+    """A socket stream whose cancelled reads and writes leave no reference cycle.
+
+    anyio's trio backend (4.16) re-raises a cancellation from a frame that holds it
+    (`_TrioSocketMixin._convert_socket_error`'s `raise exc`): the exception's traceback
+    then holds that frame, the frame holds the exception, and every frame above, up to
+    where the cancellation is caught, stays alive with its locals (a WebSocket, its
+    wsproto buffers, the socket) until the collector runs, which on a quiet server
+    with raised thresholds can be never. A read cancelled by a timeout or by an ending
+    session does it every time. Clearing the finished frames of whatever leaves the
+    inner stream breaks that cycle; only locals no one can reach any more are lost.
+    """
+
+    def __init__(self, inner: anyio.abc.ByteStream):
+        self._inner = inner
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        try:
+            return await self._inner.receive(max_bytes)
+        except BaseException as error:
+            traceback.clear_frames(error.__traceback__)
+            raise
+
+    async def send(self, item: bytes) -> None:
+        try:
+            await self._inner.send(item)
+        except BaseException as error:
+            traceback.clear_frames(error.__traceback__)
+            raise
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
 
 
 def _is_loopback_address(host: str) -> bool:

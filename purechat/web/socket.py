@@ -13,17 +13,31 @@ one state and one way to end a session:
   cancelled, and nothing more is taken. The writer sends the rest, the peer gets a
   moment to answer the close, then the socket is closed.
 - CLOSED: the peer is gone (the connection broke, or stopped answering pings or
-  reading); nothing more is written.
+  reading), or the session is over; nothing more is read or written.
 
-What waits to be written is bounded: delivery waits once HIGH_WATER bytes are queued,
-and a peer that makes us queue control frames (pongs) past MAX_OUTBOUND without reading
-them is cut off. A message from the page larger than the server's --max-message-bytes
-ends the session, as it ends a gRPC call, before more of it is buffered.
+Every move goes through SOCKET_STATES, and every write through the connection's
+SingleWriter, so a move or a write nobody meant raises instead of passing unseen.
+
+What one peer can make us hold or do is bounded as on the gRPC port:
+- What waits to be written: delivery waits once HIGH_WATER bytes are queued, and a
+  peer that makes us queue control frames (pongs) past MAX_OUTBOUND without reading
+  them is cut off.
+- What is read: one read at a time, and only when the member's reader asks; a message
+  from the page larger than the server's --max-message-bytes ends the session, as it
+  ends a gRPC call, before more of it is buffered, and so does one in more than
+  MAX_MESSAGE_FRAMES frames (each costs a parse). Once we have decided to close, at
+  most CLOSE_READ_BYTES more are read (and dropped) while waiting for the peer's close,
+  none after a protocol error, a flood or a message in too many frames: wsproto stops
+  parsing after a protocol error and would buffer whatever came next.
+- Control frames: a ping or a pong counts against the peer only when we sent it no
+  data since its previous one, the rule the gRPC port applies to PINGs
+  (transport/protocol.py); more than `max_control_frames` of them in
+  FLOOD_WINDOW_SECONDS and the peer is cut off. A page that pings while it receives is
+  never cut; one that pings for nothing costs the others nothing for long.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
@@ -34,13 +48,21 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from purechat.errors import TransportError
-from purechat.transport import Stalled
+from purechat.transitions import Transitions
+from purechat.transport import Stalled, TransportLimits
 from purechat.transport import status as statuses
+from purechat.transport.guard import SingleWriter
+from purechat.transport.protocol import FLOOD_WINDOW_SECONDS
 from purechat.transport.status import Status
-from purechat.web.codes import binary_frame, close_code
+from purechat.web.codes import (
+    binary_frame,
+    close_code,
+    control_frame_flood,
+    message_in_too_many_frames,
+)
 from purechat.web.frames import MAX_CLOSE_REASON, end_frame
 
 log = logging.getLogger("purechat.web")
@@ -55,6 +77,12 @@ MAX_OUTBOUND = 8 * 1024 * 1024
 WRITE_CHUNK = 64 * 1024
 # How long an ending session gives its last frames to go out and the peer to answer.
 CLOSE_SECONDS = 1.0
+# Most bytes read (and dropped) after we decided to close, waiting for the peer's close.
+CLOSE_READ_BYTES = 64 * 1024
+# Most frames one message may come in. Browsers send a message in one frame, and
+# libraries that split one write a few KiB a frame; wsproto spends some 10 µs a frame,
+# so a message of the size limit sent a byte a frame would cost most of a second.
+MAX_MESSAGE_FRAMES = 256
 
 Handler = Callable[["WebSocket"], Awaitable[Status]]
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -70,6 +98,16 @@ class SocketState(enum.Enum):
     CLOSED = "closed"
 
 
+SOCKET_STATES = Transitions(
+    "WebSocket",
+    {
+        SocketState.OPEN: [SocketState.CLOSING, SocketState.CLOSED],
+        SocketState.CLOSING: [SocketState.CLOSED],
+        SocketState.CLOSED: [],
+    },
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SocketLimits:
     """What one web peer may make us hold, and how long it may keep us waiting."""
@@ -80,6 +118,9 @@ class SocketLimits:
     # A peer silent this long is pinged; one that does not answer in timeout more goes.
     keepalive_idle: float = 30.0
     keepalive_timeout: float = 20.0
+    # Control frames per FLOOD_WINDOW_SECONDS that followed no data of ours: the gRPC
+    # port's limit on PINGs.
+    max_control_frames: int = TransportLimits().max_control_frames
 
 
 class WebSocket:
@@ -93,11 +134,14 @@ class WebSocket:
         limits: SocketLimits,
         trailing_data: bytes = b"",
         on_cut_off: Callable[[str], None] | None = None,
+        guard: SingleWriter | None = None,
     ):
+        """guard: the connection's one-writer guard (the HTTP side's, before the upgrade)."""
         self._stream = stream
         self.peer = peer
         self.limits = limits
         self._on_cut_off = on_cut_off or (lambda reason: None)
+        self._guard = guard or SingleWriter()
         self._ws = Connection(ConnectionType.SERVER)
         self.state = SocketState.OPEN
         # How the session ended, once it has (None: the peer went without one).
@@ -106,6 +150,7 @@ class WebSocket:
         self._messages: deque[str] = deque()
         self._partial: list[str] = []
         self._partial_bytes = 0
+        self._frames_of_message = 0
         # Bytes for the socket, in order: whole frames, a write's worth taken at a time.
         self._out: deque[bytes] = deque()
         self._offset = 0
@@ -120,6 +165,12 @@ class WebSocket:
         # Since when the member's reader has been waiting on the socket (None: it is not).
         self._listening_since: float | None = None
         self._unread = trailing_data
+        # Bytes the close handshake may still read: none once the peer broke the protocol.
+        self._close_reads = CLOSE_READ_BYTES
+        # The flood rule (see the module docstring), as transport/protocol.py keeps it.
+        self._flood_window_start = anyio.current_time()
+        self._control_strikes = 0
+        self._sent_since_control = False
 
     @property
     def queued(self) -> int:
@@ -139,6 +190,10 @@ class WebSocket:
                 await self._close_handshake()
                 task_group.cancel_scope.cancel()
         finally:
+            self._lost()
+            self._messages.clear()
+            self._partial.clear()
+            self._unread = b""
             await anyio.aclose_forcefully(self._stream)
 
     async def _serve(self, handler: Handler) -> None:
@@ -169,7 +224,7 @@ class WebSocket:
         """
         if self.state is not SocketState.OPEN:
             return
-        self.state = SocketState.CLOSING
+        self._move(SocketState.CLOSING)
         self.outcome = status
         reason = (status.status_message or "").encode()[:MAX_CLOSE_REASON]
         close = CloseConnection(close_code(status), reason.decode(errors="ignore"))
@@ -206,6 +261,9 @@ class WebSocket:
 
     def _handle(self, data: bytes) -> None:
         """Take one read's frames: messages for the reader, answers to control frames."""
+        now = anyio.current_time()
+        if now - self._flood_window_start > FLOOD_WINDOW_SECONDS:
+            self._flood_window_start, self._control_strikes = now, 0
         self._ws.receive_data(data)
         for event in self._ws.events():
             if isinstance(event, TextMessage):
@@ -214,8 +272,11 @@ class WebSocket:
             elif isinstance(event, BytesMessage):
                 self.end(binary_frame())
                 return
-            elif isinstance(event, Ping):
-                self._queue(self._ws.send(event.response()))
+            elif isinstance(event, Ping | Pong):
+                if self._flooding():
+                    return
+                if isinstance(event, Ping):
+                    self._queue(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 return
@@ -225,7 +286,8 @@ class WebSocket:
             self._lost()
 
     def _take_text(self, event: TextMessage) -> bool:
-        """Add a piece of a text message; False when the message is too large."""
+        """Add a piece of a text message; False when the message is too large, or in
+        too many frames."""
         self._partial_bytes += len(event.data.encode(errors="surrogatepass"))
         limit = self.limits.max_message_bytes
         if self._partial_bytes > limit:
@@ -233,25 +295,61 @@ class WebSocket:
                 statuses.message_too_large(f"a message is larger than the limit of {limit} bytes")
             )
             return False
-        self._partial.append(event.data)
+        if event.frame_finished and not event.message_finished:
+            self._frames_of_message += 1
+            if self._frames_of_message >= MAX_MESSAGE_FRAMES:
+                self._close_reads = 0  # more of the same, at the same cost
+                self.end(message_in_too_many_frames(MAX_MESSAGE_FRAMES))
+                return False
+        if event.data:
+            self._partial.append(event.data)
         if event.message_finished:
             self._messages.append("".join(self._partial))
             self._partial.clear()
             self._partial_bytes = 0
+            self._frames_of_message = 0
+        return True
+
+    def _flooding(self) -> bool:
+        """Count a control frame against the peer, and cut it off past the limit; True
+        when it was. One that follows data of ours is a page reacting to it: no strike."""
+        if self._sent_since_control:
+            self._sent_since_control = False
+            return False
+        self._control_strikes += 1
+        limit = self.limits.max_control_frames
+        if self._control_strikes <= limit:
+            return False
+        log.warning(
+            "%s: cut off for flooding (%d pings or other control frames in %gs while "
+            "nothing was sent to it)",
+            self.peer,
+            self._control_strikes,
+            FLOOD_WINDOW_SECONDS,
+        )
+        self._cut_off("web_flood_pings", control_frame_flood(limit, FLOOD_WINDOW_SECONDS))
         return True
 
     def _on_close(self, event: CloseConnection) -> None:
         if self._ws.state is ConnectionState.REMOTE_CLOSING:
             # The peer is leaving: answer its close; nothing more is owed to it.
             if self.state is SocketState.OPEN:
-                self.state = SocketState.CLOSING
+                self._move(SocketState.CLOSING)
                 self.outcome = statuses.OK
                 self._stop_member()
             self._queue(self._ws.send(event.response()))
         elif self._ws.state is ConnectionState.OPEN:  # frames wsproto could not parse
             log.info("%s: WebSocket protocol error: %s", self.peer, event.reason)
-            self._on_cut_off("web_protocol_error")
-            self.end(statuses.malformed_request(f"WebSocket protocol error: {event.reason}"))
+            self._cut_off(
+                "web_protocol_error",
+                statuses.malformed_request(f"WebSocket protocol error: {event.reason}"),
+            )
+
+    def _cut_off(self, reason: str, status: Status) -> None:
+        """End the session for breaking a rule: counted, and nothing more is read."""
+        self._on_cut_off(reason)
+        self._close_reads = 0
+        self.end(status)
 
     # -- the delivery's side (the Sink) --------------------------------------------
 
@@ -264,7 +362,7 @@ class WebSocket:
             return len(blob)
         if self.pending >= HIGH_WATER:
             return 0
-        self._queue(blob)
+        self._queue_data(blob)
         return len(blob)
 
     async def send_frames(self, blob: bytes, *, stall_timeout: float = math.inf) -> None:
@@ -275,7 +373,7 @@ class WebSocket:
             if self.state is not SocketState.OPEN:
                 raise WebSocketGone("the session has ended")
             if self.pending < HIGH_WATER:
-                self._queue(blob)
+                self._queue_data(blob)
                 return
             self._moved = anyio.Event()
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
@@ -286,6 +384,11 @@ class WebSocket:
                 raise Stalled(stall_timeout, "peer to read")
 
     # -- the writer ------------------------------------------------------------------
+
+    def _queue_data(self, blob: bytes) -> None:
+        """Queue frames of the member's delivery: the peer's next ping is then free."""
+        self._sent_since_control = True
+        self._queue(blob)
 
     def _queue(self, data: bytes) -> None:
         if data and self.state is not SocketState.CLOSED:
@@ -326,7 +429,7 @@ class WebSocket:
                 continue
             chunk = self._next_chunk()
             try:
-                with anyio.fail_after(timeout):
+                with self._guard, anyio.fail_after(timeout):
                     await self._stream.send(chunk)
             except TimeoutError:
                 log.info("%s: peer stopped reading for %ss; closing", self.peer, timeout)
@@ -357,24 +460,36 @@ class WebSocket:
                 self._lost()
 
     async def _close_handshake(self) -> None:
-        """Let the last frames go out and the peer answer our close, within reason."""
-        if self.state is SocketState.CLOSED:
-            return
+        """Let the last frames go out and the peer answer our close, within reason.
+
+        Closing with the peer's bytes unread resets the connection, and a reset can lose
+        our close at the peer; so a little is read (and dropped) while we wait for its
+        close, CLOSE_READ_BYTES at most, and nothing after a protocol error or a flood.
+        """
         with anyio.move_on_after(CLOSE_SECONDS):
-            await self._drained.wait()
-            if self._ws.state is ConnectionState.CLOSED:
-                return
-            # Read until the peer's close (or its end): closing with its bytes unread
-            # would reset the connection, and a reset can lose our close at the peer.
-            with contextlib.suppress(*_GONE):
-                while True:
-                    data = await self._stream.receive(READ_SIZE)
-                    self._ws.receive_data(data)
-                    for event in self._ws.events():
-                        if isinstance(event, CloseConnection):
-                            return
+            await self._drained.wait()  # set at once when the peer is gone
+            while (
+                self._close_reads > 0
+                and self._ws.state is not ConnectionState.CLOSED
+                and not self._is_lost()
+            ):
+                try:
+                    data = await self._stream.receive(min(READ_SIZE, self._close_reads))
+                except _GONE:
+                    return
+                self._close_reads -= len(data)
+                self._ws.receive_data(data)
+                if any(isinstance(event, CloseConnection) for event in self._ws.events()):
+                    return
 
     # -- internals ---------------------------------------------------------------------
+
+    def _is_lost(self) -> bool:
+        """CLOSED, asked anew after an await (the writer or keepalive may have moved it)."""
+        return self.state is SocketState.CLOSED
+
+    def _move(self, new: SocketState) -> None:
+        self.state = SOCKET_STATES.move(self.state, new)
 
     def _stop_member(self) -> None:
         if self.scope is not None:
@@ -386,7 +501,7 @@ class WebSocket:
         """The peer is gone: nothing more is read or written."""
         if self.state is SocketState.CLOSED:
             return
-        self.state = SocketState.CLOSED
+        self._move(SocketState.CLOSED)
         self._out.clear()
         self.pending = 0
         self._drained.set()
