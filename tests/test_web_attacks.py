@@ -355,14 +355,6 @@ async def test_a_request_that_announces_a_body_is_refused_before_it_is_read(
 # -- nothing outlives a session ----------------------------------------------------------
 
 _OURS = ("purechat", "wsproto", "anyio", "h11")
-# server/membership.py's own cycle: `Membership._adopt` gives the delivery callbacks that
-# close over the membership and the member, which hold the delivery. It holds the
-# session's WebSocket (the delivery's sink) in the cycle, but is not the web port's to
-# break; everything else of a session must be freed without the collector.
-MEMBERSHIP_CYCLE = (
-    "server/membership.py: Membership._adopt's callbacks on the delivery close over the "
-    "membership and the member, which hold the delivery"
-)
 
 
 def _ours(thing: object) -> bool:
@@ -376,19 +368,6 @@ def _describe(thing: object) -> str:
     if isinstance(thing, FrameType):
         return f"frame of {thing.f_code.co_qualname} ({thing.f_code.co_filename})"
     return f"{type(thing).__module__}.{type(thing).__qualname__}"
-
-
-def _held_by_memberships(garbage: list[object]) -> set[int]:
-    """The garbage a Membership in it reaches (its ids): MEMBERSHIP_CYCLE's share."""
-    among = {id(thing) for thing in garbage}
-    todo = [thing for thing in garbage if type(thing).__qualname__ == "Membership"]
-    held = {id(thing) for thing in todo}
-    while todo:
-        for referent in gc.get_referents(todo.pop()):
-            if id(referent) in among and id(referent) not in held:
-                held.add(id(referent))
-                todo.append(referent)
-    return held
 
 
 async def _settle(web: WebServer, connections: int) -> None:
@@ -447,8 +426,6 @@ ENDINGS = pytest.mark.parametrize(
 class Cycles:
     """What the collector found of ours (described), once the block is over."""
 
-    # Not held by MEMBERSHIP_CYCLE.
-    unexplained: list[str] = field(default_factory=list)
     everything: list[str] = field(default_factory=list)
 
 
@@ -466,10 +443,7 @@ def _cycles_found() -> Iterator[Cycles]:
         gc.set_debug(gc.DEBUG_SAVEALL)
         yield found
         gc.collect()
-        left = [thing for thing in gc.garbage if _ours(thing)]
-        held = _held_by_memberships(left)
-        found.unexplained = sorted({_describe(t) for t in left if id(t) not in held})
-        found.everything = sorted({_describe(thing) for thing in left})
+        found.everything = sorted({_describe(thing) for thing in gc.garbage if _ours(thing)})
     finally:
         gc.set_debug(old_flags)
         gc.garbage.clear()
@@ -505,18 +479,9 @@ async def _garbage_of_a_session(
 
 
 @ENDINGS
-async def test_a_web_session_leaves_no_cycle_of_its_connection(
-    web_server, connect_web, end: Ending
-) -> None:
-    """No traceback, closure or frame keeps the socket, wsproto's buffers or the session
-    alive once its connection is over."""
-    found = await _garbage_of_a_session(web_server, connect_web, end)
-    assert found.unexplained == [], "\n".join(found.unexplained)
-
-
-@pytest.mark.xfail(strict=True, reason=MEMBERSHIP_CYCLE)
-@ENDINGS
 async def test_a_web_session_leaves_no_cyclic_garbage(web_server, connect_web, end: Ending) -> None:
+    """No traceback, closure or frame keeps the socket, wsproto's buffers, the member or
+    the session alive once its connection is over."""
     found = await _garbage_of_a_session(web_server, connect_web, end)
     assert found.everything == [], "\n".join(found.everything)
 

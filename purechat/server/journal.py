@@ -140,20 +140,25 @@ class Journal:
     async def run(self) -> None:
         """Commit and publish until cancelled (within `with journal:`)."""
         async for first in self._receive:
-            batch = [first]
-            size = len(first.message.text)
-            while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
-                try:
-                    entry = self._receive.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                batch.append(entry)
-                size += len(entry.message.text)
-            self._queued_bytes -= size
-            if self._drained is not None and not self._full():
-                self._drained.set()
-                self._drained = None
-            await self._commit(batch)
+            await self._commit(self._batch_from(first))
+            del first  # not held while waiting: a departed sender goes at once
+
+    def _batch_from(self, first: _Entry) -> list[_Entry]:
+        """first and what else is queued, up to a batch's bounds; room made for senders."""
+        batch = [first]
+        size = len(first.message.text)
+        while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+            try:
+                entry = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                break
+            batch.append(entry)
+            size += len(entry.message.text)
+        self._queued_bytes -= size
+        if self._drained is not None and not self._full():
+            self._drained.set()
+            self._drained = None
+        return batch
 
     async def _commit(self, batch: list[_Entry]) -> None:
         # Posted before one of their sender's messages failed: storing them now would

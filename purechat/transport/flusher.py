@@ -78,15 +78,24 @@ class Flusher:
             await self._held.wait()
             await anyio.sleep(ANSWER_DELAY_SECONDS)
             self._held = anyio.Event()
-            holding, self._holding = self._holding, {}
-            for item in holding:
-                item.flush_held()
+            self._release_held()
 
     async def _flush_marked(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            while self._dirty:
-                dirty, self._dirty = self._dirty, {}
-                for item in dirty:
-                    item.flush_now()
+            self._flush_dirty()
+
+    # Each pass in a method of its own, so that no local of the waiting loop keeps the
+    # last member it flushed alive: a departed member goes at once.
+
+    def _release_held(self) -> None:
+        holding, self._holding = self._holding, {}
+        for item in holding:
+            item.flush_held()
+
+    def _flush_dirty(self) -> None:
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for item in dirty:
+                item.flush_now()

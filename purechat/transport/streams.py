@@ -12,6 +12,8 @@ re-raise it unchanged. Every send and receive of purechat's listeners goes throu
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio.abc
 
@@ -38,6 +40,30 @@ async def send_eof(stream: anyio.abc.ByteStream) -> None:
     except BaseException as error:
         _forget_frames(error)
         raise
+
+
+class AcyclicStream(anyio.abc.ByteStream):
+    """A byte stream whose every send and receive goes through the functions above:
+    for listeners that hand the stream to code that is not theirs (TLS, h11, wsproto)."""
+
+    def __init__(self, inner: anyio.abc.ByteStream):
+        self._inner = inner
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await receive(self._inner, max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await send(self._inner, item)
+
+    async def send_eof(self) -> None:
+        await send_eof(self._inner)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
 
 
 def _forget_frames(error: BaseException) -> None:

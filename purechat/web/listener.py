@@ -20,10 +20,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -40,6 +39,7 @@ from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport.accept import accept_forever, remote_of
 from purechat.transport.guard import SingleWriter
+from purechat.transport.streams import AcyclicStream
 from purechat.web.frames import web_encoder
 from purechat.web.http import HttpConnection, Pages, UpgradeRules
 from purechat.web.member import WebMembers, serve_web_member
@@ -244,47 +244,6 @@ class WebServer:
         except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as error:
             log.info("%s: TLS handshake failed: %s", peer, error)
         return None
-
-
-class AcyclicStream(anyio.abc.ByteStream):
-    """A socket stream whose cancelled reads and writes leave no reference cycle.
-
-    anyio's trio backend (4.16) re-raises a cancellation from a frame that holds it
-    (`_TrioSocketMixin._convert_socket_error`'s `raise exc`): the exception's traceback
-    then holds that frame, the frame holds the exception, and every frame above, up to
-    where the cancellation is caught, stays alive with its locals (a WebSocket, its
-    wsproto buffers, the socket) until the collector runs, which on a quiet server
-    with raised thresholds can be never. A read cancelled by a timeout or by an ending
-    session does it every time. Clearing the finished frames of whatever leaves the
-    inner stream breaks that cycle; only locals no one can reach any more are lost.
-    """
-
-    def __init__(self, inner: anyio.abc.ByteStream):
-        self._inner = inner
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        try:
-            return await self._inner.receive(max_bytes)
-        except BaseException as error:
-            traceback.clear_frames(error.__traceback__)
-            raise
-
-    async def send(self, item: bytes) -> None:
-        try:
-            await self._inner.send(item)
-        except BaseException as error:
-            traceback.clear_frames(error.__traceback__)
-            raise
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._inner.extra_attributes
 
 
 def _is_loopback_address(host: str) -> bool:
