@@ -196,3 +196,32 @@ async def test_store_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch
     finally:
         await relative.aclose()
         await absolute.aclose()
+
+
+async def test_a_repeat_is_found_without_reading_the_whole_room(tmp_path: Path) -> None:
+    """A send with an id looks for an earlier one through the index: the work does not
+    grow with the room (it read every message of it before)."""
+    store = await SqliteStore.open(tmp_path / "chat.db")
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._writer.set_progress_handler(count, 100)
+
+    async def work_of_one_send(msg_id: str) -> int:
+        nonlocal steps
+        steps = 0
+        await store.append([draft("x", msg_id=msg_id)])
+        return steps
+
+    try:
+        small = await work_of_one_send("first")
+        for batch in range(10):
+            await store.append([draft("m", msg_id=f"{batch}-{n}") for n in range(1000)])
+        large = await work_of_one_send("later")
+    finally:
+        await store.aclose()
+    assert large <= small + 2, (small, large)

@@ -146,9 +146,11 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             for draft in drafts:
                 if draft.client_msg_id:
+                    # "!= ''" lets SQLite use the partial index message_ids; without
+                    # it every send with an id scanned the room's whole log.
                     row = db.execute(
-                        "SELECT seq FROM messages"
-                        " WHERE room = ? AND sender_key = ? AND client_msg_id = ?",
+                        "SELECT seq FROM messages WHERE room = ? AND sender_key = ?"
+                        " AND client_msg_id = ? AND client_msg_id != ''",
                         (draft.room, draft.sender_key, draft.client_msg_id),
                     ).fetchone()
                     if row is not None:
