@@ -198,6 +198,21 @@ async def test_store_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch
         await absolute.aclose()
 
 
+async def test_a_cancelled_close_still_frees_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = await SqliteStore.open(path)
+    await store.append([draft("kept")])
+    with trio.CancelScope() as shutdown:
+        shutdown.cancel()  # a shutdown cut short while the store closes
+        await store.aclose()
+    again = await SqliteStore.open(path)  # not "in use by another purechat server"
+    try:
+        assert [m.text for m in await again.read("lobby", after=0, upto=1)] == ["kept"]
+    finally:
+        await again.aclose()
+    await store.aclose()  # a second close is harmless
+
+
 async def test_a_repeat_is_found_without_reading_the_whole_room(tmp_path: Path) -> None:
     """A send with an id looks for an earlier one through the index: the work does not
     grow with the room (it read every message of it before)."""

@@ -76,6 +76,7 @@ class SqliteStore:
         self._held = held
         self._write_lock = anyio.CapacityLimiter(1)
         self._read_lock = anyio.CapacityLimiter(1)
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -196,10 +197,24 @@ class SqliteStore:
         return [Message(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
 
     async def aclose(self) -> None:
-        async with self._write_lock, self._read_lock:
-            self._writer.close()
-            self._reader.close()
-            os.close(self._held)
+        """Close both connections and give the file's lock back, even when cancelled
+        (a shutdown cut short): otherwise the lock is held until the process exits and
+        no server can open the file meanwhile. Shielded, it waits for a statement in
+        progress, which SQLite's busy timeout bounds."""
+        with anyio.CancelScope(shield=True):
+            async with self._write_lock, self._read_lock:
+                if not self._closed:
+                    self._closed = True
+                    await anyio.to_thread.run_sync(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        try:
+            self._writer.close()  # the last connection out checkpoints the WAL
+        finally:
+            try:
+                self._reader.close()
+            finally:
+                os.close(self._held)
 
     async def _run(
         self, lock: anyio.CapacityLimiter, function: Callable[..., T], *args: object
