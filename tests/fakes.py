@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 import trio.lowlevel
@@ -219,3 +221,20 @@ def failing_reads(store: Store, error: StoreError | None = None) -> FailingReads
     if isinstance(store, SharedStore):
         return FailingSharedReads(store, error)
     return FailingReads(store, error)
+
+
+# -- a damaged SQLite file ---------------------------------------------------------
+
+
+def damage_last_page(path: Path) -> str:
+    """Overwrite the last page of a SQLite file (its WAL checkpointed) with bytes no page
+    starts with, as a disk or a copy gone wrong would; which b-tree it belonged to."""
+    with sqlite3.connect(path) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        owner = db.execute("SELECT name FROM dbstat WHERE pageno = ?", (pages,)).fetchone()
+    db.close()
+    with path.open("r+b") as file:
+        file.seek((pages - 1) * size)
+        file.write(b"\xde\xad\xbe\xef" * (size // 4))
+    return str(owner[0])

@@ -10,9 +10,11 @@ import pytest
 import trio
 
 from purechat.core import Message
+from purechat.errors import StoreDamaged
 from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
 from purechat.store.redis import RedisStore
 from purechat.store.sqlite import APPLICATION_ID, META, SCHEMA
+from tests.fakes import damage_last_page
 from tests.redis_server import RedisProcess, free_port
 
 
@@ -240,3 +242,40 @@ async def test_a_repeat_is_found_without_reading_the_whole_room(tmp_path: Path) 
     finally:
         await store.aclose()
     assert large <= small + 2, (small, large)
+
+
+async def _lobby_file(path: Path, count: int = 300) -> None:
+    """A store whose last page holds the lobby's newest messages."""
+    store = await SqliteStore.open(path)
+    for start in range(0, count, 20):
+        await store.append([draft(f"line {n}", msg_id=f"id{n}") for n in range(start, start + 20)])
+    await store.aclose()
+
+
+async def test_a_damaged_file_is_refused_at_open_with_a_sentence_naming_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    await _lobby_file(path)
+    assert damage_last_page(path) == "messages"
+    with pytest.raises(StoreDamaged) as refused:
+        await open_store(f"sqlite:///{path}")
+    assert str(refused.value).startswith(f"the message store {path} is damaged (SQLite: ")
+    assert refused.value.where == str(path)
+    again = sqlite3.connect(path)  # and the file was let go: not locked, not altered
+    again.close()
+
+
+async def test_a_read_that_meets_damage_says_so_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    await _lobby_file(path)
+    store = await SqliteStore.open(path)
+    try:
+        assert damage_last_page(path) == "messages"  # after the check at open
+        assert (await store.head("lobby")).seq == 300  # the rooms' table is sound
+        with pytest.raises(StoreDamaged) as failed:
+            await store.read("lobby", after=250, upto=300)
+        assert "database disk image is malformed" in str(failed.value)
+        assert failed.value.where == str(path)
+    finally:
+        await store.aclose()

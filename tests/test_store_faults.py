@@ -1,13 +1,16 @@
-"""Store faults as inputs: reads of history and presence that fail.
+"""Store faults as inputs: reads of history and presence that fail, and a damaged file.
 
 Whatever a store does while a member joins, joins with history or resumes, the member
 hears UNAVAILABLE and a sentence (on purechat.v1, on the original contract and on the
-web page), never INTERNAL, and the server logs a sentence, never a traceback.
+web page), never INTERNAL, and the server logs a sentence, never a traceback. A
+SQLite file that is damaged is said as such, naming the file, and purechat's clients
+stop retrying: only the server's operator can repair it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +21,22 @@ import trio
 from purechat import status as statuses
 from purechat.app import ChatServer
 from purechat.client.calls import LegacyCall, V1Call
+from purechat.client.machine import GiveUp, Reconnect, SessionMachine
 from purechat.core import Limits, Message
+from purechat.errors import StoreDamaged, StoreUnavailable
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ServerConfig
+from purechat.status import STORE_DAMAGED, StatusCode
 from purechat.store import MemoryStore, SqliteStore, Store
 from purechat.store.redis import RedisStore
-from purechat.transport import Status, StatusCode
-from tests.fakes import FailingReads, failing_reads
+from purechat.transport import Status
+from tests.fakes import FailingReads, damage_last_page, failing_reads
 from tests.helpers import Harness
+from tests.processes import Lines, start
 from tests.redis_server import RedisProcess, free_port
 from tests.webclient import WebClient
 
+STATIC = Path(__file__).resolve().parent.parent / "purechat" / "web" / "static"
 UNREACHABLE = statuses.store_unreachable().status_message
 # Messages in the lobby before the store fails: enough for a history and a resume.
 EARLIER = 5
@@ -291,6 +299,122 @@ async def test_redis_refusing_a_rooms_members_is_unavailable_with_a_sentence(
         assert_told(await v1_ending(served), UNREACHABLE)
         assert_web_told(await web_ending(served), UNREACHABLE)
     assert_no_traceback(caplog, "WRONGTYPE")
+
+
+# -- a damaged SQLite file --------------------------------------------------------------
+
+
+async def lobby_file(path: Path, count: int = 300) -> None:
+    """A store whose last page holds the lobby's newest messages, as one room's log
+    grows (each line with a client id, as purechat's clients send them)."""
+    store = await SqliteStore.open(path)
+    for start_at in range(0, count, 20):
+        await store.append(earlier(count)[start_at : start_at + 20])
+    await store.aclose()
+
+
+@pytest.fixture
+async def damaged(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[tuple[Served, Path]]:
+    """A server on a SQLite file whose last page went bad after the server opened it."""
+    path = tmp_path / "chat.db"
+    await lobby_file(path)
+    served = await serve(nursery, await SqliteStore.open(path))
+    assert damage_last_page(path) == "messages"
+    try:
+        yield served, path
+    finally:
+        with trio.move_on_after(10):
+            await served.close()
+
+
+async def test_a_join_with_history_on_a_damaged_file_says_the_store_is_damaged(
+    damaged: tuple[Served, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    served, path = damaged
+    told = f"{STORE_DAMAGED} ({path})"
+    with trio.fail_after(20):
+        assert_told(await v1_ending(served, history=50), told)
+        assert_told(await legacy_ending(served), told)
+        assert_web_told(await web_ending(served, history=50), told)
+    assert_no_traceback(caplog, f"the message store {path} is damaged")
+    logged = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(logged) == 1, logged  # once, not once per member
+
+
+async def test_purechat_join_stops_on_a_damaged_store_and_says_why(
+    damaged: tuple[Served, Path], nursery: trio.Nursery
+) -> None:
+    served, path = damaged
+    port = served.harness.port
+    with trio.fail_after(30):
+        join = await start(
+            nursery, "join", "--server", f"127.0.0.1:{port}", "--name", "bot", "--history", "5"
+        )
+        await join.wait()  # by itself: stdin is still open, and nothing was typed
+        problems = await Lines(join.stderr).rest()
+    assert join.returncode == 1
+    assert problems == [
+        f"purechat: The server's message store is damaged ({path}): its operator must repair it; "
+        "retrying cannot help."
+    ]
+
+
+async def test_purechat_serve_refuses_a_damaged_file_with_one_sentence(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    path = tmp_path / "chat.db"
+    await lobby_file(path)
+    assert damage_last_page(path) == "messages"
+    with trio.fail_after(30):
+        server = await start(nursery, "serve", "--port", "0", "--store", f"sqlite:///{path}")
+        await server.wait()
+        problems = await Lines(server.stderr).rest()
+    assert server.returncode == 1
+    assert len(problems) == 1, problems
+    assert re.fullmatch(
+        rf"purechat: the message store {re.escape(str(path))} is damaged \(SQLite: database "
+        r"disk image is malformed\); keep a copy of it, then repair it .*",
+        problems[0],
+    ), problems
+
+
+# -- what the client makes of it -----------------------------------------------------------
+
+
+def test_a_client_told_the_store_is_damaged_gives_up_at_once_and_says_why() -> None:
+    machine = SessionMachine("alice", "lobby", give_up_after=None)
+    machine.connected(0.0)
+    machine.send("deploy done", 0.0)
+    actions = machine.ended(statuses.for_error(StoreDamaged("…", "/srv/chat.db")), 1.0)
+    assert actions == [
+        GiveUp(
+            "1 message(s) not delivered: the server's message store is damaged "
+            "(/srv/chat.db): its operator must repair it; retrying cannot help."
+        )
+    ]
+    assert machine.tick(100.0) == [] and machine.deadline() is None
+
+
+def test_a_client_told_the_store_is_away_tries_again() -> None:
+    machine = SessionMachine("alice", "lobby", rng=lambda: 0.5)
+    machine.connected(0.0)
+    actions = machine.ended(statuses.for_error(StoreUnavailable("the disk is full")), 1.0)
+    assert isinstance(actions[-1], Reconnect)
+
+
+def test_only_a_damaged_store_is_said_to_be_damaged() -> None:
+    damaged = statuses.for_error(StoreDamaged("the message store x is damaged", "/srv/chat.db"))
+    assert (damaged.status_code, damaged.status_message) == (
+        StatusCode.UNAVAILABLE,
+        "the server's message store is damaged (/srv/chat.db)",
+    )
+    away = statuses.for_error(StoreUnavailable("the disk is full"))
+    assert (away.status_code, away.status_message) == (StatusCode.UNAVAILABLE, UNREACHABLE)
+
+
+def test_the_page_knows_the_servers_sentence_for_a_damaged_store() -> None:
+    session = (STATIC / "session.mjs").read_text()
+    assert f'export const STORE_DAMAGED = "{STORE_DAMAGED}";' in session
 
 
 @pytest.fixture(autouse=True)
