@@ -32,8 +32,14 @@ import anyio
 import anyio.to_thread
 
 from purechat.core import Message
-from purechat.errors import StoreDamaged
-from purechat.store.base import Appended, Head, StoreError, StoreUnavailable, new_epoch
+from purechat.store.base import (
+    Appended,
+    Head,
+    StoreDamaged,
+    StoreError,
+    StoreUnavailable,
+    new_epoch,
+)
 
 T = TypeVar("T")
 
