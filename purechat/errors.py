@@ -24,6 +24,16 @@ class StoreUnavailable(StoreError):
     """The store refused or could not be asked: nothing was done."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """The store's data is damaged (a SQLite file SQLite calls malformed): what was
+    asked fails, and will until its operator repairs it. `where` names the damaged file
+    for the sentence a member is told."""
+
+    def __init__(self, sentence: str, where: str):
+        super().__init__(sentence)
+        self.where = where
+
+
 class OutcomeUnknown(StoreError):
     """The store did not answer in time: what was asked may or may not have been done."""
 

@@ -14,6 +14,7 @@ from purechat.errors import (
     LimitReached,
     PurechatError,
     Refusal,
+    StoreDamaged,
     StoreError,
     TransportError,
 )
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 SHUTTING_DOWN = "server shutting down"
+# How a member hears that the store's file is damaged: a client that reads a stream's
+# end starting with this stops retrying (only the server's operator can repair it).
+STORE_DAMAGED = "the server's message store is damaged"
 
 # -- chat ------------------------------------------------------------------------
 
@@ -76,6 +80,8 @@ def for_error(error: PurechatError) -> Status:
         return Status(StatusCode.RESOURCE_EXHAUSTED, str(error))
     if isinstance(error, Refusal):
         return Status(StatusCode.INVALID_ARGUMENT, str(error))
+    if isinstance(error, StoreDamaged):
+        return store_damaged(error.where)
     if isinstance(error, StoreError):
         return store_unreachable()
     if isinstance(error, TransportError):
@@ -91,6 +97,12 @@ def text_too_long(limit: int) -> Status:
 
 def store_unreachable() -> Status:
     return Status(StatusCode.UNAVAILABLE, "the server cannot reach its store right now")
+
+
+def store_damaged(where: str) -> Status:
+    """UNAVAILABLE, as for any store failure (other clients retry), with a sentence that
+    starts with STORE_DAMAGED and names the file, so purechat's clients stop."""
+    return Status(StatusCode.UNAVAILABLE, f"{STORE_DAMAGED} ({where})")
 
 
 def refused(reason: str) -> Status:

@@ -1,16 +1,18 @@
-"""Stand-ins for the transport when the core is driven alone."""
+"""Stand-ins for the transport when the core is driven alone, and stores that fail."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 import trio.lowlevel
 
 from purechat.core import EndReason, EventKind, Message, Messages, Outgoing, RoomEvent
-from purechat.errors import OutcomeUnknown
-from purechat.store import Head, MemoryStore
-from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat
+from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
+from purechat.store import Appended, Head, MemoryStore, Store
+from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat, SharedStore
 
 
 class FakeOutbox:
@@ -119,3 +121,120 @@ class SharedMemoryStore(MemoryStore):
 
     async def rooms(self) -> list[tuple[str, int, int]]:
         return []
+
+
+# -- stores whose reads fail --------------------------------------------------------
+
+READS = frozenset({"read", "head", "position", "members", "join"})
+
+
+class FailingReads:
+    """A store whose reads (history, heads; with a shared store also presence: position,
+    members, join) raise `error` while their names are in `failing`; everything else,
+    appends included, goes to the store it wraps.
+
+    `failed` counts the reads refused, so a test knows the failure was met, not missed.
+    """
+
+    def __init__(self, store: Store, error: StoreError | None = None):
+        self.store = store
+        self.failing: set[str] = set()
+        self.error = error or StoreUnavailable("the message store failed: disk I/O error")
+        self.failed = 0
+
+    def fail(self, *reads: str) -> None:
+        assert set(reads) <= READS, set(reads) - READS
+        self.failing = set(reads)
+
+    def _check(self, read: str) -> None:
+        if read in self.failing:
+            self.failed += 1
+            raise self.error
+
+    @property
+    def description(self) -> str:
+        return self.store.description
+
+    async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        return await self.store.append(messages)
+
+    async def head(self, room: str) -> Head:
+        self._check("head")
+        return await self.store.head(room)
+
+    async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
+        self._check("read")
+        return await self.store.read(room, after=after, upto=upto)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+class FailingSharedReads(FailingReads):
+    """FailingReads for a store several servers share (Redis): presence reads fail too."""
+
+    def __init__(self, store: SharedStore, error: StoreError | None = None):
+        super().__init__(store, error)
+        self.shared = store
+
+    async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
+        return await self.shared.tail(positions, block_ms)
+
+    async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
+        return await self.shared.epochs(rooms)
+
+    async def position(self, room: str) -> Position:
+        self._check("position")
+        return await self.shared.position(room)
+
+    async def join(
+        self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
+    ) -> Joined | None:
+        self._check("join")
+        return await self.shared.join(room, candidates, holder, session, time_ms)
+
+    async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
+        await self.shared.leave(seats, time_ms)
+
+    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
+        return await self.shared.heartbeat(server, ttl_ms)
+
+    async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
+        return await self.shared.restore(held, time_ms)
+
+    async def sweep(self, time_ms: int) -> int:
+        return await self.shared.sweep(time_ms)
+
+    async def retire(self, server: str, time_ms: int) -> None:
+        await self.shared.retire(server, time_ms)
+
+    async def members(self, room: str) -> tuple[str, ...]:
+        self._check("members")
+        return await self.shared.members(room)
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        return await self.shared.rooms()
+
+
+def failing_reads(store: Store, error: StoreError | None = None) -> FailingReads:
+    """The wrapper that fits store: shared stores keep being shared."""
+    if isinstance(store, SharedStore):
+        return FailingSharedReads(store, error)
+    return FailingReads(store, error)
+
+
+# -- a damaged SQLite file ---------------------------------------------------------
+
+
+def damage_last_page(path: Path) -> str:
+    """Overwrite the last page of a SQLite file (its WAL checkpointed) with bytes no page
+    starts with, as a disk or a copy gone wrong would; which b-tree it belonged to."""
+    with sqlite3.connect(path) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        owner = db.execute("SELECT name FROM dbstat WHERE pageno = ?", (pages,)).fetchone()
+    db.close()
+    with path.open("r+b") as file:
+        file.seek((pages - 1) * size)
+        file.write(b"\xde\xad\xbe\xef" * (size // 4))
+    return str(owner[0])

@@ -10,9 +10,11 @@ import pytest
 import trio
 
 from purechat.core import Message
+from purechat.errors import StoreDamaged
 from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
 from purechat.store.redis import RedisStore
 from purechat.store.sqlite import APPLICATION_ID, META, SCHEMA
+from tests.fakes import damage_last_page
 from tests.redis_server import RedisProcess, free_port
 
 
@@ -196,3 +198,84 @@ async def test_store_urls_follow_sqlalchemys_slashes(tmp_path: Path, monkeypatch
     finally:
         await relative.aclose()
         await absolute.aclose()
+
+
+async def test_a_cancelled_close_still_frees_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = await SqliteStore.open(path)
+    await store.append([draft("kept")])
+    with trio.CancelScope() as shutdown:
+        shutdown.cancel()  # a shutdown cut short while the store closes
+        await store.aclose()
+    again = await SqliteStore.open(path)  # not "in use by another purechat server"
+    try:
+        assert [m.text for m in await again.read("lobby", after=0, upto=1)] == ["kept"]
+    finally:
+        await again.aclose()
+    await store.aclose()  # a second close is harmless
+
+
+async def test_a_repeat_is_found_without_reading_the_whole_room(tmp_path: Path) -> None:
+    """A send with an id looks for an earlier one through the index: the work does not
+    grow with the room (it read every message of it before)."""
+    store = await SqliteStore.open(tmp_path / "chat.db")
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._writer.set_progress_handler(count, 100)
+
+    async def work_of_one_send(msg_id: str) -> int:
+        nonlocal steps
+        steps = 0
+        await store.append([draft("x", msg_id=msg_id)])
+        return steps
+
+    try:
+        small = await work_of_one_send("first")
+        for batch in range(10):
+            await store.append([draft("m", msg_id=f"{batch}-{n}") for n in range(1000)])
+        large = await work_of_one_send("later")
+    finally:
+        await store.aclose()
+    assert large <= small + 2, (small, large)
+
+
+async def _lobby_file(path: Path, count: int = 300) -> None:
+    """A store whose last page holds the lobby's newest messages."""
+    store = await SqliteStore.open(path)
+    for start in range(0, count, 20):
+        await store.append([draft(f"line {n}", msg_id=f"id{n}") for n in range(start, start + 20)])
+    await store.aclose()
+
+
+async def test_a_damaged_file_is_refused_at_open_with_a_sentence_naming_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    await _lobby_file(path)
+    assert damage_last_page(path) == "messages"
+    with pytest.raises(StoreDamaged) as refused:
+        await open_store(f"sqlite:///{path}")
+    assert str(refused.value).startswith(f"the message store {path} is damaged (SQLite: ")
+    assert refused.value.where == str(path)
+    again = sqlite3.connect(path)  # and the file was let go: not locked, not altered
+    again.close()
+
+
+async def test_a_read_that_meets_damage_says_so_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    await _lobby_file(path)
+    store = await SqliteStore.open(path)
+    try:
+        assert damage_last_page(path) == "messages"  # after the check at open
+        assert (await store.head("lobby")).seq == 300  # the rooms' table is sound
+        with pytest.raises(StoreDamaged) as failed:
+            await store.read("lobby", after=250, upto=300)
+        assert "database disk image is malformed" in str(failed.value)
+        assert failed.value.where == str(path)
+    finally:
+        await store.aclose()

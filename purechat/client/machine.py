@@ -19,7 +19,9 @@ The rules, for purechat.v1:
 - a stream that ends sends the client back to reconnect (with backoff) and resume
   after the last number it saw, in the log (epoch) it saw it in;
 - it gives up only after `give_up_after` seconds without getting anywhere, and then
-  says which lines were not delivered, and whether their outcome is unknown.
+  says which lines were not delivered, and whether their outcome is unknown; or at
+  once when the server says its store is damaged (STORE_DAMAGED): only its operator
+  can repair that, and retrying would go on for ever.
 
 Against a server of the original contract only (UNIMPLEMENTED), lines count as
 delivered when their echo comes back: that contract has no acks.
@@ -39,7 +41,7 @@ from purechat.client.display import Shown, shown_name
 from purechat.client.errors import tls_hint
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.status import NEVER_ANSWERED, Status, StatusCode
+from purechat.status import NEVER_ANSWERED, STORE_DAMAGED, Status, StatusCode
 
 # Lines sent on one stream and not yet acknowledged, at most.
 MAX_IN_FLIGHT = 64
@@ -322,6 +324,11 @@ class SessionMachine:
         if status.status_code in FATAL:
             self.phase = Phase.DONE
             return [GiveUp(_sentence(status.status_message or status.status_code.name))]
+        message = status.status_message or ""
+        if status.status_code is StatusCode.UNAVAILABLE and message.startswith(STORE_DAMAGED):
+            self.phase = Phase.DONE
+            self._last_trouble = f"{message}: its operator must repair it; retrying cannot help"
+            return [GiveUp(self._unreachable())]
         return self._trouble(
             _describe(status, self.address, first_bytes, self.tls), now, was_joined
         )

@@ -9,6 +9,7 @@ from purechat.store.base import (
     Head,
     OutcomeUnknown,
     Store,
+    StoreDamaged,
     StoreError,
     StoreUnavailable,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "OutcomeUnknown",
     "SqliteStore",
     "Store",
+    "StoreDamaged",
     "StoreError",
     "StoreUnavailable",
     "open_store",

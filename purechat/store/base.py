@@ -19,9 +19,17 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from purechat.core import Message
-from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
+from purechat.errors import OutcomeUnknown, StoreDamaged, StoreError, StoreUnavailable
 
-__all__ = ["Appended", "Head", "OutcomeUnknown", "Store", "StoreError", "StoreUnavailable"]
+__all__ = [
+    "Appended",
+    "Head",
+    "OutcomeUnknown",
+    "Store",
+    "StoreDamaged",
+    "StoreError",
+    "StoreUnavailable",
+]
 
 
 def new_epoch() -> str:

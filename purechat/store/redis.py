@@ -8,14 +8,16 @@ and the same for every server; every server then delivers each room from the str
 joins and leaves are kept beside each log (see PRESENCE), with a heartbeat per server.
 
 Uses valkey-glide (its async client runs under trio and asyncio). Blocking reads use a
-client of their own, since a blocking command holds its connection.
+client of their own, since a blocking command holds its connection. Scripts go by
+their SHA (glide's Script: EVALSHA, and SCRIPT LOAD when Redis has forgotten them),
+with the keys they touch as KEYS where the caller knows them (see "Every script").
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,24 +52,39 @@ IDS_KEPT = 10_000
 # Presence entries kept per room: enough for a server whose feed lags a little.
 PRESENCE_KEPT = 1000
 
+# Every script is sent by its SHA (EVALSHA; glide loads it again when Redis answers
+# NOSCRIPT, as after a restart) and is given the keys it touches as KEYS, in the order
+# the Python side lists them (`_room_keys` for a room's presence keys). A few key names
+# are still built in Lua, each said where: what only the script can know (a room's
+# retry-id buckets, the seats set of a member's earlier server) and what a script finds
+# by walking Redis (SWEEP and RETIRE walk servers' seats, ROOMS walks the rooms). Redis
+# Cluster (#28) will lay those out with hash tags; a single Redis needs nothing more.
+
+ROOMS_KEY = "purechat:rooms"
+SERVERS_KEY = "purechat:servers"
+# A room's presence keys, in the order scripts take them (`room_at` in PRESENCE).
+ROOM_KEYS = ("members", "sessions", "keys", "key_of", "presence", "seq")
+
 # A room's epoch: created with its log (from a fresh candidate the caller passes), and
 # gone with it when Redis loses the data (FLUSHALL, a restart without persistence).
 EPOCH = """
-local function epoch_of(key, candidate)
-  local epoch = redis.call('GET', key .. ':epoch')
+local function epoch_of(epoch_key, candidate)
+  local epoch = redis.call('GET', epoch_key)
   if not epoch then
     epoch = candidate
-    redis.call('SET', key .. ':epoch', epoch)
+    redis.call('SET', epoch_key, epoch)
   end
   return epoch
 end
 """
 
-# ARGV: history, ids bucket size, count, candidate epoch, then per draft: room, user,
-# text, time_ms, action, sender, id. Returns per draft its seq (negative for a repeat)
-# and the epoch of its room's log. Client ids live in hashes of `size` numbers each;
-# the newest two are consulted and older ones deleted, so a retry is recognised among
-# the last `size` messages at least.
+# KEYS: per room of the batch its seq, log and epoch. ARGV: history, ids bucket size,
+# count, candidate epoch, then per draft: its room's place among the rooms (from 1),
+# user, text, time_ms, action, sender, id. Returns per draft its seq (negative for a
+# repeat) and the epoch of its room's log. Client ids live in hashes of `size` numbers
+# each; the newest two are consulted and older ones deleted, so a retry is recognised
+# among the last `size` messages at least. Which buckets is known only here, from the
+# counter: their names are built from the room's seq key (`<room>:ids:<bucket>`).
 APPEND = (
     EPOCH
     + """
@@ -75,27 +92,29 @@ local history, size, candidate = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4]
 local out = {}
 local i = 5
 for _ = 1, tonumber(ARGV[3]) do
-  local room, user, text, time, action, sender, id =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local at = 3 * tonumber(ARGV[i]) - 2
+  local user, text, time, action, sender, id =
+    ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   i = i + 7
-  local key = 'purechat:room:' .. room
-  local epoch = epoch_of(key, candidate)
-  local bucket = math.floor(tonumber(redis.call('GET', key .. ':seq') or '0') / size)
+  local seq_key, log_key = KEYS[at], KEYS[at + 1]
+  local ids = string.sub(seq_key, 1, -4) .. 'ids:'
+  local epoch = epoch_of(KEYS[at + 2], candidate)
+  local bucket = math.floor(tonumber(redis.call('GET', seq_key) or '0') / size)
   local retry = sender .. '|' .. id
   local seq = false
   if id ~= '' then
-    seq = redis.call('HGET', key .. ':ids:' .. bucket, retry)
-      or redis.call('HGET', key .. ':ids:' .. (bucket - 1), retry)
+    seq = redis.call('HGET', ids .. bucket, retry)
+      or redis.call('HGET', ids .. (bucket - 1), retry)
   end
   if seq then
     table.insert(out, -tonumber(seq))
   else
-    seq = redis.call('INCR', key .. ':seq')
-    redis.call('XADD', key .. ':log', 'MAXLEN', '~', history, seq .. '-0',
+    seq = redis.call('INCR', seq_key)
+    redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
       'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch)
     local now = math.floor(seq / size)
-    if now ~= bucket then redis.call('DEL', key .. ':ids:' .. (now - 2)) end
-    if id ~= '' then redis.call('HSET', key .. ':ids:' .. now, retry, seq) end
+    if now ~= bucket then redis.call('DEL', ids .. (now - 2)) end
+    if id ~= '' then redis.call('HSET', ids .. now, retry, seq) end
     table.insert(out, seq)
   end
   table.insert(out, epoch)
@@ -104,15 +123,15 @@ return out
 """
 )
 
-# ARGV: candidate epoch, then rooms. Returns each room's newest number and epoch.
+# KEYS: per room its seq and epoch. ARGV: candidate epoch. Returns each room's newest
+# number and epoch.
 HEADS = (
     EPOCH
     + """
 local out = {}
-for i = 2, #ARGV do
-  local key = 'purechat:room:' .. ARGV[i]
-  table.insert(out, redis.call('GET', key .. ':seq') or '0')
-  table.insert(out, epoch_of(key, ARGV[1] .. '-' .. i))
+for at = 1, #KEYS, 2 do
+  table.insert(out, redis.call('GET', KEYS[at]) or '0')
+  table.insert(out, epoch_of(KEYS[at + 1], ARGV[1] .. '-' .. at))
 end
 return out
 """
@@ -122,153 +141,173 @@ return out
 # session, hashes name_key -> name and name -> name_key (names are unique by key: see
 # purechat.core.names), and a stream of joins and leaves whose ids are
 # `<newest message number>-*`, so they merge with the messages in the order they
-# happened. Per server a set of its
-# seats (JSON [room, name, holder]) and a key that lives while its heartbeats do;
-# `purechat:servers` lists servers with seats, `purechat:rooms` rooms with members.
+# happened. Per server a set of its seats (JSON [room, name, holder]) and a key that
+# lives while its heartbeats do; `purechat:servers` lists servers with seats,
+# `purechat:rooms` rooms with members. `room_at(n)` takes a room's keys from KEYS[n]
+# on (ROOM_KEYS' order); `room_named` and `seats_of` build them, for rooms and servers
+# a script finds in Redis (a server's seats) rather than is given.
 PRESENCE = f"""
-local function room_key(room) return 'purechat:room:' .. room end
-local function server_of(holder) return string.match(holder, '^(.*)/') end
-local function seats_key(holder) return 'purechat:server:' .. server_of(holder) .. ':seats' end
-local function log(room, kind, name, time)
-  local key = room_key(room)
-  return redis.call('XADD', key .. ':presence', 'MAXLEN', '~', {PRESENCE_KEPT},
-    (redis.call('GET', key .. ':seq') or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
+local function room_at(at)
+  return {{members = KEYS[at], sessions = KEYS[at + 1], keys = KEYS[at + 2],
+    key_of = KEYS[at + 3], presence = KEYS[at + 4], seq = KEYS[at + 5]}}
 end
-local function named(room, nkey, name)
-  local key = room_key(room)
-  local holding = redis.call('HGET', key .. ':keys', nkey)
-  if holding and redis.call('HEXISTS', key .. ':members', holding) == 1 then return holding end
-  if redis.call('HEXISTS', key .. ':members', name) == 1 then return name end
+local function room_named(room)
+  local key = 'purechat:room:' .. room
+  return {{members = key .. ':members', sessions = key .. ':sessions', keys = key .. ':keys',
+    key_of = key .. ':key_of', presence = key .. ':presence', seq = key .. ':seq'}}
+end
+local function server_of(holder) return string.match(holder, '^(.*)/') end
+local function seats_of(server) return 'purechat:server:' .. server .. ':seats' end
+local function log(r, kind, name, time)
+  return redis.call('XADD', r.presence, 'MAXLEN', '~', {PRESENCE_KEPT},
+    (redis.call('GET', r.seq) or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
+end
+local function named(r, nkey, name)
+  local holding = redis.call('HGET', r.keys, nkey)
+  if holding and redis.call('HEXISTS', r.members, holding) == 1 then return holding end
+  if redis.call('HEXISTS', r.members, name) == 1 then return name end
   return false
 end
-local function hold(room, name, holder, session, nkey)
-  local key = room_key(room)
-  redis.call('HSET', key .. ':members', name, holder)
-  redis.call('HSET', key .. ':keys', nkey, name)
-  redis.call('HSET', key .. ':key_of', name, nkey)
-  if session ~= '' then redis.call('HSET', key .. ':sessions', name, session) end
-  redis.call('SADD', 'purechat:rooms', room)
-  redis.call('SADD', seats_key(holder), cjson.encode({{room, name, holder}}))
-  redis.call('SADD', 'purechat:servers', server_of(holder))
+-- g: the rooms and servers lists; seats: the holder's server's seats.
+local function hold(g, r, room, name, holder, session, nkey, seats)
+  redis.call('HSET', r.members, name, holder)
+  redis.call('HSET', r.keys, nkey, name)
+  redis.call('HSET', r.key_of, name, nkey)
+  if session ~= '' then redis.call('HSET', r.sessions, name, session) end
+  redis.call('SADD', g.rooms, room)
+  redis.call('SADD', seats, cjson.encode({{room, name, holder}}))
+  redis.call('SADD', g.servers, server_of(holder))
 end
-local function leave(room, name, holder, time)
-  local key = room_key(room)
-  redis.call('SREM', seats_key(holder), cjson.encode({{room, name, holder}}))
-  if redis.call('HGET', key .. ':members', name) ~= holder then return 0 end
-  redis.call('HDEL', key .. ':members', name)
-  redis.call('HDEL', key .. ':sessions', name)
-  local nkey = redis.call('HGET', key .. ':key_of', name)
+local function leave(g, r, room, name, holder, time, seats)
+  redis.call('SREM', seats, cjson.encode({{room, name, holder}}))
+  if redis.call('HGET', r.members, name) ~= holder then return 0 end
+  redis.call('HDEL', r.members, name)
+  redis.call('HDEL', r.sessions, name)
+  local nkey = redis.call('HGET', r.key_of, name)
   if nkey then
-    redis.call('HDEL', key .. ':key_of', name)
-    if redis.call('HGET', key .. ':keys', nkey) == name then
-      redis.call('HDEL', key .. ':keys', nkey)
+    redis.call('HDEL', r.key_of, name)
+    if redis.call('HGET', r.keys, nkey) == name then
+      redis.call('HDEL', r.keys, nkey)
     end
   end
-  if redis.call('HLEN', key .. ':members') == 0 then redis.call('SREM', 'purechat:rooms', room) end
-  log(room, 'leave', name, time)
+  if redis.call('HLEN', r.members) == 0 then redis.call('SREM', g.rooms, room) end
+  log(r, 'leave', name, time)
   return 1
 end
-local function retire(server, time)
-  local seats = 'purechat:server:' .. server .. ':seats'
+-- The rooms of a server's seats are found in its seats set: their keys are built here.
+local function retire(g, server, seats, alive, time)
   local gone = 0
   for _, seat in ipairs(redis.call('SMEMBERS', seats)) do
     local held = cjson.decode(seat)
-    gone = gone + leave(held[1], held[2], held[3], time)
+    gone = gone + leave(g, room_named(held[1]), held[1], held[2], held[3], time, seats)
   end
-  redis.call('DEL', seats, 'purechat:server:' .. server)
-  redis.call('SREM', 'purechat:servers', server)
+  redis.call('DEL', seats, alive)
+  redis.call('SREM', g.servers, server)
   return gone
 end
 """
 
-# ARGV: room, holder, session, time, candidate names each with its name_key. Returns
-# nil when all are taken (a name is taken when a name with its key is), else {name,
-# newest message number, presence id before the join, members}.
+# KEYS: the room's keys (ROOM_KEYS), its epoch, the joining holder's server's seats,
+# the rooms list, the servers list. ARGV: room, holder, session, time, candidate
+# epoch, candidate names each with its name_key. Returns nil when all are taken (a
+# name is taken when a name with its key is), else {name, newest message number,
+# presence id before the join, members, epoch}. The seats set of a server that held
+# the name before (another stream of the same client) is named here: found only now.
 JOIN = (
     PRESENCE
     + EPOCH
     + """
+local r, g = room_at(1), {rooms = KEYS[9], servers = KEYS[10]}
 local room, holder, session, time, candidate = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local key = room_key(room)
 for i = 6, #ARGV, 2 do
   local nkey = ARGV[i + 1]
-  local name = named(room, nkey, ARGV[i]) or ARGV[i]
-  local earlier = redis.call('HGET', key .. ':members', name)
+  local name = named(r, nkey, ARGV[i]) or ARGV[i]
+  local earlier = redis.call('HGET', r.members, name)
   if not earlier
-    or (session ~= '' and redis.call('HGET', key .. ':sessions', name) == session) then
-    local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+    or (session ~= '' and redis.call('HGET', r.sessions, name) == session) then
+    local newest = redis.call('XREVRANGE', r.presence, '+', '-', 'COUNT', 1)
     local before = '0-0'
     if #newest > 0 then before = newest[1][1] end
     if earlier then
       -- The same client, back: the name moves to its new stream, unannounced.
-      redis.call('SREM', seats_key(earlier), cjson.encode({room, name, earlier}))
+      redis.call('SREM', seats_of(server_of(earlier)), cjson.encode({room, name, earlier}))
     end
-    hold(room, name, holder, session, nkey)
-    if not earlier then log(room, 'join', name, time) end
-    return {name, redis.call('GET', key .. ':seq') or '0', before,
-      redis.call('HKEYS', key .. ':members'), epoch_of(key, candidate)}
+    hold(g, r, room, name, holder, session, nkey, KEYS[8])
+    if not earlier then log(r, 'join', name, time) end
+    return {name, redis.call('GET', r.seq) or '0', before,
+      redis.call('HKEYS', r.members), epoch_of(KEYS[7], candidate)}
   end
 end
 return false
 """
 )
 
-# ARGV: room, candidate epoch. Returns {newest message number, newest presence id, epoch}.
+# KEYS: the room's presence, seq and epoch. ARGV: candidate epoch. Returns {newest
+# message number, newest presence id, epoch}.
 POSITION = (
     EPOCH
     + """
-local key = 'purechat:room:' .. ARGV[1]
-local newest = redis.call('XREVRANGE', key .. ':presence', '+', '-', 'COUNT', 1)
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = '0-0'
 if #newest > 0 then last = newest[1][1] end
-return {redis.call('GET', key .. ':seq') or '0', last, epoch_of(key, ARGV[2])}
+return {redis.call('GET', KEYS[2]) or '0', last, epoch_of(KEYS[3], ARGV[1])}
 """
 )
 
-# ARGV: time, then room, name and holder per seat. An empty name stands for whatever
-# name the holder holds in the room (a join whose answer was lost).
+# KEYS: the rooms list, the servers list, then per seat its room's keys (ROOM_KEYS)
+# and its holder's server's seats. ARGV: time, then room, name and holder per seat. An
+# empty name stands for whatever name the holder holds in the room (a join whose
+# answer was lost).
 LEAVE = (
     PRESENCE
     + """
+local g = {rooms = KEYS[1], servers = KEYS[2]}
+local at = 3
 for i = 2, #ARGV, 3 do
+  local r, seats = room_at(at), KEYS[at + 6]
+  at = at + 7
   local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if name == '' then
-    local held = redis.call('HGETALL', room_key(room) .. ':members')
+    local held = redis.call('HGETALL', r.members)
     for j = 1, #held, 2 do if held[j + 1] == holder then name = held[j] end end
   end
-  if name ~= '' then leave(room, name, holder, ARGV[1]) end
+  if name ~= '' then leave(g, r, room, name, holder, ARGV[1], seats) end
 end
 return 0
 """
 )
 
-# ARGV: server, ttl in ms. Returns 1 when the server's key was still there.
+# KEYS: the server's heartbeat key, the servers list. ARGV: server, ttl in ms. Returns
+# 1 when the server's key was still there.
 HEARTBEAT = """
-local key = 'purechat:server:' .. ARGV[1]
-local alive = redis.call('EXISTS', key)
-redis.call('SET', key, '1', 'PX', ARGV[2])
-redis.call('SADD', 'purechat:servers', ARGV[1])
+local alive = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
 return alive
 """
 
-# ARGV: time, then room, name, holder, session and name_key per seat. Returns the seats
-# others took meanwhile (the name or a look-alike of it), flattened.
+# KEYS: as LEAVE's. ARGV: time, then room, name, holder, session and name_key per seat.
+# Returns the seats others took meanwhile (the name or a look-alike of it), flattened.
 RESTORE = (
     PRESENCE
     + """
+local g = {rooms = KEYS[1], servers = KEYS[2]}
 local lost = {}
+local at = 3
 for i = 2, #ARGV, 5 do
+  local r, seats = room_at(at), KEYS[at + 6]
+  at = at + 7
   local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local session, nkey = ARGV[i + 3], ARGV[i + 4]
-  local owner = redis.call('HGET', room_key(room) .. ':members', name)
-  local other = named(room, nkey, name)
+  local owner = redis.call('HGET', r.members, name)
+  local other = named(r, nkey, name)
   if other and other ~= name then
     for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
   elseif not owner then
-    hold(room, name, holder, session, nkey)
-    log(room, 'join', name, ARGV[1])
+    hold(g, r, room, name, holder, session, nkey, seats)
+    log(r, 'join', name, ARGV[1])
   elseif owner == holder then
-    hold(room, name, holder, session, nkey)
+    hold(g, r, room, name, holder, session, nkey, seats)
   else
     for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
   end
@@ -278,26 +317,36 @@ return lost
 )
 
 # ARGV: time. Retires every server whose heartbeat expired; returns members removed.
+# It walks the servers list, so every key it touches is named here (no KEYS).
 SWEEP = (
     PRESENCE
     + """
+local g = {rooms = 'purechat:rooms', servers = 'purechat:servers'}
 local gone = 0
-for _, server in ipairs(redis.call('SMEMBERS', 'purechat:servers')) do
-  if redis.call('EXISTS', 'purechat:server:' .. server) == 0 then
-    gone = gone + retire(server, ARGV[1])
+for _, server in ipairs(redis.call('SMEMBERS', g.servers)) do
+  local alive = 'purechat:server:' .. server
+  if redis.call('EXISTS', alive) == 0 then
+    gone = gone + retire(g, server, seats_of(server), alive, ARGV[1])
   end
 end
 return gone
 """
 )
 
+# KEYS: the rooms list, the servers list, the server's seats, its heartbeat key.
 # ARGV: server, time.
-RETIRE = PRESENCE + "\nreturn retire(ARGV[1], ARGV[2])\n"
+RETIRE = (
+    PRESENCE
+    + """
+return retire({rooms = KEYS[1], servers = KEYS[2]}, ARGV[1], KEYS[3], KEYS[4], ARGV[2])
+"""
+)
 
-# Returns room, member count, newest number for every room with members.
+# KEYS: the rooms list. Returns room, member count, newest number for every room with
+# members (each room's keys named here: the rooms are found in the list).
 ROOMS = """
 local out = {}
-for _, room in ipairs(redis.call('SMEMBERS', 'purechat:rooms')) do
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = 'purechat:room:' .. room
   table.insert(out, {room, redis.call('HLEN', key .. ':members'),
     redis.call('GET', key .. ':seq') or '0'})
@@ -369,6 +418,28 @@ class RedisAddress:
         return glide.TlsAdvancedConfiguration(root_pem_cacerts=certificates)
 
 
+def _script(code: str) -> Any:
+    return glide.Script(code)  # type: ignore[no-untyped-call]  # glide's is untyped
+
+
+class Scripts:
+    """The Lua scripts, kept while the store is open: glide sends each by its SHA
+    (EVALSHA), loading it (SCRIPT LOAD) when Redis does not know it, as after a
+    restart; each script's text is sent once, not with every call."""
+
+    def __init__(self) -> None:
+        self.append = _script(APPEND)
+        self.heads = _script(HEADS)
+        self.join = _script(JOIN)
+        self.position = _script(POSITION)
+        self.leave = _script(LEAVE)
+        self.heartbeat = _script(HEARTBEAT)
+        self.restore = _script(RESTORE)
+        self.sweep = _script(SWEEP)
+        self.retire = _script(RETIRE)
+        self.rooms = _script(ROOMS)
+
+
 class RedisStore:
     def __init__(
         self, address: RedisAddress, client: Any, reader: Any, history: int, ids_kept: int
@@ -378,6 +449,7 @@ class RedisStore:
         self._reader = reader  # for blocking reads only
         self.history = history
         self.ids_kept = ids_kept
+        self._scripts = Scripts()
 
     @classmethod
     async def open(cls, url: str, history: int, ids_kept: int = IDS_KEPT) -> RedisStore:
@@ -413,10 +485,14 @@ class RedisStore:
         return f"{where} (streams of the newest ~{self.history} messages per room)"
 
     async def append(self, messages: Sequence[Message]) -> list[Appended]:
+        rooms = {
+            room: place for place, room in enumerate(dict.fromkeys(d.room for d in messages), 1)
+        }
+        keys = [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in ("seq", "log", "epoch")]
         args = [str(self.history), str(self.ids_kept), str(len(messages)), new_epoch()]
         for d in messages:
             args += [
-                d.room,
+                str(rooms[d.room]),
                 d.user,
                 d.text,
                 str(d.time_ms),
@@ -424,20 +500,20 @@ class RedisStore:
                 d.sender_key,
                 d.client_msg_id,
             ]
-        out = await self._call(self._client, ["EVAL", APPEND, "0", *args])
+        out = await self._run(self._scripts.append, keys, args)
         return [
             Appended(abs(int(n)), duplicate=int(n) < 0, epoch=epoch.decode())
             for n, epoch in zip(out[::2], out[1::2], strict=True)
         ]
 
     async def head(self, room: str) -> Head:
-        seq, epoch = await self._call(self._client, ["EVAL", HEADS, "0", new_epoch(), room])
+        seq, epoch = await self._run(self._scripts.heads, _heads_keys([room]), [new_epoch()])
         return Head(epoch.decode(), int(seq))
 
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
         if not rooms:
             return {}
-        out = await self._call(self._client, ["EVAL", HEADS, "0", new_epoch(), *rooms])
+        out = await self._run(self._scripts.heads, _heads_keys(rooms), [new_epoch()])
         return {room: epoch.decode() for room, epoch in zip(rooms, out[1::2], strict=True)}
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
@@ -476,19 +552,18 @@ class RedisStore:
         return sorted(kept, key=_happened)
 
     async def position(self, room: str) -> Position:
-        seq, presence, epoch = await self._call(
-            self._client, ["EVAL", POSITION, "0", room, new_epoch()]
-        )
+        keys = [f"{KEY_PREFIX}{room}:{part}" for part in ("presence", "seq", "epoch")]
+        seq, presence, epoch = await self._run(self._scripts.position, keys, [new_epoch()])
         return Position(int(seq), PresenceId.parse(presence.decode()), epoch.decode())
 
     async def join(
         self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
         keyed = [part for name in candidates for part in (name, name_key(name))]
-        answer = await self._call(
-            self._client,
-            ["EVAL", JOIN, "0", room, holder, session, str(time_ms), new_epoch(), *keyed],
-        )
+        keys = [*_room_keys(room), f"{KEY_PREFIX}{room}:epoch", _seats_key(holder)]
+        keys += [ROOMS_KEY, SERVERS_KEY]
+        args = [room, holder, session, str(time_ms), new_epoch(), *keyed]
+        answer = await self._run(self._scripts.join, keys, args)
         if answer is None:
             return None
         name, seq, before, members, epoch = answer
@@ -497,30 +572,34 @@ class RedisStore:
 
     async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
         flat = [part for seat in seats for part in seat]
-        await self._call(self._client, ["EVAL", LEAVE, "0", str(time_ms), *flat])
+        keys = _seats_keys(seat for seat in seats)
+        await self._run(self._scripts.leave, keys, [str(time_ms), *flat])
 
     async def heartbeat(self, server: str, ttl_ms: int) -> bool:
-        alive = await self._call(self._client, ["EVAL", HEARTBEAT, "0", server, str(ttl_ms)])
+        keys = [_server_key(server), SERVERS_KEY]
+        alive = await self._run(self._scripts.heartbeat, keys, [server, str(ttl_ms)])
         return bool(alive)
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
         flat = [part for seat, session in held for part in (*seat, session, name_key(seat[1]))]
-        lost = await self._call(self._client, ["EVAL", RESTORE, "0", str(time_ms), *flat])
+        keys = _seats_keys(seat for seat, _ in held)
+        lost = await self._run(self._scripts.restore, keys, [str(time_ms), *flat])
         parts = [value.decode() for value in lost]
         return list(zip(parts[::3], parts[1::3], parts[2::3], strict=True))
 
     async def sweep(self, time_ms: int) -> int:
-        return int(await self._call(self._client, ["EVAL", SWEEP, "0", str(time_ms)]))
+        return int(await self._run(self._scripts.sweep, [], [str(time_ms)]))
 
     async def retire(self, server: str, time_ms: int) -> None:
-        await self._call(self._client, ["EVAL", RETIRE, "0", server, str(time_ms)])
+        keys = [ROOMS_KEY, SERVERS_KEY, _seats_of(server), _server_key(server)]
+        await self._run(self._scripts.retire, keys, [server, str(time_ms)])
 
     async def members(self, room: str) -> tuple[str, ...]:
         names = await self._call(self._client, ["HKEYS", f"{KEY_PREFIX}{room}:members"])
         return tuple(sorted(name.decode() for name in names))
 
     async def rooms(self) -> list[tuple[str, int, int]]:
-        found = await self._call(self._client, ["EVAL", ROOMS, "0"])
+        found = await self._run(self._scripts.rooms, [ROOMS_KEY], [])
         return sorted((name.decode(), int(count), int(seq)) for name, count, seq in found)
 
     async def aclose(self) -> None:
@@ -529,11 +608,20 @@ class RedisStore:
                 await client.close()
 
     async def _call(self, client: Any, command: list[str]) -> Any:
-        """Run command; OutcomeUnknown when Redis may have run it without our hearing
-        the answer (a timeout, a connection lost mid-request), StoreUnavailable when
-        it surely did not (it answered with an error, or could not be asked)."""
+        """Run command (see _answer)."""
+        return await self._answer(client.custom_command(command))
+
+    async def _run(self, script: Any, keys: list[str], args: list[str]) -> Any:
+        """Run one of the Scripts by its SHA, with the keys it touches (see _answer)."""
+        return await self._answer(self._client.invoke_script(script, keys=keys, args=args))
+
+    async def _answer(self, request: Awaitable[Any]) -> Any:
+        """Redis's answer to request; OutcomeUnknown when Redis may have run it without
+        our hearing the answer (a timeout, a connection lost mid-request),
+        StoreUnavailable when it surely did not (it answered with an error, or could
+        not be asked)."""
         try:
-            return await client.custom_command(command)
+            return await request
         except (glide.TimeoutError, glide.ConnectionError) as error:
             raise OutcomeUnknown(self._sentence(error)) from None
         except glide.GlideError as error:
@@ -541,6 +629,39 @@ class RedisStore:
 
     def _sentence(self, error: Exception) -> str:
         return f"Redis at {self.address.host}:{self.address.port}: {_reason(error)}"
+
+
+def _room_keys(room: str) -> list[str]:
+    """A room's presence keys, in the order PRESENCE's `room_at` takes them."""
+    return [f"{KEY_PREFIX}{room}:{part}" for part in ROOM_KEYS]
+
+
+def _heads_keys(rooms: Iterable[str]) -> list[str]:
+    return [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in ("seq", "epoch")]
+
+
+def _server_key(server: str) -> str:
+    """The key that lives while server's heartbeats do."""
+    return f"purechat:server:{server}"
+
+
+def _seats_of(server: str) -> str:
+    """The set of server's seats (PRESENCE's `seats_of`)."""
+    return f"{_server_key(server)}:seats"
+
+
+def _seats_key(holder: str) -> str:
+    """The seats set of the server a holder id ("server/number") belongs to."""
+    return _seats_of(holder.rpartition("/")[0])
+
+
+def _seats_keys(seats: Iterable[Seat]) -> list[str]:
+    """KEYS for LEAVE and RESTORE: the lists, then per seat its room's keys and its
+    holder's seats set."""
+    keys = [ROOMS_KEY, SERVERS_KEY]
+    for room, _, holder in seats:
+        keys += [*_room_keys(room), _seats_key(holder)]
+    return keys
 
 
 def _hide_password(url: str) -> str:

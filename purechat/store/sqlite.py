@@ -5,10 +5,22 @@ machine once `append` returns. Appends arriving together are committed in one
 transaction by the caller's batching, so throughput is not one fsync per message.
 Blocking calls run on worker threads: one writer connection and one reader
 connection, each used by one thread at a time.
+
+A damaged file is said as such (StoreDamaged, naming the file): at open where it shows
+in what a server reads first, and later by any read or write that meets the damage.
+At open the schema and the rooms are read, and every room's newest CHECKED_HISTORY
+messages with the index entry of its newest one: the pages joins and appends touch
+first. A full check sees more but reads the whole file: `time sqlite3 FILE 'PRAGMA
+quick_check'` on 1,000,000 messages in 10 rooms (229 MB) took 2.5-3.9 s from a cold
+page cache (0.4-0.7 s warm), where opening with this check took 0.02-0.07 s. It grows
+with the rooms, not the messages: 0.8-1.2 s cold for 1,000,000 messages in 10,000
+rooms (quick_check: 3.7-4.4 s). `sqlite3 FILE 'PRAGMA quick_check'` is the
+operator's full check.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -20,7 +32,14 @@ import anyio
 import anyio.to_thread
 
 from purechat.core import Message
-from purechat.store.base import Appended, Head, StoreError, StoreUnavailable, new_epoch
+from purechat.store.base import (
+    Appended,
+    Head,
+    StoreDamaged,
+    StoreError,
+    StoreUnavailable,
+    new_epoch,
+)
 
 T = TypeVar("T")
 
@@ -58,6 +77,24 @@ CREATE UNIQUE INDEX message_ids ON messages (room, sender_key, client_msg_id)
 )
 
 
+# Messages of each room read at open: a join's history (the page's is 50) starts there.
+CHECKED_HISTORY = 50
+# CROSS JOIN keeps the rooms as the outer loop: one primary-key search per room.
+CHECK_NEWEST = """
+SELECT count(*), sum(length(m.user) + length(m.text)) FROM rooms AS r
+CROSS JOIN messages AS m ON m.room = r.name AND m.seq > r.last_seq - ?
+"""
+CHECK_NEWEST_IDS = """
+SELECT count(*) FROM rooms AS r
+CROSS JOIN messages AS m ON m.room = r.name AND m.seq = r.last_seq
+CROSS JOIN messages AS i INDEXED BY message_ids ON i.room = m.room
+    AND i.sender_key = m.sender_key AND i.client_msg_id = m.client_msg_id
+    AND i.client_msg_id != ''
+"""
+# SQLite's primary result codes for a file it cannot make sense of.
+DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
 class SqliteStore:
     def __init__(
         self,
@@ -76,6 +113,7 @@ class SqliteStore:
         self._held = held
         self._write_lock = anyio.CapacityLimiter(1)
         self._read_lock = anyio.CapacityLimiter(1)
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -111,24 +149,9 @@ class SqliteStore:
                 "server (for several servers as one chat, use --store redis://HOST:PORT)"
             ) from None
         try:
-            writer = _connect(path)
-            try:
-                epoch = _prepare(writer, path)  # before any pragma: a foreign file is untouched
-            except StoreError:
-                writer.close()
-                raise
-            _use_wal(writer)
-            reader = _connect(path)
-            _use_wal(reader)
-        except sqlite3.OperationalError as error:  # can open the file, but not use it
-            raise StoreError(
-                f"cannot use {path}: {error} (purechat writes the file and, beside it, "
-                "its -wal and -shm files)"
-            ) from None
+            writer, reader, epoch = _connections(path)
         except sqlite3.DatabaseError as error:
-            raise StoreError(
-                f"{path} is not a purechat database ({error}): it is a file of another program"
-            ) from None
+            raise _cannot_use(path, error) from None
         return cls(path, writer, reader, held, epoch)
 
     @property
@@ -146,9 +169,11 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             for draft in drafts:
                 if draft.client_msg_id:
+                    # "!= ''" lets SQLite use the partial index message_ids; without
+                    # it every send with an id scanned the room's whole log.
                     row = db.execute(
-                        "SELECT seq FROM messages"
-                        " WHERE room = ? AND sender_key = ? AND client_msg_id = ?",
+                        "SELECT seq FROM messages WHERE room = ? AND sender_key = ?"
+                        " AND client_msg_id = ? AND client_msg_id != ''",
                         (draft.room, draft.sender_key, draft.client_msg_id),
                     ).fetchone()
                     if row is not None:
@@ -194,10 +219,24 @@ class SqliteStore:
         return [Message(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
 
     async def aclose(self) -> None:
-        async with self._write_lock, self._read_lock:
-            self._writer.close()
-            self._reader.close()
-            os.close(self._held)
+        """Close both connections and give the file's lock back, even when cancelled
+        (a shutdown cut short): otherwise the lock is held until the process exits and
+        no server can open the file meanwhile. Shielded, it waits for a statement in
+        progress, which SQLite's busy timeout bounds."""
+        with anyio.CancelScope(shield=True):
+            async with self._write_lock, self._read_lock:
+                if not self._closed:
+                    self._closed = True
+                    await anyio.to_thread.run_sync(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        try:
+            self._writer.close()  # the last connection out checkpoints the WAL
+        finally:
+            try:
+                self._reader.close()
+            finally:
+                os.close(self._held)
 
     async def _run(
         self, lock: anyio.CapacityLimiter, function: Callable[..., T], *args: object
@@ -205,7 +244,62 @@ class SqliteStore:
         try:
             return await anyio.to_thread.run_sync(function, *args, limiter=lock)
         except sqlite3.Error as error:
+            if _damage_code(error) in DAMAGE_CODES:
+                raise damaged(self.path, error) from None
             raise StoreUnavailable(f"the message store failed: {error}") from None
+
+
+def damaged(path: Path, error: sqlite3.Error) -> StoreDamaged:
+    """The error for a file SQLite cannot make sense of: what is wrong, and what to do."""
+    return StoreDamaged(
+        f"the message store {path} is damaged (SQLite: {error}); keep a copy of it, then "
+        "repair it (sqlite3's .recover) or move it aside to start a new one",
+        str(path),
+    )
+
+
+def _damage_code(error: sqlite3.Error) -> int:
+    """SQLite's primary result code for error (-1 when it did not come from SQLite)."""
+    code: int = getattr(error, "sqlite_errorcode", -1)
+    return code & 0xFF if code >= 0 else code
+
+
+def _cannot_use(path: Path, error: sqlite3.DatabaseError) -> StoreError:
+    """Why a file that opened cannot serve as the store, as a sentence."""
+    if _damage_code(error) == sqlite3.SQLITE_CORRUPT:  # ours (or SQLite's), but damaged
+        return damaged(path, error)
+    if isinstance(error, sqlite3.OperationalError):  # can open the file, but not use it
+        return StoreError(
+            f"cannot use {path}: {error} (purechat writes the file and, beside it, "
+            "its -wal and -shm files)"
+        )
+    # A header SQLite does not know (NOTADB): another program's file, or a wreck.
+    return StoreError(
+        f"{path} is not a purechat database ({error}): it is a file of another program"
+    )
+
+
+def _connections(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection, str]:
+    """The writer and reader connections of a file checked to be a sound purechat
+    store (created when empty), and its epoch; closed again if anything fails."""
+    with contextlib.ExitStack() as undo:
+        writer = _connect(path)
+        undo.callback(writer.close)
+        epoch = _prepare(writer, path)  # before any pragma: a foreign file is untouched
+        _check(writer)
+        _use_wal(writer)
+        reader = _connect(path)
+        undo.callback(reader.close)
+        _use_wal(reader)
+        undo.pop_all()
+    return writer, reader, epoch
+
+
+def _check(db: sqlite3.Connection) -> None:
+    """Read what a server reads first (see the module docstring): damage there is
+    said at startup, not to the first member who joins."""
+    db.execute(CHECK_NEWEST, (CHECKED_HISTORY,)).fetchall()
+    db.execute(CHECK_NEWEST_IDS).fetchall()
 
 
 def _connect(path: Path) -> sqlite3.Connection:

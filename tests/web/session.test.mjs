@@ -11,6 +11,7 @@ import {
   Backoff,
   MAX_IN_FLIGHT,
   RETRY_PAUSE,
+  STORE_DAMAGED,
   Session,
   endingFromClose,
 } from "../../purechat/web/static/session.mjs";
@@ -165,6 +166,34 @@ test("an ending trying again cannot mend gives up with the server's sentence", (
   replaced.received(welcome(), 0);
   const ended = replaced.closed(0, { opened: true, code: 4010, reason: "replaced: the same" });
   assert.equal(ended[0].type, "giveUp"); // a duplicated tab: no tug of war over the name
+});
+
+test("a server whose store is damaged is not retried: the page says why and stops", () => {
+  const damaged = `${STORE_DAMAGED} (/srv/purechat.db)`;
+  const told = "The server's message store is damaged (/srv/purechat.db): its operator must " +
+    "repair it; retrying cannot help.";
+  const s = session();
+  s.connected(0);
+  s.received({ end: { code: "UNAVAILABLE", message: damaged } }, 0);
+  assert.deepEqual(s.closed(0, { opened: true, code: 4014, reason: damaged }), [
+    { type: "giveUp", reason: told },
+  ]);
+  assert.deepEqual(s.tick(60), []);
+  assert.equal(s.deadline(), null);
+  // The close frame alone says it too (its reason is the sentence).
+  const closedOnly = session();
+  closedOnly.connected(0);
+  closedOnly.received(welcome(), 0);
+  assert.deepEqual(closedOnly.closed(1, { opened: true, code: 4014, reason: damaged }), [
+    { type: "giveUp", reason: told },
+  ]);
+  // A store that is only away is tried again.
+  const away = session();
+  away.connected(0);
+  const again = away.closed(0, {
+    opened: true, code: 4014, reason: "the server cannot reach its store right now",
+  });
+  assert.equal(again.at(-1).type, "reconnect");
 });
 
 test("reconnects back off, with jitter, up to a cap; a welcome starts them again", () => {

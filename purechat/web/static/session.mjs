@@ -18,7 +18,8 @@
 // - a socket that closes sends the page back to reconnect (with backoff and jitter)
 //   and resume after the last number it saw, in the log (epoch) it saw it in;
 // - an ending that trying again cannot help (a refused name, a missing token, another
-//   tab of the same session taking the name over) gives up with the server's sentence.
+//   tab of the same session taking the name over, the server's store damaged) gives
+//   up with the server's sentence.
 
 export const MAX_IN_FLIGHT = 64;
 // Seconds to wait before sending again after a refusal that was not about the line.
@@ -33,6 +34,9 @@ export const FATAL = new Set([
 // ... and for a page, ABORTED too: another tab with this tab's session (a duplicated
 // tab copies it) took the name over, and taking it back would start a tug of war.
 const FINAL = new Set([...FATAL, "ABORTED"]);
+// How the server says its store is damaged (purechat/status.py's STORE_DAMAGED): an
+// UNAVAILABLE ending that starts with it is final, as only its operator can repair it.
+export const STORE_DAMAGED = "the server's message store is damaged";
 const TRANSIENT = new Set(["STORE_UNAVAILABLE", "OUTCOME_UNKNOWN", "RATE_LIMITED"]);
 const KINDS = new Set(["message", "join", "leave", "gap", "reset"]);
 // gRPC status names by number: a close code of 4000 + N ends a session with status N.
@@ -185,6 +189,11 @@ export class Session {
     if (FINAL.has(ending.code)) {
       this.phase = "done";
       return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
+    }
+    if (ending.code === "UNAVAILABLE" && (ending.message || "").startsWith(STORE_DAMAGED)) {
+      this.phase = "done";
+      const said = `${ending.message}: its operator must repair it; retrying cannot help`;
+      return [{ type: "giveUp", reason: sentence(said) }];
     }
     return this._trouble(describe(ending), now, wasJoined);
   }
