@@ -65,6 +65,10 @@ _ENDINGS = {
         "the server lost touch with the others and your name went to somebody else; join again",
     ),
     "shutting_down": (StatusCode.UNAVAILABLE, SHUTTING_DOWN),
+    "store_damaged": (
+        StatusCode.UNAVAILABLE,
+        f"{STORE_DAMAGED}: nothing can be stored until its operator repairs it",
+    ),
 }
 
 

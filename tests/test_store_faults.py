@@ -420,3 +420,27 @@ def test_the_page_knows_the_servers_sentence_for_a_damaged_store() -> None:
 @pytest.fixture(autouse=True)
 def _logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
+
+
+class DamagedOnWrite(MemoryStore):
+    """A store that reads fine and finds itself damaged when it writes."""
+
+    async def append(self, messages):  # type: ignore[no-untyped-def]
+        raise StoreDamaged("the message store /srv/chat.db is damaged", where="/srv/chat.db")
+
+
+async def test_a_send_to_a_damaged_store_ends_the_sender_saying_why(
+    nursery: trio.Nursery,
+) -> None:
+    """Not STORE_UNAVAILABLE, which purechat's clients retry until they give up: a
+    damaged store ends the sender's stream with the sentence its client stops on."""
+    served = await serve(nursery, DamagedOnWrite())
+    with trio.fail_after(10):
+        sender = await served.harness.v1("alice")
+        await sender.call.send("hello", "c1")
+        await sender.until_end()
+        status = sender.call.status
+        assert status is not None and status.status_code is StatusCode.UNAVAILABLE
+        assert status.status_message.startswith(STORE_DAMAGED)
+        assert isinstance(SessionMachine(name="a", room="r").ended(status, 0.0)[-1], GiveUp)
+        await served.close()

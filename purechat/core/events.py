@@ -47,6 +47,8 @@ class EndReason(enum.Enum):
     NAME_LOST = "name_lost"
     # The same client joined again on a newer stream, which took the name over.
     REPLACED = "replaced"
+    # The store is damaged: nothing can be stored until its operator repairs it.
+    STORE_DAMAGED = "store_damaged"
 
 
 @dataclass(frozen=True, slots=True)

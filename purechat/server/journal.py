@@ -17,9 +17,9 @@ from functools import partial
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from purechat.core import ErrorCode, Hub, Member, Message, Notice, Published
+from purechat.core import EndReason, ErrorCode, Hub, Member, Message, Notice, Published
 from purechat.server.feed import Feed
-from purechat.store import Appended, OutcomeUnknown, Store, StoreError
+from purechat.store import Appended, OutcomeUnknown, Store, StoreDamaged, StoreError
 
 log = logging.getLogger("purechat.server")
 
@@ -178,7 +178,11 @@ class Journal:
             what = "may not have been stored" if unknown else "were refused"
             log.error("%s; %d message(s) %s", error, len(fresh), what)
             for entry in fresh:
-                if unknown:
+                if isinstance(error, StoreDamaged):
+                    # Retrying cannot help: the sender is told so and stops.
+                    self.hub.evict(entry.sender, EndReason.STORE_DAMAGED)
+                    entry.in_flight.done()
+                elif unknown:
                     self._refuse(entry, ErrorCode.OUTCOME_UNKNOWN, _UNKNOWN)
                 else:
                     self._refuse(entry, ErrorCode.STORE_UNAVAILABLE, _NOT_STORED)
