@@ -9,6 +9,7 @@ of each other.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 
@@ -18,22 +19,27 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from purechat import status as statuses
-from purechat.core import EndReason, Hub, names
+from purechat.core import EndReason, Hub, Message, names
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.ops.health import HealthState
 from purechat.ops.metrics import Metrics
 from purechat.server.addresses import AddressCounts
 from purechat.server.admin import HubRoster, Roster
-from purechat.server.auth import Bearers
+from purechat.server.auth import Admitted
 from purechat.server.config import ServerConfig
 from purechat.server.delivery import DeliveryLimits
 from purechat.server.feed import Feed
 from purechat.server.grpc import CHAT_SERVICES, GrpcListener
+from purechat.server.identity import Authenticator
 from purechat.server.journal import Journal
+from purechat.server.outage import Outage
 from purechat.server.pacing import Pacer
+from purechat.server.passwords import Passwords
 from purechat.server.presence import Presence
 from purechat.server.services import Services
 from purechat.store import MemoryStore, Store, StoreError
+from purechat.store.base import Records
+from purechat.store.directory import AuditEntry, Directory
 from purechat.store.shared import SharedStore
 from purechat.transport import Flusher
 from purechat.web.listener import WebServer
@@ -42,6 +48,10 @@ log = logging.getLogger("purechat.server")
 
 # How often the store is asked whether it answers, for health, when nobody writes.
 STORE_PROBE_SECONDS = 5.0
+# How often the control records are read (an account's sessions ended on another server
+# ends them here within this), and the server's bans and accounts read again anyway.
+CONTROL_POLL_SECONDS = 0.5
+BANS_REFRESH_SECONDS = 30.0
 # A probe that has not answered this long marks the server NOT_SERVING meanwhile.
 STORE_PROBE_TIMEOUT = 5.0
 
@@ -73,7 +83,22 @@ class ChatServer:
             if shared
             else None
         )
-        self._journal = Journal(self.hub, self.store, self._store_answered, feed)
+        records = self.store if isinstance(self.store, Records) else MemoryStore()
+        # Accounts, sessions, room state, audit and control (a store's stand-in in a
+        # test that keeps none: in memory).
+        self.directory = Directory(records)
+        self._journal = Journal(self.hub, self.store, self._store_answered, feed, audit=self._audit)
+        self.auth = Authenticator(
+            self.config.accounts,
+            self.config.tokens,
+            self.directory,
+            Passwords(self.config.password_cost),
+            self.config.limits,
+            on_failure=self.metrics.auth_failures.labels,
+        )
+        # The calls open and who each is: revoking a token, an account or an address
+        # ends them.
+        self._admitted = Admitted(self.config.tokens)
         self._services = Services(
             hub=self.hub,
             store=self.store,
@@ -88,10 +113,12 @@ class ChatServer:
             flusher=Flusher(),
             feed=feed,
             presence=self._presence,
+            directory=self.directory,
+            auth=self.auth,
+            admitted=self._admitted,
         )
         self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
         roster: Roster = shared or HubRoster(self.hub)
-        bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
         # Open connections per host, counted across both listeners.
         addresses = AddressCounts(self.config.max_conns_per_addr)
         self._grpc = GrpcListener(
@@ -99,12 +126,20 @@ class ChatServer:
             self._services,
             health=self.health,
             roster=roster,
-            bearers=bearers,
             addresses=addresses,
+            auth=self.auth,
+            admitted=self._admitted,
             on_cut_off=self._count_cut_off,
         )
         self._web = (
-            WebServer(self.config, self._services, bearers, addresses, self._count_cut_off)
+            WebServer(
+                self.config,
+                self._services,
+                auth=self.auth,
+                admitted=self._admitted,
+                addresses=addresses,
+                on_cut_off=self._count_cut_off,
+            )
             if self.config.web_port is not None
             else None
         )
@@ -147,6 +182,7 @@ class ChatServer:
                     tasks.start_soon(services.flusher.run)
                     tasks.start_soon(self._grpc.keep_alive)
                     tasks.start_soon(self._watch_store)
+                    await tasks.start(self._watch_controls)
                     if self.config.metrics_port is not None:
                         # Counts of its own, with the same limit: see Metrics.serve.
                         self.metrics_port = await tasks.start(
@@ -197,6 +233,60 @@ class ChatServer:
         else:
             self.health.store_answered(True)
         answered.set()
+
+    async def _watch_controls(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Act on what any server (or `purechat account`) asked of all of them: end an
+        account's sessions, an address's connections; keep the server's bans current."""
+        outage = Outage("control")
+        seen = 0
+        while True:
+            try:
+                seen = seen or await self.directory.newest_control()
+                self.auth.server_bans = await self.directory.server_bans()
+                self.auth.account_keys = await self.directory.account_keys()
+                break
+            except StoreError as error:
+                outage.failed(error)
+                await outage.pause()
+        task_status.started()
+        refreshed = anyio.current_time()
+        while True:
+            await anyio.sleep(CONTROL_POLL_SECONDS)
+            try:
+                found = await self.directory.controls(seen)
+                if found or anyio.current_time() - refreshed > BANS_REFRESH_SECONDS:
+                    self.auth.server_bans = await self.directory.server_bans()
+                    self.auth.account_keys = await self.directory.account_keys()
+                    refreshed = anyio.current_time()
+            except StoreError as error:
+                outage.failed(error)
+                await outage.pause()
+                continue
+            outage.recovered()
+            for number, control in found:
+                seen = number
+                if control.kind == "account":
+                    self._admitted.revoke_account(control.subject, control.reason)
+                elif control.kind == "address":
+                    self._admitted.revoke_address(control.subject, control.reason)
+
+    async def _audit(self, entry: Message) -> None:
+        """A moderation entry stored: into the audit log (a failure is logged, the entry
+        stands)."""
+        details = json.loads(entry.data or "{}")
+        try:
+            await self.directory.audit(
+                AuditEntry(
+                    entry.time_ms,
+                    entry.user,
+                    str(details.get("action", "")),
+                    entry.room,
+                    str(details.get("target", "")),
+                    entry.text,
+                )
+            )
+        except StoreError as error:
+            log.error("%s; the audit log misses: %s", error, entry.text)
 
     async def _close_everything(self) -> None:
         """End every member with UNAVAILABLE and give the statuses time to be delivered."""

@@ -42,6 +42,21 @@ class Refusal(PurechatError):
     """A request that breaks a rule (a name, a room, a limit); trying again will not help."""
 
 
+class NotAllowed(Refusal):
+    """Not for this member: a ban, a missing role, a mute; str() is a sentence."""
+
+
+class Unauthenticated(Refusal):
+    """No valid credentials (a wrong token or password, guests not let in).
+
+    `missing`: no credentials were given (rather than wrong ones), so a door can say
+    how to give them in its own words."""
+
+    def __init__(self, sentence: str, *, missing: bool = False):
+        super().__init__(sentence)
+        self.missing = missing
+
+
 class LimitReached(Refusal):
     """A limit is reached (a full room, too many connections, too many messages)."""
 

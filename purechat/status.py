@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 from purechat.errors import (
     LimitReached,
+    NotAllowed,
     PurechatError,
     Refusal,
     StoreDamaged,
     StoreError,
     TransportError,
+    Unauthenticated,
 )
 from purechat.transport.status import (
     NEVER_ANSWERED,
@@ -65,6 +67,12 @@ _ENDINGS = {
         "the server lost touch with the others and your name went to somebody else; join again",
     ),
     "shutting_down": (StatusCode.UNAVAILABLE, SHUTTING_DOWN),
+    "kicked": (StatusCode.PERMISSION_DENIED, "you were kicked out of the room"),
+    "banned": (StatusCode.PERMISSION_DENIED, "you are banned from the room"),
+    "revoked": (
+        StatusCode.UNAUTHENTICATED,
+        "your session was ended: log in again (purechat login) to come back",
+    ),
     "store_damaged": (
         StatusCode.UNAVAILABLE,
         f"{STORE_DAMAGED}: nothing can be stored until its operator repairs it",
@@ -72,16 +80,21 @@ _ENDINGS = {
 }
 
 
-def for_end(reason: EndReason) -> Status:
-    """The status a member's stream ends with when the core ends it for reason."""
+def for_end(reason: EndReason, detail: str = "") -> Status:
+    """The status a member's stream ends with when the core ends it for reason (detail,
+    when given, is the sentence: who banned it and why, say)."""
     code, message = _ENDINGS[reason.value]
-    return Status(code, message)
+    return Status(code, detail or message)
 
 
 def for_error(error: PurechatError) -> Status:
     """The status a call ends with when one of purechat's errors stops it."""
     if isinstance(error, LimitReached):
         return Status(StatusCode.RESOURCE_EXHAUSTED, str(error))
+    if isinstance(error, NotAllowed):
+        return Status(StatusCode.PERMISSION_DENIED, str(error))
+    if isinstance(error, Unauthenticated):
+        return Status(StatusCode.UNAUTHENTICATED, str(error))
     if isinstance(error, Refusal):
         return Status(StatusCode.INVALID_ARGUMENT, str(error))
     if isinstance(error, StoreDamaged):
@@ -120,6 +133,11 @@ def first_frame_not_join() -> Status:
 
 def unauthenticated(how: str = "send 'authorization: Bearer TOKEN'") -> Status:
     return Status(StatusCode.UNAUTHENTICATED, f"a valid token is required ({how})")
+
+
+def banned_from_server(reason: str) -> Status:
+    tail = f": {reason}" if reason else ""
+    return Status(StatusCode.PERMISSION_DENIED, f"your address is banned from this server{tail}")
 
 
 def token_revoked() -> Status:

@@ -30,7 +30,7 @@ class FakeOutbox:
         self.items.extend(items)
         return True
 
-    def end(self, reason: EndReason) -> None:
+    def end(self, reason: EndReason, detail: str = "") -> None:
         self.ended = reason
 
     def events(self, kind: EventKind | None = None) -> list[RoomEvent]:

@@ -13,7 +13,7 @@ from purechat.client.display import Shown, plain_line, shown_name
 from purechat.core import Hub, JoinRefused, Limits
 from purechat.core.names import clean_name, display_form, name_key, name_problem
 from purechat.pb import purechat_v1_pb2 as v1
-from purechat.server.auth import TokenBook, TokenFileError
+from purechat.server.auth import TokenBook, TokenEntry, TokenFileError
 from purechat.transport import StatusCode
 from tests.fakes import FakeOutbox
 from tests.helpers import Harness
@@ -163,8 +163,9 @@ def test_token_file_names_follow_the_same_rule(tmp_path) -> None:
     path = tmp_path / "tokens"
     path.write_text("t1 \uff41lice\nt2 jose\u0301\n", encoding="utf-8")
     book = TokenBook(path)
-    assert book.bearer([("authorization", "Bearer t1")]) == (b"t1", "alice")
-    assert book.name_for([("authorization", "Bearer t2")]) == NFC_JOSE
+    assert book.lookup("t1") == TokenEntry(b"t1", "alice")
+    found = book.lookup("t2")
+    assert found is not None and found.name == NFC_JOSE
     path.write_text("t1 alice\u034f\n", encoding="utf-8")
     with pytest.raises(TokenFileError, match=r"line 1: Names cannot contain invisible"):
         book.load()

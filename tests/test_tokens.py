@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from purechat.core import Identity
 from purechat.server import auth
-from purechat.server.auth import MAX_TOKEN_FILE_BYTES, Bearers, TokenBook, TokenFileError
+from purechat.server.auth import (
+    MAX_TOKEN_FILE_BYTES,
+    Admitted,
+    TokenBook,
+    TokenEntry,
+    TokenFileError,
+)
 from purechat.status import Status
 
 
@@ -25,7 +32,7 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path: Path) -> None:
     book = _book(tmp_path, "\ufefffirst alice\nsecond bob\n")
-    assert book.lookup("first") == (b"first", "alice")
+    assert book.lookup("first") == TokenEntry(b"first", "alice")
 
 
 def test_the_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
@@ -56,7 +63,7 @@ def test_an_unexpected_failure_while_reading_keeps_the_old_tokens(
 
     monkeypatch.setattr(auth, "name_problem", broken)
     assert book.reload() == frozenset()
-    assert book.lookup("first") == (b"first", "alice")
+    assert book.lookup("first") == TokenEntry(b"first", "alice")
     assert book.lookup("second") is None
     [error] = _errors(caplog)
     assert error.getMessage() == (
@@ -87,13 +94,13 @@ def test_a_revocation_that_fails_leaves_the_others_to_end(
         raise RuntimeError("a listener's bug")
 
     book.on_revoked(failing_listener)
-    bearers = Bearers(book)
+    bearers = Admitted(book)
     book.on_revoked(told.append)
     broken, alice, bob = _Call(fails=True), _Call(), _Call()
     with (
-        bearers.holding(broken, (b"t-alice", "alice"), "peer 1"),
-        bearers.holding(alice, (b"t-alice", "alice"), "peer 2"),
-        bearers.holding(bob, (b"t-bob", "bob"), "peer 3"),
+        bearers.holding(broken, Identity("alice"), b"t-alice", "peer 1"),
+        bearers.holding(alice, Identity("alice"), b"t-alice", "peer 2"),
+        bearers.holding(bob, Identity("bob"), b"t-bob", "peer 3"),
     ):
         book.path.write_text("t-bob bob\n")
         assert book.reload() == {b"t-alice"}

@@ -7,6 +7,7 @@ delivers goes into each member's `Outbox`, which the transport drains.
 from purechat.core.events import (
     Ack,
     EndReason,
+    EntryKind,
     ErrorCode,
     EventKind,
     Message,
@@ -17,9 +18,12 @@ from purechat.core.events import (
     Welcome,
 )
 from purechat.core.hub import (
+    GUEST,
+    AccessDenied,
     BoundName,
     Hub,
     HubStats,
+    Identity,
     JoinRefused,
     Member,
     Outbox,
@@ -29,13 +33,17 @@ from purechat.core.hub import (
 from purechat.core.limits import Limits
 
 __all__ = [
+    "GUEST",
+    "AccessDenied",
     "Ack",
     "BoundName",
     "EndReason",
+    "EntryKind",
     "ErrorCode",
     "EventKind",
     "Hub",
     "HubStats",
+    "Identity",
     "JoinRefused",
     "Limits",
     "Member",

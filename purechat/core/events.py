@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from purechat.core.moderation import Effect
+
 
 class EventKind(enum.Enum):
     JOIN = "join"
@@ -19,6 +21,15 @@ class EventKind(enum.Enum):
     GAP = "gap"
     # The room's log was lost; a new one (`epoch`) began and numbering starts again.
     RESET = "reset"
+
+
+class EntryKind(enum.Enum):
+    """What a numbered entry of a room's log is."""
+
+    MESSAGE = "message"
+    # A moderation action (a kick, a ban, a topic...): `text` is its sentence for
+    # people, `data` its details as JSON, `effects` its changes to the room's state.
+    MODERATION = "moderation"
 
 
 class ErrorCode(enum.Enum):
@@ -32,6 +43,8 @@ class ErrorCode(enum.Enum):
     STORE_UNAVAILABLE = "store_unavailable"
     # Perhaps stored: send it again with the same id. Later sends wait for it.
     OUTCOME_UNKNOWN = "outcome_unknown"
+    # The member may not do this here (muted, not an operator, ...): a sentence says why.
+    NOT_ALLOWED = "not_allowed"
 
 
 class EndReason(enum.Enum):
@@ -49,11 +62,18 @@ class EndReason(enum.Enum):
     REPLACED = "replaced"
     # The store is damaged: nothing can be stored until its operator repairs it.
     STORE_DAMAGED = "store_damaged"
+    # Moderation: the member was kicked or banned (the detail says by whom and why).
+    KICKED = "kicked"
+    BANNED = "banned"
+    # The member's account or session was revoked (logged out everywhere, removed,
+    # its password changed, or its token taken out of the token file).
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A chat message: seq 0 while it is on its way to the store, which numbers it.
+    """An entry of a room's log (a chat message, or a moderation action: `kind`): seq
+    0 while it is on its way to the store, which numbers it.
 
     `sender_key` (the name the sender asked for) and `client_msg_id` identify a send
     across retries and reconnects: the store answers a repeat with the original number.
@@ -69,6 +89,10 @@ class Message:
     sender_key: str = ""
     client_msg_id: str = ""
     history: bool = False
+    kind: EntryKind = EntryKind.MESSAGE
+    # MODERATION: its details as JSON, and its changes to the room's state.
+    data: str = ""
+    effects: tuple[Effect, ...] = ()
 
     def numbered(self, seq: int) -> Message:
         """This message as the store numbered it (cheaper than dataclasses.replace)."""
@@ -82,6 +106,9 @@ class Message:
             self.sender_key,
             self.client_msg_id,
             self.history,
+            self.kind,
+            self.data,
+            self.effects,
         )
 
 
@@ -109,6 +136,10 @@ class Welcome:
     last_seq: int
     # The room's log: `last_seq` (and every number the member sees) is of this epoch.
     epoch: str = ""
+    topic: str = ""
+    # The account the member is logged in as ("" for a guest), and its role here.
+    account: str = ""
+    role: str = "member"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ the transport slows its senders rather than evicting readers.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import NamedTuple, Protocol
 from purechat.core.events import (
     Ack,
     EndReason,
+    EntryKind,
     ErrorCode,
     EventKind,
     Message,
@@ -26,9 +28,22 @@ from purechat.core.events import (
     Welcome,
 )
 from purechat.core.limits import DEFAULT_ROOM, Limits, room_problem, session_problem
+from purechat.core.moderation import (
+    Action,
+    Actor,
+    Command,
+    ModerationRefused,
+    RoomState,
+    StateKind,
+    Target,
+    address_prefix,
+    decide,
+    muted_sentence,
+    refusal_to_join,
+)
 from purechat.core.names import clean_name, name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
-from purechat.errors import LimitReached, Refusal
+from purechat.errors import LimitReached, NotAllowed, Refusal
 
 GUEST_NAME = "guest"
 
@@ -40,13 +55,41 @@ class Outbox(Protocol):
         """Queue item without waiting; False when the member is too far behind to take it."""
         ...
 
-    def end(self, reason: EndReason) -> None:
-        """Stop delivering to this member and end its stream, for reason."""
+    def end(self, reason: EndReason, detail: str = "") -> None:
+        """Stop delivering to this member and end its stream, for reason (detail: a
+        sentence that says more, such as who banned it and why)."""
         ...
 
 
 class JoinRefused(Refusal):
     """A join with a name or room that breaks the rules; str() is a sentence."""
+
+
+class AccessDenied(JoinRefused, NotAllowed):
+    """A join the room's rules refuse (a ban, an invite-only room); str() is a sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a member is, as the server authenticated it."""
+
+    # The account it is logged in as (its shown name), or the name its token stands
+    # for; None for a guest.
+    account: str | None = None
+    # A server admin (named in the server's configuration).
+    admin: bool = False
+    # The host it connects from: guests are banned by address.
+    address: str = ""
+    # Messages a second it may send, when not the server's (a bot's token may say).
+    rate: float | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The account's name key (see names.name_key), or None for a guest."""
+        return None if self.account is None else name_key(self.account)
+
+
+GUEST = Identity()
 
 
 class RoomFull(JoinRefused, LimitReached):
@@ -84,6 +127,11 @@ class Member:
     awaiting_retry: str | None = None
     # Shared presence: the store's id for this member's hold on its name (opaque here).
     seat: str = ""
+    identity: Identity = GUEST
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.name or "", self.identity.key, self.identity.admin)
 
 
 @dataclass
@@ -107,6 +155,9 @@ class Room:
     named: dict[str, Member] = field(default_factory=dict)
     # Members whose backlog is large.
     lagging: int = 0
+    # Roles, settings and restrictions, as the store had them when the room opened
+    # here, then changed by the moderation entries delivered since.
+    state: RoomState = field(default_factory=RoomState)
 
     def member_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.named.values() if m.name is not None)
@@ -205,17 +256,30 @@ class Hub:
 
     # -- membership ------------------------------------------------------
 
-    def attach(self, room_name: str, outbox: Outbox, last_seq: int = 0, epoch: str = "") -> Member:
+    def attach(
+        self,
+        room_name: str,
+        outbox: Outbox,
+        last_seq: int = 0,
+        epoch: str = "",
+        *,
+        identity: Identity = GUEST,
+        state: RoomState | None = None,
+    ) -> Member:
         """Add an unnamed member that receives the room's messages (original contract).
 
-        last_seq and epoch describe a room not yet open here (the store's log).
+        last_seq, epoch and state describe a room not yet open here (the store's).
+        AccessDenied when the room's rules keep identity out.
         """
-        room = self._room(room_name, last_seq, epoch)
+        room = self._rooms.get(room_name)
+        self.check_access(room.state if room else state or RoomState(), identity, "")
+        room = self._room(room_name, last_seq, epoch, state)
         if len(room.members) >= self.limits.max_members_per_room:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
-        member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq)
-        if self.limits.rate_limit > 0:
-            member.bucket = TokenBucket.full(self.limits.rate_limit)
+        member = Member(room=room, outbox=outbox, joined_at_seq=room.last_seq, identity=identity)
+        rate = self.limits.rate_limit if identity.rate is None else identity.rate
+        if rate > 0:
+            member.bucket = TokenBucket.full(rate)
         room.members.append(member)
         return member
 
@@ -232,6 +296,20 @@ class Hub:
         if room is not None and len(room.members) >= self.limits.max_members_per_room:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
 
+    def check_access(self, state: RoomState, identity: Identity, name: str) -> None:
+        """AccessDenied, with the sentence, when the room's rules keep identity out (a
+        ban, an invite-only room)."""
+        refusal = refusal_to_join(
+            state, identity.key, identity.address, name, self._now_ms(), admin=identity.admin
+        )
+        if refusal is not None:
+            raise AccessDenied(refusal)
+
+    def room_state(self, room_name: str) -> RoomState | None:
+        """The state of an open room (None when it is not open here)."""
+        found = self._rooms.get(room_name)
+        return found.state if found else None
+
     def join(
         self,
         room_name: str,
@@ -242,46 +320,93 @@ class Hub:
         *,
         bound: BoundName | None = None,
         session: str = "",
+        identity: Identity = GUEST,
+        state: RoomState | None = None,
+        reserved: frozenset[str] = frozenset(),
     ) -> Member:
         """Add a named member and announce it; `member.welcome` is what to tell it first.
 
-        JoinRefused when the name or room breaks the rules.
+        JoinRefused when the name or room breaks the rules (AccessDenied: the room's
+        rules keep the member out). A member with an account is named by it; a guest
+        takes the first free name that is not a registered account's (`reserved`: name
+        keys).
         """
         room_name = room_name or DEFAULT_ROOM
+        requested_name = identity.account or requested_name
         self.check_join(room_name, requested_name, session)
-        member = self.attach(room_name, outbox, last_seq, epoch)
+        room = self._rooms.get(room_name)
+        self.check_access(room.state if room else state or RoomState(), identity, requested_name)
+        member = self.attach(room_name, outbox, last_seq, epoch, identity=identity, state=state)
         member.hears_notices = True
         member.session = session
         if bound:
             member.presence_from = bound.presence_from
-        name = self.claim_name(member, requested_name, bound.name if bound else None)
+        name = self.claim_name(member, requested_name, bound.name if bound else None, reserved)
         assert name is not None  # just attached: present
         room = member.room
         members = bound.members if bound else room.member_names()
-        member.welcome = Welcome(room.name, name, members, member.joined_at_seq, room.epoch)
+        member.welcome = Welcome(
+            room.name,
+            name,
+            members,
+            member.joined_at_seq,
+            room.epoch,
+            room.state.topic,
+            identity.account or "",
+            "admin" if identity.admin else room.state.role(identity.key),
+        )
         return member
 
-    def poster(self, room_name: str, name: str, outbox: Outbox) -> Member:
+    def poster(
+        self,
+        room_name: str,
+        name: str,
+        outbox: Outbox,
+        *,
+        identity: Identity = GUEST,
+        state: RoomState | None = None,
+    ) -> Member:
         """A sender without a seat (one post from a bot): it can post and hear the answer,
-        and is in no member list, so nobody sees it join or leave."""
-        room = self._rooms.get(room_name) or Room(room_name)
-        return Member(room=room, outbox=outbox, name=name, requested_name=name, hears_notices=True)
+        and is in no member list, so nobody sees it join or leave. AccessDenied when the
+        room's rules keep it out (`state`: the room's, when it is not open here)."""
+        room = self._rooms.get(room_name) or Room(room_name, state=state or RoomState())
+        self.check_access(room.state, identity, name)
+        return Member(
+            room=room,
+            outbox=outbox,
+            name=name,
+            requested_name=name,
+            hears_notices=True,
+            identity=identity,
+        )
 
-    def candidate_names(self, requested: str) -> Iterator[str]:
-        """The name a member asked for, then with suffixes ("bob", "bob-2", ...).
+    def candidate_names(
+        self, requested: str, reserved: frozenset[str] = frozenset()
+    ) -> Iterator[str]:
+        """The name a member asked for, then with suffixes ("bob", "bob-2", ...), leaving
+        out names whose key is reserved (registered accounts', for a guest).
 
         A taken name gets a suffix rather than a refusal, so two clients that both call
         themselves the same can still both chat.
         """
         base = clean_name(requested, self.limits) or GUEST_NAME
-        yield base
+        if name_key(base) not in reserved:
+            yield base
         n = 1
         while True:
             n += 1
             suffix = f"-{n}"
-            yield base[: self.limits.max_name_chars - len(suffix)] + suffix
+            candidate = base[: self.limits.max_name_chars - len(suffix)] + suffix
+            if name_key(candidate) not in reserved:
+                yield candidate
 
-    def claim_name(self, member: Member, requested: str, bound: str | None = None) -> str | None:
+    def claim_name(
+        self,
+        member: Member,
+        requested: str,
+        bound: str | None = None,
+        reserved: frozenset[str] = frozenset(),
+    ) -> str | None:
         """Give the member the first candidate name free in its room (or the name the
         shared store bound for it) and announce it; None when the member has left.
 
@@ -292,10 +417,12 @@ class Hub:
         if not member.present:
             return None
         room = member.room
-        if bound is None:
+        if bound is None and member.identity.account is not None:
+            name = member.identity.account  # an account's name is its own, everywhere
+        elif bound is None:
             name = next(
                 n
-                for n in self.candidate_names(requested)
+                for n in self.candidate_names(requested, reserved)
                 if (key := name_key(n)) not in room.named or _same_session(room.named[key], member)
             )
         else:
@@ -390,6 +517,8 @@ class Hub:
         if not member.present or member.name is None:
             return None
         refusal = self._refusal(text, client_msg_id)
+        if refusal is None and (muted := self._muted(member)) is not None:
+            refusal = Notice(ErrorCode.NOT_ALLOWED, muted, client_msg_id)
         if refusal is None and member.awaiting_retry is not None:
             if client_msg_id == member.awaiting_retry:
                 member.awaiting_retry = None
@@ -414,6 +543,89 @@ class Hub:
             sender_key=member.requested_name,
             client_msg_id=client_msg_id,
         )
+
+    def _muted(self, member: Member) -> str | None:
+        identity, now_ms = member.identity, self._now_ms()
+        muted = member.room.state.muted(identity.key, identity.address, now_ms)
+        return None if muted is None else muted_sentence(muted, now_ms)
+
+    # -- moderation ------------------------------------------------------
+
+    def target(self, room_name: str, name: str) -> Target | None:
+        """A member present in the room under name, as a moderation command's target."""
+        room = self._rooms.get(room_name)
+        member = room.named.get(name_key(name)) if room else None
+        if member is None or member.name is None:
+            return None
+        identity = member.identity
+        return Target(member.name, identity.key, True, identity.admin, identity.address)
+
+    def moderate(
+        self,
+        actor: Actor,
+        room_name: str,
+        command: Command,
+        target: Target | None,
+        *,
+        client_msg_id: str = "",
+        state: RoomState | None = None,
+    ) -> Message:
+        """A moderation command as the room's log entry to store (ModerationRefused with
+        the sentence when actor may not). `state`: the room's, when it is not open here."""
+        room = self._rooms.get(room_name)
+        current = room.state if room is not None else state or RoomState()
+        decision = decide(actor, command, current, target, self._now_ms())
+        return Message(
+            room=room_name,
+            seq=0,
+            user=actor.name,
+            text=decision.sentence,
+            time_ms=self._now_ms(),
+            sender_key=actor.name,
+            client_msg_id=client_msg_id,
+            kind=EntryKind.MODERATION,
+            data=json.dumps(decision.details),
+            effects=decision.effects,
+        )
+
+    def moderate_member(
+        self, member: Member, command: Command, target: Target | None, client_msg_id: str
+    ) -> Message | Notice | None:
+        """A seated member's moderation command: the entry to store, or the refusal
+        already told to it (None when the member has left)."""
+        if not member.present or member.name is None:
+            return None
+        try:
+            return self.moderate(
+                member.actor, member.room.name, command, target, client_msg_id=client_msg_id
+            )
+        except ModerationRefused as refused:
+            notice = Notice(ErrorCode.NOT_ALLOWED, str(refused), client_msg_id)
+            member.outbox.offer(notice)
+            return notice
+
+    def _enforce(self, room: Room, entry: Message) -> None:
+        """A moderation entry delivered here: the room's state changes, and the members
+        it puts out (a kick, a ban) are ended with its sentence."""
+        room.state.apply(entry.effects)
+        details = json.loads(entry.data or "{}")
+        action = details.get("action")
+        if action not in (Action.KICK.value, Action.BAN.value):
+            return
+        banned = {effect.key for effect in entry.effects if effect.kind is StateKind.BAN}
+        account = details.get("account")
+        reason = EndReason.KICKED if action == Action.KICK.value else EndReason.BANNED
+        for member in list(room.members):
+            identity = member.identity
+            keys = {f"account:{identity.key}"} if identity.key else {f"name:{member.name}"}
+            if identity.address:
+                keys.add(f"address:{address_prefix(identity.address)}")
+            named = account is None and member.name == details.get("target")
+            hit = (account is not None and identity.key == account) or named or keys & banned
+            if hit and member.present:
+                self._remove(member)
+                member.outbox.end(reason, _removed_sentence(entry))
+                self._announce_leave(member)
 
     def lost_log(self, room_name: str, epoch: str) -> bool:
         """epoch is not the log an open room knows: `reset` would start numbering again."""
@@ -456,6 +668,9 @@ class Hub:
         for room, messages in fresh.items():
             self.stats.messages += len(messages)
             self._broadcast(room, messages[0] if len(messages) == 1 else Messages(tuple(messages)))
+            for message in messages:
+                if message.kind is EntryKind.MODERATION:
+                    self._enforce(room, message)
         for message, duplicate, sender in published:
             if sender is not None:
                 self.acknowledge(sender, message.client_msg_id, message.seq, duplicate=duplicate)
@@ -502,10 +717,12 @@ class Hub:
 
     # -- internals -------------------------------------------------------
 
-    def _room(self, name: str, last_seq: int, epoch: str) -> Room:
+    def _room(self, name: str, last_seq: int, epoch: str, state: RoomState | None = None) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, last_seq=last_seq, epoch=epoch)
+            room = self._rooms[name] = Room(
+                name, last_seq=last_seq, epoch=epoch, state=state or RoomState()
+            )
         return room
 
     def _now_ms(self) -> int:
@@ -561,6 +778,22 @@ class Hub:
                     member.outbox.end(EndReason.TOO_SLOW)
                     if member.name is not None and room.members and not self.shared_presence:
                         pending.append(self._event(room, EventKind.LEAVE, member.name))
+
+
+def _removed_sentence(entry: Message) -> str:
+    """What a kicked or banned member's stream ends with: the entry's sentence, as told
+    to it ("You were banned by alice for 1h: spam")."""
+    details = json.loads(entry.data or "{}")
+    verb = "kicked out" if details.get("action") == Action.KICK.value else "banned"
+    sentence = f"You were {verb} of {entry.room} by {details.get('by', 'an operator')}"
+    if verb == "banned":
+        sentence = f"You were banned from {entry.room} by {details.get('by', 'an operator')}"
+    if until := details.get("until_ms"):
+        remaining = max(1, (int(until) - int(time.time() * 1000)) // 1000)
+        sentence += f" for {remaining // 60 or 1} minute(s)" if remaining < 3600 else ""
+    if reason := details.get("reason"):
+        sentence += f": {reason}"
+    return sentence
 
 
 def _same_session(holder: Member, member: Member) -> bool:

@@ -73,6 +73,14 @@ class Metrics:
             buckets=(0, 1, 10, 100, 1000, 10000),
             registry=self.registry,
         )
+        self.auth_failures = _ReasonCounter(
+            Counter(
+                "purechat_auth_failures",
+                "Wrong tokens and failed logins, by what was wrong (they are slowed down).",
+                ["reason"],
+                registry=self.registry,
+            )
+        )
         self.presence_swept = Counter(
             "purechat_presence_swept",
             "Members of servers sharing the store that stopped answering, removed by this "
@@ -306,6 +314,16 @@ def _sentence_line(text: str) -> bytes:
     text = text.strip()
     text = text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
     return (text + "\n").encode()
+
+
+class _ReasonCounter:
+    """A counter by reason, called with the reason (a callback for the authenticator)."""
+
+    def __init__(self, counter: Counter):
+        self._counter = counter
+
+    def labels(self, reason: str) -> None:
+        self._counter.labels(reason).inc()
 
 
 class MetricsPortError(ConfigurationError):

@@ -7,6 +7,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LoginRequest(_message.Message):
+    __slots__ = ("name", "password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password: str
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class LoginResponse(_message.Message):
+    __slots__ = ("token", "account", "expires_unix_ms")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    account: str
+    expires_unix_ms: int
+    def __init__(self, token: _Optional[str] = ..., account: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("name", "password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password: str
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    def __init__(self, account: _Optional[str] = ...) -> None: ...
+
+class LogoutRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogoutResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class PostRequest(_message.Message):
     __slots__ = ("room", "name", "text", "client_msg_id", "action")
     ROOM_FIELD_NUMBER: _ClassVar[int]
@@ -32,12 +72,14 @@ class PostResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
-    __slots__ = ("join", "send")
+    __slots__ = ("join", "send", "moderate")
     JOIN_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
+    MODERATE_FIELD_NUMBER: _ClassVar[int]
     join: Join
     send: Send
-    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ...) -> None: ...
+    moderate: ModerationCommand
+    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ..., moderate: _Optional[_Union[ModerationCommand, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
     __slots__ = ("name", "room", "after_seq", "history", "session", "epoch", "observe")
@@ -67,6 +109,58 @@ class Send(_message.Message):
     action: bool
     def __init__(self, text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
 
+class ModerationCommand(_message.Message):
+    __slots__ = ("action", "target", "seconds", "reason", "text", "client_msg_id", "room")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[ModerationCommand.Action]
+        CLAIM: _ClassVar[ModerationCommand.Action]
+        KICK: _ClassVar[ModerationCommand.Action]
+        BAN: _ClassVar[ModerationCommand.Action]
+        UNBAN: _ClassVar[ModerationCommand.Action]
+        MUTE: _ClassVar[ModerationCommand.Action]
+        UNMUTE: _ClassVar[ModerationCommand.Action]
+        OP: _ClassVar[ModerationCommand.Action]
+        DEOP: _ClassVar[ModerationCommand.Action]
+        TOPIC: _ClassVar[ModerationCommand.Action]
+        MODE: _ClassVar[ModerationCommand.Action]
+        INVITE: _ClassVar[ModerationCommand.Action]
+    ACTION_UNSPECIFIED: ModerationCommand.Action
+    CLAIM: ModerationCommand.Action
+    KICK: ModerationCommand.Action
+    BAN: ModerationCommand.Action
+    UNBAN: ModerationCommand.Action
+    MUTE: ModerationCommand.Action
+    UNMUTE: ModerationCommand.Action
+    OP: ModerationCommand.Action
+    DEOP: ModerationCommand.Action
+    TOPIC: ModerationCommand.Action
+    MODE: ModerationCommand.Action
+    INVITE: ModerationCommand.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    action: ModerationCommand.Action
+    target: str
+    seconds: float
+    reason: str
+    text: str
+    client_msg_id: str
+    room: str
+    def __init__(self, action: _Optional[_Union[ModerationCommand.Action, str]] = ..., target: _Optional[str] = ..., seconds: _Optional[float] = ..., reason: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., room: _Optional[str] = ...) -> None: ...
+
+class ModerateResponse(_message.Message):
+    __slots__ = ("seq", "sentence")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    sentence: str
+    def __init__(self, seq: _Optional[int] = ..., sentence: _Optional[str] = ...) -> None: ...
+
 class ServerFrame(_message.Message):
     __slots__ = ("welcome", "event", "ack", "error")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
@@ -80,21 +174,27 @@ class ServerFrame(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("room", "name", "members", "last_seq", "epoch")
+    __slots__ = ("room", "name", "members", "last_seq", "epoch", "topic", "account", "role")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     room: str
     name: str
     members: _containers.RepeatedScalarFieldContainer[str]
     last_seq: int
     epoch: str
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
+    topic: str
+    account: str
+    role: str
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch")
+    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch", "moderation")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Event.Kind]
@@ -103,12 +203,14 @@ class Event(_message.Message):
         LEAVE: _ClassVar[Event.Kind]
         GAP: _ClassVar[Event.Kind]
         RESET: _ClassVar[Event.Kind]
+        MODERATION: _ClassVar[Event.Kind]
     KIND_UNSPECIFIED: Event.Kind
     MESSAGE: Event.Kind
     JOIN: Event.Kind
     LEAVE: Event.Kind
     GAP: Event.Kind
     RESET: Event.Kind
+    MODERATION: Event.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +221,7 @@ class Event(_message.Message):
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     GAP_UNTIL_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MODERATION_FIELD_NUMBER: _ClassVar[int]
     kind: Event.Kind
     room: str
     seq: int
@@ -129,7 +232,26 @@ class Event(_message.Message):
     history: bool
     gap_until: int
     epoch: str
-    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
+    moderation: Moderation
+    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ..., epoch: _Optional[str] = ..., moderation: _Optional[_Union[Moderation, _Mapping]] = ...) -> None: ...
+
+class Moderation(_message.Message):
+    __slots__ = ("action", "by", "target", "reason", "until_unix_ms", "topic", "mode")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    by: str
+    target: str
+    reason: str
+    until_unix_ms: int
+    topic: str
+    mode: str
+    def __init__(self, action: _Optional[str] = ..., by: _Optional[str] = ..., target: _Optional[str] = ..., reason: _Optional[str] = ..., until_unix_ms: _Optional[int] = ..., topic: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("client_msg_id", "seq", "duplicate")
@@ -152,6 +274,7 @@ class Error(_message.Message):
         BAD_FRAME: _ClassVar[Error.Code]
         STORE_UNAVAILABLE: _ClassVar[Error.Code]
         OUTCOME_UNKNOWN: _ClassVar[Error.Code]
+        NOT_ALLOWED: _ClassVar[Error.Code]
     CODE_UNSPECIFIED: Error.Code
     TEXT_TOO_LONG: Error.Code
     EMPTY_TEXT: Error.Code
@@ -159,6 +282,7 @@ class Error(_message.Message):
     BAD_FRAME: Error.Code
     STORE_UNAVAILABLE: Error.Code
     OUTCOME_UNKNOWN: Error.Code
+    NOT_ALLOWED: Error.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +291,100 @@ class Error(_message.Message):
     client_msg_id: str
     def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., client_msg_id: _Optional[str] = ...) -> None: ...
 
+class AccountRequest(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    def __init__(self, account: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    class Session(_message.Message):
+        __slots__ = ("created_unix_ms", "expires_unix_ms")
+        CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+        EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+        created_unix_ms: int
+        expires_unix_ms: int
+        def __init__(self, created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[ListSessionsResponse.Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[ListSessionsResponse.Session, _Mapping]]] = ...) -> None: ...
+
+class EndSessionsResponse(_message.Message):
+    __slots__ = ("ended",)
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    ended: int
+    def __init__(self, ended: _Optional[int] = ...) -> None: ...
+
+class ListBansRequest(_message.Message):
+    __slots__ = ("room",)
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    def __init__(self, room: _Optional[str] = ...) -> None: ...
+
+class Ban(_message.Message):
+    __slots__ = ("target", "by", "reason", "until_unix_ms")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    by: str
+    reason: str
+    until_unix_ms: int
+    def __init__(self, target: _Optional[str] = ..., by: _Optional[str] = ..., reason: _Optional[str] = ..., until_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ListBansResponse(_message.Message):
+    __slots__ = ("bans",)
+    BANS_FIELD_NUMBER: _ClassVar[int]
+    bans: _containers.RepeatedCompositeFieldContainer[Ban]
+    def __init__(self, bans: _Optional[_Iterable[_Union[Ban, _Mapping]]] = ...) -> None: ...
+
+class BanAddressRequest(_message.Message):
+    __slots__ = ("address", "seconds", "reason")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    seconds: float
+    reason: str
+    def __init__(self, address: _Optional[str] = ..., seconds: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BanAddressResponse(_message.Message):
+    __slots__ = ("prefix",)
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    def __init__(self, prefix: _Optional[str] = ...) -> None: ...
+
+class AuditRequest(_message.Message):
+    __slots__ = ("room", "limit")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    limit: int
+    def __init__(self, room: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    class Entry(_message.Message):
+        __slots__ = ("time_unix_ms", "actor", "action", "room", "target", "detail")
+        TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+        ACTOR_FIELD_NUMBER: _ClassVar[int]
+        ACTION_FIELD_NUMBER: _ClassVar[int]
+        ROOM_FIELD_NUMBER: _ClassVar[int]
+        TARGET_FIELD_NUMBER: _ClassVar[int]
+        DETAIL_FIELD_NUMBER: _ClassVar[int]
+        time_unix_ms: int
+        actor: str
+        action: str
+        room: str
+        target: str
+        detail: str
+        def __init__(self, time_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., room: _Optional[str] = ..., target: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditResponse.Entry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditResponse.Entry, _Mapping]]] = ...) -> None: ...
+
 class ListRoomsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -174,14 +392,16 @@ class ListRoomsRequest(_message.Message):
 class ListRoomsResponse(_message.Message):
     __slots__ = ("rooms",)
     class Room(_message.Message):
-        __slots__ = ("name", "members", "last_seq")
+        __slots__ = ("name", "members", "last_seq", "topic")
         NAME_FIELD_NUMBER: _ClassVar[int]
         MEMBERS_FIELD_NUMBER: _ClassVar[int]
         LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+        TOPIC_FIELD_NUMBER: _ClassVar[int]
         name: str
         members: int
         last_seq: int
-        def __init__(self, name: _Optional[str] = ..., members: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+        topic: str
+        def __init__(self, name: _Optional[str] = ..., members: _Optional[int] = ..., last_seq: _Optional[int] = ..., topic: _Optional[str] = ...) -> None: ...
     ROOMS_FIELD_NUMBER: _ClassVar[int]
     rooms: _containers.RepeatedCompositeFieldContainer[ListRoomsResponse.Room]
     def __init__(self, rooms: _Optional[_Iterable[_Union[ListRoomsResponse.Room, _Mapping]]] = ...) -> None: ...

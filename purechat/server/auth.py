@@ -1,10 +1,13 @@
-"""Tokens: who may connect, and under which name.
+"""Tokens, and who is admitted: what revoking a token or an account ends.
 
-A token file has one `TOKEN NAME` pair per line; `#` starts a comment. When tokens are
-on, every call must carry `authorization: Bearer TOKEN`, and the name others see comes
-from the token, never from the client. Tokens are compared in constant time and never
-logged; the file is read again on SIGHUP, and every open call whose token that removed
-(or gave another name) ends with UNAUTHENTICATED "token revoked" (see `Bearers`). A
+A token file has one `TOKEN NAME [rate=N]` line per bot or service; `#` starts a
+comment; `rate=N` lets that token send N messages a second (bursts of 2N) instead of
+the server's --rate-limit (a bot posting build results, say). When tokens are on, every
+call must carry `authorization: Bearer TOKEN` (or an account's session token), and the
+name others see comes from the token, never from the client. Tokens are compared in
+constant time and never logged; the file is read again on SIGHUP, and every open call
+whose token that removed (or gave another name) ends with UNAUTHENTICATED "token
+revoked" (see `Admitted`). A
 reload never ends the server: a file it cannot read, decode or use is one logged
 sentence, and the tokens loaded before stay.
 """
@@ -15,16 +18,17 @@ import hmac
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from purechat import status as statuses
-from purechat.core import Limits
+from purechat.core import EndReason, Limits
+from purechat.core.hub import Identity
+from purechat.core.moderation import address_prefix
 from purechat.core.names import display_form, name_problem
 from purechat.errors import ConfigurationError
 from purechat.status import Status
-from purechat.transport import Stream
-from purechat.transport.connection import CallHandler
 from purechat.transport.stream import Metadata
 
 log = logging.getLogger("purechat.server")
@@ -38,11 +42,19 @@ class TokenFileError(ConfigurationError):
     """The token file cannot be used; str() is a sentence."""
 
 
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    token: bytes
+    name: str
+    # Messages a second this token's calls may send (None: the server's rate).
+    rate: float | None = None
+
+
 class TokenBook:
     def __init__(self, path: Path, limits: Limits | None = None):
         self.path = path
         self._limits = limits or Limits()
-        self._entries: list[tuple[bytes, str]] = []
+        self._entries: list[TokenEntry] = []
         # Told the tokens a reload revoked or renamed (see Bearers).
         self._revoked_listeners: list[Callable[[frozenset[bytes]], object]] = []
         self.load()
@@ -64,15 +76,17 @@ class TokenBook:
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
-            if len(words) != 2:
-                raise TokenFileError(f"{self.path}, line {number}: expected TOKEN NAME")
-            token, name = words
+            where = f"{self.path}, line {number}"
+            if len(words) not in (2, 3):
+                raise TokenFileError(f"{where}: expected TOKEN NAME [rate=N]")
+            token, name = words[:2]
             if problem := name_problem(name, self._limits):
-                raise TokenFileError(f"{self.path}, line {number}: {problem}")
-            entries.append((token.encode(), display_form(name)))
+                raise TokenFileError(f"{where}: {problem}")
+            rate = _rate(words[2], where) if len(words) == 3 else None
+            entries.append(TokenEntry(token.encode(), display_form(name), rate))
         before, self._entries = self._entries, entries
-        kept = set(entries)
-        return frozenset(token for token, name in before if (token, name) not in kept)
+        kept = {(entry.token, entry.name) for entry in entries}
+        return frozenset(e.token for e in before if (e.token, e.name) not in kept)
 
     def _read(self) -> bytes:
         try:
@@ -137,91 +151,111 @@ class TokenBook:
                 log.debug("a revocation failed", exc_info=True)
         return revoked
 
-    def name_for(self, metadata: Metadata) -> str | None:
-        """The name a call's bearer token stands for, or None without a valid one."""
-        bearer = self.bearer(metadata)
-        return bearer[1] if bearer else None
-
-    def bearer(self, metadata: Metadata) -> tuple[bytes, str] | None:
-        """The valid token a call carries and the name it stands for, or None."""
-        presented = ""
-        for key, value in metadata:
-            if key.lower() == "authorization" and value.startswith("Bearer "):
-                presented = value.removeprefix("Bearer ")
-        return self.lookup(presented)
-
-    def lookup(self, presented_token: str) -> tuple[bytes, str] | None:
-        """A token as presented (gRPC metadata, a web member's join) and the name it
-        stands for, or None when it is not valid."""
+    def lookup(self, presented_token: str) -> TokenEntry | None:
+        """The entry of a token as presented (gRPC metadata, a web member's join), or
+        None when it is not one of the file's."""
         presented = presented_token.strip().encode()
         found = None
-        for token, name in self._entries:  # no early exit: the time says nothing
-            if hmac.compare_digest(token, presented) and presented:
-                found = (token, name)
+        for entry in self._entries:  # no early exit: the time says nothing
+            if hmac.compare_digest(entry.token, presented) and presented:
+                found = entry
         return found
 
 
+def presented_token(metadata: Metadata) -> str:
+    """The bearer token a call's metadata carries ("" without one)."""
+    presented = ""
+    for key, value in metadata:
+        if key.lower() == "authorization" and value.startswith("Bearer "):
+            presented = value.removeprefix("Bearer ")
+    return presented
+
+
+def _rate(word: str, where: str) -> float:
+    name, _, value = word.partition("=")
+    try:
+        rate = float(value) if name == "rate" else -1.0
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise TokenFileError(f"{where}: the third word is rate=N, N messages a second (0 or more)")
+    return rate
+
+
 class Revocable(Protocol):
-    """A member's session that a revoked token ends: a gRPC call, a web socket."""
+    """A member's session that revoking can end: a gRPC call, a web socket."""
 
     def end(self, status: Status) -> None: ...
 
 
-class Bearers:
-    """The open calls that came with a valid token, so that revoking the token (a
-    reload that removes it or gives it another name) ends them rather than leaving
-    them talking. Tokens are held here as in the TokenBook, never logged."""
+@dataclass(frozen=True, slots=True)
+class _Held:
+    identity: Identity
+    # The token-file token it came with (a reload that removes it ends the call).
+    token: bytes | None
+    peer: str
+
+
+class Admitted:
+    """The open calls, with who each is, so that revoking ends them rather than leaving
+    them talking: a token taken out of the token file, every session of an account
+    (logged out everywhere, removed, its password changed), every connection from an
+    address banned from the server. Tokens are held as in the TokenBook, never logged."""
 
     def __init__(self, book: TokenBook | None):
-        self._book = book
-        # Each call's token, the name it stands for, and the peer (for the log).
-        self._calls: dict[Revocable, tuple[bytes, str, str]] = {}
+        self._calls: dict[Revocable, _Held] = {}
         if book is not None:
-            book.on_revoked(self.revoke)
-
-    def guard(self, handler: CallHandler) -> CallHandler:
-        """handler, with each call that carries a valid token listed while it runs."""
-        book = self._book
-        if book is None:
-            return handler
-
-        async def guarded(stream: Stream) -> Status:
-            bearer = book.bearer(stream.metadata)
-            with self.holding(stream, bearer, stream.connection.peer):
-                return await handler(stream)  # without a bearer: refused there, or open
-
-        return guarded
+            book.on_revoked(self.revoke_tokens)
 
     @contextmanager
     def holding(
-        self, call: Revocable, bearer: tuple[bytes, str] | None, peer: str
+        self, call: Revocable, identity: Identity, token: bytes | None, peer: str
     ) -> Iterator[None]:
-        """Within the block, revoking bearer's token ends call (no bearer: nothing)."""
-        if bearer is None:
-            yield
-            return
-        self._calls[call] = (*bearer, peer)
+        """Within the block, revoking identity (its token, account or address) ends call."""
+        self._calls[call] = _Held(identity, token, peer)
         try:
             yield
         finally:
             self._calls.pop(call, None)
 
-    def revoke(self, tokens: frozenset[bytes]) -> int:
+    def revoke_tokens(self, tokens: frozenset[bytes]) -> int:
         """End every open call that came with one of tokens; how many."""
-        ended = [
-            (call, name, peer)
-            for call, (token, name, peer) in self._calls.items()
-            if token in tokens
-        ]
-        for call, name, peer in ended:
+        return self._end(
+            lambda held: held.token in tokens, statuses.token_revoked(), "token revoked"
+        )
+
+    def revoke_account(self, key: str, reason: str) -> int:
+        """End every open call of the account with name key `key`; how many."""
+        status = statuses.for_end(EndReason.REVOKED, _revoked_sentence(reason))
+        return self._end(lambda held: held.identity.key == key, status, f"session ended: {reason}")
+
+    def revoke_address(self, prefix: str, reason: str) -> int:
+        """End every open call from an address with this prefix (see address_prefix)."""
+        status = statuses.banned_from_server(reason)
+        return self._end(
+            lambda held: address_prefix(held.identity.address) == prefix,
+            status,
+            "address banned from the server",
+        )
+
+    def _end(self, which: Callable[[_Held], bool], status: Status, why: str) -> int:
+        ended = [(call, held) for call, held in self._calls.items() if which(held)]
+        for call, held in ended:
             del self._calls[call]
-            log.warning("%s (%s): token revoked; call ended", name, peer)
+            who = held.identity.account or "a guest"
+            log.warning("%s (%s): %s; call ended", who, held.peer, why)
             try:
-                call.end(statuses.token_revoked())
+                call.end(status)
             except Exception as error:  # a bug: the other calls are still ended
-                log.error("%s (%s): ending the call failed (%s)", name, peer, _unexpected(error))
+                log.error(
+                    "%s (%s): ending the call failed (%s)", who, held.peer, _unexpected(error)
+                )
                 log.debug("ending a revoked call failed", exc_info=True)
         return len(ended)
+
+
+def _revoked_sentence(reason: str) -> str:
+    return f"your session was ended ({reason}): log in again (purechat login) to come back"
 
 
 def _unexpected(error: Exception) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from purechat.core import Limits
 from purechat.server.auth import TokenBook
 from purechat.server.delivery import DEFAULT_BUDGET, DEFAULT_STALL_TIMEOUT
+from purechat.server.identity import AccountsConfig
+from purechat.server.passwords import HashCost
 from purechat.transport import TransportLimits
 
 
@@ -52,3 +54,7 @@ class ServerConfig:
     web_port: int | None = None
     web_ssl_context: ssl.SSLContext | None = None
     web_origins: tuple[str, ...] = ()
+    # Accounts: guests, registration, admins, how long a login lasts; the cost of a
+    # password hash (tests make it cheap).
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    password_cost: HashCost = field(default_factory=HashCost)

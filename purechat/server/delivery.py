@@ -222,7 +222,7 @@ class MemberDelivery:
             self.on_lagging(True)
         return True
 
-    def end(self, reason: EndReason) -> None:
+    def end(self, reason: EndReason, detail: str = "") -> None:
         """The core removed the member (or the server is stopping): end its call."""
         if self.state is DeliveryState.ENDED:
             return
@@ -232,7 +232,7 @@ class MemberDelivery:
                 self.describe(),
                 self._too_slow or f"a backlog of {_mib(self.backlog)}",
             )
-        self._finish(statuses.for_end(reason))
+        self._finish(statuses.for_end(reason, detail))
 
     # -- the member's own moves ---------------------------------------------------
 

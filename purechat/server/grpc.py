@@ -20,16 +20,19 @@ from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
 from purechat import status as statuses
-from purechat.errors import ConfigurationError, TransportError
+from purechat.core import Identity
+from purechat.errors import ConfigurationError, StoreError, TransportError, Unauthenticated
 from purechat.ops.health import HEALTH_SERVICE, HealthState
 from purechat.ops.health import check as health_check
 from purechat.ops.health import watch as health_watch
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
+from purechat.server.accounts import ACCOUNTS_SERVICE, serve_accounts
 from purechat.server.addresses import AddressCounts
-from purechat.server.admin import ADMIN_SERVICE, Roster, list_members, list_rooms
-from purechat.server.auth import Bearers
+from purechat.server.admin import ADMIN_SERVICE, AdminService, Roster
+from purechat.server.auth import Admitted, presented_token
 from purechat.server.config import ServerConfig
+from purechat.server.identity import Authenticator
 from purechat.server.members import serve_legacy, serve_v1
 from purechat.server.post import PostService
 from purechat.server.services import Services
@@ -41,7 +44,7 @@ log = logging.getLogger("purechat.server")
 
 LEGACY_SERVICE = "chat.ChatService"
 V1_SERVICE = "purechat.v1.Chat"
-CHAT_SERVICES = frozenset({LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE})
+CHAT_SERVICES = frozenset({LEGACY_SERVICE, V1_SERVICE, ACCOUNTS_SERVICE, ADMIN_SERVICE})
 REFLECTION_SERVICES = frozenset(f"{version}.ServerReflection" for version in REFLECTION_VERSIONS)
 
 
@@ -67,20 +70,22 @@ class GrpcListener:
         *,
         health: HealthState,
         roster: Roster,
-        bearers: Bearers,
         addresses: AddressCounts,
+        auth: Authenticator,
+        admitted: Admitted,
         on_cut_off: Callable[[str], None],
     ):
         self.config = config
         self._services = services
         self._health = health
-        self._roster = roster
-        self._bearers = bearers
+        self._admin = AdminService(services, roster)
+        self._auth = auth
+        self._admitted = admitted
         self._addresses = addresses
         self._on_cut_off = on_cut_off
         self._first_header_blocks = FirstHeaderBlocks()
         self._reflection = Reflection(
-            [LEGACY_SERVICE, V1_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
+            [LEGACY_SERVICE, V1_SERVICE, ACCOUNTS_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE]
             + [f"{version}.ServerReflection" for version in REFLECTION_VERSIONS]
         )
         self._posts = PostService(services)
@@ -170,7 +175,7 @@ class GrpcListener:
         stream: anyio.abc.ByteStream = sock
         if self.config.ssl_context is not None:
             stream = await self._tls(sock)
-        handler = self._bearers.guard(self._handle_call)
+        handler = self._handle_call
         if not within_limit:
             limit = self._addresses.limit
             log.warning("%s: more than %d connections from this address", peer, limit)
@@ -181,7 +186,12 @@ class GrpcListener:
             first_header_blocks=self._first_header_blocks,
         )
         connection = Connection(
-            stream, protocol, self._services.flusher, peer=peer, on_cut_off=self._on_cut_off
+            stream,
+            protocol,
+            self._services.flusher,
+            peer=peer,
+            address=remote_of(sock)[0],
+            on_cut_off=self._on_cut_off,
         )
         self._connections.add(connection)
         log.debug("%s connected", connection.peer)
@@ -221,21 +231,33 @@ class GrpcListener:
             return await serve_health(stream, self._health)
         if service in REFLECTION_SERVICES and method == "ServerReflectionInfo":
             return await self._reflection.serve(stream, service.rpartition(".")[0])
-        identity = None
-        if self.config.tokens is not None:
-            identity = self.config.tokens.name_for(stream.metadata)
-            if identity is None:
-                return statuses.unauthenticated()
+        if service == ACCOUNTS_SERVICE:
+            return await serve_accounts(stream, method, self._auth)
+        services = self._services
+        try:
+            admission = await self._auth.identify(
+                presented_token(stream.metadata), stream.connection.address
+            )
+        except Unauthenticated as refused:
+            return statuses.for_error(refused)
+        except StoreError as error:
+            services.store_failed(error, "a call's session check")
+            return statuses.for_error(error)
+        identity, peer = admission.identity, stream.connection.peer
+        with self._admitted.holding(stream, identity, admission.token, peer):
+            return await self._route(stream, service, method, identity)
+
+    async def _route(self, stream: Stream, service: str, method: str, identity: Identity) -> Status:
         if (service, method) == (LEGACY_SERVICE, "JoinChat"):
             return await serve_legacy(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Connect"):
             return await serve_v1(stream, self._services, identity)
         if (service, method) == (V1_SERVICE, "Post"):
             return await self._posts.serve(stream, identity)
-        if (service, method) == (ADMIN_SERVICE, "ListRooms"):
-            return await list_rooms(stream, self._roster)
-        if (service, method) == (ADMIN_SERVICE, "ListMembers"):
-            return await list_members(stream, self._roster)
+        if (service, method) == (V1_SERVICE, "Moderate"):
+            return await self._posts.serve_moderate(stream, identity)
+        if service == ADMIN_SERVICE:
+            return await self._admin.serve(stream, method, identity)
         return statuses.unimplemented(f"/{service}/{method}")
 
     async def _refuse_crowded(self, stream: Stream) -> Status:

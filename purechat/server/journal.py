@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from purechat.core import EndReason, ErrorCode, Hub, Member, Message, Notice, Published
+from purechat.core import EndReason, EntryKind, ErrorCode, Hub, Member, Message, Notice, Published
 from purechat.server.feed import Feed
 from purechat.store import Appended, OutcomeUnknown, Store, StoreDamaged, StoreError
 
@@ -86,6 +86,8 @@ class Journal:
         store: Store,
         observe: StoreObserver | None = None,
         feed: Feed | None = None,
+        *,
+        audit: Callable[[Message], Awaitable[None]] | None = None,
     ):
         """observe(ok, seconds) hears how every store write went (health, metrics).
 
@@ -96,6 +98,8 @@ class Journal:
         self.store = store
         self._observe = observe or (lambda ok, seconds: None)
         self._feed = feed
+        # Hears every moderation entry once stored (the audit log).
+        self._audit = audit
         self._send: MemoryObjectSendStream[_Entry]
         self._receive: MemoryObjectReceiveStream[_Entry]
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
@@ -188,6 +192,10 @@ class Journal:
                     self._refuse(entry, ErrorCode.STORE_UNAVAILABLE, _NOT_STORED)
             return
         self._observe(True, time.perf_counter() - started)
+        if self._audit is not None:
+            for entry, result in zip(fresh, results, strict=True):
+                if entry.message.kind is EntryKind.MODERATION and not result.duplicate:
+                    await self._audit(entry.message)
         if self._feed is None:
             self._publish(fresh, results)
             return

@@ -11,22 +11,23 @@ from contextlib import AbstractContextManager, nullcontext
 from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
-from purechat.core import ErrorCode, Member, Notice
+from purechat.core import ErrorCode, Identity, Member, Notice
 from purechat.core.limits import DEFAULT_ROOM
+from purechat.core.moderation import ModerationRefused
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server.services import Services
-from purechat.server.session import JoinAsk, Misplaced, Post, Request, serve_member
-from purechat.server.wire import Encode
+from purechat.server.session import JoinAsk, Misplaced, Moderate, Post, Request, serve_member
+from purechat.server.wire import Encode, command_of
 from purechat.status import Status
 from purechat.transport import Stream
 
 
-async def serve_legacy(stream: Stream, services: Services, identity: str | None) -> Status:
+async def serve_legacy(stream: Stream, services: Services, identity: Identity) -> Status:
     """/chat.ChatService/JoinChat: room lobby, named by the token or the first user_id."""
     return await serve_member(LegacyDoor(stream, services, identity), services)
 
 
-async def serve_v1(stream: Stream, services: Services, identity: str | None) -> Status:
+async def serve_v1(stream: Stream, services: Services, identity: Identity) -> Status:
     """/purechat.v1.Chat/Connect: a Join first, then Sends; errors are frames, not endings."""
     return await serve_member(V1Door(stream, services, identity), services)
 
@@ -35,7 +36,7 @@ class _GrpcDoor:
     """What both gRPC doors share: the call is the channel; a token was checked (and
     is watched for revocation) by the listener, around the whole call."""
 
-    def __init__(self, stream: Stream, encode: Encode, identity: str | None):
+    def __init__(self, stream: Stream, encode: Encode, identity: Identity):
         self._stream = stream
         self._encode = encode
         self._identity = identity
@@ -63,20 +64,20 @@ class LegacyDoor(_GrpcDoor):
     """The tutorial's contract: no join (the lobby, with recent history), a member named
     by the token or its first message's user_id, no errors to tell."""
 
-    def __init__(self, stream: Stream, services: Services, identity: str | None):
+    def __init__(self, stream: Stream, services: Services, identity: Identity):
         super().__init__(stream, services.legacy_encode, identity)
         self._history = services.legacy_history
         self._max_text = services.hub.limits.max_text_bytes
 
     async def join(self) -> JoinAsk:
-        return JoinAsk(DEFAULT_ROOM, None, history=self._history)
+        return JoinAsk(DEFAULT_ROOM, None, history=self._history, identity=self._identity)
 
     def decode(self, raw: bytes, member: Member) -> Request | Status:
         try:
             message = chat_pb2.ChatMessage.FromString(raw)
         except DecodeError:
             return statuses.undecodable("chat.ChatMessage")
-        return Post(message.text, name=self._identity or message.user_id)
+        return Post(message.text, name=self._identity.account or message.user_id)
 
     def refusal_ends(self, notice: Notice) -> Status | None:
         # An empty text is nothing to broadcast; a too long one cannot be told apart
@@ -89,7 +90,7 @@ class LegacyDoor(_GrpcDoor):
 class V1Door(_GrpcDoor):
     """purechat.v1: a Join frame first, then Sends."""
 
-    def __init__(self, stream: Stream, services: Services, identity: str | None):
+    def __init__(self, stream: Stream, services: Services, identity: Identity):
         super().__init__(stream, services.v1_encode, identity)
 
     async def join(self) -> JoinAsk | Status:
@@ -104,12 +105,13 @@ class V1Door(_GrpcDoor):
         join = first.join
         return JoinAsk(
             room=join.room or DEFAULT_ROOM,
-            requested=None if join.observe else self._identity or join.name,
+            requested=None if join.observe else self._identity.account or join.name,
             session=join.session,
             observe=join.observe,
             history=join.history,
             after_seq=join.after_seq if join.HasField("after_seq") else None,
             epoch=join.epoch,
+            identity=self._identity,
         )
 
     def decode(self, raw: bytes, member: Member) -> Request | Status:
@@ -117,8 +119,14 @@ class V1Door(_GrpcDoor):
         if frame is None:
             return statuses.undecodable("purechat.v1.ClientFrame")
         kind = frame.WhichOneof("frame")
-        if kind != "send" or member.name is None:
+        if kind not in ("send", "moderate") or member.name is None:
             return Misplaced(_misplaced(kind, member))
+        if kind == "moderate":
+            try:
+                command = command_of(frame.moderate)
+            except ModerationRefused as refused:
+                return Misplaced(str(refused))
+            return Moderate(command, frame.moderate.client_msg_id)
         send = frame.send
         return Post(send.text, send.client_msg_id, send.action)
 

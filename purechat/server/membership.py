@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from purechat.core import BoundName, EndReason, Member, Welcome
+from purechat.core import GUEST, BoundName, EndReason, Identity, Member, Welcome
 from purechat.errors import OutcomeUnknown
 from purechat.server.delivery import MemberDelivery
 from purechat.server.services import Services
@@ -38,8 +38,14 @@ class Membership:
         requested: str | None = None,
         session: str = "",
         observe: bool = False,
+        identity: Identity = GUEST,
     ):
         self._services = services
+        self._identity = identity
+        if identity.account is not None:
+            # An account's name is its own, and a second stream of it in the room takes
+            # the seat over, as a client back after a lost connection does (its session).
+            session = f"account:{identity.key}"
         # Listening without a seat (purechat.v1 Join.observe): unnamed, as an original
         # contract member is before its first message, but welcomed like a member.
         self._observe = observe
@@ -57,8 +63,17 @@ class Membership:
     async def __aenter__(self) -> Member:
         try:
             if self._requested is None:
-                head = await self._services.known_head(self._room)
-                member = self._services.hub.attach(self._room, self.delivery, head.seq, head.epoch)
+                services = self._services
+                head = await services.known_head(self._room)
+                state = await services.known_state(self._room)
+                member = services.hub.attach(
+                    self._room,
+                    self.delivery,
+                    head.seq,
+                    head.epoch,
+                    identity=self._identity,
+                    state=state,
+                )
                 self._adopt(member)
                 if self._observe:
                     await self._welcome_observer(member)
@@ -89,10 +104,12 @@ class Membership:
         member = self.member
         assert member is not None and member.name is None
         services = self._services
+        reserved = await services.reserved_for(self._identity, requested)
         if services.presence is None:
-            name = services.hub.claim_name(member, requested)
+            name = services.hub.claim_name(member, requested, reserved=reserved)
         else:
-            joined = await self._bind(requested, "")
+            session = f"account:{self._identity.key}" if self._identity.account else ""
+            joined = await self._bind(requested, session, reserved)
             if not member.present:  # removed while the store answered
                 self._release()
                 return None
@@ -117,26 +134,53 @@ class Membership:
     # -- internals ------------------------------------------------------------------
 
     async def _join(self, requested: str) -> None:
-        services, hub, room = self._services, self._services.hub, self._room
+        services, hub, room, identity = (
+            self._services,
+            self._services.hub,
+            self._room,
+            self._identity,
+        )
+        requested = identity.account or requested
         hub.check_join(room, requested, self._session)
+        reserved = await services.reserved_for(identity, requested)
         if services.presence is None or services.feed is None:
             head = await services.known_head(room)
-            member = hub.join(
-                room, requested, self.delivery, head.seq, head.epoch, session=self._session
-            )
-        else:
-            joined = await self._bind(requested, self._session)
-            opened = not hub.has_room(room)
-            bound = BoundName(joined.name, joined.members, joined.position.presence)
+            state = await services.known_state(room)
             member = hub.join(
                 room,
                 requested,
                 self.delivery,
-                joined.position.seq,
-                joined.position.epoch,
-                bound=bound,
+                head.seq,
+                head.epoch,
                 session=self._session,
+                identity=identity,
+                state=state,
+                reserved=reserved,
             )
+        else:
+            # Read before the join binds the name: a ban logged meanwhile is in it, or
+            # comes through the feed after it (applying it twice changes nothing).
+            state = await services.known_state(room)
+            if state is not None:
+                hub.check_access(state, identity, requested)
+            joined = await self._bind(requested, self._session, reserved)
+            opened = not hub.has_room(room)
+            bound = BoundName(joined.name, joined.members, joined.position.presence)
+            try:
+                member = hub.join(
+                    room,
+                    requested,
+                    self.delivery,
+                    joined.position.seq,
+                    joined.position.epoch,
+                    bound=bound,
+                    session=self._session,
+                    identity=identity,
+                    state=state,
+                )
+            except BaseException:
+                self._release()
+                raise
             if opened:
                 services.feed.opened(room, joined.position.presence)
             else:
@@ -160,13 +204,15 @@ class Membership:
         )
         log.info("a listener joined %s from %s", self._room, self._peer)
 
-    async def _bind(self, requested: str, session: str) -> Joined:
+    async def _bind(
+        self, requested: str, session: str, reserved: frozenset[str] = frozenset()
+    ) -> Joined:
         """Bind a name in the shared store; a bind of unknown outcome is given back."""
         presence = self._services.presence
         assert presence is not None
         holder = presence.new_holder()
         try:
-            joined = await presence.join(self._room, requested, holder, session)
+            joined = await presence.join(self._room, requested, holder, session, reserved)
         except OutcomeUnknown:
             presence.release((self._room, "", holder))  # the store may have bound one
             raise

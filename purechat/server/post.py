@@ -18,14 +18,25 @@ import anyio
 from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
-from purechat.core import Ack, EndReason, ErrorCode, Message, Notice, Outgoing
+from purechat.core import (
+    AccessDenied,
+    Ack,
+    EndReason,
+    ErrorCode,
+    Identity,
+    Message,
+    Notice,
+    Outgoing,
+)
 from purechat.core.limits import DEFAULT_ROOM, room_problem
+from purechat.core.moderation import Actor
 from purechat.core.names import name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
-from purechat.errors import StoreError
+from purechat.errors import PurechatError, StoreError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server.journal import InFlight
 from purechat.server.services import Services
+from purechat.server.wire import command_of
 from purechat.status import Status
 from purechat.transport import Stream, frame_message
 from purechat.transport.stream import StreamHost
@@ -46,7 +57,7 @@ class _Answer:
             self.given.set()
         return True
 
-    def end(self, reason: EndReason) -> None:
+    def end(self, reason: EndReason, detail: str = "") -> None:
         self.given.set()
 
 
@@ -59,36 +70,76 @@ class PostService:
             weakref.WeakKeyDictionary()
         )
 
-    async def serve(self, stream: Stream, identity: str | None) -> Status:
+    async def serve(self, stream: Stream, identity: Identity) -> Status:
         raw = await stream.receive()
         try:
             request = v1.PostRequest.FromString(raw or b"")
         except DecodeError:
             return statuses.undecodable("purechat.v1.PostRequest")
         room = request.room or DEFAULT_ROOM
-        hub = self._services.hub
+        services, hub = self._services, self._services.hub
         problem = room_problem(room, hub.limits) or (
-            None if identity else name_problem(request.name, hub.limits)
+            None if identity.account else name_problem(request.name, hub.limits)
         )
         if problem:
             return statuses.refused(problem)
-        await self._pace(stream.connection)
+        await self._pace(stream.connection, identity)
         try:
-            name = identity or await self._free_name(room, request.name)
+            name = identity.account or await self._free_name(room, request.name, identity)
+            state = await services.known_state(room)
+            answer = _Answer()
+            poster = hub.poster(room, name, answer, identity=identity, state=state)
         except StoreError as error:
-            log.error("%s; a post was refused", error)
-            return statuses.store_unreachable()
-        answer = _Answer()
-        poster = hub.poster(room, name, answer)
+            services.store_failed(error, "a post")
+            return statuses.for_error(error)
+        except AccessDenied as refused:
+            return statuses.for_error(refused)
         posted = hub.post(poster, request.text, request.client_msg_id, action=request.action)
         if isinstance(posted, Message):
-            await self._services.journal.submit(posted, poster, InFlight())
+            await services.journal.submit(posted, poster, InFlight())
         await answer.given.wait()
         return await self._respond(stream, answer.item, name)
 
-    async def _pace(self, connection: StreamHost) -> None:
+    async def serve_moderate(self, stream: Stream, identity: Identity) -> Status:
+        """Chat.Moderate: a moderation command without a seat, by identity's account."""
+        raw = await stream.receive()
+        try:
+            request = v1.ModerationCommand.FromString(raw or b"")
+        except DecodeError:
+            return statuses.undecodable("purechat.v1.ModerationCommand")
+        room = request.room or DEFAULT_ROOM
+        services, hub = self._services, self._services.hub
+        if problem := room_problem(room, hub.limits):
+            return statuses.refused(problem)
+        try:
+            command = command_of(request)
+            await self._pace(stream.connection, identity)
+            target = await services.resolve_target(room, command.target)
+            state = await services.known_state(room)
+            actor = Actor(identity.account or "", identity.key, identity.admin)
+            entry = hub.moderate(
+                actor, room, command, target, client_msg_id=request.client_msg_id, state=state
+            )
+        except StoreError as error:
+            services.store_failed(error, "a moderation command")
+            return statuses.for_error(error)
+        except PurechatError as refused:
+            return statuses.for_error(refused)
+        answer = _Answer()
+        poster = hub.poster(room, actor.name, answer, identity=identity, state=state)
+        await services.journal.submit(entry, poster, InFlight())
+        await answer.given.wait()
+        if isinstance(answer.item, Ack):
+            response = v1.ModerateResponse(seq=answer.item.seq, sentence=entry.text)
+            stream.start_response()
+            await stream.send_frames(frame_message(response.SerializeToString()))
+            return statuses.OK
+        return await self._respond(stream, answer.item, actor.name)
+
+    async def _pace(self, connection: StreamHost, identity: Identity) -> None:
         """Posts over one connection keep to the rate limit, paced like members' sends."""
-        rate = self._services.hub.limits.rate_limit
+        limit = self._services.hub.limits.rate_limit
+        rate = limit if identity.rate is None else identity.rate
         if rate <= 0:
             return
         bucket = self._buckets.setdefault(connection, TokenBucket.full(rate))
@@ -96,7 +147,7 @@ class PostService:
         if delay > 0:
             await anyio.sleep(delay)
 
-    async def _free_name(self, room: str, requested: str) -> str:
+    async def _free_name(self, room: str, requested: str, identity: Identity) -> str:
         """The requested name, or with a suffix when a member of the room holds it (or
         a look-alike of it): a post cannot pass for a member."""
         services = self._services
@@ -105,7 +156,10 @@ class PostService:
         else:
             held = services.hub.members_of(room)
         keys = {name_key(name) for name in held}
-        return next(c for c in services.hub.candidate_names(requested) if name_key(c) not in keys)
+        reserved = await services.reserved_for(identity, requested)
+        return next(
+            c for c in services.hub.candidate_names(requested, reserved) if name_key(c) not in keys
+        )
 
     async def _respond(self, stream: Stream, item: Ack | Notice | None, name: str) -> Status:
         if isinstance(item, Ack):

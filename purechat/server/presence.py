@@ -64,16 +64,30 @@ class Presence:
         """An id for one member's hold on its name, unique among all servers."""
         return holder_id(self.server, next(self._holders))
 
-    async def join(self, room: str, requested: str, holder: str, session: str) -> Joined:
+    async def join(
+        self,
+        room: str,
+        requested: str,
+        holder: str,
+        session: str,
+        reserved: frozenset[str] = frozenset(),
+    ) -> Joined:
         """Bind a name for requested in room on every server, held by holder, and log
         the join (unless a member of the same session held it: see Hub.claim_name).
 
         Shielded: once the store has bound a name the caller must learn it, or it would
         never be released. Bounded by the store's request timeout.
         """
-        candidates = list(itertools.islice(self.hub.candidate_names(requested), MAX_CANDIDATES))
+        names = self.hub.candidate_names(requested, reserved)
+        # An account's name is its own: no suffix (its session says it is one).
+        exact = session.startswith("account:")
+        candidates = list(itertools.islice(names, 1 if exact else MAX_CANDIDATES))
         with anyio.CancelScope(shield=True):
             joined = await self.store.join(room, candidates, holder, session, self._now_ms())
+        if joined is None and exact:
+            raise JoinRefused(
+                f"Somebody else holds the name {candidates[0]} in {room} now; try again soon."
+            )
         if joined is None:
             raise JoinRefused(
                 f"Too many members of {room} are called {candidates[0]}; choose another name."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -9,20 +10,38 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from purechat.core import Hub
+import anyio
+
+from purechat.core import Hub, Identity
+from purechat.core.moderation import RoomState, Target
+from purechat.core.names import name_key
+from purechat.server.auth import Admitted
 from purechat.server.delivery import DeliveryLimits, MemberDelivery, Sink
 from purechat.server.feed import Feed
+from purechat.server.identity import Authenticator
 from purechat.server.journal import Journal
 from purechat.server.pacing import Pacer
 from purechat.server.presence import Presence
 from purechat.server.wire import Encode, legacy_encoder, v1_encoder
 from purechat.store import Head, Store, StoreError
+from purechat.store.directory import Directory
 from purechat.transport import Flusher
 
 log = logging.getLogger("purechat.server")
 
+# A guest's name is checked against registered accounts among this many candidates
+# ("bob", "bob-2", ...); past them a guest could be given one (it never gets that far).
+RESERVED_CHECKED = 20
 # A store failure's sentence is logged at most once in this many seconds.
 STORE_FAILURE_LOG_SECONDS = 60.0
+
+
+@dataclass
+class _Loading:
+    """One read of a room's state, which joins that open the room at once share."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    state: RoomState | None = None
 
 
 @dataclass
@@ -42,12 +61,19 @@ class Services:
     # With a store shared by several servers: delivery and presence come through it.
     feed: Feed | None = None
     presence: Presence | None = None
+    # Accounts, sessions and room state (store/directory.py); who each call is; the
+    # calls open, so that revoking an account, a token or an address ends them.
+    directory: Directory | None = None
+    auth: Authenticator | None = None
+    admitted: Admitted | None = None
     # Members removed for being too slow, by reason (metrics).
     evictions: Counter[str] = field(default_factory=Counter)
     # One encoder per contract for the whole server: a broadcast is framed once each.
     legacy_encode: Encode = field(default_factory=legacy_encoder)
     v1_encode: Encode = field(default_factory=v1_encoder)
 
+    # Reads of a room's state under way, shared by the joins that wait for them.
+    _states_loading: dict[str, _Loading] = field(default_factory=dict)
     # When each store failure's sentence was last logged (see store_failed).
     _store_failures_logged: dict[str, float] = field(default_factory=dict)
 
@@ -64,6 +90,56 @@ class Services:
             logged.clear()
         logged[sentence] = now
         log.error("%s; %s was refused (said once a minute)", sentence, what)
+
+    async def known_state(self, room: str) -> RoomState | None:
+        """A room's roles and restrictions from the store, for a room not yet open here
+        (None when it is open: the hub's copy is current)."""
+        if self.hub.has_room(room):
+            return None
+        if self.directory is None:
+            return RoomState()
+        # Many joins may open a room at once: one read of its state serves them all.
+        loading = self._states_loading.get(room)
+        if loading is None:
+            loading = self._states_loading[room] = _Loading()
+            try:
+                loading.state = await self.directory.room_state(room)
+            finally:
+                del self._states_loading[room]
+                loading.done.set()
+        else:
+            await loading.done.wait()
+        if loading.state is None:  # the read failed: this join tries its own
+            return await self.directory.room_state(room)
+        return loading.state
+
+    async def reserved_for(self, identity: Identity, requested: str) -> frozenset[str]:
+        """For a guest: which of the names it might be given are registered accounts'
+        (it gets another); nothing for an account, whose name is its own."""
+        if identity.account is not None or self.auth is None:
+            return frozenset()
+        registered = self.auth.account_keys
+        candidates = itertools.islice(self.hub.candidate_names(requested), RESERVED_CHECKED)
+        return frozenset(key for name in candidates if (key := name_key(name)) in registered)
+
+    async def resolve_target(self, room: str, name: str) -> Target | None:
+        """Whom a moderation command names: a member present here, else a registered
+        account (present elsewhere or not), else a guest present on another server
+        sharing the store; unknown (known=False) otherwise. None for no name."""
+        if not name:
+            return None
+        here = self.hub.target(room, name)
+        if here is not None:
+            return here
+        admin = self.auth is not None and self.auth.is_admin(name)
+        account = await self.directory.account(name) if self.directory else None
+        if account is not None:
+            return Target(account.name, account.key, True, admin)
+        if self.presence is not None:
+            present = {name_key(held): held for held in await self.presence.store.members(room)}
+            if (held := present.get(name_key(name))) is not None:
+                return Target(held, None, True)
+        return Target(name, None, False)
 
     async def known_head(self, room: str) -> Head:
         """Where the store's log of a room not yet open here stands (nothing when it

@@ -31,7 +31,18 @@ import anyio
 import anyio.lowlevel
 
 from purechat import status as statuses
-from purechat.core import ErrorCode, EventKind, Member, Notice, Outgoing, RoomEvent
+from purechat.core import (
+    GUEST,
+    ErrorCode,
+    EventKind,
+    Identity,
+    Member,
+    Message,
+    Notice,
+    Outgoing,
+    RoomEvent,
+)
+from purechat.core.moderation import Command
 from purechat.errors import PurechatError, Refusal, StoreError
 from purechat.server.delivery import Prelude, Sink
 from purechat.server.history import catch_up
@@ -69,6 +80,8 @@ class JoinAsk:
     history: int = 0
     after_seq: int | None = None
     epoch: str = ""
+    # Who the member is (its account, if any), as the door authenticated it.
+    identity: Identity = GUEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +102,16 @@ class Misplaced:
     sentence: str
 
 
-Request = Post | Misplaced
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """A moderation command in the member's room (decided by the core, see
+    core/moderation.py), acknowledged like a message."""
+
+    command: Command
+    client_msg_id: str = ""
+
+
+Request = Post | Moderate | Misplaced
 
 
 class Channel(Sink, Paced, Protocol[Raw_co]):
@@ -149,6 +171,7 @@ async def serve_member(door: Door[Raw], services: Services) -> Status:
         requested=ask.requested,
         session=ask.session,
         observe=ask.observe,
+        identity=ask.identity,
     )
     with door.admitted():
         try:
@@ -194,6 +217,17 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
             return
         if isinstance(request, Misplaced):
             delivery.offer(Notice(ErrorCode.BAD_FRAME, request.sentence))
+            continue
+        if isinstance(request, Moderate):
+            command = request.command
+            target = await services.resolve_target(member.room.name, command.target)
+            entry = hub.moderate_member(member, command, target, request.client_msg_id)
+            if entry is None:
+                return  # the member has left
+            if isinstance(entry, Message):
+                if not await services.pacer.pace(member, channel):
+                    return
+                await services.journal.submit(entry, member, in_flight)
             continue
         if member.name is None and request.name is not None:
             try:

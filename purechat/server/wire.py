@@ -7,10 +7,12 @@ format, not N, and nothing about the wire is kept on the core's records.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from purechat.core import (
     Ack,
+    EntryKind,
     ErrorCode,
     EventKind,
     Message,
@@ -20,6 +22,7 @@ from purechat.core import (
     RoomEvent,
     Welcome,
 )
+from purechat.core.moderation import Command, command_from
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import frame_message
 
@@ -38,6 +41,7 @@ _V1_ERROR = {
     ErrorCode.BAD_FRAME: purechat_v1_pb2.Error.BAD_FRAME,
     ErrorCode.STORE_UNAVAILABLE: purechat_v1_pb2.Error.STORE_UNAVAILABLE,
     ErrorCode.OUTCOME_UNKNOWN: purechat_v1_pb2.Error.OUTCOME_UNKNOWN,
+    ErrorCode.NOT_ALLOWED: purechat_v1_pb2.Error.NOT_ALLOWED,
 }
 
 
@@ -78,7 +82,12 @@ def legacy_frame(item: Outgoing) -> bytes:
     """
     if not isinstance(item, Message):
         return b""
-    text = f"* {item.user} {item.text}" if item.action else item.text
+    if item.kind is EntryKind.MODERATION:
+        text = f"* {item.text}"  # "* bob was banned by alice for 1h: spam"
+    elif item.action:
+        text = f"* {item.user} {item.text}"
+    else:
+        text = item.text
     message = chat_pb2.ChatMessage(user_id=item.user, text=text, timestamp=item.time_ms // 1000)
     return frame_message(message.SerializeToString())
 
@@ -96,6 +105,9 @@ def v1_frame(item: Outgoing) -> bytes:
             action=item.action,
             history=item.history,
         )
+        if item.kind is EntryKind.MODERATION:
+            event.kind = purechat_v1_pb2.Event.MODERATION
+            event.moderation.CopyFrom(v1_moderation(item.data))
         return _frame(purechat_v1_pb2.ServerFrame(event=event))
     if isinstance(item, RoomEvent):
         event = purechat_v1_pb2.Event(
@@ -122,9 +134,39 @@ def v1_frame(item: Outgoing) -> bytes:
             members=item.members,
             last_seq=item.last_seq,
             epoch=item.epoch,
+            topic=item.topic,
+            account=item.account,
+            role=item.role,
         )
         return _frame(purechat_v1_pb2.ServerFrame(welcome=welcome))
     raise TypeError(f"cannot encode {item!r}")
+
+
+def v1_moderation(data: str) -> purechat_v1_pb2.Moderation:
+    """A moderation entry's details (JSON, see core/moderation.py) as the proto's."""
+    details = json.loads(data or "{}")
+    return purechat_v1_pb2.Moderation(
+        action=str(details.get("action", "")),
+        by=str(details.get("by", "")),
+        target=str(details.get("target", "")),
+        reason=str(details.get("reason", "")),
+        until_unix_ms=int(details.get("until_ms", 0)),
+        topic=str(details.get("topic", "")),
+        mode=str(details.get("mode", "")),
+    )
+
+
+def command_of(request: purechat_v1_pb2.ModerationCommand) -> Command:
+    """A purechat.v1 moderation command as the core's (ModerationRefused when its
+    action is unset)."""
+    action = purechat_v1_pb2.ModerationCommand.Action.Name(request.action)
+    return command_from(
+        "" if request.action == 0 else action,
+        request.target,
+        request.seconds if request.HasField("seconds") else None,
+        request.reason,
+        request.text,
+    )
 
 
 def v1_error_frame(code: int, message: str, client_msg_id: str = "") -> bytes:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from purechat.core import Message
+from purechat.core.moderation import Effect
 from purechat.errors import OutcomeUnknown, StoreDamaged, StoreError, StoreUnavailable
 
 __all__ = [
@@ -30,6 +31,16 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
 ]
+
+
+def state_space(room: str) -> str:
+    """The key-value space a room's state lives in (see Records)."""
+    return f"state:{room}"
+
+
+def state_key(effect: Effect) -> str:
+    """Where one effect on a room's state is kept in its space: "kind|key"."""
+    return f"{effect.kind.value}|{effect.key}"
 
 
 def new_epoch() -> str:
@@ -84,3 +95,43 @@ class Store(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Records(Protocol):
+    """What a store keeps besides the rooms' logs, as two primitives the directory
+    (store/directory.py) builds accounts, sessions, room state, audit and control on.
+
+    Spaces of keys and values: `state:ROOM` is a room's state, changed by the effects
+    of its moderation entries in the same transaction (or script) as their append.
+    Streams of records, numbered from 1 in the order they were added.
+    """
+
+    async def kv_get(self, space: str, key: str) -> str | None: ...
+
+    async def kv_put(self, space: str, key: str, value: str, *, only_new: bool = False) -> bool:
+        """Set key (only when absent, with only_new); whether it was set."""
+        ...
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        """Whether it was there."""
+        ...
+
+    async def kv_items(self, space: str) -> list[tuple[str, str]]: ...
+
+    async def kv_present(self, space: str, keys: Sequence[str]) -> set[str]:
+        """Which of keys are in space (one round trip for many)."""
+        ...
+
+    async def record(self, stream: str, value: str) -> int:
+        """Add a record; its number."""
+        ...
+
+    async def records(self, stream: str, *, after: int = 0, last: int = 0) -> list[tuple[int, str]]:
+        """The records after number `after`, oldest first; or, with last, the newest
+        `last` of them."""
+        ...
+
+    async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
+        """Change a room's state outside a log entry (what one server alone knew)."""
+        ...

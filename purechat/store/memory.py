@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from purechat.core import Message
-from purechat.store.base import Appended, Head, new_epoch
+from purechat.core.moderation import Effect
+from purechat.store.base import Appended, Head, new_epoch, state_key, state_space
 
 DEFAULT_HISTORY = 1000
 
@@ -24,6 +25,9 @@ class MemoryStore:
     def __init__(self, history: int = DEFAULT_HISTORY):
         self.history = max(1, history)
         self._rooms: dict[str, _RoomLog] = {}
+        # The directory's primitives (see base.Records): spaces and streams.
+        self._spaces: dict[str, dict[str, str]] = {}
+        self._streams: dict[str, list[str]] = {}
         # One epoch for every room: a restart loses every log at once.
         self.epoch = new_epoch()
 
@@ -42,8 +46,16 @@ class MemoryStore:
         log.last_seq += 1
         # What history gives back: numbered, without the sender's retry identity.
         kept = Message(
-            message.room, log.last_seq, message.user, message.text, message.time_ms, message.action
+            message.room,
+            log.last_seq,
+            message.user,
+            message.text,
+            message.time_ms,
+            message.action,
+            kind=message.kind,
+            data=message.data,
         )
+        self._apply(message.room, message.effects)
         log.messages.append((kept, key))
         if message.client_msg_id:
             log.ids[key] = log.last_seq
@@ -67,3 +79,47 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         self._rooms.clear()
+
+    # -- the directory's primitives ------------------------------------------------
+
+    async def kv_get(self, space: str, key: str) -> str | None:
+        return self._spaces.get(space, {}).get(key)
+
+    async def kv_put(self, space: str, key: str, value: str, *, only_new: bool = False) -> bool:
+        found = self._spaces.setdefault(space, {})
+        if only_new and key in found:
+            return False
+        found[key] = value
+        return True
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        return self._spaces.get(space, {}).pop(key, None) is not None
+
+    async def kv_items(self, space: str) -> list[tuple[str, str]]:
+        return sorted(self._spaces.get(space, {}).items())
+
+    async def kv_present(self, space: str, keys: Sequence[str]) -> set[str]:
+        found = self._spaces.get(space, {})
+        return {key for key in keys if key in found}
+
+    async def record(self, stream: str, value: str) -> int:
+        found = self._streams.setdefault(stream, [])
+        found.append(value)
+        return len(found)
+
+    async def records(self, stream: str, *, after: int = 0, last: int = 0) -> list[tuple[int, str]]:
+        found = list(enumerate(self._streams.get(stream, []), start=1))
+        return found[-last:] if last else found[after:]
+
+    async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
+        self._apply(room, effects)
+
+    def _apply(self, room: str, effects: Sequence[Effect]) -> None:
+        if not effects:
+            return
+        space = self._spaces.setdefault(state_space(room), {})
+        for effect in effects:
+            if effect.value is None:
+                space.pop(state_key(effect), None)
+            else:
+                space[state_key(effect)] = effect.value

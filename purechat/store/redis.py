@@ -16,6 +16,7 @@ with the keys they touch as KEYS where the caller knows them (see "Every script"
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import glide
 
-from purechat.core import EventKind, Message
+from purechat.core import EntryKind, EventKind, Message
+from purechat.core.moderation import Effect
 from purechat.core.names import name_key
 from purechat.store.base import (
     Appended,
@@ -34,6 +36,7 @@ from purechat.store.base import (
     StoreError,
     StoreUnavailable,
     new_epoch,
+    state_space,
 )
 from purechat.store.shared import (
     EpochChange,
@@ -78,13 +81,15 @@ local function epoch_of(epoch_key, candidate)
 end
 """
 
-# KEYS: per room of the batch its seq, log and epoch. ARGV: history, ids bucket size,
-# count, candidate epoch, then per draft: its room's place among the rooms (from 1),
-# user, text, time_ms, action, sender, id. Returns per draft its seq (negative for a
-# repeat) and the epoch of its room's log. Client ids live in hashes of `size` numbers
-# each; the newest two are consulted and older ones deleted, so a retry is recognised
-# among the last `size` messages at least. Which buckets is known only here, from the
-# counter: their names are built from the room's seq key (`<room>:ids:<bucket>`).
+# KEYS: per room of the batch its seq, log, epoch and state. ARGV: history, ids bucket
+# size, count, candidate epoch, then per draft: its room's place among the rooms (from
+# 1), user, text, time_ms, action, sender, id, kind, data, effects (JSON, "" for none:
+# a moderation entry's changes to its room's state, applied here with its numbering).
+# Returns per draft its seq (negative for a repeat) and the epoch of its room's log.
+# Client ids live in hashes of `size` numbers each; the newest two are consulted and
+# older ones deleted, so a retry is recognised among the last `size` messages at least.
+# Which buckets is known only here, from the counter: their names are built from
+# the room's seq key (`<room>:ids:<bucket>`).
 APPEND = (
     EPOCH
     + """
@@ -92,10 +97,11 @@ local history, size, candidate = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4]
 local out = {}
 local i = 5
 for _ = 1, tonumber(ARGV[3]) do
-  local at = 3 * tonumber(ARGV[i]) - 2
+  local at = 4 * tonumber(ARGV[i]) - 3
   local user, text, time, action, sender, id =
     ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+  local kind, data, effects = ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
+  i = i + 10
   local seq_key, log_key = KEYS[at], KEYS[at + 1]
   local ids = string.sub(seq_key, 1, -4) .. 'ids:'
   local epoch = epoch_of(KEYS[at + 2], candidate)
@@ -110,8 +116,23 @@ for _ = 1, tonumber(ARGV[3]) do
     table.insert(out, -tonumber(seq))
   else
     seq = redis.call('INCR', seq_key)
-    redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
-      'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch)
+    if kind == 'message' then
+      redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
+        'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch)
+    else
+      redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
+        'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch,
+        'kind', kind, 'data', data, 'effects', effects)
+    end
+    if effects ~= '' then
+      for _, e in ipairs(cjson.decode(effects)) do
+        if e[1] == 'set' then
+          redis.call('HSET', KEYS[at + 3], e[2] .. '|' .. e[3], e[4])
+        else
+          redis.call('HDEL', KEYS[at + 3], e[2] .. '|' .. e[3])
+        end
+      end
+    end
     local now = math.floor(seq / size)
     if now ~= bucket then redis.call('DEL', ids .. (now - 2)) end
     if id ~= '' then redis.call('HSET', ids .. now, retry, seq) end
@@ -418,6 +439,28 @@ class RedisAddress:
         return glide.TlsAdvancedConfiguration(root_pem_cacerts=certificates)
 
 
+# The directory's records (store/directory.py). KEYS: the stream's counter and the
+# stream. ARGV: the record. Returns its number.
+RECORD = """
+local number = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], number .. '-0', 'value', ARGV[1])
+return number
+"""
+
+# A room's state changed outside a log entry. KEYS: the room's state. ARGV: effects
+# (JSON, as APPEND's).
+EFFECTS = """
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  if e[1] == 'set' then
+    redis.call('HSET', KEYS[1], e[2] .. '|' .. e[3], e[4])
+  else
+    redis.call('HDEL', KEYS[1], e[2] .. '|' .. e[3])
+  end
+end
+return 0
+"""
+
+
 def _script(code: str) -> Any:
     return glide.Script(code)  # type: ignore[no-untyped-call]  # glide's is untyped
 
@@ -438,6 +481,8 @@ class Scripts:
         self.sweep = _script(SWEEP)
         self.retire = _script(RETIRE)
         self.rooms = _script(ROOMS)
+        self.record = _script(RECORD)
+        self.effects = _script(EFFECTS)
 
 
 class RedisStore:
@@ -488,7 +533,8 @@ class RedisStore:
         rooms = {
             room: place for place, room in enumerate(dict.fromkeys(d.room for d in messages), 1)
         }
-        keys = [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in ("seq", "log", "epoch")]
+        parts = ("seq", "log", "epoch", "state")
+        keys = [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in parts]
         args = [str(self.history), str(self.ids_kept), str(len(messages)), new_epoch()]
         for d in messages:
             args += [
@@ -499,6 +545,9 @@ class RedisStore:
                 "1" if d.action else "0",
                 d.sender_key,
                 d.client_msg_id,
+                d.kind.value,
+                d.data,
+                json.dumps([e.as_list() for e in d.effects]) if d.effects else "",
             ]
         out = await self._run(self._scripts.append, keys, args)
         return [
@@ -607,6 +656,52 @@ class RedisStore:
             with contextlib.suppress(glide.GlideError):
                 await client.close()
 
+    # -- the directory's primitives (see store/directory.py) ---------------------------
+
+    async def kv_get(self, space: str, key: str) -> str | None:
+        found = await self._call(self._client, ["HGET", _space_key(space), key])
+        return None if found is None else str(found.decode())
+
+    async def kv_put(self, space: str, key: str, value: str, *, only_new: bool = False) -> bool:
+        verb = "HSETNX" if only_new else "HSET"
+        done = await self._call(self._client, [verb, _space_key(space), key, value])
+        return bool(done) or not only_new
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        return bool(await self._call(self._client, ["HDEL", _space_key(space), key]))
+
+    async def kv_items(self, space: str) -> list[tuple[str, str]]:
+        found = await self._call(self._client, ["HGETALL", _space_key(space)])
+        return sorted((k.decode(), v.decode()) for k, v in (found or {}).items())
+
+    async def kv_present(self, space: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        found = await self._call(self._client, ["HMGET", _space_key(space), *keys])
+        return {key for key, value in zip(keys, found, strict=True) if value is not None}
+
+    async def record(self, stream: str, value: str) -> int:
+        keys = [f"purechat:records:{stream}:count", f"purechat:records:{stream}"]
+        return int(await self._run(self._scripts.record, keys, [value]))
+
+    async def records(self, stream: str, *, after: int = 0, last: int = 0) -> list[tuple[int, str]]:
+        key = f"purechat:records:{stream}"
+        if last:
+            found = await self._call(self._client, ["XREVRANGE", key, "+", "-", "COUNT", str(last)])
+            entries = list(reversed(list((found or {}).items())))
+        else:
+            found = await self._call(self._client, ["XRANGE", key, f"{after + 1}-0", "+"])
+            entries = list((found or {}).items())
+        return [
+            (int(entry_id.decode().split("-")[0]), _fields(fields)["value"])
+            for entry_id, fields in entries
+        ]
+
+    async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
+        if effects:
+            value = json.dumps([e.as_list() for e in effects])
+            await self._run(self._scripts.effects, [_space_key(state_space(room))], [value])
+
     async def _call(self, client: Any, command: list[str]) -> Any:
         """Run command (see _answer)."""
         return await self._answer(client.custom_command(command))
@@ -664,6 +759,14 @@ def _seats_keys(seats: Iterable[Seat]) -> list[str]:
     return keys
 
 
+def _space_key(space: str) -> str:
+    """The hash a key-value space lives in: a room's state beside its log."""
+    kind, _, room = space.partition(":")
+    if kind == "state":
+        return f"{KEY_PREFIX}{room}:state"
+    return f"purechat:kv:{space}"
+
+
 def _hide_password(url: str) -> str:
     """url with its password (between the first ':' after '//' and '@') shown as ***."""
     scheme, sep, rest = url.partition("//")
@@ -701,6 +804,7 @@ def _presence(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Presence
 
 def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Message:
     values = _fields(fields)
+    effects = values.get("effects")
     return Message(
         room,
         int(entry_id.decode().split("-")[0]),
@@ -708,4 +812,7 @@ def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Message:
         values["text"],
         int(values["time"]),
         values["action"] == "1",
+        kind=EntryKind(values.get("kind", "message")),
+        data=values.get("data", ""),
+        effects=tuple(Effect.from_list(e) for e in json.loads(effects)) if effects else (),
     )

@@ -32,6 +32,8 @@ import anyio
 import anyio.to_thread
 
 from purechat.core import Message
+from purechat.core.events import EntryKind
+from purechat.core.moderation import Effect
 from purechat.store.base import (
     Appended,
     Head,
@@ -39,14 +41,34 @@ from purechat.store.base import (
     StoreError,
     StoreUnavailable,
     new_epoch,
+    state_key,
+    state_space,
 )
 
 T = TypeVar("T")
 
 # "pcht": marks a file as ours, so a foreign database is refused instead of altered.
 APPLICATION_ID = 0x70636874
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 2 added the file's epoch: a file replaced by another is another log.
+# Version 3 added entries of other kinds than messages (moderation), and the directory
+# (accounts, sessions, room state, audit and control records: see store/directory.py).
+VERSION_3 = """
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
+ALTER TABLE messages ADD COLUMN data TEXT NOT NULL DEFAULT '';
+CREATE TABLE kv (
+    space TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (space, key)
+) WITHOUT ROWID;
+CREATE TABLE records (
+    stream TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (stream, id)
+) WITHOUT ROWID;
+"""
 META = """
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
@@ -116,12 +138,17 @@ class SqliteStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
-        """Open or create the store at path; StoreError with the reason when it cannot."""
-        return await anyio.to_thread.run_sync(cls._open_blocking, path)
+    async def open(cls, path: Path, *, shared: bool = False) -> SqliteStore:
+        """Open or create the store at path; StoreError with the reason when it cannot.
+
+        A server holds the file for itself; `shared` opens it beside a running server
+        (`purechat account`, which only reads and writes the directory, under SQLite's
+        own locking).
+        """
+        return await anyio.to_thread.run_sync(cls._open_blocking, path, shared)
 
     @classmethod
-    def _open_blocking(cls, path: Path) -> SqliteStore:
+    def _open_blocking(cls, path: Path, shared: bool = False) -> SqliteStore:
         path = path.expanduser().resolve()
         if path.is_dir():
             raise StoreError(f"{path} is a directory, not a database file")
@@ -132,17 +159,18 @@ class SqliteStore:
         except OSError as error:
             raise StoreError(f"cannot open or create {path}: {error.strerror}") from None
         try:
-            return cls._open_held(path, held)
+            return cls._open_held(path, held, shared)
         except BaseException:
             os.close(held)
             raise
 
     @classmethod
-    def _open_held(cls, path: Path, held: int) -> SqliteStore:
+    def _open_held(cls, path: Path, held: int, shared: bool = False) -> SqliteStore:
         try:
             # One server per file: a second one would number correctly but never see
             # the first one's messages live. Held until aclose.
-            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not shared:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(
                 f"{path} is in use by another purechat server; one SQLite file serves one "
@@ -183,7 +211,7 @@ class SqliteStore:
                     last[draft.room] = _last_seq(db, draft.room)
                 seq = last[draft.room] = last[draft.room] + 1
                 db.execute(
-                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         draft.room,
                         seq,
@@ -193,8 +221,11 @@ class SqliteStore:
                         int(draft.action),
                         draft.sender_key,
                         draft.client_msg_id,
+                        draft.kind.value,
+                        draft.data,
                     ),
                 )
+                _apply_effects(db, draft.room, draft.effects)
                 results.append(Appended(seq, duplicate=False, epoch=self.epoch))
             db.executemany(
                 "INSERT INTO rooms VALUES (?, ?)"
@@ -212,11 +243,45 @@ class SqliteStore:
 
     def _read_blocking(self, room: str, after: int, upto: int) -> list[Message]:
         rows = self._reader.execute(
-            "SELECT seq, user, text, time_ms, action FROM messages"
+            "SELECT seq, user, text, time_ms, action, kind, data FROM messages"
             " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq",
             (room, after, upto),
         ).fetchall()
-        return [Message(room, seq, u, t, ms, bool(a)) for seq, u, t, ms, a in rows]
+        return [
+            Message(room, seq, u, t, ms, bool(a), kind=EntryKind(k), data=d)
+            for seq, u, t, ms, a, k, d in rows
+        ]
+
+    # -- the directory's primitives (see store/directory.py) ---------------------------
+
+    async def kv_get(self, space: str, key: str) -> str | None:
+        return await self._run(self._read_lock, _kv_get, self._reader, space, key)
+
+    async def kv_put(self, space: str, key: str, value: str, *, only_new: bool = False) -> bool:
+        return await self._run(self._write_lock, _kv_put, self._writer, space, key, value, only_new)
+
+    async def kv_delete(self, space: str, key: str) -> bool:
+        return await self._run(self._write_lock, _kv_delete, self._writer, space, key)
+
+    async def kv_items(self, space: str) -> list[tuple[str, str]]:
+        return await self._run(self._read_lock, _kv_items, self._reader, space)
+
+    async def kv_present(self, space: str, keys: Sequence[str]) -> set[str]:
+        return await self._run(self._read_lock, _kv_present, self._reader, space, list(keys))
+
+    async def record(self, stream: str, value: str) -> int:
+        return await self._run(self._write_lock, _record, self._writer, stream, value)
+
+    async def records(self, stream: str, *, after: int = 0, last: int = 0) -> list[tuple[int, str]]:
+        return await self._run(self._read_lock, _records, self._reader, stream, after, last)
+
+    async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
+        def apply(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                _apply_effects(db, room, effects)
+
+        await self._run(self._write_lock, apply, self._writer)
 
     async def aclose(self) -> None:
         """Close both connections and give the file's lock back, even when cancelled
@@ -322,17 +387,23 @@ def _prepare(db: sqlite3.Connection, path: Path) -> str:
         with db:
             db.execute("BEGIN IMMEDIATE")
             _create(db, SCHEMA)
+            _create(db, VERSION_3)
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         return _upgraded(db)
     if application_id != APPLICATION_ID:
         raise StoreError(f"{path} is a database of another program, not a purechat store")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == 1:
+    if version in (1, 2):
         with db:
             db.execute("BEGIN IMMEDIATE")
-            _create(db, META)
-        return _upgraded(db)
-    if version != SCHEMA_VERSION:
+            if version == 1:
+                _create(db, META)
+            _create(db, VERSION_3)
+            if version == 2:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version == 1:
+            return _upgraded(db)
+    elif version != SCHEMA_VERSION:
         raise StoreError(
             f"{path} has purechat store version {version}; this purechat reads version "
             f"{SCHEMA_VERSION}"
@@ -355,6 +426,74 @@ def _upgraded(db: sqlite3.Connection) -> str:
         db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return epoch
+
+
+def _apply_effects(db: sqlite3.Connection, room: str, effects: Sequence[Effect]) -> None:
+    """A moderation entry's changes to its room's state, in the caller's transaction."""
+    space = state_space(room)
+    for effect in effects:
+        key = state_key(effect)
+        if effect.value is None:
+            db.execute("DELETE FROM kv WHERE space = ? AND key = ?", (space, key))
+        else:
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (space, key, effect.value))
+
+
+def _kv_get(db: sqlite3.Connection, space: str, key: str) -> str | None:
+    row = db.execute("SELECT value FROM kv WHERE space = ? AND key = ?", (space, key)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _kv_put(db: sqlite3.Connection, space: str, key: str, value: str, only_new: bool) -> bool:
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        verb = "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE"
+        cursor = db.execute(f"{verb} INTO kv VALUES (?, ?, ?)", (space, key, value))
+        return cursor.rowcount > 0
+
+
+def _kv_delete(db: sqlite3.Connection, space: str, key: str) -> bool:
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        cursor = db.execute("DELETE FROM kv WHERE space = ? AND key = ?", (space, key))
+        return cursor.rowcount > 0
+
+
+def _kv_items(db: sqlite3.Connection, space: str) -> list[tuple[str, str]]:
+    rows = db.execute("SELECT key, value FROM kv WHERE space = ? ORDER BY key", (space,))
+    return [(str(key), str(value)) for key, value in rows.fetchall()]
+
+
+def _kv_present(db: sqlite3.Connection, space: str, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    marks = ",".join("?" * len(keys))
+    rows = db.execute(f"SELECT key FROM kv WHERE space = ? AND key IN ({marks})", (space, *keys))
+    return {str(row[0]) for row in rows.fetchall()}
+
+
+def _record(db: sqlite3.Connection, stream: str, value: str) -> int:
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute("SELECT max(id) FROM records WHERE stream = ?", (stream,)).fetchone()
+        number = int(row[0] or 0) + 1
+        db.execute("INSERT INTO records VALUES (?, ?, ?)", (stream, number, value))
+        return number
+
+
+def _records(db: sqlite3.Connection, stream: str, after: int, last: int) -> list[tuple[int, str]]:
+    if last:
+        rows = db.execute(
+            "SELECT id, value FROM records WHERE stream = ? ORDER BY id DESC LIMIT ?",
+            (stream, last),
+        ).fetchall()
+        rows.reverse()
+    else:
+        rows = db.execute(
+            "SELECT id, value FROM records WHERE stream = ? AND id > ? ORDER BY id",
+            (stream, after),
+        ).fetchall()
+    return [(int(number), str(value)) for number, value in rows]
 
 
 def _last_seq(db: sqlite3.Connection, room: str) -> int:

@@ -73,9 +73,11 @@ class Connection:
         flusher: Flusher | None = None,
         *,
         peer: str | None = None,
+        address: str = "",
         on_cut_off: Callable[[str], None] | None = None,
     ):
-        """peer: how logs name the other side (from its address when not given)."""
+        """peer: how logs name the other side (from its address when not given);
+        address: the other side's host, for rules per address."""
         self._sock = sock
         # Plain TCP is read and written on the socket itself (see reader.py, writer.py).
         raw = (
@@ -86,6 +88,7 @@ class Connection:
         self._reader = SocketReader(sock, raw, READ_SIZE)
         self.protocol = protocol
         self.peer = peer or remote_of(sock)[1]
+        self.address = address or remote_of(sock)[0]
         self.writer = ConnectionWriter(
             sock,
             protocol,

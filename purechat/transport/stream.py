@@ -64,6 +64,8 @@ class StreamHost(Protocol):
     protocol: GrpcProtocol
     writer: ConnectionWriter
     peer: str
+    # The other side's host, for rules per address.
+    address: str
     # Streams waiting for room to send; woken when the connection moves.
     waiting_to_send: set[Stream]
 

@@ -94,3 +94,10 @@ def binary_frame() -> Status:
     return Status(
         StatusCode.INVALID_ARGUMENT, "binary frames are not part of the protocol: send JSON text"
     )
+
+
+def too_many_logins(attempts: int) -> Status:
+    return Status(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"more than {attempts} logins on one connection: reload the page to try again",
+    )

@@ -9,6 +9,16 @@ Page to server, one JSON object per text frame, the first a join:
     {"join": {"name": "alice", "room": "lobby", "history": 20, "session": "9f…",
               "after_seq": 41, "epoch": "…", "token": "…"}}
     {"send": {"text": "hello", "client_msg_id": "c1", "action": false}}
+    {"moderate": {"action": "ban", "target": "bob", "seconds": 3600, "reason": "spam",
+                  "text": "", "client_msg_id": "c2"}}
+
+Before a join, a page without a token may log in (or register, where the server lets
+people register), and is answered with a session token it keeps in memory and sends
+in its join, as a gRPC client sends it in `authorization`:
+
+    {"login": {"name": "alice", "password": "…"}}     -> {"session": {"token", "account",
+                                                          "expires_unix_ms"}}
+    {"register": {"name": "alice", "password": "…"}}  -> {"registered": {"account"}}
 
 `after_seq` and `epoch` resume after the last number seen (leave `after_seq` out, or
 null, to join afresh); `token` is needed when the server has `--tokens`; `action` is
@@ -23,6 +33,8 @@ Server to page:
     {"event": {"kind": "join" | "leave", "room", "user", "user_shown", "time_unix_ms"}}
     {"event": {"kind": "gap", "room", "seq", "gap_until"}}
     {"event": {"kind": "reset", "room", "epoch", "time_unix_ms"}}
+    {"event": {"kind": "moderation", "room", "seq", "user", "text", "time_unix_ms",
+               "moderation": {"action", "by", "target", "reason", "until_ms", ...}}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
     {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
     {"end": {"code": "UNAVAILABLE", "message": "server shutting down"}}
@@ -51,7 +63,7 @@ from typing import Any
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from purechat.core import Ack, Message, Notice, Outgoing, RoomEvent, Welcome
+from purechat.core import Ack, EntryKind, Message, Notice, Outgoing, RoomEvent, Welcome
 from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
@@ -84,7 +96,26 @@ class Send:
     action: bool = False
 
 
-ClientFrame = Join | Send
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A login (or, with register, a registration) before the join."""
+
+    name: str
+    password: str
+    register: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModerateFrame:
+    action: str
+    target: str = ""
+    seconds: float | None = None
+    reason: str = ""
+    text: str = ""
+    client_msg_id: str = ""
+
+
+ClientFrame = Join | Send | Credentials | ModerateFrame
 
 
 # -- page to server ----------------------------------------------------------------
@@ -118,7 +149,23 @@ def decode(text: str) -> ClientFrame:
             client_msg_id=_string(body, "client_msg_id"),
             action=_flag(body, "action"),
         )
-    raise BadFrame(f"unknown frame {kind!r}: a frame is a join or a send")
+    if kind in ("login", "register"):
+        return Credentials(_string(body, "name"), _string(body, "password"), kind == "register")
+    if kind == "moderate":
+        seconds = body.get("seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float)
+        ):
+            raise BadFrame("seconds must be a number")
+        return ModerateFrame(
+            action=_string(body, "action"),
+            target=_string(body, "target"),
+            seconds=None if seconds is None else float(seconds),
+            reason=_string(body, "reason"),
+            text=_string(body, "text"),
+            client_msg_id=_string(body, "client_msg_id"),
+        )
+    raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send or a moderate")
 
 
 def _string(body: dict[str, Any], key: str) -> str:
@@ -157,6 +204,20 @@ def _shown(user: str) -> dict[str, str]:
 
 def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
     """The JSON object for anything the core delivers (see the module docstring)."""
+    if isinstance(item, Message) and item.kind is EntryKind.MODERATION:
+        return {
+            "event": {
+                "kind": "moderation",
+                "room": item.room,
+                "seq": item.seq,
+                "user": item.user,
+                **_shown(item.user),
+                "text": item.text,
+                "time_unix_ms": item.time_ms,
+                "history": item.history,
+                "moderation": json.loads(item.data or "{}"),
+            }
+        }
     if isinstance(item, Message):
         return {
             "event": {
@@ -213,6 +274,9 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
                 },
                 "last_seq": item.last_seq,
                 "epoch": item.epoch,
+                "topic": item.topic,
+                "account": item.account,
+                "role": item.role,
                 "max_text_bytes": max_text_bytes,
             }
         }
@@ -236,6 +300,22 @@ def web_encoder(max_text_bytes: int) -> Encode:
     and framed once."""
     framer = _Framer()
     return Remembering(lambda item: framer.text(to_json(item, max_text_bytes)))
+
+
+def session_frame(token: str, account: str, expires_ms: int) -> bytes:
+    """The answer to a login: the session token the page sends in its join."""
+    return _Framer().text(
+        {"session": {"token": token, "account": account, "expires_unix_ms": expires_ms}}
+    )
+
+
+def registered_frame(account: str) -> bytes:
+    return _Framer().text({"registered": {"account": account}})
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """An error that answers no send (a refused login, say): the session goes on."""
+    return _Framer().text({"error": {"code": code, "message": message, "client_msg_id": ""}})
 
 
 def end_frame(status: Status) -> bytes:

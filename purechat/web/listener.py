@@ -34,7 +34,8 @@ from purechat import status as statuses
 from purechat.core import EndReason
 from purechat.errors import ConfigurationError
 from purechat.server.addresses import AddressCounts
-from purechat.server.auth import Bearers
+from purechat.server.auth import Admitted
+from purechat.server.identity import Authenticator
 from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport.accept import accept_forever, remote_of
@@ -63,7 +64,9 @@ class WebServer:
         self,
         config: ServerConfig,
         services: Services,
-        bearers: Bearers,
+        *,
+        auth: Authenticator,
+        admitted: Admitted,
         addresses: AddressCounts,
         on_cut_off: Callable[[str], None],
     ):
@@ -76,8 +79,8 @@ class WebServer:
         self._members = WebMembers(
             services=services,
             encode=web_encoder(config.limits.max_text_bytes),
-            tokens=config.tokens,
-            bearers=bearers,
+            auth=auth,
+            admitted=admitted,
             join_timeout=config.transport.handshake_timeout,
         )
         self._limits = SocketLimits(
@@ -157,7 +160,7 @@ class WebServer:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         try:
             with self._addresses.holding(host) as within_limit:
-                await self._serve_accepted(sock, peer, within_limit)
+                await self._serve_accepted(sock, peer, within_limit, host)
         except Exception:
             log.exception("%s: web connection failed", peer)
         finally:
@@ -167,7 +170,7 @@ class WebServer:
                 self._idle.set()
 
     async def _serve_accepted(
-        self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
+        self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool, host: str
     ) -> None:
         """HTTP until the connection is a WebSocket (cancelled when shutdown begins),
         then the WebSocket."""
@@ -181,7 +184,7 @@ class WebServer:
             finally:
                 self._talking.discard(talking)
         if upgraded is not None:
-            await self._run_socket(*upgraded, peer)
+            await self._run_socket(*upgraded, peer, host)
 
     async def _talk(
         self, sock: anyio.abc.SocketStream, peer: str, within_limit: bool
@@ -212,11 +215,17 @@ class WebServer:
         return None if trailing is None else (stream, trailing, guard)
 
     async def _run_socket(
-        self, stream: anyio.abc.ByteStream, trailing: bytes, guard: SingleWriter, peer: str
+        self,
+        stream: anyio.abc.ByteStream,
+        trailing: bytes,
+        guard: SingleWriter,
+        peer: str,
+        host: str,
     ) -> None:
         socket = WebSocket(
             stream,
             peer=peer,
+            address=host,
             limits=self._limits,
             trailing_data=trailing,
             on_cut_off=self._on_cut_off,

@@ -10,7 +10,7 @@ is removed or sends what cannot be decoded.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import anyio
@@ -18,14 +18,30 @@ import anyio
 from purechat import status as statuses
 from purechat.core import Member, Notice
 from purechat.core.limits import DEFAULT_ROOM
-from purechat.server.auth import Bearers, TokenBook
+from purechat.core.moderation import ModerationRefused, command_from
+from purechat.errors import PurechatError, StoreError, Unauthenticated
+from purechat.server.auth import Admitted
+from purechat.server.identity import Admission, Authenticator
 from purechat.server.services import Services
-from purechat.server.session import JoinAsk, Misplaced, Post, Request, serve_member
+from purechat.server.session import JoinAsk, Misplaced, Moderate, Post, Request, serve_member
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.web import codes
-from purechat.web.frames import BadFrame, Join, Send, decode
+from purechat.web.frames import (
+    BadFrame,
+    Credentials,
+    Join,
+    ModerateFrame,
+    Send,
+    decode,
+    error_frame,
+    registered_frame,
+    session_frame,
+)
 from purechat.web.socket import WebSocket
+
+# Logins (or registrations) one connection may try before its join.
+MAX_LOGINS = 5
 
 
 @dataclass(frozen=True)
@@ -34,9 +50,9 @@ class WebMembers:
 
     services: Services
     encode: Encode
-    tokens: TokenBook | None
-    bearers: Bearers
-    # How long a new session has to send its join.
+    auth: Authenticator
+    admitted: Admitted
+    # How long a new session has to send its join (logins before it included).
     join_timeout: float
 
 
@@ -51,8 +67,7 @@ class WebDoor:
     def __init__(self, socket: WebSocket, web: WebMembers):
         self._socket = socket
         self._web = web
-        # The token the join came with and the name it stands for, when tokens are on.
-        self._bearer: tuple[bytes, str] | None = None
+        self._admission: Admission | None = None
 
     @property
     def channel(self) -> WebSocket:
@@ -69,34 +84,70 @@ class WebDoor:
     async def join(self) -> JoinAsk | Status:
         web = self._web
         with anyio.move_on_after(web.join_timeout) as waiting:
-            raw = await self._socket.receive()
+            first = await self._first_frame()
         if waiting.cancelled_caught:
             return codes.no_join_in_time(web.join_timeout)
-        if raw is None:
-            return statuses.OK  # gone before joining
+        if not isinstance(first, Join):
+            return first
         try:
-            join = decode(raw)
-        except BadFrame as bad:
-            return codes.undecodable_frame(str(bad))
-        if not isinstance(join, Join):
-            return statuses.first_frame_not_join()
-        if web.tokens is not None:
-            self._bearer = web.tokens.lookup(join.token)
-            if self._bearer is None:
-                return statuses.unauthenticated("enter the token you were given")
+            self._admission = await web.auth.identify(first.token, self._socket.address)
+        except Unauthenticated as refused:
+            # In the page's words: it has a token field and a login form.
+            log_in = refused.missing and not web.auth.has_token_file
+            return statuses.unauthenticated(
+                "log in first" if log_in else "enter the token you were given"
+            )
+        except PurechatError as refused:
+            if isinstance(refused, StoreError):
+                web.services.store_failed(refused, "a page's session check")
+            return statuses.for_error(refused)
         return JoinAsk(
-            room=join.room or DEFAULT_ROOM,
-            requested=self._bearer[1] if self._bearer else join.name,
-            session=join.session,
-            history=join.history,
-            after_seq=join.after_seq,
-            epoch=join.epoch,
+            room=first.room or DEFAULT_ROOM,
+            requested=self._admission.identity.account or first.name,
+            session=first.session,
+            history=first.history,
+            after_seq=first.after_seq,
+            epoch=first.epoch,
+            identity=self._admission.identity,
         )
 
+    async def _first_frame(self) -> Join | Status:
+        """The join, after any logins before it (each answered); or how the session ends."""
+        for _ in range(MAX_LOGINS + 1):
+            raw = await self._socket.receive()
+            if raw is None:
+                return statuses.OK  # gone before joining
+            try:
+                frame = decode(raw)
+            except BadFrame as bad:
+                return codes.undecodable_frame(str(bad))
+            if not isinstance(frame, Credentials):
+                return frame if isinstance(frame, Join) else statuses.first_frame_not_join()
+            await self._socket.send_frames(await self._log_in(frame))
+        return codes.too_many_logins(MAX_LOGINS)
+
+    async def _log_in(self, credentials: Credentials) -> bytes:
+        """A login's or registration's answer frame."""
+        auth, address = self._web.auth, self._socket.address
+        try:
+            if credentials.register:
+                account = await auth.register(credentials.name, credentials.password, address)
+                return registered_frame(account.name)
+            token, session, account = await auth.login(
+                credentials.name, credentials.password, address
+            )
+        except PurechatError as refused:
+            if isinstance(refused, StoreError):
+                self._web.services.store_failed(refused, "a page's login")
+            return error_frame(statuses.for_error(refused).status_code.name, str(refused))
+        return session_frame(token, account.name, session.expires_ms)
+
     def admitted(self) -> AbstractContextManager[object]:
-        if self._bearer is None:
-            return nullcontext()
-        return self._web.bearers.holding(self._socket, self._bearer, self._socket.peer)
+        admission = self._admission
+        assert admission is not None
+        return self._web.admitted.holding(
+            self._socket, admission.identity, admission.token, self._socket.peer
+        )
 
     def begin(self) -> None:
         pass  # the WebSocket is open already
@@ -106,6 +157,14 @@ class WebDoor:
             frame = decode(raw)
         except BadFrame as bad:
             return codes.undecodable_frame(str(bad))
+        if isinstance(frame, ModerateFrame):
+            try:
+                command = command_from(
+                    frame.action, frame.target, frame.seconds, frame.reason, frame.text
+                )
+            except ModerationRefused as refused:
+                return Misplaced(str(refused))
+            return Moderate(command, frame.client_msg_id)
         if not isinstance(frame, Send):
             return Misplaced(
                 f"You are already in {member.room.name}; connect again to change rooms."

@@ -132,6 +132,7 @@ class WebSocket:
         *,
         peer: str,
         limits: SocketLimits,
+        address: str = "",
         trailing_data: bytes = b"",
         on_cut_off: Callable[[str], None] | None = None,
         guard: SingleWriter | None = None,
@@ -139,6 +140,8 @@ class WebSocket:
         """guard: the connection's one-writer guard (the HTTP side's, before the upgrade)."""
         self._stream = stream
         self.peer = peer
+        # The peer's host, for rules per address (bans).
+        self.address = address
         self.limits = limits
         self._on_cut_off = on_cut_off or (lambda reason: None)
         self._guard = guard or SingleWriter()
