@@ -36,10 +36,10 @@ from purechat.core.moderation import (
     RoomState,
     StateKind,
     Target,
-    address_prefix,
     decide,
     muted_sentence,
     refusal_to_join,
+    restricted_keys,
 )
 from purechat.core.names import clean_name, name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
@@ -546,7 +546,7 @@ class Hub:
 
     def _muted(self, member: Member) -> str | None:
         identity, now_ms = member.identity, self._now_ms()
-        muted = member.room.state.muted(identity.key, identity.address, now_ms)
+        muted = member.room.state.muted(identity.key, identity.address, member.name or "", now_ms)
         return None if muted is None else muted_sentence(muted, now_ms)
 
     # -- moderation ------------------------------------------------------
@@ -617,9 +617,7 @@ class Hub:
         reason = EndReason.KICKED if action == Action.KICK.value else EndReason.BANNED
         for member in list(room.members):
             identity = member.identity
-            keys = {f"account:{identity.key}"} if identity.key else {f"name:{member.name}"}
-            if identity.address:
-                keys.add(f"address:{address_prefix(identity.address)}")
+            keys = set(restricted_keys(identity.key, member.name or "", identity.address))
             named = account is None and member.name == details.get("target")
             hit = (account is not None and identity.key == account) or named or keys & banned
             if hit and member.present:

@@ -175,25 +175,35 @@ class RoomState:
             return "operator"
         return "member"
 
-    def banned(self, account: str | None, address: str, now_ms: int) -> Restriction | None:
-        return _restricting(self.bans, account, address, now_ms)
+    def banned(
+        self, account: str | None, address: str, name: str, now_ms: int
+    ) -> Restriction | None:
+        """A ban that holds for a member: an account's, or a guest's by its name or
+        its address (a guest could come back under another name)."""
+        return _restricting(self.bans, restricted_keys(account, name, address), now_ms)
 
-    def muted(self, account: str | None, address: str, now_ms: int) -> Restriction | None:
-        return _restricting(self.mutes, account, address, now_ms)
+    def muted(
+        self, account: str | None, address: str, name: str, now_ms: int
+    ) -> Restriction | None:
+        """A mute that holds for a member: an account's, or a guest's by its name (not
+        its address: a mute is no defence, and others may share the address)."""
+        return _restricting(self.mutes, restricted_keys(account, name, ""), now_ms)
 
 
-def _restricting(
-    table: dict[str, Restriction], account: str | None, address: str, now_ms: int
-) -> Restriction | None:
-    for key in _keys(account, address):
+def _restricting(table: dict[str, Restriction], keys: list[str], now_ms: int) -> Restriction | None:
+    for key in keys:
         found = table.get(key)
         if found is not None and found.active(now_ms):
             return found
     return None
 
 
-def _keys(account: str | None, address: str) -> list[str]:
-    keys = [f"account:{account}"] if account is not None else []
+def restricted_keys(account: str | None, name: str, address: str) -> list[str]:
+    """The keys a ban or mute of a member is kept under: its account's, or for a guest
+    its name's and (when given) its address's. Accounts are never held by address."""
+    if account is not None:
+        return [f"account:{account}"]
+    keys = [f"name:{name}"]
     if address:
         keys.append(f"address:{address_prefix(address)}")
     return keys
@@ -365,20 +375,13 @@ def _reason(reason: str) -> str:
     return reason
 
 
-def _restriction_keys(target: Target) -> list[str]:
-    if target.account is not None:
-        return [f"account:{target.account}"]
-    keys = [f"name:{target.name}"]
-    if target.address:
-        keys.append(f"address:{address_prefix(target.address)}")
-    return keys
-
-
 def _restrict(case: _Case) -> Decision:
     command, target = case.command, case.target
     kind = StateKind.BAN if command.action is Action.BAN else StateKind.MUTE
     restriction = Restriction(case.until_ms, case.reason, case.actor.name, target.name).to_json()
-    effects = tuple(Effect(kind, key, restriction) for key in _restriction_keys(target))
+    address = target.address if kind is StateKind.BAN else ""
+    keys = restricted_keys(target.account, target.name, address)
+    effects = tuple(Effect(kind, key, restriction) for key in keys)
     verb = "banned" if kind is StateKind.BAN else "muted"
     sentence = f"{target.name} was {verb} by {case.actor.name}"
     if command.seconds is not None:
@@ -392,7 +395,7 @@ def _lift(case: _Case) -> Decision:
     command, target, state = case.command, case.target, case.state
     unban = command.action is Action.UNBAN
     kind, table = (StateKind.BAN, state.bans) if unban else (StateKind.MUTE, state.mutes)
-    keys = [key for key in _restriction_keys(target) if key in table]
+    keys = [key for key in restricted_keys(target.account, target.name, "") if key in table]
     keys += [key for key, held in table.items() if held.name == target.name and key not in keys]
     if not keys:
         raise ModerationRefused(f"{target.name} is not {'banned' if unban else 'muted'} here.")
@@ -503,10 +506,8 @@ def refusal_to_join(
     """Why a member may not join a room in state, as a sentence (None: it may)."""
     if admin:
         return None
-    banned = state.banned(account, address, now_ms) or (
-        state.bans.get(f"name:{name}") if account is None else None
-    )
-    if banned is not None and banned.active(now_ms):
+    banned = state.banned(account, address, name, now_ms)
+    if banned is not None:
         return "You are banned from this room" + _restriction_tail(banned, now_ms) + "."
     if state.invite_only and (
         account is None

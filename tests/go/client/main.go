@@ -2,6 +2,8 @@
 // address and client id as arguments and machine-readable output, so the tests can
 // drive it: one received message per line as "user_id<TAB>text<TAB>timestamp".
 // Lines on stdin are sent; "exit" (or the end of stdin) closes the sending side.
+// With PURECHAT_TOKEN set, every call carries it as `authorization: Bearer TOKEN`,
+// as a tutorial user would add a server's token (an account's session, say).
 // The generated package comes from proto/chat.proto, untouched, at test time. Built
 // against Debian's grpc-go 1.33, which predates credentials/insecure: WithInsecure is
 // that version's spelling of the tutorial's insecure.NewCredentials().
@@ -19,6 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -34,6 +37,9 @@ func main() {
 	client := pb.NewChatServiceClient(conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if token := os.Getenv("PURECHAT_TOKEN"); token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
 
 	stream, err := client.JoinChat(ctx)
 	if err != nil {
