@@ -74,6 +74,7 @@ class ChatServer:
             else None
         )
         self._journal = Journal(self.hub, self.store, self._store_answered, feed)
+        roster: Roster = shared or HubRoster(self.hub)
         self._services = Services(
             hub=self.hub,
             store=self.store,
@@ -88,9 +89,9 @@ class ChatServer:
             flusher=Flusher(),
             feed=feed,
             presence=self._presence,
+            roster=roster,
         )
         self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
-        roster: Roster = shared or HubRoster(self.hub)
         bearers = Bearers(self.config.tokens)  # calls a token reload may revoke
         # Open connections per host, counted across both listeners.
         addresses = AddressCounts(self.config.max_conns_per_addr)

@@ -13,7 +13,9 @@ from purechat.core.events import (
     Messages,
     Notice,
     Outgoing,
+    RoomCount,
     RoomEvent,
+    RoomList,
     Welcome,
 )
 from purechat.core.hub import (
@@ -45,7 +47,9 @@ __all__ = [
     "Outbox",
     "Outgoing",
     "Published",
+    "RoomCount",
     "RoomEvent",
     "RoomFull",
+    "RoomList",
     "Welcome",
 ]

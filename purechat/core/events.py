@@ -109,6 +109,9 @@ class Welcome:
     last_seq: int
     # The room's log: `last_seq` (and every number the member sees) is of this epoch.
     epoch: str = ""
+    # Messages a second the server takes from this member (bursts of twice as many);
+    # faster senders are slowed, not refused. 0: no limit.
+    rate_limit: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,4 +138,20 @@ class Messages:
     messages: tuple[Message, ...]
 
 
-Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice
+@dataclass(frozen=True, slots=True)
+class RoomCount:
+    """A room with members, as `purechat rooms` lists it."""
+
+    name: str
+    members: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """The answer to a member's ask for the rooms (the web page's room list)."""
+
+    rooms: tuple[RoomCount, ...]
+
+
+Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice | RoomList

@@ -258,7 +258,10 @@ class Hub:
         assert name is not None  # just attached: present
         room = member.room
         members = bound.members if bound else room.member_names()
-        member.welcome = Welcome(room.name, name, members, member.joined_at_seq, room.epoch)
+        rate = member.bucket.rate if member.bucket else 0.0
+        member.welcome = Welcome(
+            room.name, name, members, member.joined_at_seq, room.epoch, rate_limit=rate
+        )
         return member
 
     def poster(self, room_name: str, name: str, outbox: Outbox) -> Member:

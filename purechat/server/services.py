@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from purechat.core import Hub
+from purechat.server.admin import HubRoster, Roster
 from purechat.server.delivery import DeliveryLimits, MemberDelivery, Sink
 from purechat.server.feed import Feed
 from purechat.server.journal import Journal
@@ -42,6 +43,9 @@ class Services:
     # With a store shared by several servers: delivery and presence come through it.
     feed: Feed | None = None
     presence: Presence | None = None
+    # Who is where, for a member's ask (the page's room list): the store shared by
+    # several servers, so the answer covers all of them; None: this server's hub.
+    roster: Roster | None = None
     # Members removed for being too slow, by reason (metrics).
     evictions: Counter[str] = field(default_factory=Counter)
     # One encoder per contract for the whole server: a broadcast is framed once each.
@@ -69,6 +73,11 @@ class Services:
         """Where the store's log of a room not yet open here stands (nothing when it
         is open: the hub knows better)."""
         return Head("", 0) if self.hub.has_room(room) else await self.store.head(room)
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        """(name, members, last_seq) of every room with members, as `purechat rooms`
+        lists them; StoreError when a shared store does not answer."""
+        return await (self.roster or HubRoster(self.hub)).rooms()
 
     def delivery(self, sink: Sink, encode: Encode) -> MemberDelivery:
         return MemberDelivery(

@@ -12,8 +12,9 @@ order for every door:
    what the member missed (a store that fails here ends the session with UNAVAILABLE
    and a sentence, see `MemberDelivery`);
 4. the read loop: each frame decoded by the door, validated by the core
-   (`Hub.post`), paced, handed to the journal; a frame that has no place now is told
-   as an error, a frame that cannot be decoded ends the session;
+   (`Hub.post`), paced, handed to the journal; an ask (the rooms: `server/asks.py`)
+   paced like a message and answered to the member alone; a frame that has no place
+   now is told as an error, a frame that cannot be decoded ends the session;
 5. the end: once the peer has finished, its own messages come back to it, then the
    member leaves and what is queued for it is sent. Whatever ends the session early
    (eviction, shutdown, revocation) does so through the channel's `end`, which
@@ -33,6 +34,7 @@ import anyio.lowlevel
 from purechat import status as statuses
 from purechat.core import ErrorCode, EventKind, Member, Notice, Outgoing, RoomEvent
 from purechat.errors import PurechatError, Refusal, StoreError
+from purechat.server.asks import room_list
 from purechat.server.delivery import Prelude, Sink
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight
@@ -89,7 +91,12 @@ class Misplaced:
     sentence: str
 
 
-Request = Post | Misplaced
+@dataclass(frozen=True, slots=True)
+class RoomsAsk:
+    """The member asks for the rooms with members (answered by `asks.room_list`)."""
+
+
+Request = Post | Misplaced | RoomsAsk
 
 
 class Channel(Sink, Paced, Protocol[Raw_co]):
@@ -194,6 +201,11 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
             return
         if isinstance(request, Misplaced):
             delivery.offer(Notice(ErrorCode.BAD_FRAME, request.sentence))
+            continue
+        if isinstance(request, RoomsAsk):
+            if not await services.pacer.pace(member, channel):
+                return
+            delivery.offer(await room_list(services))
             continue
         if member.name is None and request.name is not None:
             try:

@@ -122,6 +122,7 @@ def v1_frame(item: Outgoing) -> bytes:
             members=item.members,
             last_seq=item.last_seq,
             epoch=item.epoch,
+            rate_limit=item.rate_limit,
         )
         return _frame(purechat_v1_pb2.ServerFrame(welcome=welcome))
     raise TypeError(f"cannot encode {item!r}")

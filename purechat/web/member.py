@@ -2,10 +2,10 @@
 
 A session's first frame is a join (within the handshake timeout), its token checked
 like a gRPC call's `authorization` and watched for revocation while the member is in;
-then sends. The session itself (membership, prelude, pacing, the journal, the end) is
-`server/session.py`'s, the same for every door: errors about a send are frames and the
-session goes on; it ends (with an `end` frame and a close code) only when the member
-is removed or sends what cannot be decoded.
+then sends, and asks for the room list. The session itself (membership, prelude,
+pacing, the journal, asks, the end) is `server/session.py`'s, the same for every door:
+errors about a send are frames and the session goes on; it ends (with an `end` frame
+and a close code) only when the member is removed or sends what cannot be decoded.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from purechat.core import Member, Notice
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.server.auth import Bearers, TokenBook
 from purechat.server.services import Services
-from purechat.server.session import JoinAsk, Misplaced, Post, Request, serve_member
+from purechat.server.session import JoinAsk, Misplaced, Post, Request, RoomsAsk, serve_member
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.web import codes
-from purechat.web.frames import BadFrame, Join, Send, decode
+from purechat.web.frames import AskRooms, BadFrame, Join, Send, decode
 from purechat.web.socket import WebSocket
 
 
@@ -106,6 +106,8 @@ class WebDoor:
             frame = decode(raw)
         except BadFrame as bad:
             return codes.undecodable_frame(str(bad))
+        if isinstance(frame, AskRooms):
+            return RoomsAsk()
         if not isinstance(frame, Send):
             return Misplaced(
                 f"You are already in {member.room.name}; connect again to change rooms."
