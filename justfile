@@ -37,7 +37,6 @@ bench-smoke:
 profile RATE="0":
     python bench/profile.py {{RATE}}
 
-# The README's picture of the web page (docs/web.png), taken by a browser test; needs
-# chromium and chromium-driver, as the browser tests do.
+# The README's pictures of the web page, light and dark (docs/web-*.png), by a browser test.
 web-screenshot:
-    PURECHAT_SCREENSHOT=docs/web.png python -m pytest tests/test_web_browser.py -k one_order
+    PURECHAT_SCREENSHOTS=docs python -m pytest tests/test_web_browser.py -k two_rooms
