@@ -129,6 +129,10 @@ class ChatSession:
         # Lines someone waits on (`settled`), and what became of them.
         self._settling: dict[str, anyio.Event] = {}
         self._settled: dict[str, Settled] = {}
+        # What the machine said to show, in order, until the connection loop shows it
+        # (showing may wait; the person's side never does). Only the connection loop's
+        # own actions, and at most a notice from the person's side, pass through.
+        self._to_show: deque[Shown] = deque()
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -311,14 +315,16 @@ class ChatSession:
         # Frames first, all at once: showing may wait, and a line sent meanwhile must
         # not overtake the ones the machine already counts as sent.
         self._apply(actions)
-        for action in actions:
-            if isinstance(action, Show):
-                await self._shown.send(action.item)
+        while self._to_show:
+            await self._shown.send(self._to_show.popleft())
 
     def _apply(self, actions: Sequence[Action]) -> None:
-        """Everything but Show, which only the connection loop produces (it may wait)."""
+        """Everything at once but showing, which waits for the connection loop (`_act`):
+        the person's side (send, finish) never waits on the display."""
         for action in actions:
-            if isinstance(action, Transmit):
+            if isinstance(action, Show):
+                self._to_show.append(action.item)
+            elif isinstance(action, Transmit):
                 if self._stream is not None:
                     self._stream.push(action.frame)
             elif isinstance(action, HalfClose):
