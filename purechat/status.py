@@ -122,8 +122,12 @@ def unauthenticated(how: str = "send 'authorization: Bearer TOKEN'") -> Status:
     return Status(StatusCode.UNAUTHENTICATED, f"a valid token is required ({how})")
 
 
+# How a call whose token a reload removed ends (clients tell it from a missing token).
+TOKEN_REVOKED = "token revoked"
+
+
 def token_revoked() -> Status:
-    return Status(StatusCode.UNAUTHENTICATED, "token revoked")
+    return Status(StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
 
 
 def too_many_connections(limit: int) -> Status:

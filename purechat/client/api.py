@@ -159,6 +159,7 @@ async def connect(
         give_up_after=give_up_after,
         ssl_context=context,
         token=token,
+        token_where="connect(token=...)",
     )
     chat = Chat(session, events)
     failure: list[SessionError] = []

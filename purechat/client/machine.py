@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from purechat.client.display import Shown, shown_name
-from purechat.client.errors import tls_hint
+from purechat.client.errors import TOKEN_OPTIONS, tls_hint, token_sentence
 from purechat.core.ratelimit import TokenBucket
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
@@ -174,6 +174,9 @@ class SessionMachine:
     observe: bool = False
     give_up_after: float | None = None
     tls: bool = False
+    # Whether a token is sent, and where the person gives one (for a refused token).
+    token_given: bool = False
+    token_where: str = TOKEN_OPTIONS
     backoff: Backoff = field(default_factory=Backoff)
     rng: Callable[[], float] = random.random
     # Sent with every join: back after a lost connection, this client takes its name
@@ -331,10 +334,14 @@ class SessionMachine:
             self.legacy = True  # a server of the original contract only
             self.reconnect_at = now
             return [Reconnect(now)]
+        message = status.status_message or ""
+        if status.status_code is StatusCode.UNAUTHENTICATED:
+            self.phase = Phase.DONE
+            said = token_sentence(message, given=self.token_given, where=self.token_where)
+            return [GiveUp(_sentence(said))]
         if status.status_code in FATAL:
             self.phase = Phase.DONE
-            return [GiveUp(_sentence(status.status_message or status.status_code.name))]
-        message = status.status_message or ""
+            return [GiveUp(_sentence(message or status.status_code.name))]
         if status.status_code is StatusCode.UNAVAILABLE and message.startswith(STORE_DAMAGED):
             self.phase = Phase.DONE
             self._last_trouble = f"{message}: its operator must repair it; retrying cannot help"

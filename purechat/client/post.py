@@ -19,7 +19,13 @@ import anyio
 import anyio.abc
 
 from purechat.client.calls import connect
-from purechat.client.errors import Failure, diagnose, failure_reason, failure_sentence
+from purechat.client.errors import (
+    Failure,
+    diagnose,
+    failure_reason,
+    failure_sentence,
+    token_sentence,
+)
 from purechat.client.machine import FATAL, Backoff, pace_sentence
 from purechat.client.session import Address
 from purechat.core.ratelimit import TokenBucket
@@ -149,6 +155,9 @@ class Poster:
             answer = v1.PostResponse.FromString(raw)
             self._learned(answer.rate_limit)
             return Posted(text, answer.seq, answer.name)
+        if status.status_code is StatusCode.UNAUTHENTICATED:
+            said = token_sentence(status.status_message or "", given=bool(self.token))
+            raise PostError(_sentence(said))
         if status.status_code in FATAL or status.status_code is StatusCode.UNIMPLEMENTED:
             raise PostError(_sentence(status.status_message or status.status_code.name))
         raise _Retry([], _said(status, address), maybe=True)

@@ -21,7 +21,13 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.client.display import Shown
-from purechat.client.errors import Failure, diagnose, failure_reason, failure_sentence
+from purechat.client.errors import (
+    TOKEN_OPTIONS,
+    Failure,
+    diagnose,
+    failure_reason,
+    failure_sentence,
+)
 from purechat.client.machine import (
     Action,
     Backoff,
@@ -107,6 +113,7 @@ class ChatSession:
         ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
         observe: bool = False,
+        token_where: str = TOKEN_OPTIONS,
     ):
         self.addresses = [addresses] if isinstance(addresses, Address) else list(addresses)
         self._next = 0
@@ -119,6 +126,8 @@ class ChatSession:
             tls=ssl_context is not None,
             backoff=backoff or Backoff(),
             observe=observe,
+            token_given=bool(token),
+            token_where=token_where,
         )
         self._shown = shown
         self._ssl_context = ssl_context
