@@ -199,6 +199,16 @@ async def test_purechat_join_says_to_pass_the_ca(
     assert stderr[-1].endswith("pass its certificate with --tls-ca FILE.")
 
 
+@pytest.mark.parametrize("command", ["serve", "join", "post", "rooms", "who"])
+def test_help_shows_defaults_that_exist_and_never_none(command: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in shown and "(default: False)" not in shown
+    if command == "serve":
+        assert "(default: 50051)" in shown  # the defaults that are there are shown
+
+
 def test_join_help_shows_where_the_token_comes_from_once(monkeypatch, capsys) -> None:
     monkeypatch.setenv("PURECHAT_TOKEN", "do-not-show-me")
     with pytest.raises(SystemExit):

@@ -178,6 +178,11 @@ class ChatSession:
     def undelivered(self) -> int:
         return self.machine.undelivered
 
+    @property
+    def gave_up(self) -> bool:
+        """The session could not go on (run() raises, or raised, SessionError saying why)."""
+        return isinstance(self._outcome, GiveUp)
+
     def send(self, text: str, *, action: bool = False) -> str:
         """Queue a line; it goes out now, or after the next reconnect. Its id."""
         client_msg_id = self.machine.new_id()
