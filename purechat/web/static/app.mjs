@@ -135,10 +135,12 @@ ui.roomForm.addEventListener("submit", (submitted) => {
   const name = ui.newRoom.value.trim();
   const problem = roomProblem(name);
   if (problem) {
-    problemAtSend(problem);
+    problemAtSend(problem, ui.newRoom);
     return;
   }
   ui.newRoom.value = "";
+  ui.newRoom.removeAttribute("aria-invalid");
+  ui.sendProblem.textContent = "";
   openRoom(name);
   ui.line.focus();
 });
@@ -327,9 +329,10 @@ function accepted() {
   fitLine();
 }
 
-/** A sentence beside the box, which keeps its text, marked. */
-function problemAtSend(sentence) {
-  ui.line.setAttribute("aria-invalid", "true");
+/** A sentence beside the box, and the control whose text it is about (the message
+ * box, unless told) marked; the control keeps its text. */
+function problemAtSend(sentence, control = ui.line) {
+  control.setAttribute("aria-invalid", "true");
   ui.sendProblem.textContent = sentence;
 }
 
