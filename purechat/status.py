@@ -118,12 +118,14 @@ def first_frame_not_join() -> Status:
     return Status(StatusCode.INVALID_ARGUMENT, "the first frame of a stream must be a Join")
 
 
-def unauthenticated(how: str = "send 'authorization: Bearer TOKEN'") -> Status:
-    return Status(StatusCode.UNAUTHENTICATED, f"a valid token is required ({how})")
-
-
-# How a call whose token a reload removed ends (clients tell it from a missing token).
+# How a call without a token the server knows ends, and one whose token a reload
+# removed: clients say these in their own words (their options), not the wire's.
+TOKEN_REQUIRED = "a valid token is required"
 TOKEN_REVOKED = "token revoked"
+
+
+def unauthenticated(how: str = "send 'authorization: Bearer TOKEN'") -> Status:
+    return Status(StatusCode.UNAUTHENTICATED, f"{TOKEN_REQUIRED} ({how})")
 
 
 def token_revoked() -> Status:

@@ -255,3 +255,5 @@ def test_a_revoked_token_is_told_apart_and_the_api_names_its_argument() -> None:
     assert token_sentence("", given=False, where="connect(token=...)") == (
         "the server requires a token: pass one with connect(token=...)"
     )
+    own = "your session was ended: log in again to come back"  # already a person's words
+    assert token_sentence(own, given=True) == own

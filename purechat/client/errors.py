@@ -15,7 +15,7 @@ import ssl
 from dataclasses import dataclass
 from enum import Enum
 
-from purechat.status import TOKEN_REVOKED
+from purechat.status import TOKEN_REQUIRED, TOKEN_REVOKED
 
 # Where `purechat join`, `post`, `rooms` and `who` take a token from.
 TOKEN_OPTIONS = "--token or PURECHAT_TOKEN"
@@ -169,9 +169,12 @@ def tls_hint(first_bytes: bytes) -> bool:
 def token_sentence(message: str, *, given: bool, where: str = TOKEN_OPTIONS) -> str:
     """An UNAUTHENTICATED ending (the server's `message`) for a person: whether a token
     is missing, not accepted or revoked, and where to give one (`where`: the client's
-    options, or the Python API's argument)."""
+    options, or the Python API's argument). Any other sentence the server had for it
+    is its own, and is kept."""
     if message == TOKEN_REVOKED:
         return f"the server revoked this token: pass a valid one with {where}"
+    if message and not message.startswith(TOKEN_REQUIRED):
+        return message
     if given:
         return f"the server does not accept this token: pass a valid one with {where}"
     return f"the server requires a token: pass one with {where}"
