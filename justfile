@@ -1,4 +1,5 @@
-# Daily tasks for purechat. `just --list` shows them.
+# Daily tasks for purechat. `just --list` shows them, each with a line: a recipe's
+# comment of one line, or its [doc(...)] where more is said above it.
 
 # Start a server on 127.0.0.1:50051.
 serve *ARGS:
@@ -16,7 +17,7 @@ test *ARGS:
 proto:
     python proto/generate.py
 
-# ruff (with its async rules) and mypy.
+# Lint: ruff (with its async rules) and mypy.
 lint:
     ruff check .
     ruff format --check .
@@ -25,6 +26,7 @@ lint:
 # Benchmarks: purechat beside the tutorial's grpc-go server and a grpcio-asyncio server,
 # grpc-go members as the load (needs Go, as the grpc-go tests); writes BENCHMARKS.md,
 # bench/fanout.png and bench/results.json (about 20 minutes).
+[doc("Benchmarks beside grpc-go's and grpcio's servers; writes BENCHMARKS.md (about 20 minutes).")]
 bench:
     python bench/run.py
 
@@ -34,10 +36,12 @@ bench-smoke:
 
 # Where the server spends its time (py-spy) while 100 grpc-go members receive; RATE=0 is
 # one sender flat out.
+[doc("Where the server spends its time (py-spy) while 100 grpc-go members receive.")]
 profile RATE="0":
     python bench/profile.py {{RATE}}
 
-# The README's picture of the web page (docs/web.png), taken by a browser test; needs
-# chromium and chromium-driver, as the browser tests do.
+# The README's pictures of the web page, light and dark, with two rooms (docs/web-*.png),
+# taken by a browser test; needs chromium and chromium-driver, as the browser tests do.
+[doc("The README's pictures of the web page, light and dark (docs/web-*.png).")]
 web-screenshot:
-    PURECHAT_SCREENSHOT=docs/web.png python -m pytest tests/test_web_browser.py -k one_order
+    PURECHAT_SCREENSHOTS=docs python -m pytest tests/test_web_browser.py -k two_rooms

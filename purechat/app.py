@@ -24,7 +24,6 @@ from purechat.core.limits import DEFAULT_ROOM
 from purechat.ops.health import HealthState
 from purechat.ops.metrics import Metrics
 from purechat.server.addresses import AddressCounts
-from purechat.server.admin import HubRoster, Roster
 from purechat.server.auth import Admitted
 from purechat.server.config import ServerConfig
 from purechat.server.delivery import DeliveryLimits
@@ -36,6 +35,7 @@ from purechat.server.outage import Outage
 from purechat.server.pacing import Pacer
 from purechat.server.passwords import Passwords
 from purechat.server.presence import Presence
+from purechat.server.roster import HubRoster, Roster
 from purechat.server.services import Services
 from purechat.store import MemoryStore, Store, StoreError
 from purechat.store.base import Records
@@ -99,6 +99,7 @@ class ChatServer:
         # The calls open and who each is: revoking a token, an account or an address
         # ends them.
         self._admitted = Admitted(self.config.tokens)
+        roster: Roster = shared or HubRoster(self.hub)
         self._services = Services(
             hub=self.hub,
             store=self.store,
@@ -116,9 +117,9 @@ class ChatServer:
             directory=self.directory,
             auth=self.auth,
             admitted=self._admitted,
+            roster=roster,
         )
         self.metrics.count_by_reason(self._services.evictions, self.cut_offs)
-        roster: Roster = shared or HubRoster(self.hub)
         # Open connections per host, counted across both listeners.
         addresses = AddressCounts(self.config.max_conns_per_addr)
         self._grpc = GrpcListener(

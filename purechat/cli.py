@@ -52,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, where it has one: an option off unless
+    given (--tls-cert, --web-port) says so in its help rather than "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = _Parser(prog="purechat", description="A chat server and terminal client over gRPC.")
     parser.add_argument("--version", action="version", version=f"purechat {__version__}")
@@ -64,7 +74,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "land in room lobby; purechat clients choose their room. Every option can also be "
         "set in a TOML file (--config; keys named like the options) or as PURECHAT_<NAME> "
         "(e.g. PURECHAT_RATE_LIMIT=5); the command line wins, then the environment.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     serve.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -131,8 +131,14 @@ def first_frame_not_join() -> Status:
     return Status(StatusCode.INVALID_ARGUMENT, "the first frame of a stream must be a Join")
 
 
+# How a call without a token the server knows ends, and one whose token a reload
+# removed: clients say these in their own words (their options), not the wire's.
+TOKEN_REQUIRED = "a valid token is required"
+TOKEN_REVOKED = "token revoked"
+
+
 def unauthenticated(how: str = "send 'authorization: Bearer TOKEN'") -> Status:
-    return Status(StatusCode.UNAUTHENTICATED, f"a valid token is required ({how})")
+    return Status(StatusCode.UNAUTHENTICATED, f"{TOKEN_REQUIRED} ({how})")
 
 
 def banned_from_server(reason: str) -> Status:
@@ -141,7 +147,7 @@ def banned_from_server(reason: str) -> Status:
 
 
 def token_revoked() -> Status:
-    return Status(StatusCode.UNAUTHENTICATED, "token revoked")
+    return Status(StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
 
 
 def too_many_connections(limit: int) -> Status:

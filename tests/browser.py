@@ -117,9 +117,11 @@ class Browser:
             await trio.to_thread.run_sync(lambda: close(self.driver))
 
 
+# The log of the room in front (each room of the tab has its own).
+LOG = ".log:not([hidden])"
 # The page's log as data: what a person reads, line by line.
 _LINES = """
-return [...document.querySelectorAll("#log li.line")].map((li) => ({
+return [...document.querySelectorAll(".log:not([hidden]) li.line")].map((li) => ({
   kind: li.dataset.kind,
   seq: Number(li.dataset.seq || 0),
   user: li.dataset.user || "",
@@ -201,7 +203,7 @@ class Page:
 
     async def wait_for_messages(self, count: int) -> list[tuple[int, str, str]]:
         """Until the log holds `count` messages; (seq, user, text) of each."""
-        await self.wait_for(f"document.querySelectorAll('#log li.message').length >= {count}")
+        await self.wait_for(f"document.querySelectorAll('{LOG} li.message').length >= {count}")
         return messages_from(await self.lines())
 
     async def lines(self) -> list[dict[str, Any]]:
@@ -213,6 +215,61 @@ class Page:
             "return document.querySelector(arguments[0]).textContent", selector
         )
         return text
+
+    async def click(self, selector: str) -> None:
+        """Click the element (as a person with a mouse would)."""
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+        await self.run(lambda driver: driver.find_element(By.CSS_SELECTOR, selector).click())
+
+    async def keys(self, *keys: str) -> None:
+        """Press keys where the focus is, as a person at the keyboard only would (no
+        element is clicked or picked: Tab moves, Enter and Space act)."""
+        from selenium.webdriver.common.action_chains import ActionChains  # noqa: PLC0415
+
+        await self.run(lambda driver: ActionChains(driver).send_keys(*keys).perform())
+
+    async def chord(self, modifier: str, key: str) -> None:
+        """Press key while holding modifier (Shift+Enter, Shift+Tab) where the focus is."""
+        from selenium.webdriver.common.action_chains import ActionChains  # noqa: PLC0415
+
+        await self.run(
+            lambda driver: (
+                ActionChains(driver).key_down(modifier).send_keys(key).key_up(modifier).perform()
+            )
+        )
+
+    async def focused(self) -> str:
+        """The id of the element that has the focus ("" for none with an id)."""
+        focused: str = await self.script("return document.activeElement.id")
+        return focused
+
+    async def colour_scheme(self, scheme: str) -> None:
+        """Make the page see the system's colour scheme as "light" or "dark"."""
+        features = [{"name": "prefers-color-scheme", "value": scheme}]
+        await self.run(
+            lambda driver: driver.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia", {"features": features}
+            )
+        )
+
+    async def accessibility_problems(self) -> list[str]:
+        """What axe-core (bundled by axe-selenium-python: no network) finds serious or
+        critical on the page as it is now, one line per rule broken."""
+        from axe_selenium_python import Axe  # noqa: PLC0415
+
+        def scan(driver: Any) -> Any:
+            axe = Axe(driver)
+            axe.inject()
+            return axe.run()
+
+        results = await self.run(scan)
+        return [
+            f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+            + ", ".join(" ".join(node["target"]) for node in violation["nodes"])
+            for violation in results["violations"]
+            if violation["impact"] in ("serious", "critical")
+        ]
 
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

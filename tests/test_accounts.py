@@ -78,7 +78,7 @@ async def test_wrong_passwords_and_names_get_one_sentence_and_the_password_is_ke
     with trio.fail_after(20), caplog.at_level(logging.DEBUG, "purechat"):
         wrong = await refused_login(harness, "alice", "not the password")
         unknown = await refused_login(harness, "nobody", PASSWORD)
-        assert wrong == unknown == "the server refused: Wrong name or password."
+        assert wrong == unknown == "Wrong name or password."
         token = await login(harness, "alice")
         await member(harness, "alice", token)
     assert PASSWORD not in caplog.text and token not in caplog.text

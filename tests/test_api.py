@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,10 @@ from purechat.core import Limits
 from purechat.server import ServerConfig
 from purechat.store import SqliteStore
 from tests.helpers import Harness
+from tests.polling import settles
+from tests.processes import Lines
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_a_bot_sends_hears_and_leaves_with_everything_delivered(start_server) -> None:
@@ -93,3 +102,43 @@ async def test_the_next_server_is_tried_when_the_first_is_down(start_server) -> 
             servers = [f"127.0.0.1:{down}", f"127.0.0.1:{harness.port}"]
             async with connect(servers, name="bot") as chat:
                 assert (await chat.send("through the second")).seq == 1
+
+
+def _readme_bot(port: int) -> str:
+    """The README's bot example, as written there, pointed at port."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Writing a bot in Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"127.0.0.1:50051"' in code
+    return code.replace('"127.0.0.1:50051"', f'"127.0.0.1:{port}"')
+
+
+async def test_the_readme_bot_interrupted_with_ctrl_c_leaves_quietly(
+    start_server, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    harness: Harness = await start_server()
+    bot = tmp_path / "bot.py"
+    bot.write_text(_readme_bot(harness.port))
+    with trio.fail_after(30):
+        alice = await harness.v1("alice", "ci")
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [sys.executable, str(bot)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                check=False,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+        )
+        assert await Lines(process.stdout).next() == "stored as 1"
+        await alice.say("deploy?")
+        while (event := await alice.next_message()).user != "ci-bot" or event.seq == 1:
+            pass
+        assert event.text == "deploying, alice"  # it is listening: interrupt it there
+        process.send_signal(signal.SIGINT)
+        await process.wait()
+        errors = await Lines(process.stderr).rest()
+        await settles(lambda: harness.server.hub.members_of("ci") == ("alice",))
+    assert errors == []  # no traceback, no exception group: nothing at all
+    assert process.returncode == 130  # as a shell expects of a program Ctrl-C ended

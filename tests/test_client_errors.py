@@ -1,5 +1,6 @@
 """A failed connection is told in a sentence that says what failed, from real failures:
-certificates trustme issues, a name that does not exist, closed and silent ports."""
+certificates trustme issues, a name that does not exist, closed and silent ports; a
+refused token in the client's own words (its options), never the wire's."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ from purechat.client.errors import (
     failure_sentence,
     looks_like_tls,
     tls_hint,
+    token_sentence,
 )
+from purechat.server.auth import TokenBook
+from purechat.status import token_revoked
 from tests.helpers import Harness
 from tests.processes import Lines, send_lines, start
 
@@ -195,6 +199,16 @@ async def test_purechat_join_says_to_pass_the_ca(
     assert stderr[-1].endswith("pass its certificate with --tls-ca FILE.")
 
 
+@pytest.mark.parametrize("command", ["serve", "join", "post", "rooms", "who"])
+def test_help_shows_defaults_that_exist_and_never_none(command: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in shown and "(default: False)" not in shown
+    if command == "serve":
+        assert "(default: 50051)" in shown  # the defaults that are there are shown
+
+
 def test_join_help_shows_where_the_token_comes_from_once(monkeypatch, capsys) -> None:
     monkeypatch.setenv("PURECHAT_TOKEN", "do-not-show-me")
     with pytest.raises(SystemExit):
@@ -202,3 +216,44 @@ def test_join_help_shows_where_the_token_comes_from_once(monkeypatch, capsys) ->
     shown = " ".join(capsys.readouterr().out.split())
     assert shown.count("(default: $PURECHAT_TOKEN)") == 1
     assert "do-not-show-me" not in shown and shown.count("default:") == shown.count("(default:")
+
+
+async def test_a_missing_or_refused_token_names_the_clients_own_options(
+    start_server, nursery, tmp_path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret alice\n")
+    harness: Harness = await start_server(tokens=TokenBook(tokens))
+    where = ("--server", f"127.0.0.1:{harness.port}")
+    said = {}
+    with trio.fail_after(30):
+        for command in ("join", "post"):
+            for token in ((), ("--token", "wrong")):
+                process = await start(nursery, command, *where, *token)
+                await send_lines(process, "hello", close=True)
+                await process.wait()
+                assert process.returncode == 1
+                said[command, bool(token)] = (await Lines(process.stderr).rest())[-1]
+    missing = "purechat: The server requires a token: pass one with --token or PURECHAT_TOKEN."
+    refused = (
+        "purechat: The server does not accept this token: pass a valid one with --token or "
+        "PURECHAT_TOKEN."
+    )
+    assert said == {
+        ("join", False): missing,
+        ("join", True): refused,
+        ("post", False): missing,
+        ("post", True): refused,
+    }
+
+
+def test_a_revoked_token_is_told_apart_and_the_api_names_its_argument() -> None:
+    revoked = token_revoked().status_message or ""
+    assert token_sentence(revoked, given=True) == (
+        "the server revoked this token: pass a valid one with --token or PURECHAT_TOKEN"
+    )
+    assert token_sentence("", given=False, where="connect(token=...)") == (
+        "the server requires a token: pass one with connect(token=...)"
+    )
+    own = "your session was ended: log in again to come back"  # already a person's words
+    assert token_sentence(own, given=True) == own

@@ -41,7 +41,8 @@ def test_welcome_lists_members_and_join_is_announced() -> None:
     alice_box, bob_box = FakeOutbox(), FakeOutbox()
     h.join("lobby", "alice", alice_box)
     bob = h.join("lobby", "bob", bob_box, last_seq=0)
-    assert bob.welcome == Welcome("lobby", "bob", ("alice", "bob"), 0)
+    # With the rate it will be held to: the default, 10 a second.
+    assert bob.welcome == Welcome("lobby", "bob", ("alice", "bob"), 0, rate_limit=10)
     assert [(e.kind, e.user) for e in alice_box.events()] == [
         (EventKind.JOIN, "alice"),
         (EventKind.JOIN, "bob"),
@@ -61,7 +62,7 @@ def test_with_shared_presence_joins_and_leaves_come_only_from_the_shared_log() -
     assert slow_box.ended is EndReason.TOO_SLOW  # evicted, without a leave of its own
     h.announce("lobby", EventKind.JOIN, "carol", 6, at=(3, 1))  # logged before bob joined
     h.leave(bob)
-    assert bob.welcome == Welcome("lobby", "bob-2", ("alice", "bob", "bob-2"), 0)
+    assert bob.welcome == Welcome("lobby", "bob-2", ("alice", "bob", "bob-2"), 0, rate_limit=10)
     assert [(e.kind, e.user) for e in alice_box.events()] == [
         (EventKind.JOIN, "bob-2"),
         (EventKind.JOIN, "carol"),

@@ -284,7 +284,14 @@ async def test_tab_completes_commands_and_names(start_server, nursery, tmp_path)
             await _idle_after(client, "* alice joined")
             client.type("/wh\t")
             await client.until(lambda: client.input_line() == "[lobby] > /who")
-            client.type("\x15hi barth\t")  # Ctrl-U clears the line
+            # A command completes with the space after it: the argument follows at once.
+            client.type("\x15/jo\t")  # Ctrl-U clears the line
+            await client.until(lambda: client.input_line() == "[lobby] > /join")
+            client.type("lob")
+            await client.until(lambda: client.input_line() == "[lobby] > /join lob")
+            client.type("\t")  # rooms after /join
+            await client.until(lambda: client.input_line() == "[lobby] > /join lobby")
+            client.type("\x15hi barth\t")
             await client.until(lambda: client.input_line() == "[lobby] > hi bartholomew")
             client.type("\x15\x04")
             await process.wait()
@@ -305,10 +312,14 @@ async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, 
             client.type("typed while the server is away\r")
             await client.until(lambda: _has(client, "pending: typed while the server is away"))
             client.type("\x04")
-            await client.until(lambda: _has(client, "1 line(s) not delivered yet: waiting"))
+            await client.until(lambda: _has(client, "1 message(s) not delivered yet: waiting"))
             await process.wait()
-            await client.until(lambda: _has(client, "1 line(s) were not delivered"))
+            said = "purechat: 1 message(s) not delivered: cannot reach the server at"
+            await client.until(lambda: _has(client, said))
     assert process.returncode == 1
+    # One sentence says what was not delivered and why, not two that overlap.
+    told = [line for line in client.lines() if "not delivered" in line and "yet" not in line]
+    assert len(told) == 1, told
 
 
 async def test_a_session_as_a_person_sees_it(start_server, nursery, tmp_path) -> None:

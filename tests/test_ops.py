@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -255,5 +257,24 @@ async def test_rooms_and_who_ask_a_running_server_with_a_token(
     assert outputs[1] == (0, ["alice"])
     assert outputs[2][0] == 1
     assert refused_error == [
-        "purechat: the server requires a token: pass --token or set PURECHAT_TOKEN"
+        "purechat: the server requires a token: pass one with --token or PURECHAT_TOKEN"
     ]
+
+
+def test_every_just_recipe_is_listed_with_a_sentence_of_its_own() -> None:
+    """`just --list` shows a recipe's comment line above it: a comment of several lines
+    showed its last line, a fragment ("one sender flat out.")."""
+    just = shutil.which("just")
+    assert just is not None, "just comes with the test extras (rust-just)"
+    root = Path(__file__).resolve().parent.parent
+    listed = subprocess.run(
+        [just, "--list", "--unsorted"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.splitlines()[1:]
+    descriptions = {line.split()[0]: line.partition(" # ")[2] for line in listed}
+    assert {"serve", "test", "lint", "bench", "profile", "web-screenshot"} <= set(descriptions)
+    fragments = {
+        recipe: said
+        for recipe, said in descriptions.items()
+        if not (said[:1].isupper() and said.endswith("."))
+    }
+    assert fragments == {}

@@ -47,6 +47,25 @@ async def test_piped_lines_are_delivered_once_each_and_the_exit_is_zero(
     assert [line.split("] ", 1)[1] for line in stdout[1:]] == [f"bot: {line}" for line in lines]
 
 
+_PACE = (
+    "! the server takes at most 20 messages a second from one sender (its rate limit, "
+    "with bursts of 40): lines wait their turn, none is lost or reordered"
+)
+
+
+async def test_a_pipe_the_server_slows_says_so_once_with_the_rate(start_server, nursery) -> None:
+    harness: Harness = await start_server(limits=Limits(rate_limit=20))
+    said: dict[int, list[str]] = {}
+    with trio.fail_after(30):
+        for count in (40, 70):  # within the burst: nothing to say; past it: once
+            process = await start(nursery, *_join_args(harness, "--name", f"bot{count}"))
+            await send_lines(process, *(f"line {n}" for n in range(count)), close=True)
+            await process.wait()
+            assert process.returncode == 0
+            said[count] = await Lines(process.stderr).rest()
+    assert said == {40: [], 70: [_PACE]}
+
+
 async def test_a_refused_line_makes_the_exit_non_zero_with_the_reason(
     start_server, nursery
 ) -> None:

@@ -57,6 +57,11 @@ async def test_lines_from_stdin_are_posted_in_order_and_a_taken_name_is_not_borr
     assert process.returncode == 0
     assert [e.text for e in seen] == lines
     assert {e.user for e in seen} == {"alice-2"}  # a post cannot pass for a member
+    # Slowed by the server past its burst: said once, with the rate and why.
+    assert await Lines(process.stderr).rest() == [
+        "! the server takes at most 20 messages a second from one sender (its rate limit, "
+        "with bursts of 40): lines wait their turn, none is lost or reordered"
+    ]
 
 
 async def test_a_post_refused_for_good_is_one_sentence_and_exit_1(start_server, nursery) -> None:

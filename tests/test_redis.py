@@ -363,7 +363,7 @@ async def test_look_alike_names_are_one_name_across_servers(scale_out: ScaleOut)
 
 async def test_who_and_rooms_answer_for_every_server(scale_out: ScaleOut, nursery) -> None:
     with trio.fail_after(30):
-        a, b = await scale_out.server(), await scale_out.server()
+        a, b = await scale_out.server(web_port=0), await scale_out.server()
         await a.v1("alice", "ops")
         await b.v1("bob", "ops")
         await (await b.v1("carol", "dev")).say("hello")
@@ -374,8 +374,23 @@ async def test_who_and_rooms_answer_for_every_server(scale_out: ScaleOut, nurser
             await process.wait()
         who_said = await Lines(who.stdout).rest()
         rooms_said = await Lines(rooms.stdout).rest()
+        # A page on server a asks for its room list: every server's rooms, the page's own.
+        assert a.server.web_port is not None
+        page = await WebClient.connect(
+            a.server.web_port, origin=f"http://127.0.0.1:{a.server.web_port}"
+        )
+        try:
+            await page.join("page", "ops")
+            await page.send({"rooms": {}})
+            listed = (await page.next_of("rooms"))["rooms"]["rooms"]
+        finally:
+            await page.close()
     assert who_said == ["alice", "bob"]
     assert rooms_said == ["dev\t1 members\tlast message #1", "ops\t2 members\tlast message #0"]
+    assert listed == [
+        {"name": "dev", "members": 1, "last_seq": 1},
+        {"name": "ops", "members": 3, "last_seq": 0},
+    ]
 
 
 async def test_a_stopping_server_says_its_members_left(scale_out: ScaleOut) -> None:

@@ -260,6 +260,7 @@ async def test_a_member_over_the_rate_limit_is_paced_in_order_and_others_are_una
     with trio.fail_after(20):
         calm = await harness.v1("calm")
         fast = await harness.v1("fast")
+        assert fast.welcome.rate_limit == 20  # a client can say why it is slowed
         for n in range(60):  # a burst of 40, then 20 more at 20 a second
             await fast.call.send(f"fast {n}", f"f{n}")
         acks = [(await fast.next_of("ack")).ack for _ in range(60)]

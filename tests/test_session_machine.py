@@ -302,3 +302,48 @@ def test_give_up_comes_on_time_not_after_a_long_backoff() -> None:
             break
         now = client.reconnect_at
     assert now == 30.0
+
+
+def _shown(actions: list[Action]) -> list[str]:
+    return [action.item.text for action in actions if isinstance(action, Show)]
+
+
+def test_trouble_is_told_when_it_begins_not_per_retry_nor_per_server() -> None:
+    """A store outage on two servers: the client goes back and forth between them, and
+    says one line, not one per attempt (until it is back in the room)."""
+    client = SessionMachine(name="bot", room="lobby", address="a:1")
+    client.connected(0.0)
+    client.received(v1.ServerFrame(welcome=v1.Welcome(room="lobby", name="bot")), 0.0)
+    said: list[str] = []
+    said += _shown(client.ended(Status(StatusCode.UNAVAILABLE, "store unreachable"), 1.0))
+    for attempt in range(6):
+        client.address = ("b:1", "a:1")[attempt % 2]
+        client.connected(2.0 + attempt)
+        said += _shown(client.ended(Status(StatusCode.UNAVAILABLE, "store unreachable"), 2.0))
+        said += _shown(client.connect_failed("connection refused", 2.5 + attempt))
+    assert said == ["cannot reach the server at a:1 (store unreachable); reconnecting"]
+    assert client.trouble == "cannot reach the server at a:1 (connection refused)"  # in place
+    # Back in the room, then new trouble: told again, once.
+    client.connected(10.0)
+    client.received(v1.ServerFrame(welcome=v1.Welcome(room="lobby", name="bot")), 10.0)
+    again = _shown(client.ended(None, 11.0)) + _shown(client.ended(None, 12.0))
+    assert again == ["cannot reach the server at a:1 (connection lost); reconnecting"]
+
+
+def test_a_sender_past_the_servers_rate_is_told_once_and_never_without_one() -> None:
+    welcome = v1.ServerFrame(welcome=v1.Welcome(room="lobby", name="bot", rate_limit=5))
+    client = SessionMachine(name="bot", room="lobby")
+    client.connected(0.0)
+    client.received(welcome, 0.0)
+    said = [_shown(client.send(f"line {n}", 0.0)) for n in range(12)]
+    # The burst (twice the rate) goes at once; the next is the first the server holds.
+    assert said[:10] == [[]] * 10
+    assert said[10] == [
+        "the server takes at most 5 messages a second from one sender (its rate limit, "
+        "with bursts of 10): lines wait their turn, none is lost or reordered"
+    ]
+    assert said[11] == []
+    unlimited = SessionMachine(name="bot", room="lobby")
+    unlimited.connected(0.0)
+    unlimited.received(v1.ServerFrame(welcome=v1.Welcome(room="lobby", name="bot")), 0.0)
+    assert all(not _shown(unlimited.send(f"line {n}", 0.0)) for n in range(100))

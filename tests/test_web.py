@@ -190,7 +190,8 @@ async def test_a_page_over_the_rate_limit_is_paced_in_order_never_refused(
     _, port = await web_server(limits=Limits(rate_limit=5))  # bursts of 10
     with trio.fail_after(60):
         web = await connect(port)
-        await web.join("alice")
+        welcome = await web.join("alice")
+        assert welcome["rate_limit"] == 5  # the page can say why it is slowed
         started = trio.current_time()
         for n in range(20):
             await web.send({"send": {"text": f"line {n}", "client_msg_id": f"c{n}"}})
@@ -199,6 +200,29 @@ async def test_a_page_over_the_rate_limit_is_paced_in_order_never_refused(
     assert [ack["ack"]["client_msg_id"] for ack in acks] == [f"c{n}" for n in range(20)]
     assert [ack["ack"]["seq"] for ack in acks] == list(range(1, 21))
     assert waited >= (20 - 10) / 5  # the ten past the burst waited their turn
+
+
+async def test_a_page_asks_for_the_rooms_and_the_asks_are_paced_like_messages(
+    web_server, connect, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness, port = await web_server(limits=Limits(rate_limit=1))  # bursts of 2
+    with trio.fail_after(60):
+        await (await harness.v1("bob", "dev")).say("hello")
+        await harness.v1("carol", "dev")
+        web = await connect(port)
+        await web.join("alice", "ops")
+        started = trio.current_time()
+        for _ in range(4):
+            await web.send({"rooms": {}})
+        answers = [(await web.next_of("rooms"))["rooms"]["rooms"] for _ in range(4)]
+        waited = trio.current_time() - started
+        assert "ack" in await web.say("the session goes on", "c1")
+    assert answers[0] == [
+        {"name": "dev", "members": 2, "last_seq": 1},
+        {"name": "ops", "members": 1, "last_seq": 0},
+    ]
+    assert answers.count(answers[0]) == 4
+    assert waited >= 2  # two past the burst of two waited their turn, as sends do
 
 
 async def test_history_is_marked_and_a_resume_misses_nothing(web_server, connect) -> None:

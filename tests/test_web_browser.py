@@ -1,6 +1,8 @@
 """The web page in a real browser (headless chromium), beside grpcio and purechat.v1 members.
 
-PURECHAT_SCREENSHOT=docs/web.png makes the first test save the README's picture.
+PURECHAT_SCREENSHOTS=docs makes the two-rooms test save the README's pictures there
+(`just web-screenshot`). Each test groups what one page load can show, as a browser
+test costs seconds.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import pytest
 import trio
 
 from purechat.client.calls import V1Call, open_connection
+from purechat.core import Limits
 from purechat.server.auth import TokenBook
-from tests.browser import JOINED, Browser, Page, require_browser
+from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
 from tests.helpers import Harness
 from tests.redis_server import free_port
 
@@ -155,8 +158,6 @@ async def test_two_pages_and_a_grpcio_member_see_one_order(
                 "delete document.hidden; document.dispatchEvent(new Event('visibilitychange'));"
             )
             await alice.wait_for("document.title === 'lobby — purechat'")  # seen again
-            if shot := os.environ.get("PURECHAT_SCREENSHOT"):
-                await alice.screenshot(ROOT / shot)
         assert alice_saw == bob_saw
         assert [seq for seq, _, _ in alice_saw] == list(range(1, expected + 1))
         # The original contract shows an action as "* name text", without numbers.
@@ -173,6 +174,245 @@ async def test_two_pages_and_a_grpcio_member_see_one_order(
             "const r = document.querySelector('#line').getBoundingClientRect();"
             "return r.bottom <= window.innerHeight && r.width > 200"
         )
+
+
+# A stand-in for the browser's Notification API (headless chromium has no desktop to
+# show one on): it counts the asks for permission and keeps what would be raised.
+_FAKE_NOTIFICATIONS = """
+window.raised = [];
+window.permissionAsked = 0;
+class FakeNotification {
+  constructor(title, options) { window.raised.push({ title, body: options.body }); }
+  addEventListener() {}
+}
+FakeNotification.permission = "default";
+FakeNotification.requestPermission = async () => {
+  window.permissionAsked += 1;
+  FakeNotification.permission = "granted";
+  return "granted";
+};
+window.Notification = FakeNotification;
+"""
+_HIDE = (
+    "Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+    "document.dispatchEvent(new Event('visibilitychange'));"
+)
+_SHOW = "delete document.hidden; document.dispatchEvent(new Event('visibilitychange'));"
+
+
+def _room_button(room: str) -> str:
+    return f"document.querySelector('button.room[data-room={room}]')"
+
+
+async def test_two_rooms_in_one_tab_with_unread_counts_links_mentions_and_notifications(
+    start_server, pages: Browser
+) -> None:
+    """PURECHAT_SCREENSHOTS=docs saves the README's pictures (light and dark) here."""
+    harness, url = await web_harness(start_server)
+    with trio.fail_after(90):
+        page = await pages.new_page()
+        await page.open(url)
+        await page.script(_FAKE_NOTIFICATIONS)
+        await page.join("alice", "lobby")
+        await page.wait_for(JOINED)
+        await page.type("/join dev")
+        await page.wait_for(f"{_room_button('dev')}.getAttribute('aria-current') === 'true'")
+        await page.wait_for(JOINED)
+        bob, carol = await harness.v1("bob", "lobby"), await harness.v1("carol", "dev")
+        await carol.say("morning! the deploy notes:\n- api: done\n- web: today")
+        await page.wait_for_messages(1)
+        # Two rooms in one tab: what is said in the other one is counted on its button.
+        await bob.say("anyone around?")
+        await bob.say("alice: the report https://example.org/q3?x=1 (and javascript:alert(1))")
+        lobby = _room_button("lobby")
+        await page.wait_for(
+            f"{lobby}.dataset.unread === '2' && {lobby}.dataset.mentioned === 'true'"
+        )
+        await page.wait_for("document.title === '(2) dev — purechat'")
+        assert await page.script(f"return {_room_button('dev')}.dataset.unread") == "0"
+        # A message of several lines keeps them, under its first.
+        shown = await page.script(
+            f"return document.querySelector('{LOG} li.message .text').innerText"
+        )
+        assert shown == "morning! the deploy notes:\n- api: done\n- web: today"
+        announced = await page.text_of("#announcer")
+        assert "carol: morning!" in announced and "bob mentioned you in lobby" in announced
+        await carol.say("alice, can you check the web part? https://example.org/pr/42")
+        await page.wait_for_messages(2)
+        if folder := os.environ.get("PURECHAT_SCREENSHOTS"):
+            await page.screenshot(ROOT / folder / "web-light.png")
+            await page.colour_scheme("dark")
+            await page.screenshot(ROOT / folder / "web-dark.png")
+            await page.colour_scheme("light")
+
+        # Notifications: permission is asked for on a click only, never on load ...
+        assert await page.script("return [window.permissionAsked, window.raised]") == [0, []]
+        await page.click("#notify")
+        await page.wait_for(
+            "window.permissionAsked === 1 && document.querySelector('#notify').hidden"
+        )
+        # ... and, once given, a mention raises one while the tab is hidden, nothing else does.
+        await page.script(_HIDE)
+        await bob.say("nobody named here")
+        await bob.say("lunch, Alice?")
+        await page.wait_for(f"{lobby}.dataset.unread === '4'")
+        await page.script(_SHOW)
+        await carol.say("alice, seen while you look: no notification")
+        await page.wait_for_messages(3)
+        raised = await page.script("return window.raised")
+        assert raised == [{"title": "bob in lobby", "body": "lunch, Alice?"}]
+
+        # Opening the other room: its count goes, its log shows what was said, with a date.
+        await page.click("button.room[data-room=lobby]")
+        await page.wait_for(
+            f"{lobby}.dataset.unread === '0' && {lobby}.dataset.mentioned === 'false'"
+        )
+        assert await page.text_of("#room-title") == "lobby"
+        await page.wait_for("document.title === 'lobby — purechat'")
+        assert (
+            await page.script(f"return document.querySelector('{LOG} li.day').textContent")
+            == "Today"
+        )
+        links = await page.script(
+            f"return [...document.querySelectorAll('{LOG} a')]"
+            ".map(a => [a.href, a.rel, a.textContent])"
+        )
+        assert links == [
+            ["https://example.org/q3?x=1", "noopener noreferrer", "https://example.org/q3?x=1"]
+        ]
+        texts = [text for _, _, text in messages_from(await page.lines())]
+        assert "javascript:alert(1)" in texts[1]  # shown, as text only
+        marks = await page.script(
+            f"return [...document.querySelectorAll('{LOG} li.mention mark')]"
+            ".map(m => m.textContent)"
+        )
+        assert marks == ["alice", "Alice"]  # my name stands out where others say it
+
+        # The terminal's commands: /rooms, /who, /nick in every open room, /me.
+        await page.type("/rooms")
+        await page.wait_for("/rooms: dev \\(2\\), lobby \\(2\\)/.test(document.body.innerText)")
+        await page.type("/nick alicia")
+        await page.wait_for(
+            "document.querySelector('#status').textContent === 'connected as alicia'"
+        )
+        await page.type("/me waves", "/who")
+        await page.wait_for("/here: alicia, bob/.test(document.body.innerText)")
+        event = await bob.next_message()
+        while event.user != "alicia":
+            event = await bob.next_message()
+        assert (event.text, event.action) == ("waves", True)
+        await page.click("button.room[data-room=dev]")
+        await page.wait_for(
+            "document.querySelector('#status').textContent === 'connected as alicia'"
+        )
+        assert await page.text_of("#members") == "aliciacarol"
+
+
+async def test_keyboard_only_a_refused_line_kept_and_no_serious_accessibility_problem(
+    start_server, pages: Browser
+) -> None:
+    """Joining and sending with the keyboard alone; a line over the limit stays in the
+    box with the sentence beside it; axe-core finds nothing serious or critical on the
+    join page, a busy room, a refused line, a phone, and in the dark theme."""
+    from selenium.webdriver.common.keys import Keys  # noqa: PLC0415
+
+    harness, url = await web_harness(start_server, limits=Limits(rate_limit=0, max_text_bytes=100))
+    problems: dict[str, list[str]] = {}
+    fits = (
+        "document.documentElement.scrollHeight <= window.innerHeight"
+        " && document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    focus_shows = "getComputedStyle(document.activeElement).outlineStyle !== 'none'"
+    with trio.fail_after(90):
+        page = await pages.new_page()
+        await page.open(url)
+        # The join page: placeholders, not values; nothing to scroll, so no scrollbar.
+        assert await page.script(
+            "return [...document.querySelectorAll('#join-form input')]"
+            ".map(i => [i.id, i.value, i.placeholder, i.labels.length])"
+        ) == [["name", "", "alice", 1], ["room", "", "lobby", 1], ["token", "", "", 1]]
+        assert await page.script(f"return {fits}")
+        problems["the join page"] = await page.accessibility_problems()
+        # Keyboard only: the name has the focus; Tab moves, visibly; Enter presses Join.
+        assert await page.focused() == "name"
+        await page.keys("kim", Keys.TAB, "ops", Keys.TAB, Keys.TAB)
+        assert await page.focused() == ""  # the Join button
+        assert (
+            await page.script(f"return document.activeElement.textContent + ({focus_shows})")
+            == "Jointrue"
+        )
+        await page.keys(Keys.ENTER)
+        await page.wait_for(JOINED)
+        assert await page.focused() == "line"  # ready to type
+        await page.keys("hello from the keyboard", Keys.ENTER)
+        await page.keys("two")
+        await page.chord(Keys.SHIFT, Keys.ENTER)
+        await page.keys("lines", Keys.ENTER)
+        said = await page.wait_for_messages(2)
+        assert [text for _, _, text in said] == ["hello from the keyboard", "two\nlines"]
+        assert await page.text_of("#room-title") == "ops"
+
+        # A line over the limit: refused before it is sent, kept, marked, said beside.
+        await page.keys("x" * 101, Keys.ENTER)
+        await page.wait_for("document.querySelector('#send-problem').textContent !== ''")
+        kept = await page.script(
+            "const box = document.querySelector('#line');"
+            "return [box.value, box.getAttribute('aria-invalid'),"
+            " document.querySelector('#send-problem').textContent]"
+        )
+        assert kept == [
+            "x" * 101,
+            "true",
+            "Message not sent: it is 101 bytes and the limit is 100 bytes.",
+        ]
+        problems["a refused line"] = await page.accessibility_problems()
+        await page.keys(Keys.BACKSPACE, Keys.ENTER)  # 100 bytes: taken
+        await page.wait_for("document.querySelector('#line').value === ''")
+        assert (
+            await page.script("return document.querySelector('#line').getAttribute('aria-invalid')")
+            is None
+        )
+
+        # A busy room: members, links, mentions, actions, several rooms, a date.
+        others = [await harness.v1(name, "ops") for name in ("ana", "bo", "cy")]
+        await page.keys("/join dev", Keys.ENTER)
+        await page.wait_for(JOINED)
+        for _ in range(10):  # back from the box to the room list, by Shift+Tab
+            await page.chord(Keys.SHIFT, Keys.TAB)
+            if await page.script("return document.activeElement.dataset.room === 'ops'"):
+                break
+        assert await page.script(f"return {focus_shows}")
+        await page.keys(Keys.ENTER)
+        await page.wait_for("document.querySelector('#room-title').textContent === 'ops'")
+        for n in range(30):
+            member = others[n % 3]
+            await member.say(
+                f"kim, see https://example.org/{n}" if n % 7 == 0 else f"line {n} of a busy room"
+            )
+        await page.wait_for_messages(32)
+        assert await page.script(f"return {fits}")
+        problems["a busy room"] = await page.accessibility_problems()
+        await page.colour_scheme("dark")
+        assert (
+            await page.script("return getComputedStyle(document.body).backgroundColor")
+            == "rgb(22, 25, 28)"
+        )
+        problems["a busy room, dark"] = await page.accessibility_problems()
+        await page.colour_scheme("light")
+        assert (
+            await page.script("return getComputedStyle(document.body).backgroundColor")
+            == "rgb(251, 251, 250)"
+        )
+
+        # A phone: one column, nothing wider than the screen, the box in reach.
+        await page.run(lambda driver: driver.set_window_size(390, 760))
+        await page.wait_for(fits)
+        assert await page.script(
+            "const r = document.querySelector('#line').getBoundingClientRect();"
+            "return r.bottom <= window.innerHeight && r.width > 200"
+        )
+        problems["a phone"] = await page.accessibility_problems()
+    assert problems == {where: [] for where in problems}
 
 
 async def test_markup_in_messages_and_names_is_shown_as_text_and_never_run(
@@ -200,13 +440,13 @@ async def test_markup_in_messages_and_names_is_shown_as_text_and_never_run(
         (4, "\u0430lice", "send me your password"),
     ]
     senders = await watcher.script(
-        "return [...document.querySelectorAll('#log li.message .user')].map(e => e.textContent)"
+        "return [...document.querySelectorAll('.log li.message .user')].map(e => e.textContent)"
     )
     # The look-alike is shown with its Cyrillic a escaped, as purechat join shows it.
     assert senders == ["<b>mallory</b>", "<b>mallory</b>", "rtl", "\\u0430lice"]
     assert await watcher.text_of("#members") == "<b>mallory</b>rtlwatcher\\u0430lice"
     elements = await watcher.script(
-        "return document.querySelectorAll('#log img, #log script, #log b, #members b').length"
+        "return document.querySelectorAll('.log img, .log script, .log b, #members b').length"
     )
     assert elements == 0
     assert await watcher.script("return window.violations") == []

@@ -1,8 +1,9 @@
-"""The page's session machine (purechat/web/static/session.mjs) under node's test runner.
+"""The page's session machine (purechat/web/static/session.mjs) and its text shaping
+(text.mjs) under node's test runner.
 
 The rules are client/machine.py's; tests/web/session.test.mjs checks them, and a model
-server that refuses and drops, in half a second. The browser tests run the same file
-inside the page.
+server that refuses and drops, in half a second; tests/web/text.test.mjs checks links,
+mentions and date separators. The browser tests run the same files inside the page.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent / "web" / "session.test.mjs"
+TESTS = [
+    Path(__file__).resolve().parent / "web" / name for name in ("session.test.mjs", "text.test.mjs")
+]
 
 
 def test_the_pages_session_keeps_the_rules_of_purechat_join() -> None:
@@ -24,6 +27,6 @@ def test_the_pages_session_keeps_the_rules_of_purechat_join() -> None:
             pytest.fail("the page's session tests need node (apt-get install nodejs)")
         pytest.skip("no node: apt-get install nodejs")
     result = subprocess.run(
-        [node, "--test", str(TESTS)], capture_output=True, text=True, timeout=120, check=False
+        [node, "--test", *map(str, TESTS)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from purechat.client.calls import connect
 from purechat.client.display import neutralise, shown_name
-from purechat.client.errors import failure_sentence
+from purechat.client.errors import failure_sentence, token_sentence
 from purechat.client.session import Address
 from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
@@ -58,6 +58,8 @@ async def call(
     except (OSError, anyio.BrokenResourceError) as error:
         raise AdminError(failure_sentence(error, address.host, address.port)) from None
     status = stream.status
+    if status is not None and status.status_code is StatusCode.UNAUTHENTICATED:
+        raise AdminError(token_sentence(status.status_message or "", given=bool(token)))
     if raw is None or status is None or status.status_code is not StatusCode.OK:
         reason = status.status_message if status is not None else "no answer"
         raise AdminError(f"the server refused: {reason or status}")

@@ -18,12 +18,19 @@ in client/machine.py), not a copy: every line gets an id and is sent again after
 reconnect until stored, once, in order; the session resumes after the last number it
 saw, in the log (epoch) it saw it in; several servers are tried in turn. Leaving the
 block delivers what is still queued (within `give_up_after`) and then leaves.
+
+Ctrl-C (SIGINT, in the main thread) leaves at once, as `purechat join` does, and ends
+the program quietly with exit status 130: no traceback, no exception group (trio would
+otherwise raise KeyboardInterrupt through the session's tasks). A bot that handles
+Ctrl-C itself passes `quiet_interrupt=False` and gets KeyboardInterrupt as usual.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import ssl
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +53,8 @@ Event = Shown
 
 # Events kept for a bot that reads them slowly; a bot that never asks for them gets none.
 EVENTS_BUFFER = 1024
+# The exit status of a program Ctrl-C ended (128 + SIGINT), as shells report it.
+INTERRUPTED = 128 + signal.SIGINT
 
 
 class SendRefused(ClientError):
@@ -140,11 +149,13 @@ async def connect(
     tls: bool = False,
     tls_ca: Path | None = None,
     give_up_after: float | None = 30.0,
+    quiet_interrupt: bool = True,
 ) -> AsyncIterator[Chat]:
     """Join room on the first of servers ("HOST:PORT") that answers; see Chat.
 
     ValueError for an address that is not HOST:PORT; SessionError when no server can
-    be joined within give_up_after (None: keep trying).
+    be joined within give_up_after (None: keep trying). With quiet_interrupt, Ctrl-C
+    leaves at once and exits the program with status 130 (SystemExit), quietly.
     """
     addresses = [Address.parse(s) for s in ([servers] if isinstance(servers, str) else servers)]
     context: ssl.SSLContext | None = client_context(tls_ca) if (tls or tls_ca) else None
@@ -159,9 +170,11 @@ async def connect(
         give_up_after=give_up_after,
         ssl_context=context,
         token=token,
+        token_where="connect(token=...)",
     )
     chat = Chat(session, events)
     failure: list[SessionError] = []
+    interrupted = anyio.Event()
 
     async def run() -> None:
         try:
@@ -175,6 +188,8 @@ async def connect(
     async with events_send, events, shown, anyio.create_task_group() as task_group:
         task_group.start_soon(run)
         task_group.start_soon(_forward, shown, events_send, chat)
+        if quiet_interrupt and threading.current_thread() is threading.main_thread():
+            await task_group.start(_leave_on_interrupt, task_group.cancel_scope, interrupted)
         try:
             await session.joined()
             yield chat
@@ -182,8 +197,25 @@ async def connect(
             await session.wait_delivered()
         finally:
             task_group.cancel_scope.cancel()
+    if interrupted.is_set():
+        raise SystemExit(INTERRUPTED)
     if failure:
         raise failure[0]
+
+
+async def _leave_on_interrupt(
+    scope: anyio.CancelScope,
+    interrupted: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Ctrl-C while in the room: end the block (and the session) at once."""
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            interrupted.set()
+            scope.cancel()
+            return
 
 
 async def _forward(

@@ -203,6 +203,7 @@ def _post(args: argparse.Namespace) -> int:
         give_up_after=args.give_up_after,
         ssl_context=tls,
         token=_token(args),
+        notice=lambda sentence: print(f"! {sentence}", file=sys.stderr, flush=True),
     )
     try:
         anyio.run(partial(poster.post, lines, action=args.me), backend="trio")

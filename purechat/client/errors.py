@@ -1,6 +1,8 @@
-"""What a failed connection means, in a sentence for a person.
+"""What a failed connection (or a refused token) means, in a sentence for a person.
 
 Pure functions of the error the socket, DNS or TLS layer raised: nothing here connects.
+A sentence names what the person can change, in the client's own words (its options
+and variables), never the wire's (headers, frames).
 A certificate error's errno is OpenSSL's, not the operating system's, and a DNS error's
 is getaddrinfo's (negative), so `os.strerror` on them says "operation not permitted"
 or "unknown error -2"; each failure is told by what it is instead.
@@ -12,6 +14,11 @@ import socket
 import ssl
 from dataclasses import dataclass
 from enum import Enum
+
+from purechat.status import TOKEN_REQUIRED, TOKEN_REVOKED
+
+# Where `purechat join`, `post`, `rooms` and `who` take a token from.
+TOKEN_OPTIONS = "--token or PURECHAT_TOKEN"
 
 # OpenSSL's X509_V_ERR_* codes that mean "this certificate is for another name".
 _NAME_MISMATCH = frozenset({62, 63, 64})  # hostname, email, IP address mismatch
@@ -157,3 +164,17 @@ def tls_hint(first_bytes: bytes) -> bool:
     purechat's included, close on a plaintext HTTP/2 preface without a word); not when
     it sent something else (an HTTP/1 server's 400, an SSH banner)."""
     return not first_bytes or looks_like_tls(first_bytes)
+
+
+def token_sentence(message: str, *, given: bool, where: str = TOKEN_OPTIONS) -> str:
+    """An UNAUTHENTICATED ending (the server's `message`) for a person: whether a token
+    is missing, not accepted or revoked, and where to give one (`where`: the client's
+    options, or the Python API's argument). Any other sentence the server had for it
+    is its own, and is kept."""
+    if message == TOKEN_REVOKED:
+        return f"the server revoked this token: pass a valid one with {where}"
+    if message and not message.startswith(TOKEN_REQUIRED):
+        return message
+    if given:
+        return f"the server does not accept this token: pass a valid one with {where}"
+    return f"the server requires a token: pass one with {where}"

@@ -85,7 +85,8 @@ def history_file() -> History:
 
 
 class _Completion(Completer):
-    """Tab completes commands, rooms after /join, and members' names."""
+    """Tab completes commands (with the space after them, so the argument follows),
+    rooms after /join, and members' names."""
 
     def __init__(self, shared: _Shared):
         self._shared = shared
@@ -96,15 +97,17 @@ class _Completion(Completer):
         text = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         snapshot = self._shared.snapshot
+        after = ""
         if text.startswith("/") and " " not in text:
             choices: Iterable[str] = COMMANDS
+            after = " "
         elif text.startswith("/join "):
             choices = snapshot.rooms
         else:
             choices = snapshot.names
         for choice in sorted(choices):
-            if choice.lower().startswith(word.lower()) and choice != word:
-                yield Completion(choice, start_position=-len(word))
+            if choice.lower().startswith(word.lower()) and choice + after != word:
+                yield Completion(choice + after, start_position=-len(word), display=choice)
 
 
 def _keys() -> KeyBindings:
@@ -291,7 +294,7 @@ class _Chat:
         waiting = self.session.undelivered
         if waiting:
             print(
-                f"! {waiting} line(s) not delivered yet: waiting for them (up to "
+                f"! {waiting} message(s) not delivered yet: waiting for them (up to "
                 f"{self.patience:g}s; Ctrl-C leaves now)"
             )
             if self.session.machine.give_up_after is None:
@@ -299,12 +302,14 @@ class _Chat:
         self.session.finish()
         with anyio.move_on_after(self.patience + 1):
             await self.session.wait_delivered()
-        if self.session.undelivered:
+        if self.session.undelivered and not self.session.gave_up:
             self._quit_now()
+        # A session that gave up says why itself, in one sentence that counts the
+        # messages not delivered (run_interactive prints it).
 
     def _quit_now(self) -> None:
         if waiting := self.session.undelivered:
-            print(f"purechat: {waiting} line(s) were not delivered")
+            print(f"purechat: {waiting} message(s) not delivered")
             self.status = 1
 
     async def show_events(self, shown: MemoryObjectReceiveStream[Shown]) -> None:

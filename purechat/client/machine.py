@@ -17,7 +17,10 @@ The rules, for purechat.v1:
   order, after a pause; the server refuses later lines until the failed one comes
   again, so nothing overtakes it;
 - a stream that ends sends the client back to reconnect (with backoff) and resume
-  after the last number it saw, in the log (epoch) it saw it in;
+  after the last number it saw, in the log (epoch) it saw it in; trouble is told once,
+  when it begins (not once per retry, nor per server tried), until the client is back;
+- a sender the server slows (its welcome says the rate it takes) is told so once,
+  when its lines first outrun that rate;
 - it gives up only after `give_up_after` seconds without getting anywhere, and then
   says which lines were not delivered, and whether their outcome is unknown; or at
   once when the server says its store is damaged (STORE_DAMAGED): only its operator
@@ -38,7 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from purechat.client.display import Shown, shown_name
-from purechat.client.errors import tls_hint
+from purechat.client.errors import TOKEN_OPTIONS, tls_hint, token_sentence
+from purechat.core.ratelimit import TokenBucket
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.status import NEVER_ANSWERED, STORE_DAMAGED, Status, StatusCode
@@ -170,6 +174,9 @@ class SessionMachine:
     observe: bool = False
     give_up_after: float | None = None
     tls: bool = False
+    # Whether a token is sent, and where the person gives one (for a refused token).
+    token_given: bool = False
+    token_where: str = TOKEN_OPTIONS
     backoff: Backoff = field(default_factory=Backoff)
     rng: Callable[[], float] = random.random
     # Sent with every join: back after a lost connection, this client takes its name
@@ -198,8 +205,14 @@ class SessionMachine:
     _down_since: float | None = None
     _stuck_since: float | None = None
     _last_trouble: str = ""
-    # The trouble last told to the person: the same trouble is told once, not per retry.
+    # The trouble told to the person since the session was last in the room: trouble
+    # is told when it begins, not per retry nor per server tried ("" when none was).
     _told_trouble: str = ""
+    # The server's rate for this member as the welcome said it (0: none), followed here
+    # as the server follows it, so the person hears once when lines begin to wait.
+    rate_limit: float = 0.0
+    _pace: TokenBucket | None = None
+    _told_pace: bool = False
     _ever_joined: bool = False
     _switching: bool = False
 
@@ -321,10 +334,14 @@ class SessionMachine:
             self.legacy = True  # a server of the original contract only
             self.reconnect_at = now
             return [Reconnect(now)]
+        message = status.status_message or ""
+        if status.status_code is StatusCode.UNAUTHENTICATED:
+            self.phase = Phase.DONE
+            said = token_sentence(message, given=self.token_given, where=self.token_where)
+            return [GiveUp(_sentence(said))]
         if status.status_code in FATAL:
             self.phase = Phase.DONE
-            return [GiveUp(_sentence(status.status_message or status.status_code.name))]
-        message = status.status_message or ""
+            return [GiveUp(_sentence(message or status.status_code.name))]
         if status.status_code is StatusCode.UNAVAILABLE and message.startswith(STORE_DAMAGED):
             self.phase = Phase.DONE
             self._last_trouble = f"{message}: its operator must repair it; retrying cannot help"
@@ -370,6 +387,9 @@ class SessionMachine:
             self.last_seq = welcome.last_seq
         if not self.epoch:
             self.epoch = welcome.epoch
+        self.rate_limit = welcome.rate_limit
+        # A new stream is a new member to the server, with a full bucket.
+        self._pace = TokenBucket.full(welcome.rate_limit) if welcome.rate_limit > 0 else None
         self._joined(now)
         here = ", ".join(shown_name(name) for name in sorted(self.members))
         joined = f"joined {welcome.room} as {shown_name(welcome.name)}; here: {here}"
@@ -471,6 +491,9 @@ class SessionMachine:
             self._sent[line.id] = None
             line.unanswered += 1
             actions.append(Transmit(self._frame(line)))
+            if self._pace is not None and self._pace.reserve(now) > 0 and not self._told_pace:
+                self._told_pace = True
+                actions.append(Show(Shown("status", self.room, pace_sentence(self.rate_limit))))
         if self.finishing and not self.pending and not self._half_closed:
             self._half_closed = True
             actions.append(HalfClose())
@@ -497,7 +520,7 @@ class SessionMachine:
             # Never sleep past the moment we would give up: give up on time.
             self.reconnect_at = min(self.reconnect_at, self._down_since + self.give_up_after)
         actions: list[Action] = []
-        if what != self._told_trouble:  # once per trouble, not once per retry
+        if not self._told_trouble:  # when it begins: not per retry, nor per server
             self._told_trouble = what
             actions.append(Show(Shown("status", self.room, f"{what}; reconnecting")))
         return [*actions, Reconnect(self.reconnect_at)]
@@ -523,6 +546,14 @@ class SessionMachine:
         if unknown:
             parts.append(f"{unknown} message(s) may or may not have been stored")
         return _sentence(f"{' and '.join(parts)}: {why}")
+
+
+def pace_sentence(rate: float) -> str:
+    """What a sender hears, once, when the server starts to slow it down."""
+    return (
+        f"the server takes at most {rate:g} messages a second from one sender (its rate "
+        f"limit, with bursts of {2 * rate:g}): lines wait their turn, none is lost or reordered"
+    )
 
 
 def _excerpt(text: str, most: int = 40) -> str:

@@ -4,22 +4,31 @@ Each line is one unary `Post` call with a client message id. A server that is aw
 could not tell whether it stored a line, is asked again with the same id (never stored
 twice), with backoff, trying the next server when there are several, until
 `give_up_after` seconds pass without progress. Nobody in the room sees a join or leave.
+The server paces one connection's posts at its rate limit (each answer says the rate);
+the poster says so once, through `notice`, when its lines begin to wait.
 """
 
 from __future__ import annotations
 
 import ssl
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
 
 from purechat.client.calls import connect
-from purechat.client.errors import Failure, diagnose, failure_reason, failure_sentence
-from purechat.client.machine import FATAL, Backoff
+from purechat.client.errors import (
+    Failure,
+    diagnose,
+    failure_reason,
+    failure_sentence,
+    token_sentence,
+)
+from purechat.client.machine import FATAL, Backoff, pace_sentence
 from purechat.client.session import Address
+from purechat.core.ratelimit import TokenBucket
 from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.status import Status, StatusCode
@@ -50,6 +59,11 @@ class Poster:
     ssl_context: ssl.SSLContext | None = None
     token: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    # Told once, when the server's rate limit starts to slow the posts (a sentence).
+    notice: Callable[[str], None] = lambda sentence: None
+    # The server's pace on the current connection, as its answers give the rate.
+    _pace: TokenBucket | None = field(default=None, init=False)
+    _told_pace: bool = field(default=False, init=False)
 
     async def post(self, lines: Sequence[str], *, action: bool = False) -> list[Posted]:
         """Store lines in order; PostError (saying which were not stored) otherwise."""
@@ -93,11 +107,13 @@ class Poster:
             raise _Retry(done, reason, maybe=False) from None
         # Raised outside the task group, so the caller gets the error, not a group of it.
         stopped: _Retry | PostError | None = None
+        self._pace = None  # a new connection: the server paces it afresh
         async with anyio.create_task_group() as task_group:
             connection = Connection(sock, GrpcProtocol(client_side=True, limits=CLIENT_LIMITS))
             await task_group.start(connection.run)
             try:
                 for client_msg_id, text in pending:
+                    self._taking_turn()
                     posted = await self._post_one(connection, address, client_msg_id, text, action)
                     done.append(posted)
             except (_Retry, PostError) as error:
@@ -137,10 +153,29 @@ class Poster:
         status = stream.status or Status(StatusCode.UNAVAILABLE, "connection lost")
         if status.status_code is StatusCode.OK and raw is not None:
             answer = v1.PostResponse.FromString(raw)
+            self._learned(answer.rate_limit)
             return Posted(text, answer.seq, answer.name)
+        if status.status_code is StatusCode.UNAUTHENTICATED:
+            said = token_sentence(status.status_message or "", given=bool(self.token))
+            raise PostError(_sentence(said))
         if status.status_code in FATAL or status.status_code is StatusCode.UNIMPLEMENTED:
             raise PostError(_sentence(status.status_message or status.status_code.name))
         raise _Retry([], _said(status, address), maybe=True)
+
+    def _learned(self, rate: float) -> None:
+        """An answer said the server's rate: follow its bucket for this connection from
+        here (it started full, and has just taken the post answered)."""
+        if rate > 0 and self._pace is None:
+            self._pace = TokenBucket.full(rate)
+            self._pace.reserve(anyio.current_time())
+
+    def _taking_turn(self) -> None:
+        """A post is about to go: say once when it is the first the server holds back."""
+        if self._pace is None:
+            return
+        if self._pace.reserve(anyio.current_time()) > 0 and not self._told_pace:
+            self._told_pace = True
+            self.notice(pace_sentence(self._pace.rate))
 
 
 class _Retry(Exception):

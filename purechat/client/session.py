@@ -21,7 +21,13 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from purechat.client.calls import LegacyCall, V1Call, connect
 from purechat.client.display import Shown
-from purechat.client.errors import Failure, diagnose, failure_reason, failure_sentence
+from purechat.client.errors import (
+    TOKEN_OPTIONS,
+    Failure,
+    diagnose,
+    failure_reason,
+    failure_sentence,
+)
 from purechat.client.machine import (
     Action,
     Backoff,
@@ -107,6 +113,7 @@ class ChatSession:
         ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
         observe: bool = False,
+        token_where: str = TOKEN_OPTIONS,
     ):
         self.addresses = [addresses] if isinstance(addresses, Address) else list(addresses)
         self._next = 0
@@ -119,6 +126,8 @@ class ChatSession:
             tls=ssl_context is not None,
             backoff=backoff or Backoff(),
             observe=observe,
+            token_given=bool(token),
+            token_where=token_where,
         )
         self._shown = shown
         self._ssl_context = ssl_context
@@ -129,6 +138,10 @@ class ChatSession:
         # Lines someone waits on (`settled`), and what became of them.
         self._settling: dict[str, anyio.Event] = {}
         self._settled: dict[str, Settled] = {}
+        # What the machine said to show, in order, until the connection loop shows it
+        # (showing may wait; the person's side never does). Only the connection loop's
+        # own actions, and at most a notice from the person's side, pass through.
+        self._to_show: deque[Shown] = deque()
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -164,6 +177,11 @@ class ChatSession:
     @property
     def undelivered(self) -> int:
         return self.machine.undelivered
+
+    @property
+    def gave_up(self) -> bool:
+        """The session could not go on (run() raises, or raised, SessionError saying why)."""
+        return isinstance(self._outcome, GiveUp)
 
     def send(self, text: str, *, action: bool = False) -> str:
         """Queue a line; it goes out now, or after the next reconnect. Its id."""
@@ -311,14 +329,16 @@ class ChatSession:
         # Frames first, all at once: showing may wait, and a line sent meanwhile must
         # not overtake the ones the machine already counts as sent.
         self._apply(actions)
-        for action in actions:
-            if isinstance(action, Show):
-                await self._shown.send(action.item)
+        while self._to_show:
+            await self._shown.send(self._to_show.popleft())
 
     def _apply(self, actions: Sequence[Action]) -> None:
-        """Everything but Show, which only the connection loop produces (it may wait)."""
+        """Everything at once but showing, which waits for the connection loop (`_act`):
+        the person's side (send, finish) never waits on the display."""
         for action in actions:
-            if isinstance(action, Transmit):
+            if isinstance(action, Show):
+                self._to_show.append(action.item)
+            elif isinstance(action, Transmit):
                 if self._stream is not None:
                     self._stream.push(action.frame)
             elif isinstance(action, HalfClose):

@@ -14,7 +14,9 @@ from purechat.core.events import (
     Messages,
     Notice,
     Outgoing,
+    RoomCount,
     RoomEvent,
+    RoomList,
     Welcome,
 )
 from purechat.core.hub import (
@@ -53,7 +55,9 @@ __all__ = [
     "Outbox",
     "Outgoing",
     "Published",
+    "RoomCount",
     "RoomEvent",
     "RoomFull",
+    "RoomList",
     "Welcome",
 ]

@@ -140,6 +140,9 @@ class Welcome:
     # The account the member is logged in as ("" for a guest), and its role here.
     account: str = ""
     role: str = "member"
+    # Messages a second the server takes from this member (bursts of twice as many);
+    # faster senders are slowed, not refused. 0: no limit.
+    rate_limit: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,4 +169,20 @@ class Messages:
     messages: tuple[Message, ...]
 
 
-Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice
+@dataclass(frozen=True, slots=True)
+class RoomCount:
+    """A room with members, as `purechat rooms` lists it."""
+
+    name: str
+    members: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """The answer to a member's ask for the rooms (the web page's room list)."""
+
+    rooms: tuple[RoomCount, ...]
+
+
+Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice | RoomList

@@ -345,6 +345,7 @@ class Hub:
         assert name is not None  # just attached: present
         room = member.room
         members = bound.members if bound else room.member_names()
+        rate = member.bucket.rate if member.bucket else 0.0
         member.welcome = Welcome(
             room.name,
             name,
@@ -354,6 +355,7 @@ class Hub:
             room.state.topic,
             identity.account or "",
             "admin" if identity.admin else room.state.role(identity.key),
+            rate_limit=rate,
         )
         return member
 

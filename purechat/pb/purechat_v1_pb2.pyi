@@ -62,14 +62,16 @@ class PostRequest(_message.Message):
     def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
 
 class PostResponse(_message.Message):
-    __slots__ = ("seq", "duplicate", "name")
+    __slots__ = ("seq", "duplicate", "name", "rate_limit")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     duplicate: bool
     name: str
-    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+    rate_limit: float
+    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ..., rate_limit: _Optional[float] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
     __slots__ = ("join", "send", "moderate")
@@ -174,12 +176,13 @@ class ServerFrame(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("room", "name", "members", "last_seq", "epoch", "topic", "account", "role")
+    __slots__ = ("room", "name", "members", "last_seq", "epoch", "rate_limit", "topic", "account", "role")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -188,10 +191,11 @@ class Welcome(_message.Message):
     members: _containers.RepeatedScalarFieldContainer[str]
     last_seq: int
     epoch: str
+    rate_limit: float
     topic: str
     account: str
     role: str
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., rate_limit: _Optional[float] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch", "moderation")

@@ -9,16 +9,16 @@ the Python API), from the caller's identity.
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
-from purechat.core import Hub, Identity
+from purechat.core import Identity
 from purechat.core.moderation import Restriction, RoomState
 from purechat.errors import NotAllowed, PurechatError, StoreError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server.accounts import answer
+from purechat.server.roster import Roster
 from purechat.server.services import Services
 from purechat.status import Status
 from purechat.store.directory import AuditEntry
@@ -26,27 +26,6 @@ from purechat.transport import Stream
 
 ADMIN_SERVICE = "purechat.v1.Admin"
 MAX_AUDIT = 1000
-
-
-class Roster(Protocol):
-    """Who is where: this server's hub, or a store shared by several servers."""
-
-    async def rooms(self) -> list[tuple[str, int, int]]: ...
-
-    async def members(self, room: str) -> tuple[str, ...]: ...
-
-
-class HubRoster:
-    """The rooms and members of this server alone."""
-
-    def __init__(self, hub: Hub):
-        self.hub = hub
-
-    async def rooms(self) -> list[tuple[str, int, int]]:
-        return self.hub.rooms()
-
-    async def members(self, room: str) -> tuple[str, ...]:
-        return tuple(sorted(self.hub.members_of(room)))
 
 
 class AdminService:

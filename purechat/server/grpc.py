@@ -29,12 +29,13 @@ from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
 from purechat.server.accounts import ACCOUNTS_SERVICE, serve_accounts
 from purechat.server.addresses import AddressCounts
-from purechat.server.admin import ADMIN_SERVICE, AdminService, Roster
+from purechat.server.admin import ADMIN_SERVICE, AdminService
 from purechat.server.auth import Admitted, presented_token
 from purechat.server.config import ServerConfig
 from purechat.server.identity import Authenticator
 from purechat.server.members import serve_legacy, serve_v1
 from purechat.server.post import PostService
+from purechat.server.roster import Roster
 from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport import Connection, FirstHeaderBlocks, GrpcProtocol, Stream

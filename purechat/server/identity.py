@@ -31,6 +31,7 @@ from purechat.errors import NotAllowed, Refusal, Unauthenticated
 from purechat.server.auth import TokenBook
 from purechat.server.passwords import Passwords, password_problem
 from purechat.server.throttle import Throttle
+from purechat.status import TOKEN_REQUIRED
 from purechat.store.directory import TOKEN_PREFIX, Account, Directory, Session
 
 log = logging.getLogger("purechat.server")
@@ -117,8 +118,8 @@ class Authenticator:
                 return Admission(Identity(account.name, self.is_admin(account.name), address))
         self._failed("token", address)
         raise Unauthenticated(
-            "That token is not valid (it may have expired or been ended): log in again "
-            "with purechat login, or give the token you were given."
+            f"{TOKEN_REQUIRED} (this one is not valid: it may have expired or been ended; "
+            "log in again, or give the token you were given)"
         )
 
     async def login(self, name: str, password: str, address: str) -> tuple[str, Session, Account]:
@@ -172,8 +173,5 @@ class Authenticator:
 
     def _guests_refused(self) -> str:
         if self._tokens is not None and self.config.guests is None:
-            return "A valid token is required (--token or PURECHAT_TOKEN, or purechat login)."
-        return (
-            "This server is for members with an account: log in first (purechat login), "
-            "or give a token (--token or PURECHAT_TOKEN)."
-        )
+            return f"{TOKEN_REQUIRED} (give the token you were given)"
+        return f"{TOKEN_REQUIRED} (this server is for members with an account: log in first)"

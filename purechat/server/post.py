@@ -163,7 +163,12 @@ class PostService:
 
     async def _respond(self, stream: Stream, item: Ack | Notice | None, name: str) -> Status:
         if isinstance(item, Ack):
-            response = v1.PostResponse(seq=item.seq, duplicate=item.duplicate, name=name)
+            response = v1.PostResponse(
+                seq=item.seq,
+                duplicate=item.duplicate,
+                name=name,
+                rate_limit=self._services.hub.limits.rate_limit,
+            )
             stream.start_response()
             await stream.send_frames(frame_message(response.SerializeToString()))
             return statuses.OK

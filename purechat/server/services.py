@@ -22,6 +22,7 @@ from purechat.server.identity import Authenticator
 from purechat.server.journal import Journal
 from purechat.server.pacing import Pacer
 from purechat.server.presence import Presence
+from purechat.server.roster import HubRoster, Roster
 from purechat.server.wire import Encode, legacy_encoder, v1_encoder
 from purechat.store import Head, Store, StoreError
 from purechat.store.directory import Directory
@@ -66,6 +67,9 @@ class Services:
     directory: Directory | None = None
     auth: Authenticator | None = None
     admitted: Admitted | None = None
+    # Who is where, for a member's ask (the page's room list): the store shared by
+    # several servers, so the answer covers all of them; None: this server's hub.
+    roster: Roster | None = None
     # Members removed for being too slow, by reason (metrics).
     evictions: Counter[str] = field(default_factory=Counter)
     # One encoder per contract for the whole server: a broadcast is framed once each.
@@ -145,6 +149,11 @@ class Services:
         """Where the store's log of a room not yet open here stands (nothing when it
         is open: the hub knows better)."""
         return Head("", 0) if self.hub.has_room(room) else await self.store.head(room)
+
+    async def rooms(self) -> list[tuple[str, int, int]]:
+        """(name, members, last_seq) of every room with members, as `purechat rooms`
+        lists them; StoreError when a shared store does not answer."""
+        return await (self.roster or HubRoster(self.hub)).rooms()
 
     def delivery(self, sink: Sink, encode: Encode) -> MemberDelivery:
         return MemberDelivery(

@@ -12,8 +12,9 @@ order for every door:
    what the member missed (a store that fails here ends the session with UNAVAILABLE
    and a sentence, see `MemberDelivery`);
 4. the read loop: each frame decoded by the door, validated by the core
-   (`Hub.post`), paced, handed to the journal; a frame that has no place now is told
-   as an error, a frame that cannot be decoded ends the session;
+   (`Hub.post`), paced, handed to the journal; an ask (the rooms: `server/asks.py`)
+   paced like a message and answered to the member alone; a frame that has no place
+   now is told as an error, a frame that cannot be decoded ends the session;
 5. the end: once the peer has finished, its own messages come back to it, then the
    member leaves and what is queued for it is sent. Whatever ends the session early
    (eviction, shutdown, revocation) does so through the channel's `end`, which
@@ -44,6 +45,7 @@ from purechat.core import (
 )
 from purechat.core.moderation import Command
 from purechat.errors import PurechatError, Refusal, StoreError
+from purechat.server.asks import room_list
 from purechat.server.delivery import Prelude, Sink
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight
@@ -111,7 +113,12 @@ class Moderate:
     client_msg_id: str = ""
 
 
-Request = Post | Moderate | Misplaced
+@dataclass(frozen=True, slots=True)
+class RoomsAsk:
+    """The member asks for the rooms with members (answered by `asks.room_list`)."""
+
+
+Request = Post | Moderate | Misplaced | RoomsAsk
 
 
 class Channel(Sink, Paced, Protocol[Raw_co]):
@@ -228,6 +235,11 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
                 if not await services.pacer.pace(member, channel):
                     return
                 await services.journal.submit(entry, member, in_flight)
+            continue
+        if isinstance(request, RoomsAsk):
+            if not await services.pacer.pace(member, channel):
+                return
+            delivery.offer(await room_list(services))
             continue
         if member.name is None and request.name is not None:
             try:

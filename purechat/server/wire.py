@@ -137,6 +137,7 @@ def v1_frame(item: Outgoing) -> bytes:
             topic=item.topic,
             account=item.account,
             role=item.role,
+            rate_limit=item.rate_limit,
         )
         return _frame(purechat_v1_pb2.ServerFrame(welcome=welcome))
     raise TypeError(f"cannot encode {item!r}")

@@ -9,6 +9,7 @@ Page to server, one JSON object per text frame, the first a join:
     {"join": {"name": "alice", "room": "lobby", "history": 20, "session": "9f…",
               "after_seq": 41, "epoch": "…", "token": "…"}}
     {"send": {"text": "hello", "client_msg_id": "c1", "action": false}}
+    {"rooms": {}}
     {"moderate": {"action": "ban", "target": "bob", "seconds": 3600, "reason": "spam",
                   "text": "", "client_msg_id": "c2"}}
 
@@ -22,12 +23,14 @@ in its join, as a gRPC client sends it in `authorization`:
 
 `after_seq` and `epoch` resume after the last number seen (leave `after_seq` out, or
 null, to join afresh); `token` is needed when the server has `--tokens`; `action` is
-`/me`. Fields left out take the proto's defaults.
+`/me`; `rooms` asks for the rooms with members (on every server sharing the store,
+as `purechat rooms` lists them), answered by a `rooms` frame. Fields left out take the
+proto's defaults.
 
 Server to page:
 
     {"welcome": {"room", "name", "members": [...], "shown": {...}, "last_seq", "epoch",
-                 "max_text_bytes"}}
+                 "max_text_bytes", "rate_limit"}}
     {"event": {"kind": "message", "room", "seq", "user", "user_shown", "text",
                "time_unix_ms", "action", "history"}}
     {"event": {"kind": "join" | "leave", "room", "user", "user_shown", "time_unix_ms"}}
@@ -37,10 +40,12 @@ Server to page:
                "moderation": {"action", "by", "target", "reason", "until_ms", ...}}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
     {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
+    {"rooms": {"rooms": [{"name": "lobby", "members": 3, "last_seq": 41}, ...]}}
     {"end": {"code": "UNAVAILABLE", "message": "server shutting down"}}
 
 `error` codes are the proto's `Error.Code` names; the session goes on after one.
-`max_text_bytes` (not in the proto) lets the page refuse an over-long line itself.
+`max_text_bytes` (not in the proto) lets the page refuse an over-long line itself;
+`rate_limit` is messages a second the server takes from the member (0: no limit).
 `user_shown` and `shown` (name -> shown form; neither in the proto) come only for
 names that are shown otherwise than they are spelt: look-alike and invisible
 characters escaped and a backslash doubled, as `purechat join` shows them
@@ -63,7 +68,7 @@ from typing import Any
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from purechat.core import Ack, EntryKind, Message, Notice, Outgoing, RoomEvent, Welcome
+from purechat.core import Ack, EntryKind, Message, Notice, Outgoing, RoomEvent, RoomList, Welcome
 from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
@@ -115,7 +120,12 @@ class ModerateFrame:
     client_msg_id: str = ""
 
 
-ClientFrame = Join | Send | Credentials | ModerateFrame
+@dataclass(frozen=True, slots=True)
+class AskRooms:
+    """The page asks for the rooms with members."""
+
+
+ClientFrame = Join | Send | Credentials | ModerateFrame | AskRooms
 
 
 # -- page to server ----------------------------------------------------------------
@@ -128,7 +138,7 @@ def decode(text: str) -> ClientFrame:
     except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise BadFrame("a frame was not JSON") from None
     if not isinstance(frame, dict) or len(frame) != 1:
-        raise BadFrame('a frame must be one object: {"join": {...}} or {"send": {...}}')
+        raise BadFrame('a frame must be one object: {"join": {...}}, {"send": {...}}, ...')
     ((kind, body),) = frame.items()
     if not isinstance(body, dict):
         raise BadFrame(f"{kind!r} must hold an object")
@@ -165,7 +175,9 @@ def decode(text: str) -> ClientFrame:
             text=_string(body, "text"),
             client_msg_id=_string(body, "client_msg_id"),
         )
-    raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send or a moderate")
+    if kind == "rooms":
+        return AskRooms()
+    raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send, a moderate or rooms")
 
 
 def _string(body: dict[str, Any], key: str) -> str:
@@ -278,6 +290,16 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
                 "account": item.account,
                 "role": item.role,
                 "max_text_bytes": max_text_bytes,
+                "rate_limit": item.rate_limit,
+            }
+        }
+    if isinstance(item, RoomList):
+        return {
+            "rooms": {
+                "rooms": [
+                    {"name": room.name, "members": room.members, "last_seq": room.last_seq}
+                    for room in item.rooms
+                ]
             }
         }
     raise TypeError(f"cannot encode {item!r}")

@@ -2,10 +2,10 @@
 
 A session's first frame is a join (within the handshake timeout), its token checked
 like a gRPC call's `authorization` and watched for revocation while the member is in;
-then sends. The session itself (membership, prelude, pacing, the journal, the end) is
-`server/session.py`'s, the same for every door: errors about a send are frames and the
-session goes on; it ends (with an `end` frame and a close code) only when the member
-is removed or sends what cannot be decoded.
+then sends, and asks for the room list. The session itself (membership, prelude,
+pacing, the journal, asks, the end) is `server/session.py`'s, the same for every door:
+errors about a send are frames and the session goes on; it ends (with an `end` frame
+and a close code) only when the member is removed or sends what cannot be decoded.
 """
 
 from __future__ import annotations
@@ -23,11 +23,20 @@ from purechat.errors import PurechatError, StoreError, Unauthenticated
 from purechat.server.auth import Admitted
 from purechat.server.identity import Admission, Authenticator
 from purechat.server.services import Services
-from purechat.server.session import JoinAsk, Misplaced, Moderate, Post, Request, serve_member
+from purechat.server.session import (
+    JoinAsk,
+    Misplaced,
+    Moderate,
+    Post,
+    Request,
+    RoomsAsk,
+    serve_member,
+)
 from purechat.server.wire import Encode
 from purechat.status import Status
 from purechat.web import codes
 from purechat.web.frames import (
+    AskRooms,
     BadFrame,
     Credentials,
     Join,
@@ -165,6 +174,8 @@ class WebDoor:
             except ModerationRefused as refused:
                 return Misplaced(str(refused))
             return Moderate(command, frame.client_msg_id)
+        if isinstance(frame, AskRooms):
+            return RoomsAsk()
         if not isinstance(frame, Send):
             return Misplaced(
                 f"You are already in {member.room.name}; connect again to change rooms."

@@ -90,26 +90,89 @@ test("a refusal not about the line sends it and every later one again, in order"
   assert.deepEqual(sends(s.tick(1 + RETRY_PAUSE)), ["id1", "id2"]);
 });
 
-test("a refusal about the line is shown, and the line is given up", () => {
+test("a refusal about the line hands its text back with the reason, and gives it up", () => {
   const s = session();
   s.connected(0);
   s.received(welcome(), 0);
-  s.send("x".repeat(10), 0);
+  s.send("x".repeat(10), 0, true);
   const error = { code: "TEXT_TOO_LONG", message: "Message not sent: too long.", client_msg_id: "id0" };
   const actions = s.received({ error }, 0);
-  assert.equal(actions[0].item.kind, "error");
-  assert.equal(actions[0].item.text, "Message not sent: too long.");
+  assert.deepEqual(actions, [
+    { type: "refused", text: "x".repeat(10), action: true, reason: "Message not sent: too long." },
+  ]);
   assert.equal(s.undelivered, 0);
 });
 
-test("a line over the server's limit is refused before it is sent", () => {
+test("an error about no line of ours is shown", () => {
+  const s = session();
+  s.connected(0);
+  s.received(welcome(), 0);
+  const actions = s.received({ error: { code: "BAD_FRAME", message: "No." } }, 0);
+  assert.equal(actions[0].item.kind, "error");
+  assert.equal(actions[0].item.text, "No.");
+});
+
+test("a line over the server's limit is handed back before it is sent", () => {
   const s = session();
   s.connected(0);
   s.received(welcome({ max_text_bytes: 4 }), 0);
   const actions = s.send("héllo", 0);
-  assert.deepEqual(sends(actions), []);
-  assert.equal(actions[0].item.text, "Message not sent: it is 6 bytes and the limit is 4 bytes.");
+  assert.deepEqual(actions, [
+    {
+      type: "refused",
+      text: "héllo",
+      action: false,
+      reason: "Message not sent: it is 6 bytes and the limit is 4 bytes.",
+    },
+  ]);
   assert.equal(s.undelivered, 0);
+});
+
+test("a new name is a new socket: pending lines go on it, and the old end is no trouble", () => {
+  const s = session();
+  s.connected(0);
+  s.received(welcome({ last_seq: 3, rate_limit: 10 }), 0);
+  assert.equal(s.rateLimit, 10);
+  s.send("typed before", 0);
+  assert.deepEqual(s.rename("alicia", 1), [{ type: "reconnect", at: 1 }]);
+  assert.equal(s.phase, "away");
+  // Should the old socket's close still arrive, it is not trouble.
+  assert.deepEqual(s.closed(1, { opened: true, code: 1000, reason: "" }), [
+    { type: "reconnect", at: 1 },
+  ]);
+  assert.equal(s.trouble, "");
+  const [join] = transmitted(s.connected(1));
+  assert.equal(join.join.name, "alicia");
+  assert.equal(join.join.after_seq, 3); // resumes: nothing shown twice
+  assert.deepEqual(sends(s.received(welcome({ name: "alicia" }), 1)), ["id0"]);
+});
+
+test("a new name the server refuses is said, and the session goes on under the old one", () => {
+  const s = session();
+  s.connected(0);
+  s.received(welcome(), 0);
+  s.rename("bad name!", 1);
+  s.connected(1);
+  const refused = "Names may not contain '!'.";
+  const actions = s.closed(2, { opened: true, code: 4003, reason: refused });
+  assert.equal(actions[0].item.kind, "error");
+  assert.equal(actions[0].item.text, refused);
+  assert.deepEqual(actions[1], { type: "reconnect", at: 2 });
+  assert.equal(transmitted(s.connected(2))[0].join.name, "alice");
+  // A refusal after that is final again, as for any join.
+  s.received(welcome(), 2);
+  const later = s.closed(3, { opened: true, code: 4003, reason: "no." });
+  assert.equal(later[0].type, "giveUp");
+});
+
+test("the rooms are asked for once joined, and the answer handed on", () => {
+  const s = session();
+  assert.equal(s.askRooms()[0].item.kind, "error"); // not connected yet
+  s.connected(0);
+  s.received(welcome(), 0);
+  assert.deepEqual(transmitted(s.askRooms()), [{ rooms: {} }]);
+  const rooms = [{ name: "lobby", members: 2, last_seq: 5 }];
+  assert.deepEqual(s.received({ rooms: { rooms } }, 0), [{ type: "rooms", rooms }]);
 });
 
 test("after a drop, unacknowledged lines go again with their ids, acknowledged ones never", () => {

@@ -1,10 +1,12 @@
-// The page: the join form, the room, the socket. Every decision about what to send
-// and when lives in session.mjs; this file moves frames and draws.
+// The page: the join form, the rooms (one session and one socket each), the drawing.
+// Every decision about what to send and when lives in session.mjs; how text is shown
+// (links, mentions, escapes, dates) in text.mjs; this file moves frames and draws.
 //
 // Whatever came from the server (names, text) is put on the page as text, never as
 // HTML, and control characters are shown as escapes, never obeyed.
 
-import { Session, randomId } from "./session.mjs";
+import { Session, randomId, utf8Length } from "./session.mjs";
+import { dayLabel, dayOf, mentions, pieces, visible } from "./text.mjs";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -14,42 +16,86 @@ const ui = {
   room: $("room"),
   token: $("token"),
   joinError: $("join-error"),
-  chatView: $("chat-view"),
+  page: $("page"),
+  // What shows once in a room (the join form shows alone before).
+  inRoom: [$("room-header"), $("room-list"), $("room-view"), $("here")],
   roomTitle: $("room-title"),
   status: $("status"),
+  notify: $("notify"),
   leave: $("leave"),
-  log: $("log"),
+  rooms: $("rooms"),
+  roomForm: $("room-form"),
+  newRoom: $("new-room"),
+  logs: $("logs"),
+  pending: $("pending"),
   members: $("members"),
   memberCount: $("member-count"),
   sendForm: $("send-form"),
   line: $("line"),
+  sendProblem: $("send-problem"),
+  announcer: $("announcer"),
 };
-// Recent messages shown on joining.
+// Recent messages shown on joining a room.
 const HISTORY = 50;
-// Lines the log keeps; older ones leave the page (the server keeps the history).
+// Lines a room's log keeps; older ones leave the page (the server keeps the history).
 const MAX_LINES = 2000;
-const HELP = "/me ACTION sends an action, /who lists who is here, /help shows this.";
-// Characters that would be obeyed rather than shown: controls, and bidi overrides.
-// eslint-disable-next-line no-control-regex
-const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-const state = {
-  session: null,
-  socket: null,
-  timer: null,
-  countdown: null,
-  unread: 0,
-  inHistory: false,
-};
+// Lines waiting to be sent shown under the log, at most (the status line counts them all).
+const PENDING_SHOWN = 3;
+// Announcements the live region keeps (a screen reader reads each once, as it comes).
+const ANNOUNCED = 5;
+// Rooms open in one tab, at most (each is a socket).
+const MAX_ROOMS = 20;
+const DEFAULT_ROOM = "lobby";
+const HELP = [
+  "Enter sends; Shift+Enter starts a new line (a pasted block is one message).",
+  "/join ROOM opens another room, /leave closes this one, /rooms lists the rooms with members,",
+  "/who lists who is here, /me ACTION says that you do something, /nick NAME changes your name,",
+  "/help shows this; //text sends a line that starts with /.",
+];
 
 const now = () => performance.now() / 1000;
 
-function visible(text) {
-  return String(text).replace(
-    INVISIBLE,
-    (ch) => `\\u${ch.codePointAt(0).toString(16).padStart(4, "0")}`,
-  );
+/** One room of the tab: its session, its socket, its log and what is unread in it. */
+class Room {
+  constructor(name, session) {
+    this.name = name;
+    this.session = session;
+    this.socket = null;
+    this.timer = null;
+    this.countdown = null;
+    // Messages from others not yet seen, and whether one of them names me.
+    this.unread = 0;
+    this.mentioned = false;
+    this.inHistory = false;
+    // The local day of the newest dated line, for date separators.
+    this.lastDay = null;
+    this.log = document.createElement("ol");
+    this.log.className = "log";
+    this.log.tabIndex = 0; // scrollable by keyboard
+    this.log.setAttribute("aria-label", `Messages in ${visible(name)}`);
+    this.log.hidden = true;
+    ui.logs.append(this.log);
+    // Its place in the room list: one button, kept (so focus stays on it as it changes).
+    this.button = document.createElement("button");
+    this.button.type = "button";
+    this.button.className = "room";
+    this.button.dataset.room = name;
+    this.button.addEventListener("click", () => {
+      activate(this);
+      ui.line.focus();
+    });
+    this.entry = document.createElement("li");
+    this.entry.append(this.button);
+    ui.rooms.append(this.entry);
+  }
 }
+
+const state = {
+  rooms: new Map(),
+  active: null,
+  name: "",
+  token: "",
+};
 
 // -- joining and leaving ---------------------------------------------------------------
 
@@ -63,56 +109,125 @@ function sessionId() {
   return id;
 }
 
+// The name is remembered as a value (it is yours); the room is a placeholder, so what
+// is typed there is the room, not appended to one.
 ui.name.value = localStorage.getItem("purechat-name") || "";
-ui.room.value = localStorage.getItem("purechat-room") || "lobby";
 
 ui.joinForm.addEventListener("submit", (submitted) => {
   submitted.preventDefault();
-  const name = ui.name.value.trim();
-  const room = ui.room.value.trim() || "lobby";
-  localStorage.setItem("purechat-name", name);
-  localStorage.setItem("purechat-room", room);
+  state.name = ui.name.value.trim();
   // The token stays in this page's memory: never stored, never in a URL.
-  start(new Session({ name, room, token: ui.token.value.trim(), history: HISTORY, sessionId: sessionId() }));
+  state.token = ui.token.value.trim();
+  localStorage.setItem("purechat-name", state.name);
+  ui.joinError.textContent = "";
+  showRooms(true);
+  openRoom(ui.room.value.trim() || DEFAULT_ROOM);
+  fitLine();
+  ui.line.focus();
 });
 
-ui.leave.addEventListener("click", () => stop(""));
+ui.leave.addEventListener("click", () => {
+  if (state.active) closeRoom(state.active, "");
+});
 
-function start(session) {
-  state.session = session;
-  state.inHistory = false;
-  ui.log.replaceChildren();
-  ui.joinError.textContent = "";
-  ui.joinView.hidden = true;
-  ui.chatView.hidden = false;
-  connect();
+ui.roomForm.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  const name = ui.newRoom.value.trim();
+  const problem = roomProblem(name);
+  if (problem) {
+    problemAtSend(problem, ui.newRoom);
+    return;
+  }
+  ui.newRoom.value = "";
+  ui.newRoom.removeAttribute("aria-invalid");
+  ui.sendProblem.textContent = "";
+  openRoom(name);
   ui.line.focus();
+});
+
+/** The rooms, or (before joining and after the last room is left) the join form. */
+function showRooms(inRoom) {
+  ui.joinView.hidden = inRoom;
+  for (const part of ui.inRoom) part.hidden = !inRoom;
+  ui.page.classList.toggle("in-room", inRoom);
 }
 
-function stop(reason) {
-  const socket = state.socket;
-  state.session = null;
-  state.socket = null;
-  clearTimeout(state.timer);
+/** The first rules a room name breaks, if any (the server checks all of them). */
+function roomProblem(name) {
+  if (!name) return "Type the name of a room to join.";
+  if (/\s/.test(name)) return "Room names cannot contain spaces.";
+  if (name.length > 64) return "Room names are at most 64 characters.";
+  return "";
+}
+
+/** Open a room (or show it, when it is open already). */
+function openRoom(name) {
+  let room = state.rooms.get(name);
+  if (!room) {
+    if (state.rooms.size >= MAX_ROOMS) {
+      problemAtSend(`At most ${MAX_ROOMS} rooms can be open in one tab.`);
+      return;
+    }
+    const session = new Session({
+      name: state.name,
+      room: name,
+      token: state.token,
+      history: HISTORY,
+      sessionId: sessionId(),
+    });
+    room = new Room(name, session);
+    state.rooms.set(name, room);
+    connect(room);
+  }
+  activate(room);
+}
+
+function activate(room) {
+  const previous = state.active;
+  if (previous && previous !== room) previous.log.hidden = true;
+  state.active = room;
+  room.log.hidden = false;
+  room.unread = 0;
+  room.mentioned = false;
+  room.log.scrollTop = room.log.scrollHeight;
+  render();
+}
+
+/** Leave a room: its socket closes; the last room leaves to the join form, with reason. */
+function closeRoom(room, reason) {
+  const socket = room.socket;
+  room.socket = null;
+  clearTimeout(room.timer);
+  clearTimeout(room.countdown);
   if (socket) socket.close(1000);
-  ui.joinError.textContent = reason;
-  ui.chatView.hidden = true;
-  ui.joinView.hidden = false;
-  document.title = "purechat";
+  room.log.remove();
+  room.entry.remove();
+  state.rooms.delete(room.name);
+  if (state.rooms.size === 0) {
+    state.active = null;
+    ui.joinError.textContent = reason;
+    showRooms(false);
+    document.title = "purechat";
+    ui.name.focus();
+    return;
+  }
+  if (state.active === room) activate([...state.rooms.values()].at(-1));
+  if (reason) note(state.active, "error", `${visible(room.name)}: ${reason}`);
+  render();
 }
 
-// -- the socket ------------------------------------------------------------------------
+// -- the sockets -----------------------------------------------------------------------
 
-function connect() {
+function connect(room) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws`);
   let opened = false;
-  state.socket = socket;
-  const current = () => state.socket === socket && state.session !== null;
+  room.socket = socket;
+  const current = () => room.socket === socket && state.rooms.get(room.name) === room;
   socket.addEventListener("open", () => {
     if (!current()) return;
     opened = true;
-    apply(state.session.connected(now()));
+    apply(room, room.session.connected(now()));
   });
   socket.addEventListener("message", (message) => {
     if (!current()) return;
@@ -122,95 +237,235 @@ function connect() {
     } catch {
       return;
     }
-    apply(state.session.received(frame, now()));
+    apply(room, room.session.received(frame, now()));
   });
   socket.addEventListener("close", (closed) => {
     if (!current()) return;
-    state.socket = null;
-    apply(state.session.closed(now(), { opened, code: closed.code, reason: closed.reason }));
+    room.socket = null;
+    const ending = { opened, code: closed.code, reason: closed.reason };
+    apply(room, room.session.closed(now(), ending));
   });
   render();
 }
 
-function apply(actions) {
+function apply(room, actions) {
   for (const action of actions) {
     if (action.type === "transmit") {
-      const socket = state.socket;
+      const socket = room.socket;
       // On a socket that is going away the line stays pending and goes on the next.
       if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(action.frame));
     } else if (action.type === "show") {
-      show(action.item);
+      show(room, action.item);
+    } else if (action.type === "refused") {
+      refused(room, action);
+    } else if (action.type === "rooms") {
+      listRooms(room, action.rooms);
+    } else if (action.type === "reconnect") {
+      // A new socket is wanted now (a new name): the old one is let go, unheard.
+      const socket = room.socket;
+      room.socket = null;
+      if (socket) socket.close(1000);
     } else if (action.type === "giveUp") {
-      stop(action.reason);
+      closeRoom(room, action.reason);
       return;
     }
   }
-  schedule();
+  schedule(room);
   render();
 }
 
-/** One timer: the next reconnect while away, or the session's next deadline. */
-function schedule() {
-  clearTimeout(state.timer);
-  const session = state.session;
-  if (!session) return;
-  const at = session.phase === "away" && !state.socket ? session.reconnectAt : session.deadline();
+/** One timer per room: the next reconnect while away, or the session's next deadline. */
+function schedule(room) {
+  clearTimeout(room.timer);
+  const session = room.session;
+  if (session.phase === "done") return;
+  const at = session.phase === "away" && !room.socket ? session.reconnectAt : session.deadline();
   if (at === null) return;
-  state.timer = setTimeout(wake, Math.max(0, (at - now()) * 1000));
+  room.timer = setTimeout(() => wake(room), Math.max(0, (at - now()) * 1000));
 }
 
-function wake() {
-  const session = state.session;
-  if (!session) return;
-  if (session.phase === "away" && !state.socket) {
-    connect();
+function wake(room) {
+  if (state.rooms.get(room.name) !== room) return;
+  const session = room.session;
+  if (session.phase === "away" && !room.socket) {
+    connect(room);
   } else {
-    apply(session.tick(now()));
+    apply(room, session.tick(now()));
   }
 }
 
 // -- typing ----------------------------------------------------------------------------
 
-ui.sendForm.addEventListener("submit", (submitted) => {
-  submitted.preventDefault();
-  const session = state.session;
-  const text = ui.line.value;
-  if (!session || !text.trim()) return;
-  ui.line.value = "";
-  if (text.startsWith("/")) {
-    command(session, text);
-  } else {
-    apply(session.send(text, now()));
+// Enter sends; Shift+Enter (or a paste of several lines) makes a message of several lines.
+ui.line.addEventListener("keydown", (key) => {
+  if (key.key === "Enter" && !key.shiftKey && !key.isComposing) {
+    key.preventDefault();
+    ui.sendForm.requestSubmit();
   }
 });
+ui.line.addEventListener("input", fitLine);
 
-function command(session, text) {
-  const [word, ...rest] = text.slice(1).split(" ");
-  if (word === "me" && rest.join(" ").trim()) {
-    apply(session.send(rest.join(" "), now(), true));
-  } else if (word === "who") {
-    note("info", `here: ${session.memberList()}`);
-  } else if (word === "help") {
-    note("info", HELP);
+ui.sendForm.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  const room = state.active;
+  const text = ui.line.value;
+  if (!room || !text.trim()) return;
+  // The box is emptied only once the line is taken: a refused one stays, marked.
+  if (text.startsWith("/") && !text.startsWith("//")) {
+    if (command(room, text)) accepted();
+    return;
+  }
+  const line = text.startsWith("//") ? text.slice(1) : text;
+  const actions = room.session.send(line, now());
+  if (!actions.some((action) => action.type === "refused")) accepted();
+  apply(room, actions);
+});
+
+/** The box's text was taken: empty it, and whatever was said about it before. */
+function accepted() {
+  ui.line.value = "";
+  ui.line.removeAttribute("aria-invalid");
+  ui.sendProblem.textContent = "";
+  fitLine();
+}
+
+/** A sentence beside the box, and the control whose text it is about (the message
+ * box, unless told) marked; the control keeps its text. */
+function problemAtSend(sentence, control = ui.line) {
+  control.setAttribute("aria-invalid", "true");
+  ui.sendProblem.textContent = sentence;
+}
+
+/** A line the server (or the session, knowing its limit) will not take: its text goes
+ * back into the box when the box is free, with the sentence beside it. */
+function refused(room, { text, action, reason }) {
+  const line = action ? `/me ${text}` : text;
+  if (room !== state.active) {
+    note(room, "error", `${reason} (${excerpt(line)})`);
+    return;
+  }
+  if (!ui.line.value || ui.line.value === line) {
+    ui.line.value = line;
+    fitLine();
+    problemAtSend(reason);
   } else {
-    note("error", `Unknown command /${word}: ${HELP}`);
+    problemAtSend(`${reason} (${excerpt(line)})`);
   }
 }
 
-function note(kind, text) {
-  show({ kind, room: state.session.room, text, user: "", seq: 0, timeMs: 0 });
+function excerpt(text, most = 40) {
+  const first = visible(text.split("\n", 1)[0]);
+  return `“${first.length <= most ? first : `${first.slice(0, most - 1)}…`}”`;
+}
+
+/** The box grows with its lines, up to a few, then scrolls (and only then). */
+function fitLine() {
+  const most = 160;
+  ui.line.style.height = "auto";
+  const needed = ui.line.scrollHeight + ui.line.offsetHeight - ui.line.clientHeight;
+  ui.line.style.height = `${Math.min(needed, most)}px`;
+  ui.line.classList.toggle("tall", needed > most);
+}
+
+/** A command; false when it is refused (the box keeps it, with why beside it). */
+function command(room, text) {
+  const [word, ...rest] = text.slice(1).split(" ");
+  const argument = rest.join(" ").trim();
+  const session = room.session;
+  const usage = { join: "/join ROOM", me: "/me ACTION", nick: "/nick NAME" };
+  if (usage[word] && !argument) {
+    problemAtSend(`Usage: ${usage[word]}.`);
+    return false;
+  }
+  if (word === "me") {
+    const actions = session.send(argument, now(), true);
+    apply(room, actions);
+    return !actions.some((action) => action.type === "refused");
+  }
+  if (word === "join") {
+    const problem = roomProblem(argument);
+    if (problem) {
+      problemAtSend(problem);
+      return false;
+    }
+    openRoom(argument);
+  } else if (word === "leave" || word === "part") {
+    closeRoom(room, "");
+  } else if (word === "nick") {
+    const problem = nameProblem(argument);
+    if (problem) {
+      problemAtSend(problem);
+      return false;
+    }
+    state.name = argument;
+    localStorage.setItem("purechat-name", argument);
+    for (const each of state.rooms.values()) apply(each, each.session.rename(argument, now()));
+  } else if (word === "rooms") {
+    apply(room, session.askRooms());
+  } else if (word === "who") {
+    note(room, "info", `here: ${session.memberList() || "nobody"}`);
+  } else if (word === "help") {
+    for (const line of HELP) note(room, "info", line);
+  } else {
+    problemAtSend(`Unknown command /${visible(word)}: /help lists them.`);
+    return false;
+  }
+  return true;
+}
+
+/** The first rules a name breaks, if any (the server checks all of them). */
+function nameProblem(name) {
+  if (name.length > 32) return "Names are at most 32 characters.";
+  if (/[\p{Cc}\p{Cf}]/u.test(name)) return "Names cannot contain invisible characters.";
+  return "";
+}
+
+function note(room, kind, text) {
+  show(room, { kind, room: room.name, text, user: "", seq: 0, timeMs: 0 });
+}
+
+function listRooms(room, rooms) {
+  const entry = line("info", "");
+  const listed = span("text", "rooms: ");
+  entry.append(listed);
+  if (!rooms.length) {
+    listed.append("none with members");
+  } else {
+    rooms.forEach((each, n) => {
+      const choice = document.createElement("button");
+      choice.type = "button";
+      choice.className = "inline";
+      choice.textContent = visible(each.name);
+      choice.addEventListener("click", () => {
+        openRoom(each.name);
+        ui.line.focus();
+      });
+      listed.append(n ? ", " : "", choice, ` (${each.members})`);
+    });
+  }
+  append(room, entry);
 }
 
 // -- drawing ---------------------------------------------------------------------------
 
-function show(item) {
-  const atBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 40;
-  if (item.history && !state.inHistory) {
-    state.inHistory = true;
-    ui.log.append(line("divider", "earlier messages"));
-  } else if (!item.history && state.inHistory && item.kind !== "info") {
-    state.inHistory = false;
-    ui.log.append(line("divider", "new messages"));
+// Older history: the log shows what came since joining (and the last HISTORY messages
+// before). When the server has a request for earlier messages (the conversations issue
+// adds one to purechat.v1 and the frames), a scroll to the top of a room's log asks its
+// session for the messages before the first one shown, and they are drawn above it,
+// with their date separators; nothing else here needs to change.
+
+function show(room, item) {
+  const session = room.session;
+  if (item.history && !room.inHistory) {
+    room.inHistory = true;
+    append(room, line("divider", "earlier messages"));
+  } else if (!item.history && room.inHistory && item.kind !== "info") {
+    room.inHistory = false;
+    append(room, line("divider", "new messages"));
+  }
+  if (item.timeMs && dayOf(item.timeMs) !== room.lastDay) {
+    room.lastDay = dayOf(item.timeMs);
+    append(room, line("day", dayLabel(item.timeMs)));
   }
   const entry = line(item.kind, "");
   if (item.history) entry.classList.add("history");
@@ -220,62 +475,97 @@ function show(item) {
     const when = new Date(item.timeMs);
     time.dateTime = when.toISOString();
     time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    entry.append(time, " ");
+    time.title = when.toLocaleString();
+    entry.append(time);
   }
+  const me = session.myName;
   if (item.kind === "message") {
     entry.dataset.user = item.user;
-    if (item.user === state.session.myName) entry.classList.add("mine");
+    const mine = item.user === me;
+    const named = !mine && mentions(item.text, me);
+    if (mine) entry.classList.add("mine");
+    if (named) entry.classList.add("mention");
     if (item.action) entry.classList.add("action");
-    const sender = visible(state.session.shownName(item.user));
-    entry.append(span("user", sender), " ", span("text", visible(item.text)));
-    countUnread(item);
+    const sender = visible(session.shownName(item.user));
+    entry.append(span("user", sender), text(item.text, mine ? "" : me));
+    if (!item.history && !mine) heard(room, item, sender, named);
   } else if (item.kind === "join" || item.kind === "leave") {
     entry.dataset.user = item.user;
-    const [arrow, what] = item.kind === "join" ? ["→ ", " joined"] : ["← ", " left"];
-    entry.append(arrow, span("user", visible(state.session.shownName(item.user))), what);
+    const what = item.kind === "join" ? " joined" : " left";
+    entry.append(span("user", visible(session.shownName(item.user))), what);
   } else {
     entry.append(span("text", visible(item.text)));
-    if (item.kind === "error") entry.setAttribute("role", "alert");
+    if (item.kind === "error" && room === state.active) announce(visible(item.text));
   }
-  ui.log.append(entry);
-  while (ui.log.childElementCount > MAX_LINES) ui.log.firstElementChild.remove();
-  if (atBottom) ui.log.scrollTop = ui.log.scrollHeight;
+  append(room, entry);
 }
 
-function line(kind, text) {
+function append(room, entry) {
+  const log = room.log;
+  const atBottom = log.hidden || log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  log.append(entry);
+  while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+/** A message's text: links (http and https only) clickable, my name marked. */
+function text(body, me) {
+  const part = document.createElement("span");
+  part.className = "text";
+  for (const piece of pieces(body, me)) {
+    if (piece.kind === "link") {
+      const link = document.createElement("a");
+      link.href = piece.href;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      link.textContent = piece.text;
+      part.append(link);
+    } else if (piece.kind === "mention") {
+      const mark = document.createElement("mark");
+      mark.textContent = piece.text;
+      part.append(mark);
+    } else {
+      part.append(piece.text);
+    }
+  }
+  return part;
+}
+
+function line(kind, words) {
   const entry = document.createElement("li");
   entry.className = `line ${kind}`;
   entry.dataset.kind = kind;
-  if (text) entry.textContent = text;
+  if (words) entry.textContent = words;
   return entry;
 }
 
-function span(kind, text) {
+function span(kind, words) {
   const part = document.createElement("span");
   part.className = kind;
-  part.textContent = text;
+  part.textContent = words;
   return part;
 }
 
 /** "reconnecting in 4 s", kept current by a re-render each second while away. */
-function countdown(session) {
-  clearTimeout(state.countdown);
-  const left = Math.max(0, Math.ceil(session.reconnectAt - now()));
-  if (left > 0) state.countdown = setTimeout(render, 1000);
+function countdown(room) {
+  clearTimeout(room.countdown);
+  const left = Math.max(0, Math.ceil(room.session.reconnectAt - now()));
+  if (left > 0) room.countdown = setTimeout(render, 1000);
   return left > 0 ? `reconnecting in ${left} s` : "reconnecting…";
 }
 
 function render() {
-  const session = state.session;
-  if (!session) return;
+  const room = state.active;
+  if (!room) return;
+  const session = room.session;
   ui.roomTitle.textContent = visible(session.room);
   let status;
   if (session.phase === "joined") {
     status = `connected as ${visible(session.shownName(session.myName))}`;
-  } else if (session.phase === "joining" || state.socket) {
+  } else if (session.phase === "joining" || room.socket) {
     status = "connecting…";
   } else {
-    status = session.trouble ? `${session.trouble}; ${countdown(session)}` : "connecting…";
+    status = session.trouble ? `${session.trouble}; ${countdown(room)}` : "connecting…";
   }
   if (session.undelivered) status += ` · ${session.undelivered} waiting to be sent`;
   ui.status.textContent = status;
@@ -290,23 +580,112 @@ function render() {
       return entry;
     }),
   );
-  const unread = state.unread ? `(${state.unread}) ` : "";
-  document.title = `${unread}${visible(session.room)} — purechat`;
+  renderPending(session);
+  renderRooms();
+  ui.notify.hidden = !("Notification" in window) || Notification.permission !== "default";
+  const unread = [...state.rooms.values()].reduce((sum, each) => sum + each.unread, 0);
+  document.title = `${unread ? `(${unread}) ` : ""}${visible(session.room)} — purechat`;
 }
 
-// -- the unread count in the tab's title -----------------------------------------------
-
-function countUnread(item) {
-  if (item.history || item.user === state.session.myName) return;
-  if (document.hidden || !document.hasFocus()) state.unread += 1;
+function renderPending(session) {
+  const lines = [...session.pending.values()];
+  const shown = lines.slice(0, PENDING_SHOWN).map((pending) => {
+    const entry = document.createElement("li");
+    entry.textContent = `sending… ${visible(pending.action ? `/me ${pending.text}` : pending.text)}`;
+    return entry;
+  });
+  if (lines.length > PENDING_SHOWN) {
+    const more = document.createElement("li");
+    more.textContent = `… and ${lines.length - PENDING_SHOWN} more`;
+    shown.push(more);
+  }
+  ui.pending.replaceChildren(...shown);
+  ui.pending.hidden = shown.length === 0;
 }
+
+/** Each room's button: its name, its unread count, a mark when someone named me. */
+function renderRooms() {
+  for (const room of state.rooms.values()) {
+    const button = room.button;
+    const parts = [span("room-name", visible(room.name))];
+    if (room.unread) {
+      const count = span("unread", String(room.unread));
+      count.append(span("visually-hidden", " unread"));
+      parts.push(count);
+    }
+    if (room.mentioned) {
+      const mark = span("mentioned", "@");
+      mark.append(span("visually-hidden", " you were mentioned"));
+      parts.push(mark);
+    }
+    button.replaceChildren(...parts);
+    button.dataset.unread = String(room.unread);
+    button.dataset.mentioned = String(room.mentioned);
+    if (room === state.active) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+// -- what others said: unread counts, the live region, notifications ---------------------
+
+function looking() {
+  return !document.hidden && document.hasFocus();
+}
+
+function heard(room, item, sender, named) {
+  const active = room === state.active;
+  if (!active || !looking()) room.unread += 1;
+  if (!active && named) room.mentioned = true;
+  const said = item.action ? `${sender} ${visible(item.text)}` : `${sender}: ${visible(item.text)}`;
+  if (active) announce(said);
+  else if (named) announce(`${sender} mentioned you in ${visible(room.name)}`);
+  if (named && document.hidden) notify(room, sender, item);
+}
+
+function announce(words) {
+  const entry = document.createElement("p");
+  entry.textContent = words;
+  ui.announcer.append(entry);
+  while (ui.announcer.childElementCount > ANNOUNCED) ui.announcer.firstElementChild.remove();
+}
+
+function notify(room, sender, item) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const body = visible(item.text);
+  const shown = new Notification(`${sender} in ${visible(room.name)}`, {
+    body: body.length > 200 ? `${body.slice(0, 199)}…` : body,
+    tag: `purechat-${room.name}`,
+  });
+  shown.addEventListener("click", () => {
+    window.focus();
+    if (state.rooms.get(room.name) === room) activate(room);
+  });
+}
+
+// Permission is asked for only when the person clicks, never on load.
+ui.notify.addEventListener("click", async () => {
+  if (!("Notification" in window)) return;
+  await Notification.requestPermission();
+  render();
+  ui.line.focus();
+});
 
 function seen() {
-  if (!document.hidden && document.hasFocus() && state.unread) {
-    state.unread = 0;
+  const room = state.active;
+  if (room && looking() && room.unread) {
+    room.unread = 0;
     render();
   }
 }
 
 document.addEventListener("visibilitychange", seen);
 window.addEventListener("focus", seen);
+
+// A refused line's mark goes once the box holds what the server would take.
+ui.line.addEventListener("input", () => {
+  const limit = state.active?.session.maxTextBytes;
+  if (limit && ui.line.getAttribute("aria-invalid") && utf8Length(ui.line.value) <= limit) {
+    ui.line.removeAttribute("aria-invalid");
+    ui.sendProblem.textContent = "";
+  }
+});

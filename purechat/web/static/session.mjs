@@ -4,13 +4,15 @@
 // this page keeps, so a line is stored exactly once, in order, whatever the network
 // does. It takes what happens (a line typed, a socket opened or closed, a frame from
 // the server, time passing) and answers with actions ({type: "transmit", frame},
-// {type: "show", item}, {type: "reconnect", at}, {type: "giveUp", reason}); app.mjs
-// moves the frames and draws, and node can test this file alone.
+// {type: "show", item}, {type: "refused", text, action, reason}, {type: "rooms", rooms},
+// {type: "reconnect", at}, {type: "giveUp", reason}); app.mjs moves the frames and
+// draws, and node can test this file alone.
 //
 // The rules:
 // - every line gets a client message id; it stays pending until the server acks it
-//   (or refuses it for good: too long, empty) and is sent again on every new socket
-//   until then, with the same id, so the server stores it once;
+//   (or refuses it for good: too long, empty, and then it is handed back, `refused`,
+//   so the person's text is not lost) and is sent again on every new socket until
+//   then, with the same id, so the server stores it once;
 // - a socket carries at most MAX_IN_FLIGHT unacknowledged lines, in order;
 // - a refusal that is not about the line (the store is away, the outcome is unknown,
 //   the old rate limit) sends the page back: that line and every later one go again,
@@ -115,6 +117,8 @@ export class Session {
     this.lastSeq = null;
     this.epoch = "";
     this.maxTextBytes = null;
+    // Messages a second the server takes from this member (0: no limit).
+    this.rateLimit = 0;
     this.reconnectAt = 0;
     // What the status line says while away.
     // Why the page is away (the status line counts down to reconnectAt after it).
@@ -125,17 +129,22 @@ export class Session {
     this._attempt = 0;
     // The `end` frame of the current socket, if the server sent one.
     this._ending = null;
+    // A new socket was asked for (a new name): the old one's end is no trouble.
+    this._switching = false;
+    // The name before a rename not yet welcomed: back to it if the server refuses the new one.
+    this._formerName = null;
   }
 
   // -- what the person does ---------------------------------------------------------
 
-  /** Queue a line; it goes out now if it can, or after the next reconnect. */
+  /** Queue a line; it goes out now if it can, or after the next reconnect. A line
+   * over the server's limit is handed back at once (`refused`), never queued. */
   send(text, now, action = false) {
     if (this.maxTextBytes !== null && utf8Length(text) > this.maxTextBytes) {
-      const message =
+      const reason =
         `Message not sent: it is ${utf8Length(text)} bytes and the limit is ` +
         `${this.maxTextBytes} bytes.`;
-      return [this._show("error", message)];
+      return [{ type: "refused", text, action, reason }];
     }
     const line = { id: this.newId(), text, action, unanswered: 0, unknown: false };
     this.pending.set(line.id, line);
@@ -146,12 +155,33 @@ export class Session {
     return this.pending.size;
   }
 
+  /** Go on in this room under another name: a new socket, on which the room sees the
+   * old name leave and the new one join; what was pending goes on it. */
+  rename(name, now) {
+    if (this._formerName === null) this._formerName = this.myName || this.name;
+    this.name = name;
+    this._switching = true;
+    this._sent.clear();
+    this.phase = "away";
+    this.reconnectAt = now;
+    return [{ type: "reconnect", at: now }];
+  }
+
+  /** Ask the server for the rooms with members (answered by a `rooms` action). */
+  askRooms() {
+    if (this.phase !== "joined") {
+      return [this._show("error", "Not connected: the rooms can be listed once it is back.")];
+    }
+    return [{ type: "transmit", frame: { rooms: {} } }];
+  }
+
   // -- what the socket does -----------------------------------------------------------
 
   /** A socket is open: join, resuming after the last number seen. */
   connected(now) {
     this._sent.clear();
     this._ending = null;
+    this._switching = false;
     this.phase = "joining";
     const join = {
       name: this.name,
@@ -173,6 +203,7 @@ export class Session {
     if (frame.event) return this._event(frame.event);
     if (frame.ack) return this._ack(frame.ack, now);
     if (frame.error) return this._error(frame.error, now);
+    if (frame.rooms) return [{ type: "rooms", rooms: frame.rooms.rooms || [] }];
     if (frame.end) this._ending = frame.end;
     return [];
   }
@@ -185,7 +216,19 @@ export class Session {
     this._ending = null;
     this.phase = "away";
     this._sent.clear();
+    if (this._switching) {
+      this._switching = false;
+      return [{ type: "reconnect", at: this.reconnectAt }];
+    }
     if (!opened) return this._trouble("cannot reach the server", now, false);
+    if (ending.code === "INVALID_ARGUMENT" && this._formerName !== null) {
+      // The new name was refused: the session goes on under the one it had.
+      this.name = this._formerName;
+      this._formerName = null;
+      this.reconnectAt = now;
+      const said = sentence(ending.message || "that name is refused");
+      return [this._show("error", said), { type: "reconnect", at: now }];
+    }
     if (FINAL.has(ending.code)) {
       this.phase = "done";
       return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
@@ -232,6 +275,8 @@ export class Session {
     if (this.lastSeq === null) this.lastSeq = welcome.last_seq || 0;
     if (!this.epoch) this.epoch = welcome.epoch || "";
     if (welcome.max_text_bytes) this.maxTextBytes = welcome.max_text_bytes;
+    this.rateLimit = welcome.rate_limit || 0;
+    this._formerName = null;
     this._attempt = 0;
     this.trouble = "";
     const here = this.memberList();
@@ -292,12 +337,10 @@ export class Session {
       this._resendAt = now + RETRY_PAUSE;
       return [];
     }
-    const actions = [this._show("error", error.message)];
-    if (line) {
-      this._settle(line.id);
-      actions.push(...this._pump(now));
-    }
-    return actions;
+    if (!line) return [this._show("error", error.message)];
+    this._settle(line.id);
+    const refused = { type: "refused", text: line.text, action: line.action, reason: error.message };
+    return [refused, ...this._pump(now)];
   }
 
   /** Forget that this line and the ones sent after it went out on this socket. */
