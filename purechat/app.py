@@ -19,7 +19,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 from purechat import status as statuses
-from purechat.core import EndReason, Hub, Message, names
+from purechat.core import EndReason, Hub, Message, ReadMarker, names
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.ops.health import HealthState
 from purechat.ops.metrics import Metrics
@@ -268,6 +268,8 @@ class ChatServer:
                 seen = number
                 if control.kind == "account":
                     self._admitted.revoke_account(control.subject, control.reason)
+                elif control.kind == "marker":
+                    self.hub.tell_account(control.subject, ReadMarker(control.room, control.seq))
                 elif control.kind == "address":
                     self._admitted.revoke_address(control.subject, control.reason)
 

@@ -11,7 +11,7 @@ import trio.lowlevel
 
 from purechat.core import EndReason, EventKind, Message, Messages, Outgoing, RoomEvent
 from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
-from purechat.store import Appended, Head, MemoryStore, Store
+from purechat.store import Appended, Head, MemoryStore, SearchCursor, Store
 from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat, SharedStore
 
 
@@ -166,6 +166,16 @@ class FailingReads:
         self._check("read")
         return await self.store.read(room, after=after, upto=upto)
 
+    async def search(
+        self,
+        words: Sequence[str],
+        rooms: Sequence[str] | None,
+        limit: int,
+        before: SearchCursor | None = None,
+    ) -> list[Message]:
+        self._check("read")
+        return await self.store.search(words, rooms, limit, before)
+
     async def aclose(self) -> None:
         await self.store.aclose()
 
@@ -226,15 +236,16 @@ def failing_reads(store: Store, error: StoreError | None = None) -> FailingReads
 # -- a damaged SQLite file ---------------------------------------------------------
 
 
-def damage_last_page(path: Path) -> str:
-    """Overwrite the last page of a SQLite file (its WAL checkpointed) with bytes no page
-    starts with, as a disk or a copy gone wrong would; which b-tree it belonged to."""
+def damage_last_page(path: Path, table: str = "messages") -> str:
+    """Overwrite the last page of a table of a SQLite file (its WAL checkpointed; the
+    messages' by default, where the newest messages are) with bytes no page starts with,
+    as a disk or a copy gone wrong would; which b-tree it belonged to."""
     with sqlite3.connect(path) as db:
         size = db.execute("PRAGMA page_size").fetchone()[0]
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        owner = db.execute("SELECT name FROM dbstat WHERE pageno = ?", (pages,)).fetchone()
+        page = db.execute("SELECT max(pageno) FROM dbstat WHERE name = ?", (table,)).fetchone()[0]
+        owner = db.execute("SELECT name FROM dbstat WHERE pageno = ?", (page,)).fetchone()
     db.close()
     with path.open("r+b") as file:
-        file.seek((pages - 1) * size)
+        file.seek((page - 1) * size)
         file.write(b"\xde\xad\xbe\xef" * (size // 4))
     return str(owner[0])

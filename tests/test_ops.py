@@ -115,13 +115,14 @@ async def test_reflection_lists_the_services_and_resolves_their_types(start_serv
         "chat.ChatService",
         "purechat.v1.Chat",
         "purechat.v1.Admin",
+        "purechat.v1.Accounts",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
     assert fields == [
         "chat.ChatMessage:user_id,text,timestamp",
-        "purechat.v1.ServerFrame:welcome,event,ack,error",
+        "purechat.v1.ServerFrame:welcome,event,ack,error,read",
         "grpc.health.v1.HealthCheckRequest:service",
         "JoinChat:chat.ChatMessage->chat.ChatMessage",
     ]

@@ -241,7 +241,9 @@ async def test_a_repeat_is_found_without_reading_the_whole_room(tmp_path: Path) 
         large = await work_of_one_send("later")
     finally:
         await store.aclose()
-    assert large <= small + 2, (small, large)
+    # A few hundred steps more at most: the full-text index's own upkeep (its segments
+    # merge now and then), not a read of the room, which cost tens of thousands.
+    assert large <= small + 10, (small, large)
 
 
 async def _lobby_file(path: Path, count: int = 300) -> None:

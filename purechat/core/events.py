@@ -143,6 +143,8 @@ class Welcome:
     # Messages a second the server takes from this member (bursts of twice as many);
     # faster senders are slowed, not refused. 0: no limit.
     rate_limit: float = 0.0
+    # A conversation: the other account's name.
+    peer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,4 +187,70 @@ class RoomList:
     rooms: tuple[RoomCount, ...]
 
 
-Outgoing = Message | Messages | RoomEvent | Welcome | Ack | Notice | RoomList
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """The member's account read `room` up to `seq` (in any of its sessions)."""
+
+    room: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A room's messages by position (a `history` ask), oldest first, gaps said."""
+
+    room: str
+    epoch: str
+    last_seq: int
+    events: tuple[Message | RoomEvent, ...]
+    more_before: bool
+    more_after: bool
+    # The other account, for a conversation.
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A search result: the message, where its words are ([start, end) pairs), and
+    the other account when it is in a conversation."""
+
+    message: Message
+    marks: tuple[int, ...]
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    found: tuple[Found, ...]
+    # The next page's cursor ("" when there is none).
+    next: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEntry:
+    room: str
+    peer: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    mentions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationList:
+    entries: tuple[ConversationEntry, ...]
+
+
+Outgoing = (
+    Message
+    | Messages
+    | RoomEvent
+    | Welcome
+    | Ack
+    | Notice
+    | RoomList
+    | ReadMarker
+    | HistoryPage
+    | SearchPage
+    | ConversationList
+)

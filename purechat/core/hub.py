@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from purechat.core.conversations import is_conversation, may_enter
 from purechat.core.events import (
     Ack,
     EndReason,
@@ -209,6 +210,8 @@ class Hub:
         self.limits = limits or Limits()
         self._clock = clock or time.time
         self._rooms: dict[str, Room] = {}
+        # Each account's members, in every room (its sessions hear its read markers).
+        self._by_account: dict[str, list[Member]] = {}
         self.shared_presence = shared_presence
         # Hears when a room that was behind is no longer (the transport's pacer).
         self.on_caught_up: Callable[[str], None] = lambda room: None
@@ -272,7 +275,7 @@ class Hub:
         AccessDenied when the room's rules keep identity out.
         """
         room = self._rooms.get(room_name)
-        self.check_access(room.state if room else state or RoomState(), identity, "")
+        self.check_access(room.state if room else state or RoomState(), identity, "", room_name)
         room = self._room(room_name, last_seq, epoch, state)
         if len(room.members) >= self.limits.max_members_per_room:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
@@ -281,6 +284,8 @@ class Hub:
         if rate > 0:
             member.bucket = TokenBucket.full(rate)
         room.members.append(member)
+        if identity.key is not None:
+            self._by_account.setdefault(identity.key, []).append(member)
         return member
 
     def check_join(self, room_name: str, requested_name: str, session: str = "") -> None:
@@ -296,10 +301,10 @@ class Hub:
         if room is not None and len(room.members) >= self.limits.max_members_per_room:
             raise RoomFull(f"Room {room_name} is full: it has the most members it may have.")
 
-    def check_access(self, state: RoomState, identity: Identity, name: str) -> None:
+    def check_access(self, state: RoomState, identity: Identity, name: str, room: str = "") -> None:
         """AccessDenied, with the sentence, when the room's rules keep identity out (a
-        ban, an invite-only room)."""
-        refusal = refusal_to_join(
+        ban, an invite-only room; a conversation not its own, admins included)."""
+        refusal = may_enter(room, identity.key) or refusal_to_join(
             state, identity.key, identity.address, name, self._now_ms(), admin=identity.admin
         )
         if refusal is not None:
@@ -335,7 +340,8 @@ class Hub:
         requested_name = identity.account or requested_name
         self.check_join(room_name, requested_name, session)
         room = self._rooms.get(room_name)
-        self.check_access(room.state if room else state or RoomState(), identity, requested_name)
+        current = room.state if room else state or RoomState()
+        self.check_access(current, identity, requested_name, room_name)
         member = self.attach(room_name, outbox, last_seq, epoch, identity=identity, state=state)
         member.hears_notices = True
         member.session = session
@@ -372,7 +378,7 @@ class Hub:
         and is in no member list, so nobody sees it join or leave. AccessDenied when the
         room's rules keep it out (`state`: the room's, when it is not open here)."""
         room = self._rooms.get(room_name) or Room(room_name, state=state or RoomState())
-        self.check_access(room.state, identity, name)
+        self.check_access(room.state, identity, name, room_name)
         return Member(
             room=room,
             outbox=outbox,
@@ -574,6 +580,8 @@ class Hub:
     ) -> Message:
         """A moderation command as the room's log entry to store (ModerationRefused with
         the sentence when actor may not). `state`: the room's, when it is not open here."""
+        if is_conversation(room_name):
+            raise ModerationRefused("A conversation has nothing to moderate.")
         room = self._rooms.get(room_name)
         current = room.state if room is not None else state or RoomState()
         decision = decide(actor, command, current, target, self._now_ms())
@@ -605,6 +613,12 @@ class Hub:
             notice = Notice(ErrorCode.NOT_ALLOWED, str(refused), client_msg_id)
             member.outbox.offer(notice)
             return notice
+
+    def tell_account(self, account_key: str, item: Outgoing) -> None:
+        """Offer item to every member of the account here, in every room."""
+        for member in list(self._by_account.get(account_key, ())):
+            if member.present:
+                member.outbox.offer(item)
 
     def _enforce(self, room: Room, entry: Message) -> None:
         """A moderation entry delivered here: the room's state changes, and the members
@@ -725,6 +739,10 @@ class Hub:
             )
         return room
 
+    def now_ms(self) -> int:
+        """The hub's clock, in milliseconds since the epoch."""
+        return self._now_ms()
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -735,6 +753,11 @@ class Hub:
         """Take a present member out of its room (a member that left stays out)."""
         if not member.present:
             return
+        if (key := member.identity.key) is not None and key in self._by_account:
+            streams = self._by_account[key]
+            streams.remove(member)
+            if not streams:
+                del self._by_account[key]
         member.present = False
         room = member.room
         was_behind = room.behind

@@ -7,6 +7,96 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HistoryRequest(_message.Message):
+    __slots__ = ("room", "dm", "before", "after", "around", "limit")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    AROUND_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    dm: str
+    before: int
+    after: int
+    around: int
+    limit: int
+    def __init__(self, room: _Optional[str] = ..., dm: _Optional[str] = ..., before: _Optional[int] = ..., after: _Optional[int] = ..., around: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("room", "epoch", "last_seq", "events", "more_before", "more_after", "peer")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MORE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MORE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    epoch: str
+    last_seq: int
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    more_before: bool
+    more_after: bool
+    peer: str
+    def __init__(self, room: _Optional[str] = ..., epoch: _Optional[str] = ..., last_seq: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., more_before: _Optional[bool] = ..., more_after: _Optional[bool] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("text", "room", "dm", "limit", "page")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    room: str
+    dm: str
+    limit: int
+    page: str
+    def __init__(self, text: _Optional[str] = ..., room: _Optional[str] = ..., dm: _Optional[str] = ..., limit: _Optional[int] = ..., page: _Optional[str] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("found", "next")
+    class Found(_message.Message):
+        __slots__ = ("event", "marks", "peer")
+        EVENT_FIELD_NUMBER: _ClassVar[int]
+        MARKS_FIELD_NUMBER: _ClassVar[int]
+        PEER_FIELD_NUMBER: _ClassVar[int]
+        event: Event
+        marks: _containers.RepeatedScalarFieldContainer[int]
+        peer: str
+        def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., marks: _Optional[_Iterable[int]] = ..., peer: _Optional[str] = ...) -> None: ...
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    found: _containers.RepeatedCompositeFieldContainer[SearchResponse.Found]
+    next: str
+    def __init__(self, found: _Optional[_Iterable[_Union[SearchResponse.Found, _Mapping]]] = ..., next: _Optional[str] = ...) -> None: ...
+
+class ConversationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConversationsResponse(_message.Message):
+    __slots__ = ("entries",)
+    class Entry(_message.Message):
+        __slots__ = ("room", "peer", "last_seq", "read_seq", "unread", "mentions")
+        ROOM_FIELD_NUMBER: _ClassVar[int]
+        PEER_FIELD_NUMBER: _ClassVar[int]
+        LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+        READ_SEQ_FIELD_NUMBER: _ClassVar[int]
+        UNREAD_FIELD_NUMBER: _ClassVar[int]
+        MENTIONS_FIELD_NUMBER: _ClassVar[int]
+        room: str
+        peer: str
+        last_seq: int
+        read_seq: int
+        unread: int
+        mentions: int
+        def __init__(self, room: _Optional[str] = ..., peer: _Optional[str] = ..., last_seq: _Optional[int] = ..., read_seq: _Optional[int] = ..., unread: _Optional[int] = ..., mentions: _Optional[int] = ...) -> None: ...
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ConversationsResponse.Entry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[ConversationsResponse.Entry, _Mapping]]] = ...) -> None: ...
+
 class LoginRequest(_message.Message):
     __slots__ = ("name", "password")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -48,18 +138,20 @@ class LogoutResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class PostRequest(_message.Message):
-    __slots__ = ("room", "name", "text", "client_msg_id", "action")
+    __slots__ = ("room", "name", "text", "client_msg_id", "action", "to")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
     room: str
     name: str
     text: str
     client_msg_id: str
     action: bool
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
+    to: str
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ..., to: _Optional[str] = ...) -> None: ...
 
 class PostResponse(_message.Message):
     __slots__ = ("seq", "duplicate", "name", "rate_limit")
@@ -74,17 +166,19 @@ class PostResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ..., rate_limit: _Optional[float] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
-    __slots__ = ("join", "send", "moderate")
+    __slots__ = ("join", "send", "moderate", "mark_read")
     JOIN_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     MODERATE_FIELD_NUMBER: _ClassVar[int]
+    MARK_READ_FIELD_NUMBER: _ClassVar[int]
     join: Join
     send: Send
     moderate: ModerationCommand
-    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ..., moderate: _Optional[_Union[ModerationCommand, _Mapping]] = ...) -> None: ...
+    mark_read: MarkRead
+    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ..., moderate: _Optional[_Union[ModerationCommand, _Mapping]] = ..., mark_read: _Optional[_Union[MarkRead, _Mapping]] = ...) -> None: ...
 
 class Join(_message.Message):
-    __slots__ = ("name", "room", "after_seq", "history", "session", "epoch", "observe")
+    __slots__ = ("name", "room", "after_seq", "history", "session", "epoch", "observe", "dm")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +186,7 @@ class Join(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     OBSERVE_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
     name: str
     room: str
     after_seq: int
@@ -99,7 +194,8 @@ class Join(_message.Message):
     session: str
     epoch: str
     observe: bool
-    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ..., observe: _Optional[bool] = ...) -> None: ...
+    dm: str
+    def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ..., observe: _Optional[bool] = ..., dm: _Optional[str] = ...) -> None: ...
 
 class Send(_message.Message):
     __slots__ = ("text", "client_msg_id", "action")
@@ -163,20 +259,38 @@ class ModerateResponse(_message.Message):
     sentence: str
     def __init__(self, seq: _Optional[int] = ..., sentence: _Optional[str] = ...) -> None: ...
 
+class MarkRead(_message.Message):
+    __slots__ = ("room", "seq")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    seq: int
+    def __init__(self, room: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class ReadMarker(_message.Message):
+    __slots__ = ("room", "seq")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    seq: int
+    def __init__(self, room: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
 class ServerFrame(_message.Message):
-    __slots__ = ("welcome", "event", "ack", "error")
+    __slots__ = ("welcome", "event", "ack", "error", "read")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     event: Event
     ack: Ack
     error: Error
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    read: ReadMarker
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., read: _Optional[_Union[ReadMarker, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("room", "name", "members", "last_seq", "epoch", "rate_limit", "topic", "account", "role")
+    __slots__ = ("room", "name", "members", "last_seq", "epoch", "rate_limit", "topic", "account", "role", "peer")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +300,7 @@ class Welcome(_message.Message):
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
     room: str
     name: str
     members: _containers.RepeatedScalarFieldContainer[str]
@@ -195,7 +310,8 @@ class Welcome(_message.Message):
     topic: str
     account: str
     role: str
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., rate_limit: _Optional[float] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    peer: str
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., rate_limit: _Optional[float] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ..., peer: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch", "moderation")

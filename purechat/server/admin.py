@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 
 from purechat import status as statuses
 from purechat.core import Identity
+from purechat.core.conversations import may_enter
 from purechat.core.moderation import Restriction, RoomState
 from purechat.errors import NotAllowed, PurechatError, StoreError
 from purechat.pb import purechat_v1_pb2 as v1
@@ -50,12 +51,14 @@ class AdminService:
         directory = services.directory
         if method == "ListRooms":
             response = v1.ListRoomsResponse()
-            for name, members, last_seq in await self._roster.rooms():
+            for name, members, last_seq in await services.rooms():
                 state = await self._state(name)
                 response.rooms.add(name=name, members=members, last_seq=last_seq, topic=state.topic)
             return await answer(stream, response)
         if method == "ListMembers":
             room = v1.ListMembersRequest.FromString(raw).room
+            if refusal := may_enter(room, identity.key):
+                raise NotAllowed(refusal)
             return await answer(
                 stream, v1.ListMembersResponse(members=await self._roster.members(room))
             )

@@ -35,6 +35,7 @@ from purechat.server.config import ServerConfig
 from purechat.server.identity import Authenticator
 from purechat.server.members import serve_legacy, serve_v1
 from purechat.server.post import PostService
+from purechat.server.reads import READS, serve_read
 from purechat.server.roster import Roster
 from purechat.server.services import Services
 from purechat.status import Status
@@ -257,6 +258,8 @@ class GrpcListener:
             return await self._posts.serve(stream, identity)
         if (service, method) == (V1_SERVICE, "Moderate"):
             return await self._posts.serve_moderate(stream, identity)
+        if service == V1_SERVICE and method in READS:
+            return await serve_read(stream, method, self._services, identity)
         if service == ADMIN_SERVICE:
             return await self._admin.serve(stream, method, identity)
         return statuses.unimplemented(f"/{service}/{method}")

@@ -15,6 +15,7 @@ from purechat.core import ErrorCode, Identity, Member, Notice
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.core.moderation import ModerationRefused
 from purechat.pb import chat_pb2, purechat_v1_pb2
+from purechat.server.reading import MarkRead
 from purechat.server.services import Services
 from purechat.server.session import JoinAsk, Misplaced, Moderate, Post, Request, serve_member
 from purechat.server.wire import Encode, command_of
@@ -112,6 +113,7 @@ class V1Door(_GrpcDoor):
             after_seq=join.after_seq if join.HasField("after_seq") else None,
             epoch=join.epoch,
             identity=self._identity,
+            dm=join.dm,
         )
 
     def decode(self, raw: bytes, member: Member) -> Request | Status:
@@ -119,6 +121,8 @@ class V1Door(_GrpcDoor):
         if frame is None:
             return statuses.undecodable("purechat.v1.ClientFrame")
         kind = frame.WhichOneof("frame")
+        if kind == "mark_read":
+            return MarkRead(frame.mark_read.room, frame.mark_read.seq)
         if kind not in ("send", "moderate") or member.name is None:
             return Misplaced(_misplaced(kind, member))
         if kind == "moderate":

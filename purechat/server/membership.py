@@ -162,7 +162,7 @@ class Membership:
             # comes through the feed after it (applying it twice changes nothing).
             state = await services.known_state(room)
             if state is not None:
-                hub.check_access(state, identity, requested)
+                hub.check_access(state, identity, requested, room)
             joined = await self._bind(requested, self._session, reserved)
             opened = not hub.has_room(room)
             bound = BoundName(joined.name, joined.members, joined.position.presence)

@@ -34,6 +34,7 @@ from purechat.core.names import name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
 from purechat.errors import PurechatError, StoreError
 from purechat.pb import purechat_v1_pb2 as v1
+from purechat.server import reading
 from purechat.server.journal import InFlight
 from purechat.server.services import Services
 from purechat.server.wire import command_of
@@ -83,6 +84,14 @@ class PostService:
         )
         if problem:
             return statuses.refused(problem)
+        if request.to:
+            try:
+                room, _ = await reading.conversation(services, identity, request.to)
+            except StoreError as error:
+                services.store_failed(error, "a direct message")
+                return statuses.for_error(error)
+            except PurechatError as refused:
+                return statuses.for_error(refused)
         await self._pace(stream.connection, identity)
         try:
             name = identity.account or await self._free_name(room, request.name, identity)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from purechat.core import Hub, Identity
+from purechat.core.conversations import is_conversation
 from purechat.core.moderation import RoomState, Target
 from purechat.core.names import name_key
 from purechat.server.auth import Admitted
@@ -153,7 +154,9 @@ class Services:
     async def rooms(self) -> list[tuple[str, int, int]]:
         """(name, members, last_seq) of every room with members, as `purechat rooms`
         lists them; StoreError when a shared store does not answer."""
-        return await (self.roster or HubRoster(self.hub)).rooms()
+        rooms = await (self.roster or HubRoster(self.hub)).rooms()
+        # A conversation is no room to list: only its two accounts may know of it.
+        return [room for room in rooms if not is_conversation(room[0])]
 
     def delivery(self, sink: Sink, encode: Encode) -> MemberDelivery:
         return MemberDelivery(

@@ -23,6 +23,7 @@ order for every door:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -45,12 +46,14 @@ from purechat.core import (
 )
 from purechat.core.moderation import Command
 from purechat.errors import PurechatError, Refusal, StoreError
+from purechat.server import reading
 from purechat.server.asks import room_list
 from purechat.server.delivery import Prelude, Sink
 from purechat.server.history import catch_up
 from purechat.server.journal import InFlight
 from purechat.server.membership import Membership
 from purechat.server.pacing import Paced
+from purechat.server.reading import ConversationsAsk, HistoryAsk, MarkRead, SearchAsk
 from purechat.server.services import Services
 from purechat.server.wire import Encode
 from purechat.status import Status
@@ -84,6 +87,8 @@ class JoinAsk:
     epoch: str = ""
     # Who the member is (its account, if any), as the door authenticated it.
     identity: Identity = GUEST
+    # A conversation with this account instead of `room`.
+    dm: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,9 @@ class RoomsAsk:
     """The member asks for the rooms with members (answered by `asks.room_list`)."""
 
 
-Request = Post | Moderate | Misplaced | RoomsAsk
+Request = (
+    Post | Moderate | Misplaced | RoomsAsk | HistoryAsk | SearchAsk | ConversationsAsk | MarkRead
+)
 
 
 class Channel(Sink, Paced, Protocol[Raw_co]):
@@ -169,6 +176,13 @@ async def serve_member(door: Door[Raw], services: Services) -> Status:
     ask = await door.join()
     if isinstance(ask, Status):
         return ask
+    peer = ""
+    if ask.dm:
+        try:
+            room, peer = await reading.conversation(services, ask.identity, ask.dm)
+        except (Refusal, StoreError) as refusal:
+            return _refused(services, refusal, "a conversation")
+        ask = dataclasses.replace(ask, room=room)
     delivery = services.delivery(door.channel, door.encode)
     membership = Membership(
         services,
@@ -183,15 +197,21 @@ async def serve_member(door: Door[Raw], services: Services) -> Status:
     with door.admitted():
         try:
             async with membership as member:
+                if peer and member.welcome is not None:
+                    member.welcome = dataclasses.replace(member.welcome, peer=peer)
                 door.begin()
                 async with anyio.create_task_group() as task_group:
                     delivery.start(task_group, _prelude(services, member, ask))
                     await _read(door, services, membership)
                 return statuses.OK
         except (Refusal, StoreError) as refusal:
-            if isinstance(refusal, StoreError):
-                services.store_failed(refusal, f"a join to {ask.room}")
-            return statuses.for_error(refusal)
+            return _refused(services, refusal, f"a join to {ask.room}")
+
+
+def _refused(services: Services, refusal: Refusal | StoreError, what: str) -> Status:
+    if isinstance(refusal, StoreError):
+        services.store_failed(refusal, what)
+    return statuses.for_error(refusal)
 
 
 class _ReadBurst:
@@ -236,10 +256,14 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
                     return
                 await services.journal.submit(entry, member, in_flight)
             continue
-        if isinstance(request, RoomsAsk):
+        if isinstance(request, RoomsAsk | HistoryAsk | SearchAsk | ConversationsAsk | MarkRead):
+            # Asked, not said: answered to the member alone, paced like a message so
+            # asking cannot flood the store.
             if not await services.pacer.pace(member, channel):
                 return
-            delivery.offer(await room_list(services))
+            answer = await _answer(services, member, request)
+            if answer is not None:
+                delivery.offer(answer)
             continue
         if member.name is None and request.name is not None:
             try:
@@ -264,6 +288,33 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
     await in_flight.wait_idle()  # the client is owed its own messages back
     membership.leave()
     delivery.close()
+
+
+async def _answer(
+    services: Services,
+    member: Member,
+    ask: RoomsAsk | HistoryAsk | SearchAsk | ConversationsAsk | MarkRead,
+) -> Outgoing | None:
+    """What a member asked for, or a notice why not (None: nothing to answer)."""
+    if isinstance(ask, RoomsAsk):
+        return await room_list(services)
+    identity = member.identity
+    try:
+        if isinstance(ask, MarkRead):
+            await reading.mark_read(services, identity, ask.room or member.room.name, ask.seq)
+            return None  # the marker comes back to every session of the account
+        if isinstance(ask, HistoryAsk):
+            if not (ask.room or ask.dm):
+                ask = dataclasses.replace(ask, room=member.room.name)
+            return await reading.history(services, identity, ask)
+        if isinstance(ask, SearchAsk):
+            return await reading.search(services, identity, ask)
+        return await reading.conversations(services, identity)
+    except StoreError as error:
+        services.store_failed(error, "a member's history or search")
+        return Notice(ErrorCode.STORE_UNAVAILABLE, "The server's store does not answer: try again.")
+    except Refusal as refused:
+        return Notice(ErrorCode.NOT_ALLOWED, str(refused))
 
 
 def _prelude(services: Services, member: Member, ask: JoinAsk) -> Prelude:

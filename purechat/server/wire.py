@@ -12,14 +12,18 @@ from collections.abc import Callable
 
 from purechat.core import (
     Ack,
+    ConversationList,
     EntryKind,
     ErrorCode,
     EventKind,
+    HistoryPage,
     Message,
     Messages,
     Notice,
     Outgoing,
+    ReadMarker,
     RoomEvent,
+    SearchPage,
     Welcome,
 )
 from purechat.core.moderation import Command, command_from
@@ -92,8 +96,8 @@ def legacy_frame(item: Outgoing) -> bytes:
     return frame_message(message.SerializeToString())
 
 
-def v1_frame(item: Outgoing) -> bytes:
-    """Framed purechat.v1.ServerFrame for anything the core delivers."""
+def v1_event(item: Message | RoomEvent) -> purechat_v1_pb2.Event:
+    """A message or room event as purechat.v1's Event (stream frames and unary answers)."""
     if isinstance(item, Message):
         event = purechat_v1_pb2.Event(
             kind=purechat_v1_pb2.Event.MESSAGE,
@@ -108,18 +112,27 @@ def v1_frame(item: Outgoing) -> bytes:
         if item.kind is EntryKind.MODERATION:
             event.kind = purechat_v1_pb2.Event.MODERATION
             event.moderation.CopyFrom(v1_moderation(item.data))
-        return _frame(purechat_v1_pb2.ServerFrame(event=event))
-    if isinstance(item, RoomEvent):
-        event = purechat_v1_pb2.Event(
-            kind=_V1_KIND[item.kind],
-            room=item.room,
-            seq=item.seq,
-            user=item.user,
-            time_unix_ms=item.time_ms,
-            gap_until=item.gap_until,
-            epoch=item.epoch,
-        )
-        return _frame(purechat_v1_pb2.ServerFrame(event=event))
+        return event
+    return purechat_v1_pb2.Event(
+        kind=_V1_KIND[item.kind],
+        room=item.room,
+        seq=item.seq,
+        user=item.user,
+        time_unix_ms=item.time_ms,
+        gap_until=item.gap_until,
+        epoch=item.epoch,
+    )
+
+
+def v1_frame(item: Outgoing) -> bytes:
+    """Framed purechat.v1.ServerFrame for anything the core delivers."""
+    if isinstance(item, Message | RoomEvent):
+        return _frame(purechat_v1_pb2.ServerFrame(event=v1_event(item)))
+    if isinstance(item, ReadMarker):
+        marker = purechat_v1_pb2.ReadMarker(room=item.room, seq=item.seq)
+        return _frame(purechat_v1_pb2.ServerFrame(read=marker))
+    if isinstance(item, HistoryPage | SearchPage | ConversationList):
+        return b""  # answers of purechat.v1's unary calls (see v1_event), not stream frames
     if isinstance(item, Ack):
         ack = purechat_v1_pb2.Ack(
             client_msg_id=item.client_msg_id, seq=item.seq, duplicate=item.duplicate
@@ -138,6 +151,7 @@ def v1_frame(item: Outgoing) -> bytes:
             account=item.account,
             role=item.role,
             rate_limit=item.rate_limit,
+            peer=item.peer,
         )
         return _frame(purechat_v1_pb2.ServerFrame(welcome=welcome))
     raise TypeError(f"cannot encode {item!r}")

@@ -13,7 +13,9 @@ meaningless rather than waiting for numbers that will never come.
 
 from __future__ import annotations
 
+import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -26,6 +28,7 @@ __all__ = [
     "Appended",
     "Head",
     "OutcomeUnknown",
+    "SearchCursor",
     "Store",
     "StoreDamaged",
     "StoreError",
@@ -46,6 +49,16 @@ def state_key(effect: Effect) -> str:
 def new_epoch() -> str:
     """A fresh epoch id: random, short, printable."""
     return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SearchCursor:
+    """Where a page of search results ended: the last message's time, room and number
+    (results come newest first, in this order)."""
+
+    time_ms: int
+    room: str
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,18 @@ class Store(Protocol):
         """
         ...
 
+    async def search(
+        self,
+        words: Sequence[str],
+        rooms: Sequence[str] | None,
+        limit: int,
+        before: SearchCursor | None = None,
+    ) -> list[Message]:
+        """Kept messages (not moderation entries) whose text holds every word (as a
+        word, case and accents aside), in rooms (None: every room), newest first, at
+        most limit, older than before."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -135,3 +160,16 @@ class Records(Protocol):
     async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
         """Change a room's state outside a log entry (what one server alone knew)."""
         ...
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text as search compares them: case folded, accents off."""
+    plain = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
+    return re.findall(r"\w+", plain)
+
+
+def holds_words(text: str, words: Sequence[str]) -> bool:
+    """Whether text holds every one of words (as words_of gives them)."""
+    found = set(words_of(text))
+    return all(word in found for word in words)

@@ -117,14 +117,31 @@ class Control:
     kind: str
     subject: str
     reason: str = ""
+    # 'marker': the account read `room` up to `seq` (its sessions are told).
+    room: str = ""
+    seq: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "subject": self.subject, "reason": self.reason})
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "subject": self.subject,
+                "reason": self.reason,
+                "room": self.room,
+                "seq": self.seq,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Control:
         data = json.loads(text)
-        return cls(str(data["kind"]), str(data["subject"]), str(data.get("reason", "")))
+        return cls(
+            str(data["kind"]),
+            str(data["subject"]),
+            str(data.get("reason", "")),
+            str(data.get("room", "")),
+            int(data.get("seq", 0)),
+        )
 
 
 def token_hash(token: str) -> str:
@@ -265,6 +282,33 @@ class Directory:
             rows.append((kind, key, value))
         return RoomState.from_items(rows)
 
+    # -- conversations and read markers -----------------------------------------------
+
+    async def note_conversation(self, room: str, one: Account, other: Account) -> None:
+        """Both accounts have this conversation (their lists show it from now on)."""
+        await self.records.kv_put(_conversations_of(one.key), room, other.name)
+        await self.records.kv_put(_conversations_of(other.key), room, one.name)
+
+    async def conversations(self, account_key: str) -> dict[str, str]:
+        """The account's conversations: room -> the other account's name."""
+        return dict(await self.records.kv_items(_conversations_of(account_key)))
+
+    async def mark_read(self, account_key: str, room: str, seq: int) -> int:
+        """The account has read room up to seq (a marker never goes back); where it
+        stands now. Every server tells the account's sessions (a control record)."""
+        space = _read_of(account_key)
+        found = await self.records.kv_get(space, room)
+        if found is not None and int(found) >= seq:
+            return int(found)
+        await self.records.kv_put(space, room, str(seq))
+        await self.records.record(
+            CONTROL, Control("marker", account_key, room=room, seq=seq).to_json()
+        )
+        return seq
+
+    async def read_markers(self, account_key: str) -> dict[str, int]:
+        return {room: int(seq) for room, seq in await self.records.kv_items(_read_of(account_key))}
+
     # -- the server's own bans -------------------------------------------------------
 
     async def ban_address(self, address: str, restriction: Restriction) -> str:
@@ -313,6 +357,14 @@ class Directory:
     async def newest_control(self) -> int:
         found = await self.records.records(CONTROL, last=1)
         return found[0][0] if found else 0
+
+
+def _conversations_of(account_key: str) -> str:
+    return f"conversations-of:{account_key}"
+
+
+def _read_of(account_key: str) -> str:
+    return f"read-of:{account_key}"
 
 
 def _sessions_of(account_key: str) -> str:

@@ -8,8 +8,17 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from purechat.core import Message
+from purechat.core.events import EntryKind
 from purechat.core.moderation import Effect
-from purechat.store.base import Appended, Head, new_epoch, state_key, state_space
+from purechat.store.base import (
+    Appended,
+    Head,
+    SearchCursor,
+    holds_words,
+    new_epoch,
+    state_key,
+    state_space,
+)
 
 DEFAULT_HISTORY = 1000
 
@@ -22,6 +31,9 @@ class _RoomLog:
 
 
 class MemoryStore:
+    # A search scans every room it keeps.
+    searches_everything = True
+
     def __init__(self, history: int = DEFAULT_HISTORY):
         self.history = max(1, history)
         self._rooms: dict[str, _RoomLog] = {}
@@ -77,6 +89,25 @@ class MemoryStore:
         stop = min(upto, log.last_seq) - first_kept + 1
         return [message for message, _ in islice(log.messages, start, max(start, stop))]
 
+    async def search(
+        self,
+        words: Sequence[str],
+        rooms: Sequence[str] | None,
+        limit: int,
+        before: SearchCursor | None = None,
+    ) -> list[Message]:
+        """A scan of what is kept (memory keeps the newest --history of each room)."""
+        found = [
+            message
+            for room in (rooms if rooms is not None else list(self._rooms))
+            for message, _ in (self._rooms[room].messages if room in self._rooms else ())
+            if message.kind is EntryKind.MESSAGE and holds_words(message.text, words)
+        ]
+        found.sort(key=_cursor, reverse=True)
+        if before is not None:
+            found = [m for m in found if _cursor(m) < before]
+        return found[:limit]
+
     async def aclose(self) -> None:
         self._rooms.clear()
 
@@ -123,3 +154,7 @@ class MemoryStore:
                 space.pop(state_key(effect), None)
             else:
                 space[state_key(effect)] = effect.value
+
+
+def _cursor(message: Message) -> SearchCursor:
+    return SearchCursor(message.time_ms, message.room, message.seq)

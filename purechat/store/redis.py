@@ -33,8 +33,10 @@ from purechat.store.base import (
     Appended,
     Head,
     OutcomeUnknown,
+    SearchCursor,
     StoreError,
     StoreUnavailable,
+    holds_words,
     new_epoch,
     state_space,
 )
@@ -52,6 +54,8 @@ KEY_PREFIX = "purechat:room:"
 REQUEST_TIMEOUT_MS = 2000
 # Retried sends are recognised among at least this many of a room's newest messages.
 IDS_KEPT = 10_000
+# Messages a search reads of each room, newest first (Redis keeps no index of words).
+SEARCH_SCANNED = 5000
 # Presence entries kept per room: enough for a server whose feed lags a little.
 PRESENCE_KEPT = 1000
 
@@ -655,6 +659,30 @@ class RedisStore:
         for client in (self._client, self._reader):
             with contextlib.suppress(glide.GlideError):
                 await client.close()
+
+    async def search(
+        self,
+        words: Sequence[str],
+        rooms: Sequence[str] | None,
+        limit: int,
+        before: SearchCursor | None = None,
+    ) -> list[Message]:
+        """A bounded scan of each room's kept stream (its newest --history messages;
+        SEARCH_SCANNED at most per room): Redis keeps no index of words."""
+        found: list[Message] = []
+        for room in rooms or []:
+            entries = await self._call(
+                self._client,
+                ["XREVRANGE", f"{KEY_PREFIX}{room}:log", "+", "-", "COUNT", str(SEARCH_SCANNED)],
+            )
+            for entry_id, fields in (entries or {}).items():
+                message = _message(room, entry_id, fields)
+                cursor = SearchCursor(message.time_ms, room, message.seq)
+                older = before is None or cursor < before
+                if message.kind is EntryKind.MESSAGE and older and holds_words(message.text, words):
+                    found.append(message)
+        found.sort(key=lambda m: SearchCursor(m.time_ms, m.room, m.seq), reverse=True)
+        return found[:limit]
 
     # -- the directory's primitives (see store/directory.py) ---------------------------
 

@@ -37,6 +37,7 @@ from purechat.core.moderation import Effect
 from purechat.store.base import (
     Appended,
     Head,
+    SearchCursor,
     StoreDamaged,
     StoreError,
     StoreUnavailable,
@@ -67,6 +68,15 @@ CREATE TABLE records (
     id INTEGER NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (stream, id)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE search USING fts5(
+    text, room UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE search_rows (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 """
 META = """
@@ -118,6 +128,9 @@ DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 class SqliteStore:
+    # Its full-text index covers every room: a search needs no list of rooms.
+    searches_everything = True
+
     def __init__(
         self,
         path: Path,
@@ -226,6 +239,8 @@ class SqliteStore:
                     ),
                 )
                 _apply_effects(db, draft.room, draft.effects)
+                if draft.kind is EntryKind.MESSAGE:
+                    _index(db, draft.room, seq, draft.text)
                 results.append(Appended(seq, duplicate=False, epoch=self.epoch))
             db.executemany(
                 "INSERT INTO rooms VALUES (?, ?)"
@@ -251,6 +266,18 @@ class SqliteStore:
             Message(room, seq, u, t, ms, bool(a), kind=EntryKind(k), data=d)
             for seq, u, t, ms, a, k, d in rows
         ]
+
+    async def search(
+        self,
+        words: Sequence[str],
+        rooms: Sequence[str] | None,
+        limit: int,
+        before: SearchCursor | None = None,
+    ) -> list[Message]:
+        """With SQLite's full-text index (FTS5), kept in the message's transaction."""
+        return await self._run(
+            self._read_lock, _search, self._reader, list(words), rooms, limit, before
+        )
 
     # -- the directory's primitives (see store/directory.py) ---------------------------
 
@@ -426,6 +453,42 @@ def _upgraded(db: sqlite3.Connection) -> str:
         db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return epoch
+
+
+def _index(db: sqlite3.Connection, room: str, seq: int, text: str) -> None:
+    """A message's words into the full-text index, in the caller's transaction."""
+    cursor = db.execute("INSERT INTO search (text, room, seq) VALUES (?, ?, ?)", (text, room, seq))
+    db.execute("INSERT INTO search_rows VALUES (?, ?, ?)", (room, seq, cursor.lastrowid))
+
+
+def _search(
+    db: sqlite3.Connection,
+    words: list[str],
+    rooms: Sequence[str] | None,
+    limit: int,
+    before: SearchCursor | None,
+) -> list[Message]:
+    if not words or (rooms is not None and not rooms):
+        return []
+    match = " ".join(f'"{word}"' for word in words)  # words_of: letters and digits only
+    sql = (
+        "SELECT m.room, m.seq, m.user, m.text, m.time_ms, m.action, m.kind, m.data"
+        " FROM search JOIN messages AS m ON m.room = search.room AND m.seq = search.seq"
+        " WHERE search MATCH ?"
+    )
+    args: list[object] = [match]
+    if rooms is not None:
+        sql += f" AND search.room IN ({','.join('?' * len(rooms))})"
+        args += list(rooms)
+    if before is not None:
+        sql += " AND (m.time_ms, m.room, m.seq) < (?, ?, ?)"
+        args += [before.time_ms, before.room, before.seq]
+    sql += " ORDER BY m.time_ms DESC, m.room DESC, m.seq DESC LIMIT ?"
+    args.append(limit)
+    return [
+        Message(room, seq, u, t, ms, bool(a), kind=EntryKind(k), data=d)
+        for room, seq, u, t, ms, a, k, d in db.execute(sql, args).fetchall()
+    ]
 
 
 def _apply_effects(db: sqlite3.Connection, room: str, effects: Sequence[Effect]) -> None:

@@ -68,10 +68,24 @@ from typing import Any
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from purechat.core import Ack, EntryKind, Message, Notice, Outgoing, RoomEvent, RoomList, Welcome
+from purechat.core import (
+    Ack,
+    ConversationList,
+    EntryKind,
+    HistoryPage,
+    Message,
+    Notice,
+    Outgoing,
+    ReadMarker,
+    RoomEvent,
+    RoomList,
+    SearchPage,
+    Welcome,
+)
 from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
+from purechat.server.reading import ConversationsAsk, HistoryAsk, MarkRead, SearchAsk
 from purechat.server.wire import Encode, Remembering
 from purechat.transport.status import Status
 
@@ -92,6 +106,8 @@ class Join:
     after_seq: int | None = None
     epoch: str = ""
     token: str = ""
+    # A conversation with this account instead of `room`.
+    dm: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +141,17 @@ class AskRooms:
     """The page asks for the rooms with members."""
 
 
-ClientFrame = Join | Send | Credentials | ModerateFrame | AskRooms
+ClientFrame = (
+    Join
+    | Send
+    | Credentials
+    | ModerateFrame
+    | AskRooms
+    | MarkRead
+    | HistoryAsk
+    | SearchAsk
+    | ConversationsAsk
+)
 
 
 # -- page to server ----------------------------------------------------------------
@@ -152,6 +178,7 @@ def decode(text: str) -> ClientFrame:
             after_seq=None if after_seq is None else _count(body, "after_seq"),
             epoch=_string(body, "epoch"),
             token=_string(body, "token"),
+            dm=_string(body, "dm"),
         )
     if kind == "send":
         return Send(
@@ -177,6 +204,27 @@ def decode(text: str) -> ClientFrame:
         )
     if kind == "rooms":
         return AskRooms()
+    if kind == "mark_read":
+        return MarkRead(_string(body, "room"), _count(body, "seq"))
+    if kind == "history":
+        return HistoryAsk(
+            room=_string(body, "room"),
+            dm=_string(body, "dm"),
+            before=_optional_count(body, "before"),
+            after=_optional_count(body, "after"),
+            around=_optional_count(body, "around"),
+            limit=_count(body, "limit"),
+        )
+    if kind == "search":
+        return SearchAsk(
+            text=_string(body, "text"),
+            room=_string(body, "room"),
+            dm=_string(body, "dm"),
+            limit=_count(body, "limit"),
+            page=_string(body, "page"),
+        )
+    if kind == "conversations":
+        return ConversationsAsk()
     raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send, a moderate or rooms")
 
 
@@ -198,6 +246,10 @@ def _count(body: dict[str, Any], key: str) -> int:
     return value
 
 
+def _optional_count(body: dict[str, Any], key: str) -> int | None:
+    return None if body.get(key) is None else _count(body, key)
+
+
 def _flag(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if not isinstance(value, bool):
@@ -214,49 +266,90 @@ def _shown(user: str) -> dict[str, str]:
     return {} if shown == user else {"user_shown": shown}
 
 
-def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
-    """The JSON object for anything the core delivers (see the module docstring)."""
+def event_json(item: Message | RoomEvent) -> dict[str, Any]:
+    """A message or room event as the page's `event` object (live, history, search)."""
     if isinstance(item, Message) and item.kind is EntryKind.MODERATION:
         return {
-            "event": {
-                "kind": "moderation",
-                "room": item.room,
-                "seq": item.seq,
-                "user": item.user,
-                **_shown(item.user),
-                "text": item.text,
-                "time_unix_ms": item.time_ms,
-                "history": item.history,
-                "moderation": json.loads(item.data or "{}"),
-            }
+            "kind": "moderation",
+            "room": item.room,
+            "seq": item.seq,
+            "user": item.user,
+            **_shown(item.user),
+            "text": item.text,
+            "time_unix_ms": item.time_ms,
+            "history": item.history,
+            "moderation": json.loads(item.data or "{}"),
         }
     if isinstance(item, Message):
         return {
-            "event": {
-                "kind": "message",
+            "kind": "message",
+            "room": item.room,
+            "seq": item.seq,
+            "user": item.user,
+            **_shown(item.user),
+            "text": item.text,
+            "time_unix_ms": item.time_ms,
+            "action": item.action,
+            "history": item.history,
+        }
+    event: dict[str, Any] = {"kind": item.kind.value, "room": item.room}
+    if item.user:
+        event["user"] = item.user
+        event.update(_shown(item.user))
+    if item.time_ms:
+        event["time_unix_ms"] = item.time_ms
+    if item.seq or item.gap_until:
+        event["seq"] = item.seq
+        event["gap_until"] = item.gap_until
+    if item.epoch:
+        event["epoch"] = item.epoch
+    return event
+
+
+def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
+    """The JSON object for anything the core delivers (see the module docstring)."""
+    if isinstance(item, Message | RoomEvent):
+        return {"event": event_json(item)}
+    if isinstance(item, ReadMarker):
+        return {"read": {"room": item.room, "seq": item.seq}}
+    if isinstance(item, HistoryPage):
+        return {
+            "history": {
                 "room": item.room,
-                "seq": item.seq,
-                "user": item.user,
-                **_shown(item.user),
-                "text": item.text,
-                "time_unix_ms": item.time_ms,
-                "action": item.action,
-                "history": item.history,
+                "epoch": item.epoch,
+                "last_seq": item.last_seq,
+                "events": [event_json(event) for event in item.events],
+                "more_before": item.more_before,
+                "more_after": item.more_after,
+                "peer": item.peer,
             }
         }
-    if isinstance(item, RoomEvent):
-        event: dict[str, Any] = {"kind": item.kind.value, "room": item.room}
-        if item.user:
-            event["user"] = item.user
-            event.update(_shown(item.user))
-        if item.time_ms:
-            event["time_unix_ms"] = item.time_ms
-        if item.seq or item.gap_until:
-            event["seq"] = item.seq
-            event["gap_until"] = item.gap_until
-        if item.epoch:
-            event["epoch"] = item.epoch
-        return {"event": event}
+    if isinstance(item, SearchPage):
+        return {
+            "search": {
+                "found": [
+                    {"event": event_json(f.message), "marks": list(f.marks), "peer": f.peer}
+                    for f in item.found
+                ],
+                "next": item.next,
+            }
+        }
+    if isinstance(item, ConversationList):
+        return {
+            "conversations": {
+                "entries": [
+                    {
+                        "room": e.room,
+                        "peer": e.peer,
+                        "last_seq": e.last_seq,
+                        "read_seq": e.read_seq,
+                        "unread": e.unread,
+                        "mentions": e.mentions,
+                    }
+                    for e in item.entries
+                ]
+            }
+        }
     if isinstance(item, Ack):
         return {
             "ack": {
@@ -289,6 +382,7 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
                 "topic": item.topic,
                 "account": item.account,
                 "role": item.role,
+                "peer": item.peer,
                 "max_text_bytes": max_text_bytes,
                 "rate_limit": item.rate_limit,
             }

@@ -22,6 +22,7 @@ from purechat.core.moderation import ModerationRefused, command_from
 from purechat.errors import PurechatError, StoreError, Unauthenticated
 from purechat.server.auth import Admitted
 from purechat.server.identity import Admission, Authenticator
+from purechat.server.reading import ConversationsAsk, HistoryAsk, MarkRead, SearchAsk
 from purechat.server.services import Services
 from purechat.server.session import (
     JoinAsk,
@@ -118,6 +119,7 @@ class WebDoor:
             after_seq=first.after_seq,
             epoch=first.epoch,
             identity=self._admission.identity,
+            dm=first.dm,
         )
 
     async def _first_frame(self) -> Join | Status:
@@ -176,6 +178,8 @@ class WebDoor:
             return Moderate(command, frame.client_msg_id)
         if isinstance(frame, AskRooms):
             return RoomsAsk()
+        if isinstance(frame, MarkRead | HistoryAsk | SearchAsk | ConversationsAsk):
+            return frame
         if not isinstance(frame, Send):
             return Misplaced(
                 f"You are already in {member.room.name}; connect again to change rooms."
