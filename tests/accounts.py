@@ -75,7 +75,12 @@ async def member(
     """A purechat.v1 member joined with token (a guest without one)."""
     connection, scope = await harness.connection()
     call_ = V1Call(connection, authority=f"127.0.0.1:{harness.port}", token=token or None)
-    await call_.join(name, room, **join)
+    dm = join.pop("dm", "")
+    if dm:
+        frame_ = v1.ClientFrame(join=v1.Join(name=name, dm=dm, history=join.get("history", 0)))
+        await call_.send_frame(frame_)
+    else:
+        await call_.join(name, room, **join)
     frame = await call_.receive()
     assert frame is not None, call_.status
     assert frame.WhichOneof("frame") == "welcome", frame

@@ -34,7 +34,7 @@ from purechat.core.moderation import refusal_to_join
 from purechat.core.names import name_key
 from purechat.errors import NotAllowed, Refusal
 from purechat.server.services import Services
-from purechat.store.base import SearchCursor, words_of
+from purechat.store.base import SearchCursor, query_words, words_of
 
 # A page of history or search holds at most this many messages (and by default this).
 MAX_PAGE = 500
@@ -183,7 +183,7 @@ def _with_gaps(room: str, found: list[Message], after: int, upto: int) -> list[M
 async def search(services: Services, identity: Identity, ask: SearchAsk) -> SearchPage:
     """Messages holding the words of ask.text, across what identity may read (or one
     room or conversation), newest first; `ask.page` continues a previous answer."""
-    words = words_of(ask.text)
+    words = query_words(ask.text)
     if not words:
         raise Refusal("Give a word to search for.")
     limit = max(1, min(ask.limit or DEFAULT_PAGE, MAX_PAGE))
@@ -291,9 +291,10 @@ async def _peer_name(services: Services, identity: Identity, room: str) -> str:
 
 def _marks(text: str, words: list[str]) -> list[int]:
     """[start, end) of each word of text that is one of words (case and accents aside)."""
+    wanted = {folded for word in words for folded in words_of(word)}
     marks: list[int] = []
     for match in re.finditer(r"\w+", text):
-        if words_of(match.group()) and words_of(match.group())[0] in words:
+        if set(words_of(match.group())) & wanted:
             marks += [match.start(), match.end()]
     return marks
 

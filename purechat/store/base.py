@@ -162,14 +162,19 @@ class Records(Protocol):
         ...
 
 
+def query_words(text: str) -> list[str]:
+    """The words a search asks for, case folded (each store folds accents its way)."""
+    return re.findall(r"\w+", unicodedata.normalize("NFC", text.casefold()))
+
+
 def words_of(text: str) -> list[str]:
-    """The words of a text as search compares them: case folded, accents off."""
+    """The words of a text as a scan compares them: case folded, accents off."""
     plain = unicodedata.normalize("NFKD", text.casefold())
     plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
     return re.findall(r"\w+", plain)
 
 
 def holds_words(text: str, words: Sequence[str]) -> bool:
-    """Whether text holds every one of words (as words_of gives them)."""
+    """Whether text holds every one of words (query_words), accents aside both ways."""
     found = set(words_of(text))
-    return all(word in found for word in words)
+    return all(folded in found for word in words for folded in words_of(word))

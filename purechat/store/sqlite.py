@@ -470,7 +470,8 @@ def _search(
 ) -> list[Message]:
     if not words or (rooms is not None and not rooms):
         return []
-    match = " ".join(f'"{word}"' for word in words)  # words_of: letters and digits only
+    # query_words gives letters and digits only; FTS folds case and accents itself.
+    match = " ".join(f'"{word}"' for word in words)
     sql = (
         "SELECT m.room, m.seq, m.user, m.text, m.time_ms, m.action, m.kind, m.data"
         " FROM search JOIN messages AS m ON m.room = search.room AND m.seq = search.seq"
