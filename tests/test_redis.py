@@ -16,7 +16,7 @@ from purechat.core import Limits, Message
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ServerConfig
 from purechat.store import StoreError, open_store
-from purechat.store.redis import SWEEP, RedisStore
+from purechat.store.redis import RedisStore
 from purechat.transport import StatusCode
 from tests.helpers import Harness, Member
 from tests.polling import eventually
@@ -451,11 +451,31 @@ async def test_retry_ids_are_kept_for_a_window_not_forever(scale_out: ScaleOut) 
         for start_at in range(0, len(drafts), 50):
             await store.append(drafts[start_at : start_at + 50])
         retried = await store.append([drafts[-100], drafts[-1]])
-        id_hashes = await scale_out.redis.keys("purechat:room:ids:ids:*")
+        kept = await scale_out.redis.command("HLEN", "purechat:room:ids:ids")
+        queued = await scale_out.redis.command("LLEN", "purechat:room:ids:idq")
     finally:
         await store.aclose()
     assert [(a.seq, a.duplicate) for a in retried] == [(901, True), (1000, True)]
-    assert len(id_hashes) <= 2  # the newest 100 or more, not all 1000
+    assert (kept, queued) == (b":100\r\n", b":100\r\n")  # the newest 100, not all 1000
+
+
+async def lapse(scale_out: ScaleOut, server: str, *then: str) -> None:
+    """As if Redis had been away longer than server's TTL: its heartbeat expires and a
+    sweep removes its members (one Redis script runs `then` at the sweep's end, before
+    the server's heartbeat can come back: it waits while the sweep is claimed)."""
+    claim = (
+        "redis.call('ZADD', KEYS[1], 0, ARGV[1])\n"
+        "redis.call('HSET', KEYS[2], ARGV[1], '99999999999999')\n"
+    )
+    keys = ("purechat:{servers}:alive", "purechat:{servers}:sweep")
+    await scale_out.redis.command("EVAL", claim, "2", *keys, server)
+    sweeper = scale_out.servers[-1][1]
+    rooms = await scale_out.redis.command("SMEMBERS", f"purechat:{{servers}}:rooms:{server}")
+    assert b"lobby" in rooms
+    await sweeper._retire_rooms(server, ["lobby"], 0)
+    for script in then:
+        await scale_out.redis.command("EVAL", script, "0")
+    await sweeper._forget(server, retiring=False)
 
 
 async def test_a_server_whose_heartbeat_lapsed_lists_its_members_again(
@@ -466,16 +486,12 @@ async def test_a_server_whose_heartbeat_lapsed_lists_its_members_again(
         alice, bob = await a.v1("alice"), await b.v1("bob")
         store = scale_out.servers[0][1]
         assert await next_presence(bob) == ("join", "bob")  # alice is in its welcome
-        # As if Redis had been away longer than a's TTL and b swept: one script, so a's
-        # next heartbeat cannot come in between.
-        heartbeat = f"purechat:server:{a.server.presence_id}"
-        lapse = "redis.call('DEL', ARGV[2])\n" + SWEEP
-        swept = await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
+        assert a.server.presence_id is not None
+        await lapse(scale_out, a.server.presence_id)
         heard = [await next_presence(bob) for _ in range(2)]
         await eventually(lambda: store.members("lobby"), ("alice", "bob"))
         await alice.say("still here")  # alice was never disconnected
         message = await bob.next_message()
-    assert swept == b":1\r\n"
     assert heard == [("leave", "alice"), ("join", "alice")]
     assert (message.user, message.text) == ("alice", "still here")
 
@@ -496,10 +512,9 @@ async def test_a_name_taken_while_its_server_had_lapsed_ends_that_members_stream
     with trio.fail_after(30):
         a = await scale_out.server(presence_ttl=1.0)
         alice = await a.v1("alice")
-        heartbeat = f"purechat:server:{a.server.presence_id}"
-        # a lapses, is swept, and someone elsewhere is given the name, all at once.
-        lapse = "redis.call('DEL', ARGV[2])\n" + taken + SWEEP
-        await scale_out.redis.command("EVAL", lapse, "0", "0", heartbeat)
+        assert a.server.presence_id is not None
+        # a lapses, is swept, and someone elsewhere is given the name meanwhile.
+        await lapse(scale_out, a.server.presence_id, taken)
         await alice.until_end()
     assert alice.call.status is not None
     assert alice.call.status.status_code is StatusCode.UNAVAILABLE
