@@ -184,9 +184,11 @@ class RedisStore:
         those to connect to: the tests put a proxy in between that way.
         """
         address = RedisAddress.parse(url)
-        # glide's core logs reconnect attempts as coloured warnings on stderr; purechat's
-        # own log already says, once, in a sentence, that Redis is gone and it retries.
-        glide.Logger.set_logger_config(glide.LogLevel.ERROR)
+        # glide's core logs reconnect attempts, and on a cluster every failed attempt to
+        # subscribe again while a slot moves or a shard fails over, as coloured lines on
+        # stdout; purechat's own log already says, once, in a sentence, that the store is
+        # away and it retries, and every failure a caller meets reaches it as an error.
+        glide.Logger.set_logger_config(glide.LogLevel.OFF)
         try:
             client = await _connect(address, address_resolver)
             reader = await _connect(address, address_resolver)
