@@ -19,7 +19,7 @@ from purechat.store import StoreError, open_store
 from purechat.store.redis import RedisStore
 from purechat.transport import StatusCode
 from tests.helpers import Harness, Member
-from tests.polling import eventually
+from tests.polling import eventually, settles
 from tests.processes import Lines, send_lines, start
 from tests.redis_server import RedisProcess, free_port
 from tests.webclient import WebClient
@@ -33,10 +33,21 @@ class ScaleOut:
         self.redis = RedisProcess(directory, free_port())
         self.servers: list[tuple[ChatServer, RedisStore]] = []
 
-    async def server(self, presence_ttl: float = 15.0, web_port: int | None = None) -> Harness:
+    async def server(
+        self,
+        presence_ttl: float = 15.0,
+        web_port: int | None = None,
+        slow_member_timeout: float = 5.0,
+        slow_member_bytes: int = 8 * 1024 * 1024,
+    ) -> Harness:
         store = await RedisStore.open(self.redis.url, history=1000)
         config = ServerConfig(
-            port=0, limits=Limits(rate_limit=0), presence_ttl=presence_ttl, web_port=web_port
+            port=0,
+            limits=Limits(rate_limit=0),
+            presence_ttl=presence_ttl,
+            web_port=web_port,
+            slow_member_timeout=slow_member_timeout,
+            slow_member_bytes=slow_member_bytes,
         )
         server = ChatServer(config, store)
         self.servers.append((server, store))
@@ -175,6 +186,46 @@ async def test_resume_on_another_server_after_sigkill(scale_out: ScaleOut, nurse
         missed = [(await back.next_message()).text for _ in range(5)]
     assert seen == [1, 2]
     assert missed == [f"while away {n}" for n in range(5)]
+
+
+async def test_senders_wait_while_another_servers_members_are_behind(
+    scale_out: ScaleOut,
+) -> None:
+    """A member on one server stops reading while a sender on another goes flat out:
+    its server says in the store that the room is behind there, and the sender's server
+    slows the sender, as it would for a busy room of its own. Without that the sender
+    would push ten times the member's byte budget at it (on one server too it would be
+    slowed), and the member would be removed as too slow; with it, the member reads on
+    later and gets everything, in order."""
+    count, text = 20_000, "x" * 500
+    with trio.fail_after(120):
+        a = await scale_out.server()
+        b = await scale_out.server(slow_member_timeout=60.0, slow_member_bytes=1024 * 1024)
+        reader = await b.v1("reader")
+        sender = await a.v1("sender")
+        acked = trio.Event()
+
+        async def send() -> None:
+            for n in range(count):
+                await sender.call.send(f"{n} {text}", f"id-{n}")
+
+        async def take_acks() -> None:  # and its own messages: it keeps up on its server
+            acks = 0
+            while acks < count:
+                frame = await sender.call.receive()
+                assert frame is not None
+                acks += frame.WhichOneof("frame") == "ack"
+            acked.set()
+
+        async with trio.open_nursery() as traffic:
+            traffic.start_soon(send)
+            traffic.start_soon(take_acks)
+            await settles(lambda: "lobby" in a.server._services.pacer.held)
+            seen = [(await reader.next_message()).seq for _ in range(count)]
+            await acked.wait()
+        # Caught up: the other server says so, and nobody is held any more.
+        await settles(lambda: "lobby" not in a.server._services.pacer.held)
+    assert seen == list(range(1, count + 1))
 
 
 async def test_redis_restart_refuses_rather_than_loses_and_catches_up(

@@ -11,7 +11,10 @@ members here are behind (most of them lag, the hub's rule for a busy room) or wh
 this server reads slower than it grows (a read gives TAIL_COUNT messages: more wait)
 is reported behind, and a room another server reports behind has its senders here held
 by the pacer until it is not. So one server's members falling behind slow the senders
-on every server, and the log never runs away from the slowest server.
+on every server, as one server's busy room slows its own. A room behind here is still
+read: what was sent before the senders were held goes to the members' queues (their
+byte budget is what absorbs it, as on one server), not left in a log that keeps only
+the newest --history messages.
 
 A room whose log the store lost (Redis flushed, or restarted without its data) gets a
 new epoch. The feed notices it from the log's entries, from an append's answer, or by
@@ -117,11 +120,6 @@ class Feed:
         while True:
             open_rooms = {name: last for name, _, last in self.hub.rooms()}
             self._release_closed_rooms(open_rooms)
-            # A room that is behind here waits until its members have caught up: the
-            # log keeps what they have not received yet.
-            open_rooms = {
-                name: last for name, last in open_rooms.items() if not self.hub.room_behind(name)
-            }
             if not open_rooms:
                 await anyio.sleep(IDLE_SECONDS)  # no room to read here now
                 continue
