@@ -112,6 +112,8 @@ class SharedMemoryStore(MemoryStore):
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
         return dict.fromkeys(rooms, self.epoch)
 
+    tail_count = 1000
+
     async def listen(self) -> None:
         pass
 
@@ -201,6 +203,10 @@ class FailingSharedReads(FailingReads):
 
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         return await self.shared.tail(positions, block_ms)
+
+    @property
+    def tail_count(self) -> int:
+        return self.shared.tail_count
 
     async def listen(self) -> None:
         await self.shared.listen()

@@ -29,6 +29,8 @@ class ScriptedLog:
     async def epochs(self, rooms: list[str]) -> dict[str, str]:
         return dict.fromkeys(rooms, "")
 
+    tail_count = 1000
+
     async def listen(self) -> None:
         pass
 

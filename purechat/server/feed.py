@@ -8,10 +8,11 @@ means "stored, and delivered here in order".
 
 Servers keep pace with each other through the store (`keep_pace`): a room whose
 members here are behind (most of them lag, the hub's rule for a busy room) or whose log
-this server reads slower than it grows (a read gives TAIL_COUNT messages: more wait)
+this server reads slower than it grows (a read gives the store's tail_count: more wait)
 is reported behind, and a room another server reports behind has its senders here held
-by the pacer until it is not. So one server's members falling behind slow the senders
-on every server, as one server's busy room slows its own. A room behind here is still
+by the pacer until it is not (a room this server reads slower than its log grows has
+its senders here held too). So one server's members falling behind slow the senders on
+every server, as one server's busy room slows its own. A room behind here is still
 read: what was sent before the senders were held goes to the members' queues (their
 byte budget is what absorbs it, as on one server), not left in a log that keeps only
 the newest --history messages.
@@ -37,7 +38,6 @@ from purechat.server.outage import Outage
 from purechat.server.pacing import Pacer
 from purechat.store import StoreError
 from purechat.store.shared import (
-    TAIL_COUNT,
     EpochChange,
     Position,
     PresenceChange,
@@ -72,6 +72,7 @@ class Feed:
         self._trailing: set[str] = set()
         self._reported: set[str] = set()
         self._reported_at = 0.0
+        self._pace_now = anyio.Event()
         self._waiting: dict[str, list[tuple[int, Callable[[], None]]]] = {}
         # Per open room, the newest join or leave delivered here, and the latest few.
         self._presence: dict[str, PresenceId] = {}
@@ -145,39 +146,48 @@ class Feed:
             await anyio.lowlevel.checkpoint()
 
     def _note_trailing(self, positions: dict[str, Position], entries: Sequence[object]) -> None:
+        """A read that gave tail_count messages of a room: the log grows faster than this
+        server reads it. Its senders here wait at once, and the store hears it at once
+        (its log then keeps more, and the other servers' senders wait too)."""
         read: dict[str, int] = dict.fromkeys(positions, 0)
         for entry in entries:
             if isinstance(entry, Message):
                 read[entry.room] += 1
         for room, count in read.items():
-            if count >= TAIL_COUNT:
-                self._trailing.add(room)
-            else:
+            if count < self.store.tail_count:
                 self._trailing.discard(room)
+            elif room not in self._trailing:
+                self._trailing.add(room)
+                self._pace_now.set()
+                if self.pacer is not None:
+                    self.pacer.hold(room)
 
     async def keep_pace(self, pacer: Pacer) -> None:
         """Tell the store which rooms are behind here, and hold the senders of rooms
         that are behind on another server until they are not (see the module's doc)."""
         outage = Outage("pacing")
+        elsewhere: set[str] = set()  # rooms another server is behind in
         while True:
-            await anyio.sleep(PACE_SECONDS)
+            with anyio.move_on_after(PACE_SECONDS):
+                await self._pace_now.wait()
+            self._pace_now = anyio.Event()
             try:
                 await self._report_behind()
-                for room in self.store.behind_hints():
-                    if self.hub.has_room(room):
-                        pacer.hold(room)
-                if pacer.held:
-                    still = await self.store.behind_elsewhere(set(pacer.held))
-                    for room in set(pacer.held) - still:
-                        pacer.release(room)
+                elsewhere |= {room for room in self.store.behind_hints() if self.hub.has_room(room)}
+                if elsewhere:
+                    elsewhere = await self.store.behind_elsewhere(elsewhere)
             except StoreError as error:
                 # Sends fail anyway while the store is away: nobody is held for it.
-                for room in set(pacer.held):
-                    pacer.release(room)
+                elsewhere.clear()
                 outage.failed(error)
                 await outage.pause()
-                continue
-            outage.recovered()
+            else:
+                outage.recovered()
+            held = (elsewhere | self._trailing) & {name for name, _, _ in self.hub.rooms()}
+            for room in held - pacer.held:
+                pacer.hold(room)
+            for room in pacer.held - held:
+                pacer.release(room)
 
     async def _report_behind(self) -> None:
         open_rooms = {name for name, _, _ in self.hub.rooms()}

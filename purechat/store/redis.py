@@ -88,8 +88,13 @@ log = logging.getLogger("purechat.server")
 REQUEST_TIMEOUT_MS = 2000
 # WAIT's own bound, inside the request's: past it the send's outcome is unknown.
 WAIT_TIMEOUT_MS = 1000
-# Retried sends are recognised among at least this many of a room's newest messages.
+# Retried sends are recognised among at least this many of a room's newest messages,
+# and a log keeps as many while a server is behind in its room.
 IDS_KEPT = 10_000
+# A log keeps at least this many messages, --history or not: a server may be a few
+# commits of the journal behind (each up to 1,024 messages) when the next one lands,
+# and what it has not read must still be there (see SharedStore.tail_count).
+LOG_FLOOR = 4096
 # How long a sweeper's claim on a silent server lasts (another sweeps it after).
 CLAIM_MS = 10_000
 SERVERS_PER_SWEEP = 100
@@ -148,7 +153,11 @@ class RedisStore:
         # writes a WAIT follows (the first one when no replica is asked for).
         self._client, self._reader, self._durable = clients
         self.history = history
+        # What a log keeps (MAXLEN ~): see LOG_FLOOR.
+        self.kept = max(history, LOG_FLOOR)
         self.ids_kept = ids_kept
+        # A quarter of what a log keeps: see SharedStore.tail_count.
+        self.tail_count = min(TAIL_COUNT, self.kept // 4)
         self._scripts = Scripts()
         # This store's name in rooms' `behind` sets (its server's feed's).
         self.reader_id = uuid.uuid4().hex
@@ -208,7 +217,7 @@ class RedisStore:
             if self.address.replicas
             else "acknowledged once on the primary"
         )
-        return f"{where} (streams of the newest ~{self.history} messages per room; {durability})"
+        return f"{where} (streams of the newest ~{self.kept} messages per room; {durability})"
 
     # -- messages -------------------------------------------------------------------
 
@@ -246,7 +255,7 @@ class RedisStore:
         keys = [key for room in keys_of for key in room.for_append()]
         staged = self.address.replicas > 0
         args = [
-            str(self.history),
+            str(self.kept),
             str(self.ids_kept),
             new_epoch(),
             "1" if staged else "0",
@@ -274,8 +283,8 @@ class RedisStore:
             out = await self._run(self._scripts.append, keys, args, self._durable)
             if int(out[0]):
                 raise StoreUnavailable(self._sentence("a room's log keeps being started again"))
-        behind = out[1 : 1 + len(names)]
-        self._behind_hints.update(room for room, flag in zip(names, behind, strict=True) if flag)
+        behind = dict(zip(names, (int(flag) for flag in out[1 : 1 + len(names)]), strict=True))
+        self._behind_hints.update(room for room, flag in behind.items() if flag == 2)
         answers = out[1 + len(names) :]
         upto: dict[str, int] = {}
         for at, seq, epoch in zip(order, answers[::2], answers[1::2], strict=True):
@@ -285,14 +294,18 @@ class RedisStore:
             upto[room] = max(upto.get(room, 0), number)
         if staged:
             await self._replicated(keys_of[0].log)
-            await self._commit(keys_of, upto)
+            await self._commit(keys_of, upto, {room for room, flag in behind.items() if flag})
 
-    async def _commit(self, rooms: Sequence[RoomKeys], upto: dict[str, int]) -> None:
-        """Move what is staged up to upto[room] into each room's log (rooms of one slot)."""
+    async def _commit(
+        self, rooms: Sequence[RoomKeys], upto: dict[str, int], behind: Collection[str] = ()
+    ) -> None:
+        """Move what is staged up to upto[room] into each room's log (rooms of one slot);
+        the logs of rooms some server is behind in keep more (see APPEND)."""
         keys = [key for room in rooms for key in (room.staged, room.log)]
-        args = [str(self.history)]
+        args = []
         for room in rooms:
-            args += [str(upto[room.room]), self._news_of(room)]
+            kept = self.ids_kept if room.room in behind else self.kept
+            args += [str(upto[room.room]), str(kept), self._news_of(room)]
         await self._run(self._scripts.commit, keys, args, self._durable)
 
     async def _replicated(self, key: str) -> None:
@@ -408,11 +421,16 @@ class RedisStore:
         async def one_slot(names: list[str]) -> None:
             named, command = self._reads(names, positions)
             try:
-                found.append(await self._call(self._reader, command))
+                answer = await self._call(self._reader, command)
             except StoreError:
                 self._woken.update(names)  # read again next time
                 raise
+            found.append(answer)
             streams.update(named)
+            for key, logged in (answer or {}).items():
+                room, is_log = named[key.decode()]
+                if is_log and len(logged) >= self.tail_count:
+                    self._woken.add(room)  # more is waiting: no news will say so
 
         outcomes = await self._each([partial_call(one_slot, names) for names in self._slots(due)])
         if all(isinstance(outcome, StoreError) for outcome in outcomes):
@@ -431,7 +449,7 @@ class RedisStore:
             streams[room_keys.presence] = (room, False)
             keys += [room_keys.log, room_keys.presence]
             ids += [f"{positions[room].seq}-0", str(positions[room].presence)]
-        return streams, ["XREAD", "COUNT", str(TAIL_COUNT), "STREAMS", *keys, *ids]
+        return streams, ["XREAD", "COUNT", str(self.tail_count), "STREAMS", *keys, *ids]
 
     async def _follow(self, rooms: list[str]) -> None:
         """Listen to the news of rooms (reading each once when it starts), and stop

@@ -49,9 +49,14 @@ end
 # draft: its room's place among the rooms (from 1), user, text, time_ms, action, sender,
 # id.
 #
-# Returns {0, per room 1 if another server is behind in it, then per draft its seq
-# (negative for a repeat) and its room's epoch}; or {1} when a room's log was started
-# again (the caller runs it once more: no key a reset deleted is touched after it).
+# Returns {0, per room 2 if another server is behind in it (1 if only this one is), then
+# per draft its seq (negative for a repeat) and its room's epoch}; or {1} when a room's
+# log was started again (the caller runs it once more: no key a reset deleted is touched
+# after it).
+#
+# While a server (this one included) is behind in a room its log keeps the newest `ids
+# kept` (10,000 or --history) rather than --history: what was sent before the senders
+# were held waits in the log for that server, instead of being trimmed unread.
 #
 # The fence: every write records the replication id of the node that made it. A node
 # whose previous replication id (master_replid2) is the room's writer was a replica
@@ -90,12 +95,15 @@ end
 if reset then return {1} end
 local out = {0}
 local now = now_ms()
+local keep = {}
 for place = 1, rooms do
-  local r, behind = room(place), 0
+  local r, others, anyone = room(place), 0, false
   for _, reader in ipairs(redis.call('ZRANGEBYSCORE', r.behind, now, '+inf')) do
-    if reader ~= me then behind = 1 end
+    anyone = true
+    if reader ~= me then others = 1 end
   end
-  table.insert(out, behind)
+  table.insert(out, others == 1 and 2 or (anyone and 1 or 0))
+  keep[place] = anyone and math.max(kept, tonumber(history)) or history
 end
 -- Retry ids: a hash to look them up, a list to forget the oldest (filled before it is
 -- trimmed, so neither is ever emptied here).
@@ -131,7 +139,7 @@ for i = 8 + rooms, #ARGV, 7 do
       redis.call('XADD', r.staged, seq .. '-0', 'user', user, 'text', text, 'time', time,
         'action', action, 'epoch', epoch)
     else
-      redis.call('XADD', r.log, 'MAXLEN', '~', history, seq .. '-0', 'user', user,
+      redis.call('XADD', r.log, 'MAXLEN', '~', keep[place], seq .. '-0', 'user', user,
         'text', text, 'time', time, 'action', action, 'epoch', epoch)
       logged[place] = true
     end
@@ -148,15 +156,14 @@ return out
 # With ?replicas=N, once Redis said N replicas have a batch (WAIT): moves every staged
 # message numbered up to `upto` into the log, in order. Those numbered before the batch
 # (other servers', in the same slot) were written before it, so they are on the
-# replicas too. KEYS: per room its staged and log. ARGV: history, then per room upto and
-# its news channel. Returns nothing.
+# replicas too. KEYS: per room its staged and log. ARGV: per room upto, how many
+# messages its log keeps (as APPEND chose) and its news channel. Returns nothing.
 COMMIT = (
     COMMON
     + """
-local history = ARGV[1]
 for place = 1, #KEYS / 2 do
   local staged, log = KEYS[2 * place - 1], KEYS[2 * place]
-  local upto, news = ARGV[2 * place], ARGV[2 * place + 1]
+  local upto, history, news = ARGV[3 * place - 2], ARGV[3 * place - 1], ARGV[3 * place]
   local entries = redis.call('XRANGE', staged, '-', upto .. '-0')
   if #entries > 0 then
     local last = top(log)

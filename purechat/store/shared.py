@@ -21,8 +21,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from purechat.core import EventKind, Message
 from purechat.store.base import Store
 
-# tail hands back at most this many messages of a room at once (more wait in the log).
-TAIL_COUNT = 512
+# tail hands back at most this many messages of a room at once (see tail_count).
+TAIL_COUNT = 1024
 
 # (room, name, holder) of one member's hold on its name. The holder id is the server's
 # id, "/", and a number unique on that server, so a member whose name was taken over
@@ -105,11 +105,19 @@ class Heartbeat(Enum):
 
 @runtime_checkable
 class SharedStore(Store, Protocol):
+    @property
+    def tail_count(self) -> int:
+        """The most messages of a room one tail gives (at most TAIL_COUNT): a read that
+        gives as many means more are waiting. Well under what the store keeps of a
+        room, so that a server reading slower than the log grows finds out (and holds
+        the senders back) before anything it has not read is dropped."""
+        ...
+
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         """What was logged in these rooms after each one's position, in the order it
         happened, waiting up to block_ms for something. An entry of another epoch than
         its room's position is preceded by an EpochChange for the room. At most
-        TAIL_COUNT messages per room: a room that gave as many has more waiting."""
+        tail_count messages per room: a room that gave as many has more waiting."""
         ...
 
     async def listen(self) -> None:
