@@ -39,8 +39,9 @@ class ScaleOut:
         web_port: int | None = None,
         slow_member_timeout: float = 5.0,
         slow_member_bytes: int = 8 * 1024 * 1024,
+        history: int = 1000,
     ) -> Harness:
-        store = await RedisStore.open(self.redis.url, history=1000)
+        store = await RedisStore.open(self.redis.url, history=history)
         config = ServerConfig(
             port=0,
             limits=Limits(rate_limit=0),
@@ -186,6 +187,21 @@ async def test_resume_on_another_server_after_sigkill(scale_out: ScaleOut, nurse
         missed = [(await back.next_message()).text for _ in range(5)]
     assert seen == [1, 2]
     assert missed == [f"while away {n}" for n in range(5)]
+
+
+async def test_a_burst_bigger_than_history_reaches_every_member(scale_out: ScaleOut) -> None:
+    """One commit of the journal takes up to 1,024 messages: the log keeps more than
+    --history, so the feed finds every one of them (trimmed to --history, what it had
+    not read yet was gone, and acknowledged anyway)."""
+    count = 3000
+    with trio.fail_after(60):
+        server = await scale_out.server(history=10)
+        reader = await server.v1("reader")
+        sender = await server.v1("sender")
+        for n in range(count):
+            await sender.call.send(f"burst {n}", f"id-{n}")
+        seen = [(await reader.next_message()).seq for _ in range(count)]
+    assert seen == list(range(1, count + 1))
 
 
 async def test_senders_wait_while_another_servers_members_are_behind(

@@ -9,7 +9,8 @@ import pytest
 import trio
 
 from purechat.core import Message
-from purechat.store.redis import RedisStore
+from purechat.store import redis_scripts
+from purechat.store.redis import RedisStore, Scripts
 from tests.redis_server import RedisProcess, free_port
 
 
@@ -84,3 +85,16 @@ async def test_a_join_passes_the_rooms_keys_as_keys(store: RedisStore, redis: Re
         "purechat:room:lobby:epoch",
     ]
     assert words[3 + count] == "s1/7"  # then the arguments: the holder first
+
+
+async def test_every_script_compiles(redis: RedisProcess) -> None:
+    """A script that does not compile fails only when first run (a sweep, say): each is
+    loaded here, so a Lua slip fails this test instead."""
+    sources = {
+        name: code
+        for name, code in vars(redis_scripts).items()
+        if name.isupper() and isinstance(code, str)
+    }
+    loaded = {name: await redis.command("SCRIPT", "LOAD", code) for name, code in sources.items()}
+    assert len(vars(Scripts())) == 15 and len(sources) == 17  # with COMMON and PRESENCE
+    assert all(reply.startswith(b"$40\r\n") for reply in loaded.values()), loaded
