@@ -91,7 +91,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         type=int,
         default=DEFAULT_HISTORY,
         metavar="N",
-        help=f"messages kept per room by the memory:// and redis:// stores: {takes('history')}",
+        help="messages kept per room by the memory:// and redis:// stores (a Redis log keeps "
+        f"at least 4096): {takes('history')}",
     )
     limits, transport = Limits(), TransportLimits()
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")

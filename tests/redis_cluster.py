@@ -66,24 +66,48 @@ def _free(port: int) -> bool:
     return True
 
 
-def command(port: int, *args: str, timeout: float = 5.0) -> str:
-    """One command through redis-cli (text reply, as redis-cli prints it)."""
-    assert REDIS_CLI is not None
-    done = subprocess.run(
-        [REDIS_CLI, "-p", str(port), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return done.stdout.strip()
+@dataclass(frozen=True)
+class Tls:
+    """The nodes serve TLS only (clients, cluster bus and replication alike)."""
+
+    ca: Path
+    cert: Path
+    key: Path
 
 
 class RedisCluster:
-    def __init__(self, directory: Path, nodes: int = 6):
+    def __init__(
+        self,
+        directory: Path,
+        nodes: int = 6,
+        replicas: int = 1,
+        *,
+        tls: Tls | None = None,
+        password: str | None = None,
+    ):
         self.directory = directory
         self.ports = _ports(nodes)
+        self.replicas = replicas
+        self.tls = tls
+        self.password = password
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        # How redis-cli reaches the nodes.
+        self._cli = [REDIS_CLI or "redis-cli"]
+        if tls is not None:
+            self._cli += ["--tls", "--cacert", str(tls.ca)]
+        if password is not None:
+            self._cli += ["-a", password, "--no-auth-warning"]
+
+    def command(self, port: int, *args: str, timeout: float = 5.0) -> str:
+        """One command through redis-cli (text reply, as redis-cli prints it)."""
+        done = subprocess.run(
+            [*self._cli, "-p", str(port), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return done.stdout.strip()
 
     @staticmethod
     def require() -> None:
@@ -93,20 +117,24 @@ class RedisCluster:
                 pytest.fail("redis-server and redis-cli are required here (CI: redis-tools)")
             pytest.skip("no redis-server or redis-cli on this machine (.ci/run installs them)")
 
-    def url(self, replicas: int = 0, scheme: str = "redis+cluster") -> str:
+    def url(self, replicas: int = 0) -> str:
         """Two of the nodes (any finds the rest), and how many replicas a send waits for."""
         nodes = ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
-        return f"{scheme}://{nodes}" + (f"?replicas={replicas}" if replicas else "")
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        credentials = f":{self.password}@" if self.password else ""
+        options = [f"replicas={replicas}"] if replicas else []
+        if self.tls is not None:
+            options.append(f"ssl_ca_certs={self.tls.ca}")
+        return f"{scheme}://{credentials}{nodes}" + ("?" + "&".join(options) if options else "")
 
     def start(self) -> None:
         for port in self.ports:
             self._spawn(port)
         for port in self.ports:
             self._until_answering(port)
-        assert REDIS_CLI is not None
-        create = [REDIS_CLI, "--cluster", "create"]
+        create = [*self._cli, "--cluster", "create"]
         create += [f"127.0.0.1:{port}" for port in self.ports]
-        create += ["--cluster-replicas", "1", "--cluster-yes"]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         done = subprocess.run(create, check=False, capture_output=True, text=True, timeout=60)
         if done.returncode:
             raise ClusterTrouble(f"redis-cli --cluster create: {done.stdout[-2000:]}")
@@ -123,10 +151,18 @@ class RedisCluster:
         assert REDIS is not None
         where = self.directory / str(port)
         where.mkdir(exist_ok=True)
+        listen = ["--port", str(port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                      "--tls-replication", "yes", "--tls-auth-clients", "no",
+                      "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                      "--tls-ca-cert-file", str(self.tls.ca)]  # fmt: skip
+        if self.password is not None:
+            listen += ["--requirepass", self.password, "--masterauth", self.password]
         self.processes[port] = subprocess.Popen(
             [
                 REDIS,
-                "--port", str(port),
+                *listen,
                 "--bind", "127.0.0.1",
                 "--dir", str(where),
                 "--cluster-enabled", "yes",
@@ -146,7 +182,7 @@ class RedisCluster:
 
     def _until_answering(self, port: int) -> None:
         deadline = time.monotonic() + 10
-        while command(port, "PING") != "PONG":
+        while self.command(port, "PING") != "PONG":
             if time.monotonic() > deadline:
                 raise ClusterTrouble(f"redis-server on port {port} does not answer")
             time.sleep(0.02)
@@ -157,7 +193,7 @@ class RedisCluster:
         """CLUSTER NODES, as one live node sees it."""
         port = asking or next(p for p in self.ports if self.alive(p))
         found = []
-        for line in command(port, "CLUSTER", "NODES").splitlines():
+        for line in self.command(port, "CLUSTER", "NODES").splitlines():
             fields = line.split()
             slots = []
             for part in fields[8:]:
@@ -204,7 +240,7 @@ class RedisCluster:
         """CLUSTER FAILOVER: room's primary's replica takes over (after catching up: an
         operator's failover, nothing lost) and the old primary becomes its replica."""
         replica = self.replica(self.owner(room))
-        answer = command(replica.port, "CLUSTER", "FAILOVER")
+        answer = self.command(replica.port, "CLUSTER", "FAILOVER")
         if answer != "OK":
             raise ClusterTrouble(f"CLUSTER FAILOVER: {answer}")
         deadline = time.monotonic() + 30
@@ -222,10 +258,9 @@ class RedisCluster:
 
     def reshard(self, source: Node, target: Node, slots: int = 1) -> None:
         """redis-cli --cluster reshard: move source's first slots to target."""
-        assert REDIS_CLI is not None
         done = subprocess.run(
             [
-                REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{target.port}",
+                *self._cli, "--cluster", "reshard", f"127.0.0.1:{target.port}",
                 "--cluster-from", source.id, "--cluster-to", target.id,
                 "--cluster-slots", str(slots), "--cluster-yes",
             ],
@@ -247,11 +282,11 @@ class RedisCluster:
             raise ClusterTrouble(f"no primary's slots start after slot {slot} of {room}")
         target = min(later, key=lambda n: n.slots[0][0])
         # What redis-cli does for a slot without keys.
-        command(target.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", owner.id)
-        command(owner.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target.id)
+        self.command(target.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", owner.id)
+        self.command(owner.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target.id)
         for node in [target, owner, *(n for n in self.nodes() if n.primary and n.id not in
                                        (owner.id, target.id))]:  # fmt: skip
-            command(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target.id)
+            self.command(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target.id)
         self.until_healthy()
         return self.owner(room)
 
@@ -259,7 +294,7 @@ class RedisCluster:
         """Empty every primary (a fresh store for the next test)."""
         for node in self.nodes():
             if node.primary and not node.failed:
-                command(node.port, "FLUSHALL")
+                self.command(node.port, "FLUSHALL")
 
     def heal(self) -> None:
         """Restart nodes killed by a test (they come back as replicas) and wait until
@@ -293,7 +328,7 @@ class RedisCluster:
 
     def _healthy(self) -> bool:
         for port in self.ports:
-            if "cluster_state:ok" not in command(port, "CLUSTER", "INFO"):
+            if "cluster_state:ok" not in self.command(port, "CLUSTER", "INFO"):
                 return False
         views = {
             tuple(sorted((n.id, n.primary, n.slots) for n in self.nodes(port)))
@@ -302,11 +337,14 @@ class RedisCluster:
         if len(views) != 1:
             return False  # the nodes do not agree yet
         nodes = self.nodes()
-        if any(n.failed for n in nodes) or sum(n.primary for n in nodes) != 3:
+        primaries = len(self.ports) // (self.replicas + 1)
+        if any(n.failed for n in nodes) or sum(n.primary for n in nodes) != primaries:
             return False
         for node in nodes:
-            replication = command(node.port, "INFO", "replication")
-            synced = "connected_slaves:1" if node.primary else "master_link_status:up"
+            replication = self.command(node.port, "INFO", "replication")
+            synced = (
+                f"connected_slaves:{self.replicas}" if node.primary else "master_link_status:up"
+            )
             if synced not in replication:
                 return False
         return True

@@ -11,19 +11,22 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
+import trustme
 
 from purechat.app import ChatServer
 from purechat.client import Chat, connect
 from purechat.core import Limits, Message
+from purechat.errors import StoreError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import ServerConfig
+from purechat.store import open_store
 from purechat.store import redis as redis_store
 from purechat.store.redis import RedisStore
 from purechat.store.redis_keys import Layout, key_slot, room_tag
 from tests.helpers import Harness, Member
 from tests.partition import Link
 from tests.processes import Lines, send_lines
-from tests.redis_cluster import RedisCluster, command
+from tests.redis_cluster import RedisCluster, Tls
 from tests.webclient import WebClient
 
 
@@ -130,8 +133,8 @@ async def test_a_rooms_keys_share_its_slot_and_rooms_spread_over_the_shards(
     where: dict[str, set[int]] = {}
     for node in cluster.nodes():
         if node.primary:
-            for key in command(node.port, "KEYS", "purechat:*").splitlines():
-                slot = int(command(node.port, "CLUSTER", "KEYSLOT", key))
+            for key in cluster.command(node.port, "KEYS", "purechat:*").splitlines():
+                slot = int(cluster.command(node.port, "CLUSTER", "KEYSLOT", key))
                 where.setdefault(key, set()).add(slot)
     layout = Layout(cluster=True)
     holders = set()
@@ -486,3 +489,38 @@ def _names(changes: list[tuple[str, str]], kind: str) -> set[str]:
 
 async def _send(chat: Chat, text: str, receipts: list[int]) -> None:
     receipts.append((await chat.send(text)).seq)
+
+
+async def test_rediss_cluster_with_a_password_and_a_private_ca(tmp_path: Path) -> None:
+    """rediss+cluster://: every node on TLS only (the cluster bus too), a password, a
+    CA of our own; rooms on every shard; a wrong password is a sentence at startup."""
+    RedisCluster.require()
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    tls = Tls(tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(str(tls.ca))
+    issued.cert_chain_pems[0].write_to_path(str(tls.cert))
+    issued.private_key_pem.write_to_path(str(tls.key))
+    secure = RedisCluster(tmp_path, nodes=3, replicas=0, tls=tls, password="s3cret")
+    with trio.fail_after(60):
+        await trio.to_thread.run_sync(secure.start)
+        try:
+            store = await open_store(secure.url(), history=10)
+            rooms = [f"room{n}" for n in range(6)]
+            try:
+                for room in rooms:
+                    await store.append([draft("over TLS", room, "1")])
+                read = [await store.read(room, after=0, upto=1) for room in rooms]
+            finally:
+                await store.aclose()
+            wrong = secure.url().replace(":s3cret@", ":wrong@")
+            with pytest.raises(StoreError) as refused:
+                await open_store(wrong, history=10)
+            shards = {secure.owner(room).id for room in rooms}
+        finally:
+            secure.stop()
+    assert [[m.text for m in messages] for messages in read] == [["over TLS"]] * 6
+    assert len(shards) == 3
+    said = str(refused.value)
+    assert said.startswith("cannot reach Redis Cluster at 127.0.0.1:") and "WRONGPASS" in said
+    assert "wrong" not in said.replace("WRONGPASS", "")
