@@ -462,11 +462,11 @@ async def test_a_server_cut_off_past_the_ttl_comes_back_naming_nobody_twice(
                 link.mend()
                 await room.until(lambda: far_side <= _names(room.presence[left:], "join"))
             await until_accepted(carol, "carol during", "carol-1")
+            listed = await on_cluster.servers[0][1].members("lobby")
         expected += [f"abot {n}" for n in range(5)] + ["cbot 1", "carol during"]
         await room.hear(len(expected))
         carol_heard = [(await carol.next_message()).text for _ in range(len(expected))]
         texts = room.one_order()
-        listed = await on_cluster.servers[0][1].members("lobby")
         await room.close()
         await on_cluster.close()  # while the link is there: the cut server retires
     assert told.code in (v1.Error.STORE_UNAVAILABLE, v1.Error.OUTCOME_UNKNOWN)
