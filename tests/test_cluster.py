@@ -524,3 +524,25 @@ async def test_rediss_cluster_with_a_password_and_a_private_ca(tmp_path: Path) -
     said = str(refused.value)
     assert said.startswith("cannot reach Redis Cluster at 127.0.0.1:") and "WRONGPASS" in said
     assert "wrong" not in said.replace("WRONGPASS", "")
+
+
+async def test_a_message_staged_by_a_server_that_stopped_short_is_delivered_anyway(
+    on_cluster: OnCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With replicas=1 a message is staged, confirmed on a replica (WAIT), then moved into
+    the log. A server that dies between the two (or whose move a failover loses) leaves
+    it staged: the servers that read the room move it within a couple of seconds, so a
+    quiet room does not hide an acknowledged message."""
+    with trio.fail_after(30):
+        a, b = await on_cluster.server(replicas=1), await on_cluster.server(replicas=1)
+        stops_short = on_cluster.servers[0][1]
+
+        async def no_move(*args: object, **kwargs: object) -> None:
+            pass  # as if the server died right after the WAIT
+
+        monkeypatch.setattr(stops_short, "_commit", no_move)
+        alice, bob = await a.v1("alice"), await b.v1("bob")
+        await alice.call.send("staged, then left there", "s1")
+        heard = await bob.next_message()
+        ack = (await alice.next_of("ack")).ack
+    assert (heard.seq, heard.text, ack.seq) == (1, "staged, then left there", 1)
