@@ -231,7 +231,7 @@ class RedisStore:
         async def one_slot(rooms: dict[str, list[int]]) -> None:
             await self._append_slot(rooms, messages, results)
 
-        outcomes = await self._each([partial_call(one_slot, rooms) for rooms in groups.values()])
+        outcomes = await self._each([_later(one_slot, rooms) for rooms in groups.values()])
         failed = [outcome for outcome in outcomes if isinstance(outcome, StoreError)]
         if failed:
             if len(failed) == len(outcomes) and not any(
@@ -354,7 +354,7 @@ class RedisStore:
                 top, epoch, oldest = out[3 * at : 3 * at + 3]
                 found[room] = (int(top), epoch.decode(), int(oldest))
 
-        outcomes = await self._each([partial_call(one_slot, names) for names in self._slots(rooms)])
+        outcomes = await self._each([_later(one_slot, names) for names in self._slots(rooms)])
         _raise_first(outcomes)
         return found
 
@@ -432,7 +432,7 @@ class RedisStore:
                 if is_log and len(logged) >= self.tail_count:
                     self._woken.add(room)  # more is waiting: no news will say so
 
-        outcomes = await self._each([partial_call(one_slot, names) for names in self._slots(due)])
+        outcomes = await self._each([_later(one_slot, names) for names in self._slots(due)])
         if all(isinstance(outcome, StoreError) for outcome in outcomes):
             _raise_first(outcomes)
         return _entries(found, streams, positions)
@@ -521,7 +521,7 @@ class RedisStore:
         self, behind: Collection[str], caught_up: Collection[str], ttl_ms: int
     ) -> None:
         jobs = [
-            partial_call(self._report, room, str(ttl_ms) if room in behind else "0")
+            _later(self._report, room, str(ttl_ms) if room in behind else "0")
             for room in [*behind, *caught_up]
         ]
         _raise_first(await self._each(jobs))
@@ -538,7 +538,7 @@ class RedisStore:
             if int(await self._run(self._scripts.behind_elsewhere, keys, [self.reader_id])):
                 found.add(room)
 
-        _raise_first(await self._each([partial_call(one, room) for room in rooms]))
+        _raise_first(await self._each([_later(one, room) for room in rooms]))
         return found
 
     def behind_hints(self) -> set[str]:
@@ -582,7 +582,7 @@ class RedisStore:
             await self._run(self._scripts.leave, keys_of.for_presence(server), args, self._durable)
             await self._replicated(keys_of.members)
 
-        jobs = [partial_call(one, room, server, group) for (room, server), group in groups.items()]
+        jobs = [_later(one, room, server, group) for (room, server), group in groups.items()]
         _raise_first(await self._each(jobs))
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
@@ -604,7 +604,7 @@ class RedisStore:
             lost.extend((room, name.decode(), holder.decode()) for name, holder in
                         zip(parts[::2], parts[1::2], strict=True))  # fmt: skip
 
-        jobs = [partial_call(one, room, server, group) for (room, server), group in groups.items()]
+        jobs = [_later(one, room, server, group) for (room, server), group in groups.items()]
         _raise_first(await self._each(jobs))
         return lost
 
@@ -681,7 +681,7 @@ class RedisStore:
                     break
             await self._replicated(keys_of.members)
 
-        _raise_first(await self._each([partial_call(one, room) for room in rooms]))
+        _raise_first(await self._each([_later(one, room) for room in rooms]))
         return gone
 
     async def _forget(self, server: str, *, retiring: bool) -> None:
@@ -712,7 +712,7 @@ class RedisStore:
             if int(count):
                 found.append((room, int(count), int(top)))
 
-        _raise_first(await self._each([partial_call(one, room) for room in names]))
+        _raise_first(await self._each([_later(one, room) for room in names]))
         return sorted(found)
 
     async def aclose(self) -> None:
@@ -834,9 +834,7 @@ async def _connect(
     )
 
 
-def partial_call(
-    function: Callable[..., Awaitable[None]], *args: Any
-) -> Callable[[], Awaitable[None]]:
+def _later(function: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
     """function(*args), called later."""
     return lambda: function(*args)
 
