@@ -175,6 +175,8 @@ async def test_servers_on_a_cluster_are_one_chat_in_rooms_on_every_shard(
             for member in members:
                 traffic.start_soon(talk, member)
                 traffic.start_soon(listen, member)
+        listed = await on_cluster.servers[0][1].rooms()  # `purechat rooms`, on every shard
+    assert listed == [(room, 2, 2 * per_sender) for room in rooms]
     for first, second in zip(members[::2], members[1::2], strict=True):
         assert seen[first.name] == seen[second.name]
         assert [seq for seq, _ in seen[first.name]] == list(range(1, 2 * per_sender + 1))
