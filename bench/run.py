@@ -39,7 +39,9 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.gobuild import GoBuilder  # noqa: E402 -- the repository root is not on sys.path
+# The repository root is not on sys.path before the line above.
+from tests.gobuild import GoBuilder  # noqa: E402
+from tests.redis_cluster import REDIS_CLI, RedisCluster  # noqa: E402
 
 SERVERS = ("purechat", "grpc-go", "grpcio-asyncio")
 SERVER_CPU, LOAD_CPUS = {0}, {1}
@@ -342,34 +344,55 @@ async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
     return summary | {"server_log": server.log}
 
 
-async def shared(go: GoPrograms, members: int, flags: tuple[str, ...]) -> Summary:
-    """Two purechat servers on one redis-server, members on both, the sender on the first.
+# Where the two-server runs keep the rooms: one redis-server, or a Redis Cluster of
+# three primaries with a replica each (acknowledged on the primary, or with replicas=1
+# once a replica has it too).
+SHARED_STORES = ("redis", "cluster", "cluster_replicas")
+
+
+async def shared(go: GoPrograms, members: int, flags: tuple[str, ...], store: str) -> Summary:
+    """Two purechat servers on one store, members on both, the sender on the first.
     Each server on a core of its own; Redis and the load client share them."""
-    redis = shutil.which("redis-server") or shutil.which("valkey-server")
-    assert redis is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        redis_port = probe.getsockname()[1]
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            partial(
-                trio.run_process,
-                [redis, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL,
-                check=False,
-            )
+    async with (
+        _shared_store(store) as url,
+        serving("purechat", go, store=url, cpus={0}) as first,
+        serving("purechat", go, store=url, cpus={1}) as second,
+    ):
+        summary = await go_load(
+            go, [first.address, second.address], "-members", str(members), *flags
         )
-        await trio.sleep(0.5)
-        url = f"redis://127.0.0.1:{redis_port}/0"
-        async with (
-            serving("purechat", go, store=url, cpus={0}) as first,
-            serving("purechat", go, store=url, cpus={1}) as second,
-        ):
-            summary = await go_load(
-                go, [first.address, second.address], "-members", str(members), *flags
-            )
-        nursery.cancel_scope.cancel()
     return summary | {"server_log": _merged(first.log, second.log)}
+
+
+@asynccontextmanager
+async def _shared_store(store: str) -> AsyncIterator[str]:
+    """A fresh store of that kind (no persistence), its URL for `--store`."""
+    if store == "redis":
+        redis = shutil.which("redis-server") or shutil.which("valkey-server")
+        assert redis is not None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            redis_port = probe.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    trio.run_process,
+                    [redis, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                    stdout=subprocess.DEVNULL,
+                    check=False,
+                )
+            )
+            await trio.sleep(0.5)
+            yield f"redis://127.0.0.1:{redis_port}/0"
+            nursery.cancel_scope.cancel()
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        cluster = RedisCluster(Path(directory))
+        try:
+            await trio.to_thread.run_sync(cluster.start)
+            yield cluster.url(replicas=1 if store == "cluster_replicas" else 0)
+        finally:
+            cluster.stop()
 
 
 def _merged(*logs: dict[str, int]) -> dict[str, int]:
@@ -525,20 +548,12 @@ async def measure_all(scale: Scale, go: GoPrograms) -> dict[str, Any]:
                 _log(f"{key}: {kind}, run {repeat + 1} of {scale.repeats}")
                 runs[key][kind].append(await scenario(kind))
     if shutil.which("redis-server") or shutil.which("valkey-server"):
-        for key, row_kind, repeats, flags in (
-            ("shared_fanout", "fanout", scale.shared_repeats, scale.fanout_send),
-            (
-                "shared_latency",
-                "latency",
-                scale.repeats,
-                ("-rate", str(scale.latency_rate), *scale.latency_send),
-            ),
-        ):
+        for key, row_kind, store, repeats, flags in _shared_plan(scale):
             rows[key] = row_kind
             runs[key] = {"purechat": []}
             for repeat in range(repeats):
-                _log(f"{key}: two purechat servers on Redis, run {repeat + 1} of {repeats}")
-                runs[key]["purechat"].append(await shared(go, scale.shared_size, flags))
+                _log(f"{key}: two purechat servers on {store}, run {repeat + 1} of {repeats}")
+                runs[key]["purechat"].append(await shared(go, scale.shared_size, flags, store))
     figures = {
         key: {
             kind: {
@@ -550,6 +565,40 @@ async def measure_all(scale: Scale, go: GoPrograms) -> dict[str, Any]:
         for key, by_kind in runs.items()
     }
     return {"runs": runs, "figures": figures}
+
+
+async def measure_shared(scale: Scale, go: GoPrograms) -> None:
+    """Only the two-server runs, each printed as it ends (`--shared`: nothing written)."""
+    for key, _, store, repeats, flags in _shared_plan(scale):
+        for repeat in range(repeats):
+            s = await shared(go, scale.shared_size, flags, store)
+            latency = s["latency"]
+            print(
+                f"{key} run {repeat + 1}/{repeats}: {s['deliveries_per_s']:,.0f} deliveries/s, "
+                f"lost {s['lost']:,}, sent {s['sent']:,}"
+                + (
+                    f", p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
+                    if latency["count"]
+                    else ""
+                ),
+                flush=True,
+            )
+
+
+def _shared_plan(scale: Scale) -> list[tuple[str, str, str, int, tuple[str, ...]]]:
+    """(key, rows, store, repeats, load flags) of the two-server runs: one Redis, and a
+    cluster when redis-cli is there to make one."""
+    latency = ("-rate", str(scale.latency_rate), *scale.latency_send)
+    stores = SHARED_STORES if REDIS_CLI else SHARED_STORES[:1]
+    plan = []
+    for store in stores:
+        prefix = "shared" if store == "redis" else store
+        if store != "cluster_replicas":  # flat out, the WAIT shows in latency only
+            plan.append(
+                (f"{prefix}_fanout", "fanout", store, scale.shared_repeats, scale.fanout_send)
+            )
+        plan.append((f"{prefix}_latency", "latency", store, scale.repeats, latency))
+    return plan
 
 
 # The report.
@@ -723,26 +772,40 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         *_table(results, "stall", "fanout"),
     ]
     if "shared_fanout" in results["figures"]:
-        fan = results["figures"]["shared_fanout"]["purechat"]
-        lat = results["figures"]["shared_latency"]["purechat"]
         lines += [
             "",
-            f"## Two purechat servers on one Redis, {scale.shared_size} members",
+            f"## Two purechat servers on one store, {scale.shared_size} members",
             "",
             "Members alternate between the servers, the sender is on the first; every "
             "delivery on either server comes from the room's Redis Stream. Each server on a "
-            "core of its own; redis-server (no persistence) and the load client float, so "
-            f"four busy processes share two cores: fan-out median of {scale.shared_repeats} "
-            "runs.",
+            "core of its own; the store (no persistence) and the load client float, so four "
+            "busy processes (nine with the cluster's six redis-server) share two cores: "
+            f"fan-out median of {scale.shared_repeats} runs. *lost* after a flat-out run is "
+            "what was still owed when the drain ended: a server whose members fall behind "
+            "slows the senders on the other (see the README), so it should be 0. One "
+            "Redis: `redis://`; a Redis Cluster of three primaries with a replica each: "
+            "`redis+cluster://` (acknowledged on the primary), and with `?replicas=1` "
+            "(acknowledged once a replica has it: the WAIT is in the latency).",
             "",
-            "| scenario | deliveries/s | lost | p50 ms | p99 ms | max ms |",
-            "|---|---:|---:|---:|---:|---:|",
-            f"| one sender flat out | {_cell(fan['deliveries/s'], '{:,.0f}')} | "
-            f"{_cell(fan['lost'], '{:,.0f}')} | | | |",
-            f"| {scale.latency_rate:,.0f} messages/s | {_cell(lat['deliveries/s'], '{:,.0f}')} | "
-            f"{_cell(lat['lost'], '{:,.0f}')} | {_cell(lat['p50 ms'], '{:.1f}')} | "
-            f"{_cell(lat['p99 ms'], '{:.1f}')} | {_cell(lat['max ms'], '{:.1f}')} |",
+            "| store | scenario | deliveries/s | lost | p50 ms | p99 ms | max ms |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
+        for key, _, store, _, _ in _shared_plan(scale):
+            if key not in results["figures"]:
+                continue
+            f = results["figures"][key]["purechat"]
+            if key.endswith("_fanout"):
+                lines.append(
+                    f"| {store} | one sender flat out | {_cell(f['deliveries/s'], '{:,.0f}')} | "
+                    f"{_cell(f['lost'], '{:,.0f}')} | | | |"
+                )
+            else:
+                lines.append(
+                    f"| {store} | {scale.latency_rate:,.0f} messages/s | "
+                    f"{_cell(f['deliveries/s'], '{:,.0f}')} | {_cell(f['lost'], '{:,.0f}')} | "
+                    f"{_cell(f['p50 ms'], '{:.1f}')} | {_cell(f['p99 ms'], '{:.1f}')} | "
+                    f"{_cell(f['max ms'], '{:.1f}')} |"
+                )
     lines += [
         "",
         "## Second series: raw HTTP/2 members (bench/loadgen.py)",
@@ -839,19 +902,29 @@ def check_smoke(results: dict[str, Any], scale: Scale) -> list[str]:
         for s in runs[f"raw_{scale.raw_sizes[0]}"][kind]:
             if not s["deliveries_per_s"]:
                 problems.append(f"{kind} raw HTTP/2 fan-out: nothing delivered")
-    for s in runs.get("shared_fanout", {}).get("purechat", []):
-        if s["lost"] or not s["sent"]:
-            problems.append(f"two servers on Redis: {json.dumps(s)[:1500]}")
+    for key in ("shared_fanout", "cluster_fanout"):
+        for s in runs.get(key, {}).get("purechat", []):
+            if s["lost"] or not s["sent"]:
+                problems.append(f"two servers ({key}): {json.dumps(s)[:1500]}")
     return problems
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="seconds-long check for CI")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="only the two-server runs (one Redis, a cluster), printed; nothing written",
+    )
     args = parser.parse_args()
     scale = SMOKE if args.smoke else FULL
     command = "just bench-smoke" if args.smoke else "just bench"
     started = time.monotonic()
+    if args.shared:
+        with tempfile.TemporaryDirectory() as work:
+            trio.run(measure_shared, scale, build_go(Path(work)))
+        return
     with tempfile.TemporaryDirectory() as work:
         go = build_go(Path(work))
         results = trio.run(measure_all, scale, go)

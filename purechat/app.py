@@ -77,7 +77,7 @@ class ChatServer:
         self.web_port: int | None = None
         # A store shared with other servers delivers through the feed, in its log's order,
         # and keeps who is where.
-        feed = Feed(self.hub, shared) if shared else None
+        feed = Feed(self.hub, shared, pacer) if shared else None
         self._presence = (
             Presence(self.hub, shared, self.config.presence_ttl, self.metrics.presence_swept.inc)
             if shared

@@ -92,15 +92,17 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=DEFAULT_STORE_URL,
         metavar="URL",
         help="where history is kept: sqlite:///PATH (relative; sqlite:////PATH for an "
-        "absolute path), memory://, or redis://HOST:PORT[/DB] (rediss:// for TLS) to run "
-        "several servers as one chat",
+        "absolute path), memory://, or redis://HOST:PORT[/DB] (rediss:// for TLS) or "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster://) to run several servers "
+        "as one chat; ?replicas=N acknowledges a message once N replicas have it",
     )
     serve.add_argument(
         "--history",
         type=int,
         default=DEFAULT_HISTORY,
         metavar="N",
-        help=f"messages kept per room by the memory:// and redis:// stores: {takes('history')}",
+        help="messages kept per room by the memory:// and redis:// stores (a Redis log keeps "
+        f"at least 4096): {takes('history')}",
     )
     limits, transport = Limits(), TransportLimits()
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,7 @@ from purechat.core import Limits
 from purechat.server import ServerConfig
 from tests.gobuild import DEBIAN_PACKAGES, GoBuilder, GoBuildFailed, GoMissing
 from tests.helpers import Harness
+from tests.redis_cluster import RedisCluster
 
 PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
 
@@ -59,6 +61,18 @@ def tutorial_stubs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType
         return importlib.import_module("chat_pb2"), importlib.import_module("chat_pb2_grpc")
     finally:
         sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster (tests/redis_cluster.py), made once, stopped at the end."""
+    RedisCluster.require()
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import trio
@@ -12,7 +12,15 @@ import trio.lowlevel
 from purechat.core import EndReason, EventKind, Message, Messages, Outgoing, RoomEvent
 from purechat.errors import OutcomeUnknown, StoreError, StoreUnavailable
 from purechat.store import Appended, Head, MemoryStore, SearchCursor, Store
-from purechat.store.shared import Joined, LogEntry, Position, PresenceId, Seat, SharedStore
+from purechat.store.shared import (
+    Heartbeat,
+    Joined,
+    LogEntry,
+    Position,
+    PresenceId,
+    Seat,
+    SharedStore,
+)
 
 
 class FakeOutbox:
@@ -104,8 +112,13 @@ class SharedMemoryStore(MemoryStore):
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
         return dict.fromkeys(rooms, self.epoch)
 
-    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
-        return True
+    tail_count = 1000
+
+    async def listen(self) -> None:
+        pass
+
+    async def heartbeat(self, server: str, ttl_ms: int, rooms: Collection[str]) -> Heartbeat:
+        return Heartbeat.KEPT
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
         return []
@@ -121,6 +134,17 @@ class SharedMemoryStore(MemoryStore):
 
     async def rooms(self) -> list[tuple[str, int, int]]:
         return []
+
+    async def report_behind(
+        self, behind: Collection[str], caught_up: Collection[str], ttl_ms: int
+    ) -> None:
+        pass
+
+    async def behind_elsewhere(self, rooms: Collection[str]) -> set[str]:
+        return set()
+
+    def behind_hints(self) -> set[str]:
+        return set()
 
 
 # -- stores whose reads fail --------------------------------------------------------
@@ -190,6 +214,13 @@ class FailingSharedReads(FailingReads):
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         return await self.shared.tail(positions, block_ms)
 
+    @property
+    def tail_count(self) -> int:
+        return self.shared.tail_count
+
+    async def listen(self) -> None:
+        await self.shared.listen()
+
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
         return await self.shared.epochs(rooms)
 
@@ -206,8 +237,8 @@ class FailingSharedReads(FailingReads):
     async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
         await self.shared.leave(seats, time_ms)
 
-    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
-        return await self.shared.heartbeat(server, ttl_ms)
+    async def heartbeat(self, server: str, ttl_ms: int, rooms: Collection[str]) -> Heartbeat:
+        return await self.shared.heartbeat(server, ttl_ms, rooms)
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
         return await self.shared.restore(held, time_ms)
@@ -224,6 +255,17 @@ class FailingSharedReads(FailingReads):
 
     async def rooms(self) -> list[tuple[str, int, int]]:
         return await self.shared.rooms()
+
+    async def report_behind(
+        self, behind: Collection[str], caught_up: Collection[str], ttl_ms: int
+    ) -> None:
+        await self.shared.report_behind(behind, caught_up, ttl_ms)
+
+    async def behind_elsewhere(self, rooms: Collection[str]) -> set[str]:
+        return await self.shared.behind_elsewhere(rooms)
+
+    def behind_hints(self) -> set[str]:
+        return self.shared.behind_hints()
 
 
 def failing_reads(store: Store, error: StoreError | None = None) -> FailingReads:

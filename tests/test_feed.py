@@ -29,6 +29,11 @@ class ScriptedLog:
     async def epochs(self, rooms: list[str]) -> dict[str, str]:
         return dict.fromkeys(rooms, "")
 
+    tail_count = 1000
+
+    async def listen(self) -> None:
+        pass
+
 
 def change(order: int, kind: EventKind, user: str) -> PresenceChange:
     return PresenceChange("lobby", PresenceId(0, order), kind, user, 0)

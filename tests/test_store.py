@@ -15,6 +15,7 @@ from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_sto
 from purechat.store.redis import RedisStore
 from purechat.store.sqlite import APPLICATION_ID, META, SCHEMA
 from tests.fakes import damage_last_page
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisProcess, free_port
 
 
@@ -22,7 +23,7 @@ def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "")
     return Message(room, 0, sender, text, 1_700_000_000_000, False, sender, msg_id)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "cluster-replicas"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
 ) -> AsyncIterator[Store]:
@@ -31,10 +32,16 @@ async def store(
         opened = MemoryStore(history=100)
     elif request.param == "sqlite":
         opened = await SqliteStore.open(tmp_path / "chat.db")
-    else:
+    elif request.param == "redis":
         redis = RedisProcess(tmp_path, free_port())
         await redis.start(nursery)
         opened = await RedisStore.open(redis.url, history=100)
+    else:  # the session's cluster, emptied: messages acknowledged on the primary or a replica
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        await trio.to_thread.run_sync(cluster.heal)
+        await trio.to_thread.run_sync(cluster.flush)
+        replicas = 1 if request.param == "cluster-replicas" else 0
+        opened = await RedisStore.open(cluster.url(replicas), history=100)
     try:
         yield opened
     finally:

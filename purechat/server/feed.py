@@ -6,6 +6,17 @@ server see one order; joins and leaves (logged by every server's `Presence`) com
 same way. A sender's ack waits until its message has come round the feed: an ack then
 means "stored, and delivered here in order".
 
+Servers keep pace with each other through the store (`keep_pace`): a room whose
+members here are behind (most of them lag, the hub's rule for a busy room) or whose log
+this server reads slower than it grows (a read gives the store's tail_count: more wait)
+is reported behind, and a room another server reports behind has its senders here held
+by the pacer until it is not (a room this server reads slower than its log grows has
+its senders here held too). So one server's members falling behind slow the senders on
+every server, as one server's busy room slows its own. A room behind here is still
+read: what was sent before the senders were held goes to the members' queues (their
+byte budget is what absorbs it, as on one server), not left in a log that keeps only
+the newest --history messages.
+
 A room whose log the store lost (Redis flushed, or restarted without its data) gets a
 new epoch. The feed notices it from the log's entries, from an append's answer, or by
 asking every so often while a room is quiet; it then tells the room's members (RESET),
@@ -17,13 +28,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.lowlevel
 
 from purechat.core import Hub, Member, Message, Published
 from purechat.server.outage import Outage
+from purechat.server.pacing import Pacer
 from purechat.store import StoreError
 from purechat.store.shared import (
     EpochChange,
@@ -43,12 +55,24 @@ RECENT_PRESENCE = 64
 # How often open rooms' epochs are checked: a quiet room's lost log shows no entries.
 EPOCH_CHECK_SECONDS = 1.0
 START = PresenceId(0, 0)
+# How often rooms behind here are told to the store, and rooms held for another
+# server's sake asked about again; a report lasts BEHIND_TTL_MS unless renewed (a
+# server that dies behind holds nobody up for longer).
+PACE_SECONDS = 0.05
+BEHIND_TTL_MS = 2000
 
 
 class Feed:
-    def __init__(self, hub: Hub, store: SharedStore):
+    def __init__(self, hub: Hub, store: SharedStore, pacer: Pacer | None = None):
         self.hub = hub
         self.store = store
+        self.pacer = pacer
+        # Rooms whose last read gave TAIL_COUNT messages (more are waiting), and the
+        # rooms last reported behind, and when.
+        self._trailing: set[str] = set()
+        self._reported: set[str] = set()
+        self._reported_at = 0.0
+        self._pace_now = anyio.Event()
         self._waiting: dict[str, list[tuple[int, Callable[[], None]]]] = {}
         # Per open room, the newest join or leave delivered here, and the latest few.
         self._presence: dict[str, PresenceId] = {}
@@ -87,14 +111,16 @@ class Feed:
                 )
 
     async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self.store.listen)
+            if self.pacer is not None:
+                tasks.start_soon(self.keep_pace, self.pacer)
+            await self._follow()
+
+    async def _follow(self) -> None:
         while True:
             open_rooms = {name: last for name, _, last in self.hub.rooms()}
             self._release_closed_rooms(open_rooms)
-            # A room that is behind here waits until its members have caught up: the
-            # log keeps what they have not received yet.
-            open_rooms = {
-                name: last for name, last in open_rooms.items() if not self.hub.room_behind(name)
-            }
             if not open_rooms:
                 await anyio.sleep(IDLE_SECONDS)  # no room to read here now
                 continue
@@ -107,6 +133,7 @@ class Feed:
                 await self._outage.pause()
                 continue
             self._outage.recovered()
+            self._note_trailing(positions, entries)
             run: list[Message] = []  # consecutive messages, published as one batch
             for entry in entries:
                 if isinstance(entry, Message):
@@ -117,6 +144,64 @@ class Feed:
                 self._deliver(entry)
             self._publish(run)
             await anyio.lowlevel.checkpoint()
+
+    def _note_trailing(self, positions: dict[str, Position], entries: Sequence[object]) -> None:
+        """A read that gave tail_count messages of a room: the log grows faster than this
+        server reads it. Its senders here wait at once, and the store hears it at once
+        (its log then keeps more, and the other servers' senders wait too)."""
+        read: dict[str, int] = dict.fromkeys(positions, 0)
+        for entry in entries:
+            if isinstance(entry, Message):
+                read[entry.room] += 1
+        for room, count in read.items():
+            if count < self.store.tail_count:
+                self._trailing.discard(room)
+            elif room not in self._trailing:
+                self._trailing.add(room)
+                self._pace_now.set()
+                if self.pacer is not None:
+                    self.pacer.hold(room)
+
+    async def keep_pace(self, pacer: Pacer) -> None:
+        """Tell the store which rooms are behind here, and hold the senders of rooms
+        that are behind on another server until they are not (see the module's doc)."""
+        outage = Outage("pacing")
+        elsewhere: set[str] = set()  # rooms another server is behind in
+        while True:
+            with anyio.move_on_after(PACE_SECONDS):
+                await self._pace_now.wait()
+            self._pace_now = anyio.Event()
+            try:
+                await self._report_behind()
+                elsewhere |= {room for room in self.store.behind_hints() if self.hub.has_room(room)}
+                if elsewhere:
+                    elsewhere = await self.store.behind_elsewhere(elsewhere)
+            except StoreError as error:
+                # Sends fail anyway while the store is away: nobody is held for it.
+                elsewhere.clear()
+                outage.failed(error)
+                await outage.pause()
+            else:
+                outage.recovered()
+            held = (elsewhere | self._trailing) & {name for name, _, _ in self.hub.rooms()}
+            for room in held - pacer.held:
+                pacer.hold(room)
+            for room in pacer.held - held:
+                pacer.release(room)
+
+    async def _report_behind(self) -> None:
+        open_rooms = {name for name, _, _ in self.hub.rooms()}
+        self._trailing &= open_rooms
+        behind = {room for room in open_rooms if self.hub.room_behind(room)} | self._trailing
+        now = anyio.current_time()
+        renew = now - self._reported_at >= BEHIND_TTL_MS / 3000
+        news = behind if renew else behind - self._reported
+        caught_up = self._reported - behind
+        if news or caught_up:
+            await self.store.report_behind(news, caught_up, BEHIND_TTL_MS)
+        if renew:
+            self._reported_at = now
+        self._reported = behind
 
     async def _check_epochs(self, rooms: list[str]) -> None:
         now = anyio.current_time()

@@ -9,7 +9,9 @@ reordered:
   more than FLOOD_SECONDS' worth of its messages already wait is cut off.
 - its room: when most members of a room are lagging (their backlogs are large), the
   room as a whole cannot keep up, and its senders wait until it has caught up, rather
-  than the readers being evicted for the senders' speed.
+  than the readers being evicted for the senders' speed. With servers sharing a store
+  the same holds across them: while another server says its members in the room are
+  behind (the feed's `keep_pace` tells this one), the room's senders here wait too.
 """
 
 from __future__ import annotations
@@ -46,12 +48,24 @@ class Pacer:
         self.hub = hub
         # Rooms that are behind and have a sender waiting for them.
         self._caught_up: dict[str, anyio.Event] = {}
+        # Rooms another server sharing the store is behind in.
+        self.held: set[str] = set()
 
     def caught_up(self, room: str) -> None:
         """The hub's word that room is no longer behind: its senders may go on."""
         waiting = self._caught_up.pop(room, None)
         if waiting is not None:
             waiting.set()
+
+    def hold(self, room: str) -> None:
+        """Another server is behind in room: its senders here wait too."""
+        self.held.add(room)
+
+    def release(self, room: str) -> None:
+        """No other server is behind in room any more."""
+        self.held.discard(room)
+        if not self.hub.room_behind(room):
+            self.caught_up(room)
 
     async def pace(self, member: Member, stream: Paced) -> bool:
         """Wait until member's next message may be handled; False when it is flooding
@@ -64,7 +78,8 @@ class Pacer:
                 stream.end(statuses.flooding(rate))
                 return False
             await anyio.sleep(delay)
-        while member.present and member.room.behind:
-            event = self._caught_up.setdefault(member.room.name, anyio.Event())
+        room = member.room
+        while member.present and (room.behind or room.name in self.held):
+            event = self._caught_up.setdefault(room.name, anyio.Event())
             await event.wait()
         return member.present

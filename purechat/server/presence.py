@@ -6,7 +6,10 @@ queued without waiting (a member's call is ending, often cancelled) and told to 
 store by this server's presence task, which also sends the heartbeats that keep this
 server's members listed and sweeps away the members of servers that stopped sending
 theirs. A server that dies without a word thus has its members leave within about
-`ttl` (plus one heartbeat interval) on every other server.
+`ttl` (plus one heartbeat interval) on every other server. Each heartbeat names the
+rooms where this server holds seats, so that whoever sweeps it after a crash finds
+them; one that finds this server being swept (it lost touch with the store for longer
+than the TTL) waits for the sweep to end, then lists its members again.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from anyio.abc import TaskStatus
 from purechat.core import EndReason, Hub, JoinRefused
 from purechat.server.outage import Outage
 from purechat.store import StoreError
-from purechat.store.shared import Joined, Seat, SharedStore, holder_id
+from purechat.store.shared import Heartbeat, Joined, Seat, SharedStore, holder_id
 
 log = logging.getLogger("purechat.server")
 
 HEARTBEATS_PER_TTL = 3
+# While another server sweeps this one, its heartbeat is tried again this often.
+SWEPT_RETRY_SECONDS = 0.2
 # How many names a join tries ("bob", "bob-2", ... "bob-100") before it is refused.
 MAX_CANDIDATES = 100
 # Seats per script: Redis runs one script at a time, so a mass disconnect is told in
@@ -59,6 +64,8 @@ class Presence:
         self._leaving: list[Seat] = []
         self._wake = anyio.Event()
         self._outage = Outage("presence")
+        # Another server is sweeping this one: beat again soon, not a TTL later.
+        self._being_swept = False
 
     def new_holder(self) -> str:
         """An id for one member's hold on its name, unique among all servers."""
@@ -118,7 +125,8 @@ class Presence:
                 await self._try(self._tell_leaves)
             if anyio.current_time() >= next_beat:
                 await self._try(self._beat)
-                next_beat = anyio.current_time() + interval
+                soon = SWEPT_RETRY_SECONDS if self._being_swept else interval
+                next_beat = anyio.current_time() + soon
 
     async def retire(self) -> None:
         """Remove every member of this server from the store (it is stopping)."""
@@ -146,12 +154,21 @@ class Presence:
         del self._leaving[: len(leaving)]
 
     async def _beat(self) -> None:
-        if not await self.store.heartbeat(self.server, int(self.ttl * 1000)):
+        beat = await self.store.heartbeat(self.server, int(self.ttl * 1000), self._seated_rooms())
+        self._being_swept = beat is Heartbeat.SWEEPING
+        if self._being_swept:
+            return
+        if beat is Heartbeat.LAPSED:
             await self._restore()
         gone = await self.store.sweep(self._now_ms())
         if gone:
             self._observe_swept(gone)
             log.info("%d member(s) of servers that stopped answering removed", gone)
+
+    def _seated_rooms(self) -> set[str]:
+        """Rooms where this server holds seats, its leaves not yet told included."""
+        rooms = {m.room.name for m in self.hub.named_members()}
+        return rooms | {room for room, _, _ in self._leaving}
 
     async def _restore(self) -> None:
         """This server's heartbeats lapsed (the store was away): list its members again.

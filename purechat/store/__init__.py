@@ -41,17 +41,18 @@ async def open_store(url: str, *, history: int = DEFAULT_HISTORY) -> Store:
 
     memory:// keeps `history` messages per room. sqlite:///PATH follows SQLAlchemy's
     form: three slashes and a relative path, four for an absolute one. redis:// (or
-    rediss:// for TLS) shares the rooms with every server using the same Redis.
+    rediss:// for TLS) shares the rooms with every server using the same Redis, and
+    redis+cluster:// (rediss+cluster://) with every server using the same Redis Cluster.
     """
     if url == "memory://":
         return MemoryStore(history)
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return await SqliteStore.open(Path(url.removeprefix("sqlite:///")))
-    if url.startswith(("redis://", "rediss://")):
+    if url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
         from purechat.store.redis import RedisStore  # noqa: PLC0415 -- only when asked for
 
         return await RedisStore.open(url, history)
     raise StoreUnavailable(
         f"unknown store {url!r}: use memory://, sqlite:///PATH (sqlite:////PATH for an "
-        "absolute path) or redis://HOST:PORT[/DB]"
+        "absolute path), redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT[,HOST:PORT...]"
     )

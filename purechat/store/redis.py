@@ -1,29 +1,44 @@
-"""redis:// and rediss://: every room's log as a Redis (or Valkey) Stream, shared by servers.
+"""redis://, rediss://, redis+cluster:// and rediss+cluster://: every room's log as a
+Redis (or Valkey) Stream, shared by servers, on one Redis or spread over a Redis Cluster.
 
-Several purechat servers pointed at one Redis are one chat. A message is numbered and
-appended atomically by a Lua script (INCR the room's counter, XADD with that number as
-the entry id, remember the client's message id), so numbers are per room, monotonic
-and the same for every server; every server then delivers each room from the stream
-(`tail`), so all members everywhere see the stream's one order. Names, member lists,
-joins and leaves are kept beside each log (see PRESENCE), with a heartbeat per server.
+Several purechat servers pointed at one Redis, or at one cluster, are one chat. A
+message is numbered and appended atomically by a Lua script (INCR the room's counter,
+XADD with that number as the entry id, remember the client's message id), so numbers
+are per room, monotonic and the same for every server; every server then delivers
+each room from the stream (`tail`), so all members everywhere see the stream's one
+order. Names, member lists, joins and leaves are kept beside each log, with a
+heartbeat per server. Where every key lives, and the rules that let the same scripts
+run on a cluster, is redis_keys.py; the scripts are redis_scripts.py.
 
-Uses valkey-glide (its async client runs under trio and asyncio). Blocking reads use a
-client of their own, since a blocking command holds its connection. Scripts go by
-their SHA (glide's Script: EVALSHA, and SCRIPT LOAD when Redis has forgotten them),
-with the keys they touch as KEYS where the caller knows them (see "Every script").
+On a cluster each room lives in the slot of its name, so rooms spread over the shards;
+work on several rooms is one call per slot, sent concurrently. A server reads the logs
+of the rooms its members are in, slot by slot (a read cannot span slots), when the
+room's sharded pub/sub channel says something was logged, and every second anyway in
+case such a word was lost (a failover, a move).
+
+How durable an acknowledgement is follows `?replicas=N`: by default a message counts as
+stored once the primary has it (a failover may lose the newest, and the log's epoch
+then changes: see APPEND's fence); with N, it is first staged, then moved into the log
+(where readers see it) only once Redis says N replicas have it (WAIT), so nothing a
+member saw or was acknowledged is lost by a failover.
+
+Uses valkey-glide (its async client runs under trio and asyncio). Blocking reads (one
+Redis) and pub/sub (a cluster) use a client of their own, as does WAIT with replicas:
+WAIT blocks its connection, and counts that connection's writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
-from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from typing import Any, TypeVar
 
+import anyio
 import glide
 
 from purechat.core import EntryKind, EventKind, Message
@@ -38,10 +53,32 @@ from purechat.store.base import (
     StoreUnavailable,
     holds_words,
     new_epoch,
-    state_space,
+)
+from purechat.store.redis_address import RedisAddress
+from purechat.store.redis_keys import Layout, RoomKeys
+from purechat.store.redis_scripts import (
+    APPEND,
+    BEHIND_ELSEWHERE,
+    CLAIM,
+    COMMIT,
+    EFFECTS,
+    FORGET,
+    HEADS,
+    HEARTBEAT,
+    JOIN,
+    LEAVE,
+    POSITION,
+    RECORD,
+    REPORT_BEHIND,
+    RESTORE,
+    RETIRE_ROOM,
+    ROOM_INFO,
+    STAGED,
 )
 from purechat.store.shared import (
+    TAIL_COUNT,
     EpochChange,
+    Heartbeat,
     Joined,
     LogEntry,
     Position,
@@ -50,419 +87,37 @@ from purechat.store.shared import (
     Seat,
 )
 
-KEY_PREFIX = "purechat:room:"
+__all__ = ["RedisAddress", "RedisStore"]
+
+log = logging.getLogger("purechat.server")
+
 REQUEST_TIMEOUT_MS = 2000
-# Retried sends are recognised among at least this many of a room's newest messages.
+# WAIT's own bound, inside the request's: past it the send's outcome is unknown.
+WAIT_TIMEOUT_MS = 1000
+# Retried sends are recognised among at least this many of a room's newest messages,
+# and a log keeps as many while a server is behind in its room.
 IDS_KEPT = 10_000
+# A log keeps at least this many messages, --history or not: a server may be a few
+# commits of the journal behind (each up to 1,024 messages) when the next one lands,
+# and what it has not read must still be there (see SharedStore.tail_count).
+LOG_FLOOR = 4096
 # Messages a search reads of each room, newest first (Redis keeps no index of words).
 SEARCH_SCANNED = 5000
-# Presence entries kept per room: enough for a server whose feed lags a little.
-PRESENCE_KEPT = 1000
+# How long a sweeper's claim on a silent server lasts (another sweeps it after).
+CLAIM_MS = 10_000
+SERVERS_PER_SWEEP = 100
+# Seats freed per script: Redis runs one script at a time.
+SEATS_PER_CALL = 1000
+# Calls to different slots in flight at once.
+CALLS_AT_ONCE = 32
+# A cluster's feed reads every room it follows at least this often, news or not ...
+POLL_SECONDS = 1.0
+# ... and stops listening to a room it has not been asked about for this long.
+UNFOLLOW_SECONDS = 5.0
+# How long a subscription may take to be confirmed before reads go on without it.
+SUBSCRIBE_TIMEOUT_MS = 500
 
-# Every script is sent by its SHA (EVALSHA; glide loads it again when Redis answers
-# NOSCRIPT, as after a restart) and is given the keys it touches as KEYS, in the order
-# the Python side lists them (`_room_keys` for a room's presence keys). A few key names
-# are still built in Lua, each said where: what only the script can know (a room's
-# retry-id buckets, the seats set of a member's earlier server) and what a script finds
-# by walking Redis (SWEEP and RETIRE walk servers' seats, ROOMS walks the rooms). Redis
-# Cluster (#28) will lay those out with hash tags; a single Redis needs nothing more.
-
-ROOMS_KEY = "purechat:rooms"
-SERVERS_KEY = "purechat:servers"
-# A room's presence keys, in the order scripts take them (`room_at` in PRESENCE).
-ROOM_KEYS = ("members", "sessions", "keys", "key_of", "presence", "seq")
-
-# A room's epoch: created with its log (from a fresh candidate the caller passes), and
-# gone with it when Redis loses the data (FLUSHALL, a restart without persistence).
-EPOCH = """
-local function epoch_of(epoch_key, candidate)
-  local epoch = redis.call('GET', epoch_key)
-  if not epoch then
-    epoch = candidate
-    redis.call('SET', epoch_key, epoch)
-  end
-  return epoch
-end
-"""
-
-# KEYS: per room of the batch its seq, log, epoch and state. ARGV: history, ids bucket
-# size, count, candidate epoch, then per draft: its room's place among the rooms (from
-# 1), user, text, time_ms, action, sender, id, kind, data, effects (JSON, "" for none:
-# a moderation entry's changes to its room's state, applied here with its numbering).
-# Returns per draft its seq (negative for a repeat) and the epoch of its room's log.
-# Client ids live in hashes of `size` numbers each; the newest two are consulted and
-# older ones deleted, so a retry is recognised among the last `size` messages at least.
-# Which buckets is known only here, from the counter: their names are built from
-# the room's seq key (`<room>:ids:<bucket>`).
-APPEND = (
-    EPOCH
-    + """
-local history, size, candidate = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[4]
-local out = {}
-local i = 5
-for _ = 1, tonumber(ARGV[3]) do
-  local at = 4 * tonumber(ARGV[i]) - 3
-  local user, text, time, action, sender, id =
-    ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local kind, data, effects = ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
-  i = i + 10
-  local seq_key, log_key = KEYS[at], KEYS[at + 1]
-  local ids = string.sub(seq_key, 1, -4) .. 'ids:'
-  local epoch = epoch_of(KEYS[at + 2], candidate)
-  local bucket = math.floor(tonumber(redis.call('GET', seq_key) or '0') / size)
-  local retry = sender .. '|' .. id
-  local seq = false
-  if id ~= '' then
-    seq = redis.call('HGET', ids .. bucket, retry)
-      or redis.call('HGET', ids .. (bucket - 1), retry)
-  end
-  if seq then
-    table.insert(out, -tonumber(seq))
-  else
-    seq = redis.call('INCR', seq_key)
-    if kind == 'message' then
-      redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
-        'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch)
-    else
-      redis.call('XADD', log_key, 'MAXLEN', '~', history, seq .. '-0',
-        'user', user, 'text', text, 'time', time, 'action', action, 'epoch', epoch,
-        'kind', kind, 'data', data, 'effects', effects)
-    end
-    if effects ~= '' then
-      for _, e in ipairs(cjson.decode(effects)) do
-        if e[1] == 'set' then
-          redis.call('HSET', KEYS[at + 3], e[2] .. '|' .. e[3], e[4])
-        else
-          redis.call('HDEL', KEYS[at + 3], e[2] .. '|' .. e[3])
-        end
-      end
-    end
-    local now = math.floor(seq / size)
-    if now ~= bucket then redis.call('DEL', ids .. (now - 2)) end
-    if id ~= '' then redis.call('HSET', ids .. now, retry, seq) end
-    table.insert(out, seq)
-  end
-  table.insert(out, epoch)
-end
-return out
-"""
-)
-
-# KEYS: per room its seq and epoch. ARGV: candidate epoch. Returns each room's newest
-# number and epoch.
-HEADS = (
-    EPOCH
-    + """
-local out = {}
-for at = 1, #KEYS, 2 do
-  table.insert(out, redis.call('GET', KEYS[at]) or '0')
-  table.insert(out, epoch_of(KEYS[at + 1], ARGV[1] .. '-' .. at))
-end
-return out
-"""
-)
-
-# Presence: per room a hash name -> holder (server id "/" number), a hash name ->
-# session, hashes name_key -> name and name -> name_key (names are unique by key: see
-# purechat.core.names), and a stream of joins and leaves whose ids are
-# `<newest message number>-*`, so they merge with the messages in the order they
-# happened. Per server a set of its seats (JSON [room, name, holder]) and a key that
-# lives while its heartbeats do; `purechat:servers` lists servers with seats,
-# `purechat:rooms` rooms with members. `room_at(n)` takes a room's keys from KEYS[n]
-# on (ROOM_KEYS' order); `room_named` and `seats_of` build them, for rooms and servers
-# a script finds in Redis (a server's seats) rather than is given.
-PRESENCE = f"""
-local function room_at(at)
-  return {{members = KEYS[at], sessions = KEYS[at + 1], keys = KEYS[at + 2],
-    key_of = KEYS[at + 3], presence = KEYS[at + 4], seq = KEYS[at + 5]}}
-end
-local function room_named(room)
-  local key = 'purechat:room:' .. room
-  return {{members = key .. ':members', sessions = key .. ':sessions', keys = key .. ':keys',
-    key_of = key .. ':key_of', presence = key .. ':presence', seq = key .. ':seq'}}
-end
-local function server_of(holder) return string.match(holder, '^(.*)/') end
-local function seats_of(server) return 'purechat:server:' .. server .. ':seats' end
-local function log(r, kind, name, time)
-  return redis.call('XADD', r.presence, 'MAXLEN', '~', {PRESENCE_KEPT},
-    (redis.call('GET', r.seq) or '0') .. '-*', 'kind', kind, 'user', name, 'time', time)
-end
-local function named(r, nkey, name)
-  local holding = redis.call('HGET', r.keys, nkey)
-  if holding and redis.call('HEXISTS', r.members, holding) == 1 then return holding end
-  if redis.call('HEXISTS', r.members, name) == 1 then return name end
-  return false
-end
--- g: the rooms and servers lists; seats: the holder's server's seats.
-local function hold(g, r, room, name, holder, session, nkey, seats)
-  redis.call('HSET', r.members, name, holder)
-  redis.call('HSET', r.keys, nkey, name)
-  redis.call('HSET', r.key_of, name, nkey)
-  if session ~= '' then redis.call('HSET', r.sessions, name, session) end
-  redis.call('SADD', g.rooms, room)
-  redis.call('SADD', seats, cjson.encode({{room, name, holder}}))
-  redis.call('SADD', g.servers, server_of(holder))
-end
-local function leave(g, r, room, name, holder, time, seats)
-  redis.call('SREM', seats, cjson.encode({{room, name, holder}}))
-  if redis.call('HGET', r.members, name) ~= holder then return 0 end
-  redis.call('HDEL', r.members, name)
-  redis.call('HDEL', r.sessions, name)
-  local nkey = redis.call('HGET', r.key_of, name)
-  if nkey then
-    redis.call('HDEL', r.key_of, name)
-    if redis.call('HGET', r.keys, nkey) == name then
-      redis.call('HDEL', r.keys, nkey)
-    end
-  end
-  if redis.call('HLEN', r.members) == 0 then redis.call('SREM', g.rooms, room) end
-  log(r, 'leave', name, time)
-  return 1
-end
--- The rooms of a server's seats are found in its seats set: their keys are built here.
-local function retire(g, server, seats, alive, time)
-  local gone = 0
-  for _, seat in ipairs(redis.call('SMEMBERS', seats)) do
-    local held = cjson.decode(seat)
-    gone = gone + leave(g, room_named(held[1]), held[1], held[2], held[3], time, seats)
-  end
-  redis.call('DEL', seats, alive)
-  redis.call('SREM', g.servers, server)
-  return gone
-end
-"""
-
-# KEYS: the room's keys (ROOM_KEYS), its epoch, the joining holder's server's seats,
-# the rooms list, the servers list. ARGV: room, holder, session, time, candidate
-# epoch, candidate names each with its name_key. Returns nil when all are taken (a
-# name is taken when a name with its key is), else {name, newest message number,
-# presence id before the join, members, epoch}. The seats set of a server that held
-# the name before (another stream of the same client) is named here: found only now.
-JOIN = (
-    PRESENCE
-    + EPOCH
-    + """
-local r, g = room_at(1), {rooms = KEYS[9], servers = KEYS[10]}
-local room, holder, session, time, candidate = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-for i = 6, #ARGV, 2 do
-  local nkey = ARGV[i + 1]
-  local name = named(r, nkey, ARGV[i]) or ARGV[i]
-  local earlier = redis.call('HGET', r.members, name)
-  if not earlier
-    or (session ~= '' and redis.call('HGET', r.sessions, name) == session) then
-    local newest = redis.call('XREVRANGE', r.presence, '+', '-', 'COUNT', 1)
-    local before = '0-0'
-    if #newest > 0 then before = newest[1][1] end
-    if earlier then
-      -- The same client, back: the name moves to its new stream, unannounced.
-      redis.call('SREM', seats_of(server_of(earlier)), cjson.encode({room, name, earlier}))
-    end
-    hold(g, r, room, name, holder, session, nkey, KEYS[8])
-    if not earlier then log(r, 'join', name, time) end
-    return {name, redis.call('GET', r.seq) or '0', before,
-      redis.call('HKEYS', r.members), epoch_of(KEYS[7], candidate)}
-  end
-end
-return false
-"""
-)
-
-# KEYS: the room's presence, seq and epoch. ARGV: candidate epoch. Returns {newest
-# message number, newest presence id, epoch}.
-POSITION = (
-    EPOCH
-    + """
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local last = '0-0'
-if #newest > 0 then last = newest[1][1] end
-return {redis.call('GET', KEYS[2]) or '0', last, epoch_of(KEYS[3], ARGV[1])}
-"""
-)
-
-# KEYS: the rooms list, the servers list, then per seat its room's keys (ROOM_KEYS)
-# and its holder's server's seats. ARGV: time, then room, name and holder per seat. An
-# empty name stands for whatever name the holder holds in the room (a join whose
-# answer was lost).
-LEAVE = (
-    PRESENCE
-    + """
-local g = {rooms = KEYS[1], servers = KEYS[2]}
-local at = 3
-for i = 2, #ARGV, 3 do
-  local r, seats = room_at(at), KEYS[at + 6]
-  at = at + 7
-  local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if name == '' then
-    local held = redis.call('HGETALL', r.members)
-    for j = 1, #held, 2 do if held[j + 1] == holder then name = held[j] end end
-  end
-  if name ~= '' then leave(g, r, room, name, holder, ARGV[1], seats) end
-end
-return 0
-"""
-)
-
-# KEYS: the server's heartbeat key, the servers list. ARGV: server, ttl in ms. Returns
-# 1 when the server's key was still there.
-HEARTBEAT = """
-local alive = redis.call('EXISTS', KEYS[1])
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-return alive
-"""
-
-# KEYS: as LEAVE's. ARGV: time, then room, name, holder, session and name_key per seat.
-# Returns the seats others took meanwhile (the name or a look-alike of it), flattened.
-RESTORE = (
-    PRESENCE
-    + """
-local g = {rooms = KEYS[1], servers = KEYS[2]}
-local lost = {}
-local at = 3
-for i = 2, #ARGV, 5 do
-  local r, seats = room_at(at), KEYS[at + 6]
-  at = at + 7
-  local room, name, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local session, nkey = ARGV[i + 3], ARGV[i + 4]
-  local owner = redis.call('HGET', r.members, name)
-  local other = named(r, nkey, name)
-  if other and other ~= name then
-    for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
-  elseif not owner then
-    hold(g, r, room, name, holder, session, nkey, seats)
-    log(r, 'join', name, ARGV[1])
-  elseif owner == holder then
-    hold(g, r, room, name, holder, session, nkey, seats)
-  else
-    for _, part in ipairs({room, name, holder}) do table.insert(lost, part) end
-  end
-end
-return lost
-"""
-)
-
-# ARGV: time. Retires every server whose heartbeat expired; returns members removed.
-# It walks the servers list, so every key it touches is named here (no KEYS).
-SWEEP = (
-    PRESENCE
-    + """
-local g = {rooms = 'purechat:rooms', servers = 'purechat:servers'}
-local gone = 0
-for _, server in ipairs(redis.call('SMEMBERS', g.servers)) do
-  local alive = 'purechat:server:' .. server
-  if redis.call('EXISTS', alive) == 0 then
-    gone = gone + retire(g, server, seats_of(server), alive, ARGV[1])
-  end
-end
-return gone
-"""
-)
-
-# KEYS: the rooms list, the servers list, the server's seats, its heartbeat key.
-# ARGV: server, time.
-RETIRE = (
-    PRESENCE
-    + """
-return retire({rooms = KEYS[1], servers = KEYS[2]}, ARGV[1], KEYS[3], KEYS[4], ARGV[2])
-"""
-)
-
-# KEYS: the rooms list. Returns room, member count, newest number for every room with
-# members (each room's keys named here: the rooms are found in the list).
-ROOMS = """
-local out = {}
-for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = 'purechat:room:' .. room
-  table.insert(out, {room, redis.call('HLEN', key .. ':members'),
-    redis.call('GET', key .. ':seq') or '0'})
-end
-return out
-"""
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// for TLS, where
-    ?ssl_ca_certs=FILE (as redis-py spells it) names the CA to trust instead of the
-    system's."""
-
-    host: str
-    port: int
-    tls: bool
-    password: str | None
-    database: int
-    username: str | None = None
-    ca_file: Path | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> RedisAddress:
-        """The parts of a Redis URL; StoreError with a sentence when it is malformed."""
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # urllib's only complaint here is an unclosed [IPv6 bracket
-            raise StoreError(
-                f"{_hide_password(url)!r} is not a Redis URL: an IPv6 address goes in "
-                "brackets, as in redis://[::1]:6379/0"
-            ) from None
-        url = _hide_password(url)  # errors name the URL, but never its password
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise StoreError(f"{url!r} is not redis://HOST:PORT[/DB] or rediss://...")
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or above 65535
-            port = -1
-        if port is not None and not 0 < port <= 65535:
-            raise StoreError(f"{url!r}: the port must be a number from 1 to 65535")
-        path = parts.path.strip("/")
-        if path and not path.isdigit():
-            raise StoreError(f"{url!r}: the database must be a number")
-        query = parse_qs(parts.query)
-        if set(query) - {"ssl_ca_certs"}:
-            raise StoreError(f"{url!r}: the only option a Redis URL takes is ssl_ca_certs")
-        tls = parts.scheme == "rediss"
-        if "ssl_ca_certs" in query and not tls:
-            raise StoreError(f"{url!r}: ssl_ca_certs needs rediss://")
-        return cls(
-            parts.hostname,
-            port or 6379,
-            tls,
-            unquote(parts.password) if parts.password else None,
-            int(path or 0),
-            unquote(parts.username) if parts.username else None,
-            Path(query["ssl_ca_certs"][-1]) if "ssl_ca_certs" in query else None,
-        )
-
-    def tls_config(self) -> Any:
-        """glide's advanced TLS settings: the CA file's certificates, when one is named."""
-        if self.ca_file is None:
-            return None
-        try:
-            certificates = self.ca_file.read_bytes()
-        except OSError as error:
-            raise StoreError(f"cannot read {self.ca_file}: {error.strerror}") from None
-        return glide.TlsAdvancedConfiguration(root_pem_cacerts=certificates)
-
-
-# The directory's records (store/directory.py). KEYS: the stream's counter and the
-# stream. ARGV: the record. Returns its number.
-RECORD = """
-local number = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], number .. '-0', 'value', ARGV[1])
-return number
-"""
-
-# A room's state changed outside a log entry. KEYS: the room's state. ARGV: effects
-# (JSON, as APPEND's).
-EFFECTS = """
-for _, e in ipairs(cjson.decode(ARGV[1])) do
-  if e[1] == 'set' then
-    redis.call('HSET', KEYS[1], e[2] .. '|' .. e[3], e[4])
-  else
-    redis.call('HDEL', KEYS[1], e[2] .. '|' .. e[3])
-  end
-end
-return 0
-"""
+T = TypeVar("T")
 
 
 def _script(code: str) -> Any:
@@ -471,152 +126,457 @@ def _script(code: str) -> Any:
 
 class Scripts:
     """The Lua scripts, kept while the store is open: glide sends each by its SHA
-    (EVALSHA), loading it (SCRIPT LOAD) when Redis does not know it, as after a
-    restart; each script's text is sent once, not with every call."""
+    (EVALSHA), loading it (SCRIPT LOAD) on a node that does not know it, as after a
+    restart or a failover; each script's text is sent once per node, not per call."""
 
     def __init__(self) -> None:
         self.append = _script(APPEND)
+        self.commit = _script(COMMIT)
         self.heads = _script(HEADS)
-        self.join = _script(JOIN)
+        self.staged = _script(STAGED)
         self.position = _script(POSITION)
+        self.join = _script(JOIN)
         self.leave = _script(LEAVE)
-        self.heartbeat = _script(HEARTBEAT)
         self.restore = _script(RESTORE)
-        self.sweep = _script(SWEEP)
-        self.retire = _script(RETIRE)
-        self.rooms = _script(ROOMS)
+        self.retire_room = _script(RETIRE_ROOM)
+        self.room_info = _script(ROOM_INFO)
+        self.heartbeat = _script(HEARTBEAT)
+        self.claim = _script(CLAIM)
+        self.forget = _script(FORGET)
+        self.report_behind = _script(REPORT_BEHIND)
+        self.behind_elsewhere = _script(BEHIND_ELSEWHERE)
         self.record = _script(RECORD)
         self.effects = _script(EFFECTS)
 
 
 class RedisStore:
     def __init__(
-        self, address: RedisAddress, client: Any, reader: Any, history: int, ids_kept: int
+        self,
+        address: RedisAddress,
+        clients: tuple[Any, Any, Any],
+        history: int,
+        ids_kept: int,
     ):
         self.address = address
-        self._client = client
-        self._reader = reader  # for blocking reads only
+        self.layout = Layout(address.cluster)
+        # For everything but blocking work; for pub/sub and blocking reads; for the
+        # writes a WAIT follows (the first one when no replica is asked for).
+        self._client, self._reader, self._durable = clients
         self.history = history
+        # What a log keeps (MAXLEN ~): see LOG_FLOOR.
+        self.kept = max(history, LOG_FLOOR)
         self.ids_kept = ids_kept
+        # A quarter of what a log keeps: see SharedStore.tail_count.
+        self.tail_count = min(TAIL_COUNT, self.kept // 4)
         self._scripts = Scripts()
+        # This store's name in rooms' `behind` sets (its server's feed's).
+        self.reader_id = uuid.uuid4().hex
+        # Rooms an append said another server is behind in, not yet taken.
+        self._behind_hints: set[str] = set()
+        # Per server, the rooms listed as places it may hold seats (see _enlist), and
+        # per room the joins under way; the lock orders listing against unlisting.
+        self._listed: dict[str, set[str]] = {}
+        self._joining: Counter[str] = Counter()
+        self._listing = anyio.Lock()
+        # A cluster's feed: rooms followed (when last asked about), channels listened
+        # to, rooms with news not yet read, and when every room is read anyway.
+        self._following: dict[str, float] = {}
+        self._channels: dict[str, str] = {}
+        self._woken: set[str] = set()
+        self._news = anyio.Event()
+        self._next_poll = 0.0
+        # With replicas: per room the oldest staged number seen at the last check.
+        self._staged_seen: dict[str, int] = {}
 
     @classmethod
-    async def open(cls, url: str, history: int, ids_kept: int = IDS_KEPT) -> RedisStore:
+    async def open(
+        cls,
+        url: str,
+        history: int,
+        ids_kept: int = IDS_KEPT,
+        *,
+        address_resolver: Callable[[str, int], tuple[str, int]] | None = None,
+    ) -> RedisStore:
+        """Connect; StoreError with a sentence when Redis cannot be reached.
+
+        address_resolver maps the nodes' addresses (as a cluster announces them) to
+        those to connect to: the tests put a proxy in between that way.
+        """
         address = RedisAddress.parse(url)
-        # glide's core logs reconnect attempts as coloured warnings on stderr; purechat's
-        # own log already says, once, in a sentence, that Redis is gone and it retries.
-        glide.Logger.set_logger_config(glide.LogLevel.ERROR)
-        config = glide.GlideClientConfiguration(
-            [glide.NodeAddress(address.host, address.port)],
-            use_tls=address.tls,
-            credentials=glide.ServerCredentials(
-                password=address.password, username=address.username
-            )
-            if address.password
-            else None,
-            database_id=address.database,
-            request_timeout=REQUEST_TIMEOUT_MS,
-            advanced_config=glide.AdvancedGlideClientConfiguration(tls_config=address.tls_config()),
-        )
+        # glide's core logs reconnect attempts, and on a cluster every failed attempt to
+        # subscribe again while a slot moves or a shard fails over, as coloured lines on
+        # stdout; purechat's own log already says, once, in a sentence, that the store is
+        # away and it retries, and every failure a caller meets reaches it as an error.
+        glide.Logger.set_logger_config(glide.LogLevel.OFF)
         try:
-            client = await glide.GlideClient.create(config)
-            reader = await glide.GlideClient.create(config)
+            client = await _connect(address, address_resolver)
+            reader = await _connect(address, address_resolver)
+            durable = await _connect(address, address_resolver) if address.replicas else client
         except glide.GlideError as error:
-            raise StoreError(
-                f"cannot reach Redis at {address.host}:{address.port}: {_reason(error)}"
-            ) from None
-        return cls(address, client, reader, history, max(history, ids_kept))
+            what = "Redis Cluster" if address.cluster else "Redis"
+            raise StoreError(f"cannot reach {what} at {address.where}: {_reason(error)}") from None
+        return cls(address, (client, reader, durable), history, max(history, ids_kept))
 
     @property
     def description(self) -> str:
-        scheme = "rediss" if self.address.tls else "redis"
-        where = f"{scheme}://{self.address.host}:{self.address.port}/{self.address.database}"
-        return f"{where} (streams of the newest ~{self.history} messages per room)"
+        where = f"{self.address.scheme}://{self.address.where}"
+        if not self.address.cluster:
+            where += f"/{self.address.database}"
+        durability = (
+            f"acknowledged once on {self.address.replicas} replica(s)"
+            if self.address.replicas
+            else "acknowledged once on the primary"
+        )
+        return f"{where} (streams of the newest ~{self.kept} messages per room; {durability})"
+
+    # -- messages -------------------------------------------------------------------
 
     async def append(self, messages: Sequence[Message]) -> list[Appended]:
-        rooms = {
-            room: place for place, room in enumerate(dict.fromkeys(d.room for d in messages), 1)
-        }
-        parts = ("seq", "log", "epoch", "state")
-        keys = [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in parts]
-        args = [str(self.history), str(self.ids_kept), str(len(messages)), new_epoch()]
-        for d in messages:
-            args += [
-                str(rooms[d.room]),
-                d.user,
-                d.text,
-                str(d.time_ms),
-                "1" if d.action else "0",
-                d.sender_key,
-                d.client_msg_id,
-                d.kind.value,
-                d.data,
-                json.dumps([e.as_list() for e in d.effects]) if d.effects else "",
-            ]
-        out = await self._run(self._scripts.append, keys, args)
-        return [
-            Appended(abs(int(n)), duplicate=int(n) < 0, epoch=epoch.decode())
-            for n, epoch in zip(out[::2], out[1::2], strict=True)
+        results: list[Appended | None] = [None] * len(messages)
+        groups: dict[int, dict[str, list[int]]] = {}
+        for at, message in enumerate(messages):
+            rooms = groups.setdefault(self.layout.slot_of(message.room), {})
+            rooms.setdefault(message.room, []).append(at)
+
+        async def one_slot(rooms: dict[str, list[int]]) -> None:
+            await self._append_slot(rooms, messages, results)
+
+        outcomes = await self._each([_later(one_slot, rooms) for rooms in groups.values()])
+        failed = [outcome for outcome in outcomes if isinstance(outcome, StoreError)]
+        if failed:
+            if len(failed) == len(outcomes) and not any(
+                isinstance(error, OutcomeUnknown) for error in failed
+            ):
+                raise failed[0]
+            # Some slots stored theirs: "not stored" would be untrue for them.
+            raise OutcomeUnknown(str(failed[0]))
+        return [result for result in results if result is not None]
+
+    async def _append_slot(
+        self,
+        rooms: dict[str, list[int]],
+        messages: Sequence[Message],
+        results: list[Appended | None],
+    ) -> None:
+        """Append the messages of the rooms of one slot; with replicas, stage them, WAIT,
+        then move them into the logs."""
+        names = list(rooms)
+        keys_of = [self.layout.room(room) for room in names]
+        keys = [key for room in keys_of for key in room.for_append()]
+        staged = self.address.replicas > 0
+        args = [
+            str(self.kept),
+            str(self.ids_kept),
+            new_epoch(),
+            "1" if staged else "0",
+            "0" if staged else "1",
+            self.reader_id,
+            str(len(names)),
+            *(self._news_of(room) for room in keys_of),
         ]
+        order = [at for room in names for at in rooms[room]]
+        for place, room in enumerate(names, 1):
+            for at in rooms[room]:
+                d = messages[at]
+                args += [
+                    str(place),
+                    d.user,
+                    d.text,
+                    str(d.time_ms),
+                    "1" if d.action else "0",
+                    d.sender_key,
+                    d.client_msg_id,
+                    d.kind.value,
+                    d.data,
+                    json.dumps([e.as_list() for e in d.effects]) if d.effects else "",
+                ]
+        # A room whose log was started again by the fence is appended to once more.
+        out = await self._run(self._scripts.append, keys, args, self._durable)
+        if int(out[0]):
+            out = await self._run(self._scripts.append, keys, args, self._durable)
+            if int(out[0]):
+                raise StoreUnavailable(self._sentence("a room's log keeps being started again"))
+        behind = dict(zip(names, (int(flag) for flag in out[1 : 1 + len(names)]), strict=True))
+        self._behind_hints.update(room for room, flag in behind.items() if flag == 2)
+        answers = out[1 + len(names) :]
+        upto: dict[str, int] = {}
+        for at, seq, epoch in zip(order, answers[::2], answers[1::2], strict=True):
+            number = abs(int(seq))
+            results[at] = Appended(number, duplicate=int(seq) < 0, epoch=epoch.decode())
+            room = messages[at].room
+            upto[room] = max(upto.get(room, 0), number)
+        if staged:
+            await self._replicated(keys_of[0].log)
+            await self._commit(keys_of, upto, {room for room, flag in behind.items() if flag})
+
+    async def _commit(
+        self, rooms: Sequence[RoomKeys], upto: dict[str, int], behind: Collection[str] = ()
+    ) -> None:
+        """Move what is staged up to upto[room] into each room's log (rooms of one slot);
+        the logs of rooms some server is behind in keep more (see APPEND)."""
+        keys = [key for room in rooms for key in (room.staged, room.log)]
+        args = []
+        for room in rooms:
+            kept = self.ids_kept if room.room in behind else self.kept
+            args += [str(upto[room.room]), str(kept), self._news_of(room)]
+        await self._run(self._scripts.commit, keys, args, self._durable)
+
+    async def _replicated(self, key: str) -> None:
+        """With replicas: OutcomeUnknown unless N replicas have everything written so
+        far on the durable connection to key's node (WAIT)."""
+        wanted = self.address.replicas
+        if not wanted:
+            return
+        command = ["WAIT", str(wanted), str(WAIT_TIMEOUT_MS)]
+        if self.address.cluster:
+            route = glide.SlotKeyRoute(glide.SlotType.PRIMARY, key)
+            count = await self._answer(lambda: self._durable.custom_command(command, route))
+        else:
+            count = await self._answer(lambda: self._durable.custom_command(command))
+        if int(count) < wanted:
+            raise OutcomeUnknown(
+                self._sentence(
+                    f"{count} of the {wanted} replica(s) asked for confirmed within "
+                    f"{WAIT_TIMEOUT_MS} ms"
+                )
+            )
 
     async def head(self, room: str) -> Head:
-        seq, epoch = await self._run(self._scripts.heads, _heads_keys([room]), [new_epoch()])
-        return Head(epoch.decode(), int(seq))
+        top, epoch, _ = (await self._heads([room]))[room]
+        return Head(epoch, top)
 
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
-        if not rooms:
-            return {}
-        out = await self._run(self._scripts.heads, _heads_keys(rooms), [new_epoch()])
-        return {room: epoch.decode() for room, epoch in zip(rooms, out[1::2], strict=True)}
+        heads = await self._heads(rooms)
+        if self.address.replicas:
+            await self._recover_staged(heads)
+        return {room: epoch for room, (_, epoch, _) in heads.items()}
+
+    async def _heads(self, rooms: Sequence[str]) -> dict[str, tuple[int, str, int]]:
+        """Per room: newest number, epoch, oldest staged number (0: none)."""
+        found: dict[str, tuple[int, str, int]] = {}
+
+        async def one_slot(names: list[str]) -> None:
+            keys = [
+                key
+                for room in names
+                for key in (self.layout.room(room).log, self.layout.room(room).epoch,
+                            self.layout.room(room).staged)
+            ]  # fmt: skip
+            out = await self._run(self._scripts.heads, keys, [new_epoch()])
+            for at, room in enumerate(names):
+                top, epoch, oldest = out[3 * at : 3 * at + 3]
+                found[room] = (int(top), epoch.decode(), int(oldest))
+
+        outcomes = await self._each([_later(one_slot, names) for names in self._slots(rooms)])
+        _raise_first(outcomes)
+        return found
+
+    async def _recover_staged(self, heads: dict[str, tuple[int, str, int]]) -> None:
+        """Staged messages still staged a check later lost their WAIT or their move (the
+        server died in between, or the move was lost in a failover): move them now,
+        once N replicas have them, so a quiet room does not hide a message."""
+        for room, (_, _, oldest) in heads.items():
+            seen = self._staged_seen.pop(room, 0)
+            if not oldest:
+                continue
+            if oldest != seen:
+                self._staged_seen[room] = oldest
+                continue
+            keys = self.layout.room(room)
+            newest = int(await self._run(self._scripts.staged, [keys.staged, keys.writer], [],
+                                         self._durable))  # fmt: skip
+            if newest:
+                await self._replicated(keys.log)
+                await self._commit([keys], {room: newest})
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         if upto <= after:
             return []
-        entries = await self._call(
-            self._client, ["XRANGE", f"{KEY_PREFIX}{room}:log", f"{after + 1}-0", f"{upto}-0"]
-        )
+        command = ["XRANGE", self.layout.room(room).log, f"{after + 1}-0", f"{upto}-0"]
+        entries = await self._call(self._client, command)
         return [_message(room, entry_id, fields) for entry_id, fields in (entries or {}).items()]
+
+    # -- the feed -------------------------------------------------------------------
 
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         if not positions:
             return []
-        rooms = list(positions)
-        command = ["XREAD", "BLOCK", str(block_ms), "STREAMS"]
-        command += [f"{KEY_PREFIX}{room}:log" for room in rooms]
-        command += [f"{KEY_PREFIX}{room}:presence" for room in rooms]
-        command += [f"{positions[room].seq}-0" for room in rooms]
-        command += [str(positions[room].presence) for room in rooms]
+        if not self.address.cluster:
+            return await self._tail_one_redis(positions, block_ms)
+        return await self._tail_cluster(positions, block_ms)
+
+    async def _tail_one_redis(
+        self, positions: dict[str, Position], block_ms: int
+    ) -> list[LogEntry]:
+        """One blocking XREAD over every room: one Redis has no slots to keep apart."""
+        streams, command = self._reads(list(positions), positions)
+        command[1:1] = ["BLOCK", str(block_ms)]
         found = await self._call(self._reader, command)
-        entries: list[LogEntry] = []
-        changed: dict[str, str] = {}
-        for raw_key, logged in (found or {}).items():
-            room, _, stream = raw_key.decode().removeprefix(KEY_PREFIX).rpartition(":")
-            for entry_id, fields in logged.items():
-                if stream != "log":
-                    entries.append(_presence(room, entry_id, fields))
-                    continue
-                epoch = _fields(fields).get("epoch", "")
-                if epoch and positions[room].epoch and epoch != positions[room].epoch:
-                    changed[room] = epoch
-                entries.append(_message(room, entry_id, fields))
-        # A room whose log changed under the position is read again from its start.
-        kept: list[LogEntry] = [e for e in entries if e.room not in changed]
-        kept += [EpochChange(room, epoch) for room, epoch in changed.items()]
-        return sorted(kept, key=_happened)
+        return _entries([found], streams, positions)
+
+    async def _tail_cluster(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
+        """Read the rooms with news (and, every POLL_SECONDS, all), one XREAD per slot."""
+        rooms = list(positions)
+        await self._follow(rooms)
+        due = self._due(rooms)
+        if not due:
+            self._news = anyio.Event()
+            due = self._due(rooms)  # news that came while the event was replaced
+            if not due:
+                with anyio.move_on_after(block_ms / 1000):
+                    await self._news.wait()
+                due = self._due(rooms)
+        if not due:
+            return []
+        found: list[Any] = []
+        streams: dict[str, tuple[str, bool]] = {}
+
+        async def one_slot(names: list[str]) -> None:
+            named, command = self._reads(names, positions)
+            try:
+                answer = await self._call(self._reader, command)
+            except StoreError:
+                self._woken.update(names)  # read again next time
+                raise
+            found.append(answer)
+            streams.update(named)
+            for key, logged in (answer or {}).items():
+                room, is_log = named[key.decode()]
+                if is_log and len(logged) >= self.tail_count:
+                    self._woken.add(room)  # more is waiting: no news will say so
+
+        outcomes = await self._each([_later(one_slot, names) for names in self._slots(due)])
+        if all(isinstance(outcome, StoreError) for outcome in outcomes):
+            _raise_first(outcomes)
+        return _entries(found, streams, positions)
+
+    def _reads(
+        self, rooms: list[str], positions: dict[str, Position]
+    ) -> tuple[dict[str, tuple[str, bool]], list[str]]:
+        """An XREAD of rooms' logs and presence (which stream is whose), non-blocking."""
+        streams: dict[str, tuple[str, bool]] = {}
+        keys, ids = [], []
+        for room in rooms:
+            room_keys = self.layout.room(room)
+            streams[room_keys.log] = (room, True)
+            streams[room_keys.presence] = (room, False)
+            keys += [room_keys.log, room_keys.presence]
+            ids += [f"{positions[room].seq}-0", str(positions[room].presence)]
+        return streams, ["XREAD", "COUNT", str(self.tail_count), "STREAMS", *keys, *ids]
+
+    async def _follow(self, rooms: list[str]) -> None:
+        """Listen to the news of rooms (reading each once when it starts), and stop
+        listening to rooms not asked about for UNFOLLOW_SECONDS."""
+        now = anyio.current_time()
+        new = [room for room in rooms if room not in self._following]
+        self._following.update(dict.fromkeys(rooms, now))
+        if new:
+            channels = {self.layout.room(room).news: room for room in new}
+            self._channels.update(channels)
+            self._woken.update(new)
+            # Confirmed (so the first read cannot miss news) or, past the timeout, left to
+            # glide, which subscribes when it can; the poll covers the meantime.
+            with contextlib.suppress(glide.GlideError):
+                await self._reader.ssubscribe(set(channels), SUBSCRIBE_TIMEOUT_MS)
+        stale = [room for room, asked in self._following.items() if now - asked > UNFOLLOW_SECONDS]
+        if stale:
+            dropped = {self.layout.room(room).news for room in stale}
+            for room in stale:
+                del self._following[room]
+                self._woken.discard(room)
+            for channel in dropped:
+                self._channels.pop(channel, None)
+            with contextlib.suppress(glide.GlideError):
+                await self._reader.sunsubscribe(dropped, SUBSCRIBE_TIMEOUT_MS)
+
+    def _due(self, rooms: list[str]) -> list[str]:
+        """Rooms to read now: those with news, or all when the poll is due."""
+        now = anyio.current_time()
+        if now >= self._next_poll:
+            self._next_poll = now + POLL_SECONDS
+            self._woken.difference_update(rooms)
+            return rooms
+        due = [room for room in rooms if room in self._woken]
+        self._woken.difference_update(due)
+        return due
+
+    async def listen(self) -> None:
+        """Take the cluster's word that rooms have news (sharded pub/sub), for tail.
+
+        Runs beside the feed for as long as it does: a wait for a message is never
+        cancelled midway, since glide would hand the next message to the cancelled wait.
+        On one Redis there is nothing to listen to (tail blocks on the logs themselves).
+        """
+        if not self.address.cluster:
+            return
+        while True:
+            try:
+                message = await self._reader.get_pubsub_message()
+            except glide.GlideError:
+                await anyio.sleep(0.1)  # closing, or a reconnect
+                continue
+            channel = message.channel
+            room = self._channels.get(channel.decode() if isinstance(channel, bytes) else channel)
+            if room is not None:
+                self._woken.add(room)
+                self._news.set()
 
     async def position(self, room: str) -> Position:
-        keys = [f"{KEY_PREFIX}{room}:{part}" for part in ("presence", "seq", "epoch")]
-        seq, presence, epoch = await self._run(self._scripts.position, keys, [new_epoch()])
+        keys = self.layout.room(room)
+        seq, presence, epoch = await self._run(
+            self._scripts.position, [keys.presence, keys.log, keys.epoch], [new_epoch()]
+        )
         return Position(int(seq), PresenceId.parse(presence.decode()), epoch.decode())
+
+    # -- keeping up with each other -------------------------------------------------
+
+    async def report_behind(
+        self, behind: Collection[str], caught_up: Collection[str], ttl_ms: int
+    ) -> None:
+        jobs = [
+            _later(self._report, room, str(ttl_ms) if room in behind else "0")
+            for room in [*behind, *caught_up]
+        ]
+        _raise_first(await self._each(jobs))
+
+    async def _report(self, room: str, until: str) -> None:
+        keys = [self.layout.room(room).behind]
+        await self._run(self._scripts.report_behind, keys, [self.reader_id, until])
+
+    async def behind_elsewhere(self, rooms: Collection[str]) -> set[str]:
+        found: set[str] = set()
+
+        async def one(room: str) -> None:
+            keys = [self.layout.room(room).behind]
+            if int(await self._run(self._scripts.behind_elsewhere, keys, [self.reader_id])):
+                found.add(room)
+
+        _raise_first(await self._each([_later(one, room) for room in rooms]))
+        return found
+
+    def behind_hints(self) -> set[str]:
+        hints, self._behind_hints = self._behind_hints, set()
+        return hints
+
+    # -- presence -------------------------------------------------------------------
 
     async def join(
         self, room: str, candidates: Sequence[str], holder: str, session: str, time_ms: int
     ) -> Joined | None:
+        server = _server_of(holder)
+        keys_of = self.layout.room(room)
         keyed = [part for name in candidates for part in (name, name_key(name))]
-        keys = [*_room_keys(room), f"{KEY_PREFIX}{room}:epoch", _seats_key(holder)]
-        keys += [ROOMS_KEY, SERVERS_KEY]
-        args = [room, holder, session, str(time_ms), new_epoch(), *keyed]
-        answer = await self._run(self._scripts.join, keys, args)
+        keys = [*keys_of.for_presence(server), keys_of.epoch]
+        args = [holder, session, str(time_ms), new_epoch(), self._news_of(keys_of), *keyed]
+        self._joining[room] += 1
+        try:
+            await self._enlist(server, [room])
+            answer = await self._run(self._scripts.join, keys, args, self._durable)
+            await self._replicated(keys_of.members)
+        finally:
+            self._joining[room] -= 1
+            if not self._joining[room]:
+                del self._joining[room]
         if answer is None:
             return None
         name, seq, before, members, epoch = answer
@@ -624,41 +584,149 @@ class RedisStore:
         return Joined(name.decode(), position, tuple(sorted(m.decode() for m in members)))
 
     async def leave(self, seats: Sequence[Seat], time_ms: int) -> None:
-        flat = [part for seat in seats for part in seat]
-        keys = _seats_keys(seat for seat in seats)
-        await self._run(self._scripts.leave, keys, [str(time_ms), *flat])
+        groups: dict[tuple[str, str], list[Seat]] = {}
+        for seat in seats:
+            groups.setdefault((seat[0], _server_of(seat[2])), []).append(seat)
 
-    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
-        keys = [_server_key(server), SERVERS_KEY]
-        alive = await self._run(self._scripts.heartbeat, keys, [server, str(ttl_ms)])
-        return bool(alive)
+        async def one(room: str, server: str, group: list[Seat]) -> None:
+            keys_of = self.layout.room(room)
+            flat = [part for _, name, holder in group for part in (name, holder)]
+            args = [str(time_ms), self._news_of(keys_of), *flat]
+            await self._run(self._scripts.leave, keys_of.for_presence(server), args, self._durable)
+            await self._replicated(keys_of.members)
+
+        jobs = [_later(one, room, server, group) for (room, server), group in groups.items()]
+        _raise_first(await self._each(jobs))
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
-        flat = [part for seat, session in held for part in (*seat, session, name_key(seat[1]))]
-        keys = _seats_keys(seat for seat, _ in held)
-        lost = await self._run(self._scripts.restore, keys, [str(time_ms), *flat])
-        parts = [value.decode() for value in lost]
-        return list(zip(parts[::3], parts[1::3], parts[2::3], strict=True))
+        groups: dict[tuple[str, str], list[tuple[Seat, str]]] = {}
+        for seat, session in held:
+            groups.setdefault((seat[0], _server_of(seat[2])), []).append((seat, session))
+        for server in {server for _, server in groups}:
+            await self._enlist(server, [room for room, at in groups if at == server])
+        lost: list[Seat] = []
+
+        async def one(room: str, server: str, group: list[tuple[Seat, str]]) -> None:
+            keys_of = self.layout.room(room)
+            args = [str(time_ms), self._news_of(keys_of)]
+            for (_, name, holder), session in group:
+                args += [name, holder, session, name_key(name)]
+            keys = keys_of.for_presence(server)
+            parts = await self._run(self._scripts.restore, keys, args, self._durable)
+            await self._replicated(keys_of.members)
+            lost.extend((room, name.decode(), holder.decode()) for name, holder in
+                        zip(parts[::2], parts[1::2], strict=True))  # fmt: skip
+
+        jobs = [_later(one, room, server, group) for (room, server), group in groups.items()]
+        _raise_first(await self._each(jobs))
+        return lost
+
+    async def heartbeat(self, server: str, ttl_ms: int, rooms: Collection[str]) -> Heartbeat:
+        servers = self.layout.servers
+        listed = self._listed.setdefault(server, set())
+        async with self._listing:
+            wanted = set(rooms) | set(self._joining)
+            unlist = listed - wanted
+            listed -= unlist  # a join from now on lists its room again, after this
+            keys = [servers.alive, servers.sweep, servers.rooms(server)]
+            args = [server, str(ttl_ms), str(len(wanted)), *sorted(wanted), *sorted(unlist)]
+            try:
+                beat = int(await self._run(self._scripts.heartbeat, keys, args))
+            except StoreError:
+                listed |= unlist
+                raise
+            if beat == 0:  # lapsed: a sweep may have forgotten what was listed
+                listed.clear()
+            if beat >= 0:
+                listed |= wanted
+        return {1: Heartbeat.KEPT, 0: Heartbeat.LAPSED}.get(beat, Heartbeat.SWEEPING)
+
+    async def _enlist(self, server: str, rooms: Iterable[str]) -> None:
+        """List rooms as places server may hold seats in, before it takes one there, so
+        whoever sweeps the server after a crash finds them."""
+        listed = self._listed.setdefault(server, set())
+        missing = [room for room in rooms if room not in listed]
+        if not missing:
+            return
+        async with self._listing:
+            missing = [room for room in missing if room not in listed]
+            if missing:
+                key = self.layout.servers.rooms(server)
+                await self._call(self._client, ["SADD", key, *missing])
+                listed.update(missing)
 
     async def sweep(self, time_ms: int) -> int:
-        return int(await self._run(self._scripts.sweep, [], [str(time_ms)]))
+        servers = self.layout.servers
+        claimed = await self._run(
+            self._scripts.claim,
+            [servers.alive, servers.sweep],
+            [str(CLAIM_MS), str(SERVERS_PER_SWEEP)],
+        )
+        gone = 0
+        for raw in claimed:
+            server = raw.decode()
+            rooms = await self._call(self._client, ["SMEMBERS", servers.rooms(server)])
+            gone += await self._retire_rooms(server, [room.decode() for room in rooms], time_ms)
+            await self._forget(server, retiring=False)
+        return gone
 
     async def retire(self, server: str, time_ms: int) -> None:
-        keys = [ROOMS_KEY, SERVERS_KEY, _seats_of(server), _server_key(server)]
-        await self._run(self._scripts.retire, keys, [server, str(time_ms)])
+        rooms = await self._call(self._client, ["SMEMBERS", self.layout.servers.rooms(server)])
+        everywhere = {room.decode() for room in rooms} | self._listed.pop(server, set())
+        await self._retire_rooms(server, sorted(everywhere), time_ms)
+        await self._forget(server, retiring=True)
+
+    async def _retire_rooms(self, server: str, rooms: list[str], time_ms: int) -> int:
+        """Free every seat server holds in rooms; how many members that removed."""
+        gone = 0
+
+        async def one(room: str) -> None:
+            nonlocal gone
+            keys_of = self.layout.room(room)
+            keys = keys_of.for_presence(server)
+            args = [str(time_ms), self._news_of(keys_of), str(SEATS_PER_CALL)]
+            while True:
+                freed, looked = await self._run(
+                    self._scripts.retire_room, keys, args, self._durable
+                )
+                gone += int(freed)
+                if int(looked) < SEATS_PER_CALL:
+                    break
+            await self._replicated(keys_of.members)
+
+        _raise_first(await self._each([_later(one, room) for room in rooms]))
+        return gone
+
+    async def _forget(self, server: str, *, retiring: bool) -> None:
+        servers = self.layout.servers
+        keys = [servers.alive, servers.sweep, servers.rooms(server)]
+        await self._run(self._scripts.forget, keys, [server, "1" if retiring else "0"])
 
     async def members(self, room: str) -> tuple[str, ...]:
-        names = await self._call(self._client, ["HKEYS", f"{KEY_PREFIX}{room}:members"])
+        names = await self._call(self._client, ["HKEYS", self.layout.room(room).members])
         return tuple(sorted(name.decode() for name in names))
 
     async def rooms(self) -> list[tuple[str, int, int]]:
-        found = await self._run(self._scripts.rooms, [ROOMS_KEY], [])
-        return sorted((name.decode(), int(count), int(seq)) for name, count, seq in found)
+        servers = self.layout.servers
+        alive = await self._call(self._client, ["ZRANGE", servers.alive, "0", "-1"])
+        names: set[str] = set()
+        for start in range(0, len(alive), 100):
+            keys = [servers.rooms(server.decode()) for server in alive[start : start + 100]]
+            names.update(
+                room.decode() for room in await self._call(self._client, ["SUNION", *keys])
+            )
+        found: list[tuple[str, int, int]] = []
 
-    async def aclose(self) -> None:
-        for client in (self._client, self._reader):
-            with contextlib.suppress(glide.GlideError):
-                await client.close()
+        async def one(room: str) -> None:
+            keys_of = self.layout.room(room)
+            count, top = await self._run(
+                self._scripts.room_info, [keys_of.members, keys_of.log], []
+            )
+            if int(count):
+                found.append((room, int(count), int(top)))
+
+        _raise_first(await self._each([_later(one, room) for room in names]))
+        return sorted(found)
 
     async def search(
         self,
@@ -667,18 +735,17 @@ class RedisStore:
         limit: int,
         before: SearchCursor | None = None,
     ) -> list[Message]:
-        """A bounded scan of each room's kept stream (its newest --history messages;
+        """A bounded scan of each room's kept log (its newest --history messages;
         SEARCH_SCANNED at most per room): Redis keeps no index of words."""
         found: list[Message] = []
         for room in rooms or []:
+            log = self.layout.room(room).log
             entries = await self._call(
-                self._client,
-                ["XREVRANGE", f"{KEY_PREFIX}{room}:log", "+", "-", "COUNT", str(SEARCH_SCANNED)],
+                self._client, ["XREVRANGE", log, "+", "-", "COUNT", str(SEARCH_SCANNED)]
             )
             for entry_id, fields in (entries or {}).items():
                 message = _message(room, entry_id, fields)
-                cursor = SearchCursor(message.time_ms, room, message.seq)
-                older = before is None or cursor < before
+                older = before is None or SearchCursor(message.time_ms, room, message.seq) < before
                 if message.kind is EntryKind.MESSAGE and older and holds_words(message.text, words):
                     found.append(message)
         found.sort(key=lambda m: SearchCursor(m.time_ms, m.room, m.seq), reverse=True)
@@ -687,38 +754,38 @@ class RedisStore:
     # -- the directory's primitives (see store/directory.py) ---------------------------
 
     async def kv_get(self, space: str, key: str) -> str | None:
-        found = await self._call(self._client, ["HGET", _space_key(space), key])
+        found = await self._call(self._client, ["HGET", self.layout.space(space), key])
         return None if found is None else str(found.decode())
 
     async def kv_put(self, space: str, key: str, value: str, *, only_new: bool = False) -> bool:
         verb = "HSETNX" if only_new else "HSET"
-        done = await self._call(self._client, [verb, _space_key(space), key, value])
+        done = await self._call(self._client, [verb, self.layout.space(space), key, value])
         return bool(done) or not only_new
 
     async def kv_delete(self, space: str, key: str) -> bool:
-        return bool(await self._call(self._client, ["HDEL", _space_key(space), key]))
+        return bool(await self._call(self._client, ["HDEL", self.layout.space(space), key]))
 
     async def kv_items(self, space: str) -> list[tuple[str, str]]:
-        found = await self._call(self._client, ["HGETALL", _space_key(space)])
+        found = await self._call(self._client, ["HGETALL", self.layout.space(space)])
         return sorted((k.decode(), v.decode()) for k, v in (found or {}).items())
 
     async def kv_present(self, space: str, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        found = await self._call(self._client, ["HMGET", _space_key(space), *keys])
+        found = await self._call(self._client, ["HMGET", self.layout.space(space), *keys])
         return {key for key, value in zip(keys, found, strict=True) if value is not None}
 
     async def record(self, stream: str, value: str) -> int:
-        keys = [f"purechat:records:{stream}:count", f"purechat:records:{stream}"]
-        return int(await self._run(self._scripts.record, keys, [value]))
+        log, count = self.layout.records(stream)
+        return int(await self._run(self._scripts.record, [log, count], [value]))
 
     async def records(self, stream: str, *, after: int = 0, last: int = 0) -> list[tuple[int, str]]:
-        key = f"purechat:records:{stream}"
+        log, _ = self.layout.records(stream)
         if last:
-            found = await self._call(self._client, ["XREVRANGE", key, "+", "-", "COUNT", str(last)])
+            found = await self._call(self._client, ["XREVRANGE", log, "+", "-", "COUNT", str(last)])
             entries = list(reversed(list((found or {}).items())))
         else:
-            found = await self._call(self._client, ["XRANGE", key, f"{after + 1}-0", "+"])
+            found = await self._call(self._client, ["XRANGE", log, f"{after + 1}-0", "+"])
             entries = list((found or {}).items())
         return [
             (int(entry_id.decode().split("-")[0]), _fields(fields)["value"])
@@ -728,85 +795,192 @@ class RedisStore:
     async def apply_effects(self, room: str, effects: Sequence[Effect]) -> None:
         if effects:
             value = json.dumps([e.as_list() for e in effects])
-            await self._run(self._scripts.effects, [_space_key(state_space(room))], [value])
+            await self._run(self._scripts.effects, [self.layout.room(room).state], [value])
+
+    async def aclose(self) -> None:
+        for client in {id(c): c for c in (self._client, self._reader, self._durable)}.values():
+            with contextlib.suppress(glide.GlideError):
+                await client.close()
+
+    # -- calls ----------------------------------------------------------------------
+
+    def _news_of(self, room: RoomKeys) -> str:
+        """The room's news channel on a cluster; "" on one Redis (tail blocks instead)."""
+        return room.news if self.address.cluster else ""
+
+    def _slots(self, rooms: Iterable[str]) -> list[list[str]]:
+        """rooms grouped by slot (all in one group on one Redis)."""
+        groups: dict[int, list[str]] = {}
+        for room in rooms:
+            groups.setdefault(self.layout.slot_of(room), []).append(room)
+        return list(groups.values())
+
+    async def _each(self, jobs: Sequence[Callable[[], Awaitable[None]]]) -> list[StoreError | None]:
+        """Run jobs (one per slot, or per room) concurrently; each one's StoreError, or
+        None where it succeeded."""
+        outcomes: list[StoreError | None] = [None] * len(jobs)
+        limiter = anyio.CapacityLimiter(CALLS_AT_ONCE)
+
+        async def run(at: int, job: Callable[[], Awaitable[None]]) -> None:
+            async with limiter:
+                try:
+                    await job()
+                except StoreError as error:
+                    outcomes[at] = error
+
+        if len(jobs) == 1:
+            await run(0, jobs[0])
+            return outcomes
+        async with anyio.create_task_group() as tasks:
+            for at, job in enumerate(jobs):
+                tasks.start_soon(run, at, job)
+        return outcomes
 
     async def _call(self, client: Any, command: list[str]) -> Any:
         """Run command (see _answer)."""
-        return await self._answer(client.custom_command(command))
+        return await self._answer(lambda: client.custom_command(command))
 
-    async def _run(self, script: Any, keys: list[str], args: list[str]) -> Any:
+    async def _run(
+        self, script: Any, keys: list[str], args: list[str], client: Any | None = None
+    ) -> Any:
         """Run one of the Scripts by its SHA, with the keys it touches (see _answer)."""
-        return await self._answer(self._client.invoke_script(script, keys=keys, args=args))
+        chosen = client or self._client
+        return await self._answer(lambda: chosen.invoke_script(script, keys=keys, args=args))
 
-    async def _answer(self, request: Awaitable[Any]) -> Any:
+    async def _answer(self, request: Callable[[], Awaitable[T]]) -> T:
         """Redis's answer to request; OutcomeUnknown when Redis may have run it without
         our hearing the answer (a timeout, a connection lost mid-request),
         StoreUnavailable when it surely did not (it answered with an error, or could
-        not be asked)."""
-        try:
-            return await request
-        except (glide.TimeoutError, glide.ConnectionError) as error:
-            raise OutcomeUnknown(self._sentence(error)) from None
-        except glide.GlideError as error:
-            raise StoreUnavailable(self._sentence(error)) from None
+        not be asked). A request Redis says it did not run because its slot is moving
+        or its node changed (TRYAGAIN, MOVED, ASK, CLUSTERDOWN), or that found no
+        connection to send on, is sent again until the request timeout."""
+        deadline = anyio.current_time() + REQUEST_TIMEOUT_MS / 1000
+        pause = 0.01
+        while True:
+            try:
+                return await request()
+            except glide.GlideError as error:
+                not_run = _not_run(error)
+                if not_run and anyio.current_time() + pause < deadline:
+                    await anyio.sleep(pause)
+                    pause = min(2 * pause, 0.2)
+                    continue
+                if not not_run and isinstance(error, (glide.TimeoutError, glide.ConnectionError)):
+                    raise OutcomeUnknown(self._sentence(_reason(error))) from None
+                raise StoreUnavailable(self._sentence(_reason(error))) from None
 
-    def _sentence(self, error: Exception) -> str:
-        return f"Redis at {self.address.host}:{self.address.port}: {_reason(error)}"
-
-
-def _room_keys(room: str) -> list[str]:
-    """A room's presence keys, in the order PRESENCE's `room_at` takes them."""
-    return [f"{KEY_PREFIX}{room}:{part}" for part in ROOM_KEYS]
-
-
-def _heads_keys(rooms: Iterable[str]) -> list[str]:
-    return [f"{KEY_PREFIX}{room}:{part}" for room in rooms for part in ("seq", "epoch")]
-
-
-def _server_key(server: str) -> str:
-    """The key that lives while server's heartbeats do."""
-    return f"purechat:server:{server}"
+    def _sentence(self, reason: str) -> str:
+        what = "Redis Cluster" if self.address.cluster else "Redis"
+        return f"{what} at {self.address.where}: {reason}"
 
 
-def _seats_of(server: str) -> str:
-    """The set of server's seats (PRESENCE's `seats_of`)."""
-    return f"{_server_key(server)}:seats"
+async def _connect(
+    address: RedisAddress, resolver: Callable[[str, int], tuple[str, int]] | None
+) -> Any:
+    """One glide client: a cluster client for a cluster, else a standalone one."""
+    credentials = (
+        glide.ServerCredentials(password=address.password, username=address.username)
+        if address.password
+        else None
+    )
+    nodes = [glide.NodeAddress(host, port) for host, port in address.nodes]
+    # Reconnects every 100 ms doubling to 1.6 s, with jitter: a server that lost its
+    # store notices it is back within a couple of seconds.
+    reconnect = glide.BackoffStrategy(num_of_retries=4, factor=100, exponent_base=2,
+                                      jitter_percent=20)  # fmt: skip
+    if address.cluster:
+        return await glide.GlideClusterClient.create(
+            glide.GlideClusterClientConfiguration(
+                nodes,
+                use_tls=address.tls,
+                credentials=credentials,
+                request_timeout=REQUEST_TIMEOUT_MS,
+                reconnect_strategy=reconnect,
+                advanced_config=glide.AdvancedGlideClusterClientConfiguration(
+                    tls_config=address.tls_config()
+                ),
+                address_resolver=resolver,
+            )
+        )
+    return await glide.GlideClient.create(
+        glide.GlideClientConfiguration(
+            nodes,
+            use_tls=address.tls,
+            credentials=credentials,
+            database_id=address.database,
+            request_timeout=REQUEST_TIMEOUT_MS,
+            reconnect_strategy=reconnect,
+            advanced_config=glide.AdvancedGlideClientConfiguration(tls_config=address.tls_config()),
+            address_resolver=resolver,
+        )
+    )
 
 
-def _seats_key(holder: str) -> str:
-    """The seats set of the server a holder id ("server/number") belongs to."""
-    return _seats_of(holder.rpartition("/")[0])
+def _later(function: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
+    """function(*args), called later."""
+    return lambda: function(*args)
 
 
-def _seats_keys(seats: Iterable[Seat]) -> list[str]:
-    """KEYS for LEAVE and RESTORE: the lists, then per seat its room's keys and its
-    holder's seats set."""
-    keys = [ROOMS_KEY, SERVERS_KEY]
-    for room, _, holder in seats:
-        keys += [*_room_keys(room), _seats_key(holder)]
-    return keys
+def _raise_first(outcomes: Sequence[StoreError | None]) -> None:
+    for outcome in outcomes:
+        if outcome is not None:
+            raise outcome
 
 
-def _space_key(space: str) -> str:
-    """The hash a key-value space lives in: a room's state beside its log."""
-    kind, _, room = space.partition(":")
-    if kind == "state":
-        return f"{KEY_PREFIX}{room}:state"
-    return f"purechat:kv:{space}"
+def _server_of(holder: str) -> str:
+    """The server a holder id ("server/number") belongs to."""
+    return holder.rpartition("/")[0]
 
 
-def _hide_password(url: str) -> str:
-    """url with its password (between the first ':' after '//' and '@') shown as ***."""
-    scheme, sep, rest = url.partition("//")
-    credentials, at, host = rest.rpartition("@")
-    user, colon, _ = credentials.partition(":")
-    return f"{scheme}{sep}{user}:***@{host}" if at and colon else url
+# What glide says when Redis did not run a command (its slot moved or is moving, the
+# cluster is failing over) or glide had no connection to send it on: safe to resend.
+_NOT_RUN = (
+    "TryAgain",
+    "TRYAGAIN",
+    "Moved:",
+    "MOVED ",
+    "Ask:",
+    "ASK ",
+    "ClusterDown",
+    "CLUSTERDOWN",
+    "ConnectionNotFoundForRoute",
+    "Requested connection not found",
+)
+
+
+def _not_run(error: Exception) -> bool:
+    text = str(error)
+    return any(mark in text for mark in _NOT_RUN)
 
 
 def _reason(error: Exception) -> str:
     """glide's message, on one line, without the address purechat names itself."""
     text = " ".join(str(error).split())
     return re.sub(r"^Received error for address `[^`]*`: ", "", text) or type(error).__name__
+
+
+def _entries(
+    found: Iterable[Any], streams: dict[str, tuple[str, bool]], positions: dict[str, Position]
+) -> list[LogEntry]:
+    """LogEntries from XREAD answers, in the order they happened; a room whose log is
+    not its position's (another epoch) gives an EpochChange instead of its entries."""
+    entries: list[LogEntry] = []
+    changed: dict[str, str] = {}
+    for answer in found:
+        for raw_key, logged in (answer or {}).items():
+            room, is_log = streams[raw_key.decode()]
+            for entry_id, fields in logged.items():
+                if not is_log:
+                    entries.append(_presence(room, entry_id, fields))
+                    continue
+                epoch = _fields(fields).get("epoch", "")
+                if epoch and positions[room].epoch and epoch != positions[room].epoch:
+                    changed[room] = epoch
+                entries.append(_message(room, entry_id, fields))
+    # A room whose log changed under the position is read again from its start.
+    kept: list[LogEntry] = [e for e in entries if e.room not in changed]
+    kept += [EpochChange(room, epoch) for room, epoch in changed.items()]
+    return sorted(kept, key=_happened)
 
 
 def _happened(entry: LogEntry) -> tuple[str, int, int, int]:

@@ -5,16 +5,24 @@ members' sends, so members on every server see one order; and names, member list
 join/leave events are kept in the store, so they cover every server. A server keeps
 its members listed by heartbeats; when one stops without saying so, any other removes
 its members (`sweep`) once its heartbeat has expired, and their leaves are published.
+
+Servers also keep pace with each other through it: a server whose members in a room
+are behind says so (`report_behind`), and the others slow that room's senders until it
+has caught up (`behind_elsewhere`), as one server does for its own busy room.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from purechat.core import EventKind, Message
 from purechat.store.base import Store
+
+# tail hands back at most this many messages of a room at once (see tail_count).
+TAIL_COUNT = 1024
 
 # (room, name, holder) of one member's hold on its name. The holder id is the server's
 # id, "/", and a number unique on that server, so a member whose name was taken over
@@ -87,12 +95,34 @@ class Joined:
 LogEntry = Message | PresenceChange | EpochChange
 
 
+class Heartbeat(Enum):
+    """What a heartbeat found."""
+
+    KEPT = "kept"  # the server's members stayed listed
+    LAPSED = "lapsed"  # they had lapsed (and may have been swept): list them again
+    SWEEPING = "sweeping"  # another server is removing them now: beat again shortly
+
+
 @runtime_checkable
 class SharedStore(Store, Protocol):
+    @property
+    def tail_count(self) -> int:
+        """The most messages of a room one tail gives (at most TAIL_COUNT): a read that
+        gives as many means more are waiting. Well under what the store keeps of a
+        room, so that a server reading slower than the log grows finds out (and holds
+        the senders back) before anything it has not read is dropped."""
+        ...
+
     async def tail(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         """What was logged in these rooms after each one's position, in the order it
         happened, waiting up to block_ms for something. An entry of another epoch than
-        its room's position is preceded by an EpochChange for the room."""
+        its room's position is preceded by an EpochChange for the room. At most
+        tail_count messages per room: a room that gave as many has more waiting."""
+        ...
+
+    async def listen(self) -> None:
+        """Run beside tail for as long as it is used (a cluster's news of rooms, which
+        tail waits for); returns at once where tail needs no help."""
         ...
 
     async def epochs(self, rooms: Sequence[str]) -> dict[str, str]:
@@ -115,8 +145,9 @@ class SharedStore(Store, Protocol):
         """Unbind these names (where their holders still hold them) and log the leaves."""
         ...
 
-    async def heartbeat(self, server: str, ttl_ms: int) -> bool:
-        """Keep server's members listed for ttl_ms more; False if they had lapsed."""
+    async def heartbeat(self, server: str, ttl_ms: int, rooms: Collection[str]) -> Heartbeat:
+        """Keep server's members listed for ttl_ms more. rooms: where it holds seats
+        now (so that a sweep after a crash finds them; others are let go)."""
         ...
 
     async def restore(self, held: Sequence[tuple[Seat, str]], time_ms: int) -> list[Seat]:
@@ -138,4 +169,19 @@ class SharedStore(Store, Protocol):
 
     async def rooms(self) -> list[tuple[str, int, int]]:
         """(name, named members, newest number) of every room with members, by name."""
+        ...
+
+    async def report_behind(
+        self, behind: Collection[str], caught_up: Collection[str], ttl_ms: int
+    ) -> None:
+        """This server's members in `behind` cannot keep up (for ttl_ms unless said
+        again); in `caught_up` they have."""
+        ...
+
+    async def behind_elsewhere(self, rooms: Collection[str]) -> set[str]:
+        """Those of rooms where another server's members are behind."""
+        ...
+
+    def behind_hints(self) -> set[str]:
+        """Rooms that this server's appends found behind elsewhere since last asked."""
         ...
