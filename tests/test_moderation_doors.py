@@ -10,7 +10,14 @@ import json
 import pytest
 
 from purechat.client.display import Moderation, Shown, json_line, plain_line
-from purechat.client.machine import NO_MODERATION, SessionMachine, Settled, Show, Transmit
+from purechat.client.machine import (
+    NO_MODERATION,
+    GiveUp,
+    SessionMachine,
+    Settled,
+    Show,
+    Transmit,
+)
 from purechat.client.moderation import CommandUsage, typed
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.status import Status, StatusCode
@@ -161,3 +168,17 @@ def test_the_terminal_the_pipe_and_json_show_a_moderation_event() -> None:
     # Names and reasons from others are shown, never obeyed.
     hostile = Shown("moderation", "den", "x was kicked by y: \x1b[2J", time_ms=1)
     assert "\x1b" not in plain_line(hostile)
+
+
+def test_a_seat_taken_over_by_the_accounts_other_client_is_given_up_not_fought_for() -> None:
+    machine = _joined()
+    machine.account = "alice"
+    ended = machine.ended(
+        Status(StatusCode.ABORTED, "replaced: the same client joined again on a newer stream"), 5
+    )
+    assert ended == [
+        GiveUp(
+            "Another client of alice joined den and has the seat now (an account has one "
+            "seat in a room)."
+        )
+    ]

@@ -24,7 +24,9 @@ The rules, for purechat.v1:
 - it gives up only after `give_up_after` seconds without getting anywhere, and then
   says which lines were not delivered, and whether their outcome is unknown; or at
   once when the server says its store is damaged (STORE_DAMAGED): only its operator
-  can repair that, and retrying would go on for ever.
+  can repair that, and retrying would go on for ever; or when another client took its
+  seat over (ABORTED: an account's other client joined the room), as taking it back
+  would start a tug of war.
 
 Moderation commands (/kick, /ban, ...) are lines too: each gets an id, goes in its
 place among the person's lines, and is sent again until the server acks it (it then
@@ -378,12 +380,25 @@ class SessionMachine:
         if status.status_code in FATAL:
             self.phase = Phase.DONE
             return [GiveUp(_sentence(message or status.status_code.name))]
+        if status.status_code is StatusCode.ABORTED:
+            # Another client took this seat over (its own lost streams are never read
+            # again): coming back would take it back, and the two would take turns.
+            self.phase = Phase.DONE
+            return [GiveUp(self._taken_over(message))]
         if status.status_code is StatusCode.UNAVAILABLE and message.startswith(STORE_DAMAGED):
             self.phase = Phase.DONE
             self._last_trouble = f"{message}: its operator must repair it; retrying cannot help"
             return [GiveUp(self._unreachable())]
         return self._trouble(
             _describe(status, self.address, first_bytes, self.tls), now, was_joined
+        )
+
+    def _taken_over(self, message: str) -> str:
+        if not self.account:
+            return _sentence(f"the server ended the stream ({message or 'replaced'})")
+        return _sentence(
+            f"another client of {self.account} joined {self.room} and has the seat now (an "
+            "account has one seat in a room)"
         )
 
     def connect_failed(self, reason: str, now: float) -> list[Action]:
