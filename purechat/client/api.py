@@ -240,11 +240,12 @@ async def connect(
     ValueError for an address that is not HOST:PORT; SessionError when no server can
     be joined within give_up_after (None: keep trying). With quiet_interrupt, Ctrl-C
     leaves at once and exits the program with status 130 (SystemExit), quietly.
-    Without a token, the session `purechat login` saved for the first of servers that
-    has one is used (servers sharing a store take each other's sessions).
+    Without a token (None), the session `purechat login` saved for the first of servers
+    that has one is used (servers sharing a store take each other's sessions); token=""
+    joins without any.
     """
     addresses = [Address.parse(s) for s in ([servers] if isinstance(servers, str) else servers)]
-    saved = None if token else SavedSessions().first(addresses)
+    saved = None if token is not None else SavedSessions().first(addresses)
     context: ssl.SSLContext | None = client_context(tls_ca) if (tls or tls_ca) else None
     shown_send, shown = anyio.create_memory_object_stream[Shown](EVENTS_BUFFER)
     events_send, events = anyio.create_memory_object_stream[Event](EVENTS_BUFFER)
@@ -272,6 +273,9 @@ async def connect(
         finally:
             shown_send.close()
 
+    # What the bot's block raised, raised again once the task group is left: through
+    # it, an error would reach the bot wrapped in an exception group.
+    raised: list[Exception] = []
     # The streams outlive the tasks that use them: the task group closes first.
     async with events_send, events, shown, anyio.create_task_group() as task_group:
         task_group.start_soon(run)
@@ -280,13 +284,21 @@ async def connect(
             await task_group.start(_leave_on_interrupt, task_group.cancel_scope, interrupted)
         try:
             await session.joined()
-            yield chat
-            session.finish()  # the block is done: deliver what is queued, then leave
-            await session.wait_delivered()
+            try:
+                yield chat
+            except Exception as error:  # noqa: BLE001 -- raised again below, as it was
+                raised.append(error)
+            else:
+                session.finish()  # the block is done: deliver what is queued, then leave
+                await session.wait_delivered()
+        except SessionError as error:  # it never joined: run() says why, or this does
+            failure.append(error)
         finally:
             task_group.cancel_scope.cancel()
     if interrupted.is_set():
         raise SystemExit(INTERRUPTED)
+    if raised:
+        raise raised[0]
     if failure:
         raise failure[0]
 
