@@ -11,7 +11,7 @@ join *ARGS:
 
 # The test suite, as CI runs it.
 test *ARGS:
-    python -m pytest {{ARGS}}
+    python -m pytest -n auto {{ARGS}}
 
 # Regenerate purechat/pb from proto/ (the drift test checks it was done).
 proto:
