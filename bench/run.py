@@ -70,6 +70,10 @@ class Scale:
     raw_sizes: tuple[int, ...]
     raw_warmup: float
     raw_measure: float
+    # Churn: per round this many members join, hear and leave, and as many more are
+    # killed mid-stream (their client process is); the server's RSS after each round.
+    churn_members: int = 500
+    churn_rounds: int = 10
 
 
 FULL = Scale(
@@ -103,6 +107,8 @@ SMOKE = Scale(
     raw_sizes=(10,),
     raw_warmup=0.3,
     raw_measure=0.7,
+    churn_members=20,
+    churn_rounds=2,
 )
 
 
@@ -344,6 +350,47 @@ async def idle_memory(kind: str, go: GoPrograms, members: int) -> Summary:
     return summary | {"server_log": server.log}
 
 
+async def churn(kind: str, go: GoPrograms, members: int, rounds: int) -> Summary:
+    """RSS of a fresh server after each round of members joining and leaving cleanly and
+    as many killed mid-stream: a server people join and leave all day must not grow."""
+    async with serving(kind, go) as server:
+        await trio.sleep(0.5)
+        rss: list[int] = []
+        for _ in range(rounds):
+            await go_load(
+                go,
+                [server.address],
+                *("-members", str(members), "-messages", "20", "-join-concurrency", "100"),
+            )
+
+            async def kill_when_joined(joined: dict[str, Any]) -> None:
+                raise _Killed
+
+            try:
+                await go_load(
+                    go,
+                    [server.address],
+                    *("-members", str(members), "-senders", "0", "-join-concurrency", "100"),
+                    paused=kill_when_joined,
+                )
+            except* _Killed:
+                pass  # its nursery killed the client, members and all
+            await trio.sleep(1.0)  # the server notices the killed connections
+            rss.append(rss_kib(server.process.pid))
+    first, last = rss[0], rss[-1]
+    return {
+        "rss_kib": rss,
+        "first_mib": first / 1024,
+        "last_mib": last / 1024,
+        "growth_percent": 100 * (last - first) / first if first else math.nan,
+        "server_log": server.log,
+    }
+
+
+class _Killed(Exception):
+    """Ends a paused load client's run by killing it (its nursery cancels the process)."""
+
+
 # Where the two-server runs keep the rooms: one redis-server, or a Redis Cluster of
 # three primaries with a replica each (acknowledged on the primary, or with replicas=1
 # once a replica has it too).
@@ -509,6 +556,11 @@ ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
         ("members in the room when measured", lambda s: s["held"], "{:,.0f}", False),
     ],
     "raw": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True)],
+    "churn": [
+        ("RSS after the first round, MiB", lambda s: s["first_mib"], "{:.1f}", True),
+        ("RSS after the last round, MiB", lambda s: s["last_mib"], "{:.1f}", True),
+        ("growth from the first round", lambda s: s["growth_percent"], "{:+.1f}%", False),
+    ],
 }
 
 
@@ -535,6 +587,7 @@ async def measure_all(scale: Scale, go: GoPrograms) -> dict[str, Any]:
         ("joins_all_at_once", "joins", _each_kind(joins, go, scale.join_members, 0)),
         ("memory", "memory", _each_kind(idle_memory, go, scale.idle_members)),
         ("stall", "fanout", _each_kind(stalled, go, scale.stall_members, scale.fanout_send)),
+        ("churn", "churn", _each_kind(churn, go, scale.churn_members, scale.churn_rounds)),
     ]
     plan += [
         (f"raw_{size}", "raw", _each_kind(raw_fanout, go, size, scale)) for size in scale.raw_sizes
@@ -770,6 +823,17 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         "",
         *HEADER,
         *_table(results, "stall", "fanout"),
+        "",
+        f"## Memory under churn, {scale.churn_rounds} rounds of {scale.churn_members:,} + "
+        f"{scale.churn_members:,} members",
+        "",
+        f"Each round {scale.churn_members:,} grpc-go members join, hear 20 messages and "
+        f"leave, then {scale.churn_members:,} more join and their client is killed before "
+        "they leave; the fresh server's RSS a second after each round. A server that frees "
+        "what departed members held stays flat.",
+        "",
+        *HEADER,
+        *_table(results, "churn", "churn"),
     ]
     if "shared_fanout" in results["figures"]:
         lines += [
@@ -896,6 +960,9 @@ def check_smoke(results: dict[str, Any], scale: Scale) -> list[str]:
         for s in runs["memory"][kind]:
             if s["held"] != scale.idle_members or not s["rss_kib"]["after"]:
                 problems.append(f"{kind} memory: {s['join']} {s['rss_kib']}")
+        for s in runs["churn"][kind]:
+            if len(s["rss_kib"]) != scale.churn_rounds:
+                problems.append(f"{kind} churn: {s['rss_kib']}")
         for s in runs["latency"][kind]:
             if not s["latency"]["count"]:
                 problems.append(f"{kind} latency: nothing measured")

@@ -16,15 +16,20 @@ import anyio
 import anyio.abc
 
 from purechat import __version__
+from purechat.account import add_account_command
 from purechat.app import ChatServer
 from purechat.client.commands import add_client_commands
+from purechat.client.manage import add_manage_commands
 from purechat.client.session import Address
 from purechat.core import Limits
+from purechat.core.moderation import format_duration
+from purechat.core.names import name_key, name_problem
 from purechat.logs import configure as configure_logging
 from purechat.ops.metrics import MetricsPortError
-from purechat.options import serve_problem, takes
+from purechat.options import DURATIONS, duration, serve_problem, takes
 from purechat.server import ServeError, ServerConfig
 from purechat.server.auth import TokenBook, TokenFileError
+from purechat.server.identity import DEFAULT_SESSION_TTL, AccountsConfig
 from purechat.settings import SettingsError, config_path, defaults_from
 from purechat.store import DEFAULT_HISTORY, DEFAULT_STORE_URL, StoreError, open_store
 from purechat.tls import TlsSetupError, server_context
@@ -113,6 +118,33 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="FILE",
         help="require a bearer token on every call; FILE has a 'TOKEN NAME' pair per line "
         "and is read again on SIGHUP",
+    )
+    serve.add_argument(
+        "--guests",
+        choices=["allow", "deny"],
+        help="whether people without an account (or a token) may join (default: allow, "
+        "or deny when --tokens is given)",
+    )
+    serve.add_argument(
+        "--registration",
+        choices=["open", "closed"],
+        default="closed",
+        help="whether anyone may register an account (a few per address an hour); closed: "
+        "accounts are added with `purechat account add`",
+    )
+    serve.add_argument(
+        "--admin",
+        action="append",
+        metavar="NAME",
+        help="an account that administers the server (every room's rights, bans of "
+        "addresses, sessions); repeatable (in a --config file: a list)",
+    )
+    serve.add_argument(
+        "--session-ttl",
+        type=duration,
+        default=format_duration(DEFAULT_SESSION_TTL),
+        metavar="DURATION",
+        help=f"how long a login lasts before it must be made again: {DURATIONS}",
     )
     serve.add_argument(
         "--rate-limit",
@@ -217,6 +249,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve.set_defaults(run=_serve)
 
     add_client_commands(commands)
+    add_manage_commands(commands)
+    add_account_command(commands)
     return parser, serve
 
 
@@ -300,6 +334,21 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
             else None
         ),
         web_origins=allowed_origins(args.web_origin or []),
+        accounts=_accounts_config(args, limits),
+    )
+
+
+def _accounts_config(args: argparse.Namespace, limits: Limits) -> AccountsConfig:
+    """--guests, --registration, --admin and --session-ttl; ServeError for an admin
+    that is not a name."""
+    for admin in args.admin or []:
+        if not admin or (problem := name_problem(admin, limits)):
+            raise ServeError(f"--admin {admin!r} is not a name: {problem or 'it is empty.'}")
+    return AccountsConfig(
+        guests=None if args.guests is None else args.guests == "allow",
+        registration=args.registration == "open",
+        admins=frozenset(name_key(admin) for admin in args.admin or []),
+        session_ttl=args.session_ttl,
     )
 
 

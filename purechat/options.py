@@ -11,6 +11,8 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from purechat.core.moderation import MAX_SECONDS, ModerationRefused, format_duration, parse_duration
+
 MAX_PORT = 65535
 
 
@@ -72,3 +74,22 @@ def serve_problem(args: argparse.Namespace) -> str | None:
 def takes(dest: str) -> str:
     """For --help: what an option takes, e.g. "a port from 0 to 65535"."""
     return RANGES[dest].what
+
+
+# What --session-ttl (and every DURATION of the client's commands) takes, for --help.
+DURATIONS = f"a duration from 1s to a year ({format_duration(MAX_SECONDS)}), like 30m, 12h or 30d"
+
+
+def duration(text: str) -> float:
+    """An option's DURATION ("12h", "30d"; a bare number is seconds) in seconds; for
+    argparse, whose message for a bad one is then this sentence."""
+    given = text.strip()
+    try:
+        if given.replace(".", "", 1).isdigit():
+            seconds = float(given)
+            if not 1 <= seconds <= MAX_SECONDS:
+                raise ModerationRefused(f"{given!r} is not {DURATIONS}.")
+            return seconds
+        return parse_duration(given)
+    except ModerationRefused as refused:
+        raise argparse.ArgumentTypeError(str(refused)) from None

@@ -70,6 +70,8 @@ def _convert(action: argparse.Action, value: Any, where: str) -> Any:
     convert = action.type if callable(action.type) else str
     try:
         return convert(value) if not isinstance(value, bool) else value
+    except argparse.ArgumentTypeError as wrong:  # the option's own sentence (a duration)
+        raise SettingsError(f"{where}: {wrong}") from None
     except (TypeError, ValueError):
         raise SettingsError(f"{where}: {value!r} is not a valid value") from None
 
@@ -81,3 +83,16 @@ def config_path(argv: Sequence[str]) -> Path | None:
     known, _ = early.parse_known_args(argv)
     path: Path | None = known.config
     return path
+
+
+def setting(key: str, config: Path | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """One `purechat serve` setting (a string: --store, say) as the server would take it
+    from its environment or its --config file, for commands that must agree with it
+    (`purechat account`); None when neither sets it."""
+    name = ENV_PREFIX + key.replace("-", "_").upper()
+    if name in environ:
+        return environ[name]
+    if config is None:
+        return None
+    value = _read(config).get(key)
+    return None if value is None else str(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import trio
+import trio.lowlevel
 
 POLL_SECONDS = 0.05
 
@@ -22,3 +23,14 @@ async def eventually(probe: Callable[[], Awaitable[object]], expected: object) -
 async def settles(condition: Callable[[], bool]) -> None:
     while not condition():  # noqa: ASYNC110
         await trio.sleep(POLL_SECONDS)
+
+
+def task_count() -> int:
+    """Every task of the run: a test that ends what it started comes back to its count."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return count(trio.lowlevel.current_root_task())

@@ -30,6 +30,7 @@ from purechat.server.session import JoinAsk, Post, Request, serve_member
 from purechat.server.wire import Encode, v1_encoder
 from purechat.status import Status
 from purechat.store import MemoryStore
+from tests.polling import task_count
 
 TEXTS = [f"message {n}" for n in range(6)]
 
@@ -138,15 +139,6 @@ class CancelAtStep(trio.abc.Instrument):
         return False
 
 
-def _task_count() -> int:
-    def count(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(
-            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
-        )
-
-    return count(trio.lowlevel.current_root_task())
-
-
 @pytest.fixture(params=["by count", "by bytes"])
 def small_journal(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -183,7 +175,7 @@ async def test_a_session_cancelled_at_any_await_leaves_every_count_at_zero(
         async with trio.open_nursery() as background:
             background.start_soon(journal.run)
             await trio.testing.wait_all_tasks_blocked()
-            baseline = _task_count()
+            baseline = task_count()
             steps = await _run(services, cancel_at=None)  # to the end: how many steps?
             assert (await store.head("lobby")).seq == len(TEXTS)  # all of them stored
             for n in range(1, steps + 1):
@@ -193,7 +185,7 @@ async def test_a_session_cancelled_at_any_await_leaves_every_count_at_zero(
                 assert journal.queued_bytes == 0, n
                 assert pacer._caught_up == {}, n
                 assert all(d.backlog == 0 for d in services.made), n
-                assert _task_count() == baseline, n
+                assert task_count() == baseline, n
             background.cancel_scope.cancel()
 
 

@@ -214,7 +214,7 @@ def test_join_help_shows_where_the_token_comes_from_once(monkeypatch, capsys) ->
     with pytest.raises(SystemExit):
         cli.main(["join", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert shown.count("(default: $PURECHAT_TOKEN)") == 1
+    assert shown.count("(default: $PURECHAT_TOKEN, or the session") == 1
     assert "do-not-show-me" not in shown and shown.count("default:") == shown.count("(default:")
 
 

@@ -22,6 +22,7 @@ from purechat.server.presence import Presence
 from purechat.server.wire import v1_encoder
 from purechat.status import Status
 from tests.fakes import SharedMemoryStore
+from tests.polling import task_count
 
 
 class Sink:
@@ -87,15 +88,6 @@ async def shared_room(nursery: trio.Nursery) -> AsyncIterator[Room]:
         yield made
 
 
-def _task_count() -> int:
-    def count(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(
-            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
-        )
-
-    return count(trio.lowlevel.current_root_task())
-
-
 async def _live(room: Room, name: str | None, then_name: str | None) -> None:
     """Join (and, for an original-contract member, take a name), then stay."""
     membership, _ = room.membership(name)
@@ -112,7 +104,7 @@ async def test_cancelled_at_any_await_a_membership_leaves_nothing_behind(
     room: Room, name: str | None, then_name: str | None
 ) -> None:
     await trio.testing.wait_all_tasks_blocked()
-    baseline = _task_count()
+    baseline = task_count()
     # A run to the end first: how many times does a membership wait on the store?
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_live, room, name, then_name)
@@ -131,7 +123,7 @@ async def test_cancelled_at_any_await_a_membership_leaves_nothing_behind(
         await trio.testing.wait_all_tasks_blocked()
         assert room.hub.member_count() == 0, cancel_at
         assert room.store.seats == {}, cancel_at
-        assert _task_count() == baseline, cancel_at
+        assert task_count() == baseline, cancel_at
 
 
 async def test_a_member_removed_while_its_name_is_bound_leaves_no_ghost_name(

@@ -258,7 +258,7 @@ async def test_rooms_and_who_ask_a_running_server_with_a_token(
     assert outputs[1] == (0, ["alice"])
     assert outputs[2][0] == 1
     assert refused_error == [
-        "purechat: the server requires a token: pass one with --token or PURECHAT_TOKEN"
+        "purechat: The server requires a token: pass one with --token or PURECHAT_TOKEN."
     ]
 
 

@@ -330,13 +330,18 @@ async def test_keyboard_only_a_refused_line_kept_and_no_serious_accessibility_pr
         assert await page.script(
             "return [...document.querySelectorAll('#join-form input')]"
             ".map(i => [i.id, i.value, i.placeholder, i.labels.length])"
-        ) == [["name", "", "alice", 1], ["room", "", "lobby", 1], ["token", "", "", 1]]
+        ) == [
+            ["name", "", "alice", 1],
+            ["room", "", "lobby", 1],
+            ["password", "", "", 1],
+            ["token", "", "", 1],
+        ]
         assert await page.script(f"return {fits}")
         problems["the join page"] = await page.accessibility_problems()
         # Keyboard only: the name has the focus; Tab moves, visibly; Enter presses Join.
         assert await page.focused() == "name"
-        await page.keys("kim", Keys.TAB, "ops", Keys.TAB, Keys.TAB)
-        assert await page.focused() == ""  # the Join button
+        await page.keys("kim", Keys.TAB, "ops", Keys.TAB, Keys.TAB, Keys.TAB)
+        assert await page.focused() == "join"  # past the password and token: Join
         assert (
             await page.script(f"return document.activeElement.textContent + ({focus_shows})")
             == "Jointrue"

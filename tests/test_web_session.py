@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 TESTS = [
-    Path(__file__).resolve().parent / "web" / name for name in ("session.test.mjs", "text.test.mjs")
+    Path(__file__).resolve().parent / "web" / name
+    for name in ("session.test.mjs", "text.test.mjs", "moderation.test.mjs")
 ]
 
 

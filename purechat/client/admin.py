@@ -34,9 +34,11 @@ async def call(
     ssl_context: ssl.SSLContext | None,
     token: str | None,
     service: str = ADMIN,
+    saved: bool = False,
 ) -> Message:
     """One unary call of service (the admin service unless said); AdminError with a
-    sentence when it fails."""
+    sentence when it fails (saved: the token is a session `purechat login` kept, which
+    a refusal says to make again)."""
     metadata = [("authorization", f"Bearer {token}")] if token else []
     try:
         with anyio.fail_after(TIMEOUT):
@@ -59,11 +61,38 @@ async def call(
         raise AdminError(failure_sentence(error, address.host, address.port)) from None
     status = stream.status
     if status is not None and status.status_code is StatusCode.UNAUTHENTICATED:
-        raise AdminError(token_sentence(status.status_message or "", given=bool(token)))
+        said = token_sentence(
+            status.status_message or "", given=bool(token), server=str(address), saved=saved
+        )
+        raise AdminError(_sentence(said))
+    if status is not None and status.status_code is StatusCode.UNIMPLEMENTED:
+        raise AdminError(
+            f"The server at {address} does not offer {service.rpartition('.')[2]}.{method} "
+            "(an older purechat, or another server)."
+        )
     if raw is None or status is None or status.status_code is not StatusCode.OK:
-        reason = status.status_message if status is not None else "no answer"
-        raise AdminError(f"the server refused: {reason or status}")
+        if status is None:
+            raise AdminError(f"The server at {address} ended the call without an answer.")
+        if status.status_code is StatusCode.UNAVAILABLE:
+            raise AdminError(
+                f"The server at {address} cannot answer now ({status.status_message}); "
+                "try again in a moment."
+            )
+        # The server's refusals are sentences already ("bob is an operator already.").
+        raise AdminError(_ended(status.status_message or status.status_code.name))
     return reply_type.FromString(raw)
+
+
+def _sentence(text: str) -> str:
+    """The client's own words as a sentence: a capital, a full stop."""
+    return _ended(text[:1].upper() + text[1:])
+
+
+def _ended(text: str) -> str:
+    """The server's words (which may start with a name: never capitalised) with a full
+    stop."""
+    text = text.strip()
+    return text + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def print_rooms(reply: Message) -> None:
@@ -71,7 +100,11 @@ def print_rooms(reply: Message) -> None:
     if not reply.rooms:
         print("no rooms have members")
     for room in reply.rooms:
-        print(f"{neutralise(room.name)}\t{room.members} members\tlast message #{room.last_seq}")
+        topic = f"\ttopic: {neutralise(room.topic)}" if room.topic else ""
+        print(
+            f"{neutralise(room.name)}\t{room.members} members\tlast message #{room.last_seq}"
+            + topic
+        )
     sys.stdout.flush()
 
 

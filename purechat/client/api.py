@@ -19,6 +19,11 @@ reconnect until stored, once, in order; the session resumes after the last numbe
 saw, in the log (epoch) it saw it in; several servers are tried in turn. Leaving the
 block delivers what is still queued (within `give_up_after`) and then leaves.
 
+Operators moderate from here too: `await chat.ban("spammer", for_="1h", reason="spam")`
+(and `kick`, `mute`, `op`, `topic`, ...) returns once the server has done it, or raises
+SendRefused with its sentence ("Only an operator of this room may ban."). A session
+saved by `purechat login` for the server is used unless a token is given.
+
 Ctrl-C (SIGINT, in the main thread) leaves at once, as `purechat join` does, and ends
 the program quietly with exit status 130: no traceback, no exception group (trio would
 otherwise raise KeyboardInterrupt through the session's tasks). A bot that handles
@@ -41,15 +46,20 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from purechat.client.display import Shown
+from purechat.client.moderation import CommandUsage, command, seconds_of
+from purechat.client.saved import SavedSessions
 from purechat.client.session import Address, ChatSession, SessionError
 from purechat.errors import ClientError
+from purechat.pb import purechat_v1_pb2 as v1
 from purechat.tls import client_context
 
 __all__ = ["Chat", "Event", "Receipt", "SendRefused", "connect"]
 
 Event = Shown
 """What happens in the room: `kind` ("message", "join", "leave", "gap", "reset",
-"error"), `user`, `text`, `seq`, `time_ms`, `action`, `history`."""
+"moderation", "error"), `user`, `text`, `seq`, `time_ms`, `action`, `history`, and for
+a moderation event its sentence as `text` and its details as `moderation` (`action`,
+`by`, `target`, `reason`, `until_ms`, `topic`, `mode`)."""
 
 # Events kept for a bot that reads them slowly; a bot that never asks for them gets none.
 EVENTS_BUFFER = 1024
@@ -58,7 +68,8 @@ INTERRUPTED = 128 + signal.SIGINT
 
 
 class SendRefused(ClientError):
-    """The server refused a line for good (too long, empty, ...); str() says why."""
+    """The server refused a line or a command for good (too long, empty, not an
+    operator, ...); str() says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,72 @@ class Chat:
         """Queue a line without waiting (it is delivered before the block is left)."""
         return self._session.send(text, action=action)
 
+    # -- moderation: each returns once done, or raises SendRefused saying why ---------
+
+    @property
+    def topic(self) -> str:
+        return self._session.machine.topic
+
+    @property
+    def role(self) -> str:
+        """In this room: "member", "operator", "owner" or "admin"."""
+        return self._session.machine.role or "member"
+
+    async def claim(self) -> Receipt:
+        """Own this room (one without an owner; the session must be an account's)."""
+        return await self._moderate(command("claim"), "/claim")
+
+    async def kick(self, name: str, *, reason: str = "") -> Receipt:
+        return await self._moderate(command("kick", name, reason=reason), f"/kick {name}")
+
+    async def ban(self, name: str, *, for_: float | str | None = None, reason: str = "") -> Receipt:
+        """Ban name from the room, for_ seconds (or "1h", "7d"; None: for good)."""
+        seconds = _seconds(for_)
+        return await self._moderate(
+            command("ban", name, seconds=seconds, reason=reason), f"/ban {name}"
+        )
+
+    async def unban(self, name: str) -> Receipt:
+        return await self._moderate(command("unban", name), f"/unban {name}")
+
+    async def mute(
+        self, name: str, *, for_: float | str | None = None, reason: str = ""
+    ) -> Receipt:
+        """Mute name here, for_ seconds (or "10m"; None: for good): it reads on."""
+        seconds = _seconds(for_)
+        return await self._moderate(
+            command("mute", name, seconds=seconds, reason=reason), f"/mute {name}"
+        )
+
+    async def unmute(self, name: str) -> Receipt:
+        return await self._moderate(command("unmute", name), f"/unmute {name}")
+
+    async def op(self, name: str) -> Receipt:
+        return await self._moderate(command("op", name), f"/op {name}")
+
+    async def deop(self, name: str) -> Receipt:
+        return await self._moderate(command("deop", name), f"/deop {name}")
+
+    async def set_topic(self, text: str) -> Receipt:
+        """Set the room's topic ("" clears it)."""
+        return await self._moderate(command("topic", text=text), f"/topic {text}")
+
+    async def mode(self, mode: str) -> Receipt:
+        """Let in only the invited ("invite-only"), or everyone ("open")."""
+        return await self._moderate(command("mode", text=mode), f"/mode {mode}")
+
+    async def invite(self, name: str) -> Receipt:
+        return await self._moderate(command("invite", name), f"/invite {name}")
+
+    async def _moderate(self, moderation: v1.ModerationCommand, text: str) -> Receipt:
+        client_msg_id = self._session.moderate(moderation, text)
+        settled = await self._session.settled(client_msg_id)
+        if settled is None:
+            raise SessionError("The session ended before the server answered the command.")
+        if settled.failure:
+            raise SendRefused(settled.failure)
+        return Receipt(client_msg_id, settled.seq)
+
     def events(self) -> AsyncIterator[Event]:
         """What happens in the room since joining, in order, until the session ends.
 
@@ -120,6 +197,13 @@ class Chat:
         """
         self.listening = True
         return _Events(self._events)
+
+
+def _seconds(duration: float | str | None) -> float | None:
+    try:
+        return seconds_of(duration)
+    except CommandUsage as wrong:
+        raise ValueError(str(wrong)) from None
 
 
 class _Events:
@@ -156,8 +240,12 @@ async def connect(
     ValueError for an address that is not HOST:PORT; SessionError when no server can
     be joined within give_up_after (None: keep trying). With quiet_interrupt, Ctrl-C
     leaves at once and exits the program with status 130 (SystemExit), quietly.
+    Without a token (None), the session `purechat login` saved for the first of servers
+    that has one is used (servers sharing a store take each other's sessions); token=""
+    joins without any.
     """
     addresses = [Address.parse(s) for s in ([servers] if isinstance(servers, str) else servers)]
+    saved = None if token is not None else SavedSessions().first(addresses)
     context: ssl.SSLContext | None = client_context(tls_ca) if (tls or tls_ca) else None
     shown_send, shown = anyio.create_memory_object_stream[Shown](EVENTS_BUFFER)
     events_send, events = anyio.create_memory_object_stream[Event](EVENTS_BUFFER)
@@ -169,8 +257,9 @@ async def connect(
         history=history,
         give_up_after=give_up_after,
         ssl_context=context,
-        token=token,
+        token=token or (saved.token if saved else None),
         token_where="connect(token=...)",
+        token_saved=saved is not None,
     )
     chat = Chat(session, events)
     failure: list[SessionError] = []
@@ -184,6 +273,9 @@ async def connect(
         finally:
             shown_send.close()
 
+    # What the bot's block raised, raised again once the task group is left: through
+    # it, an error would reach the bot wrapped in an exception group.
+    raised: list[Exception] = []
     # The streams outlive the tasks that use them: the task group closes first.
     async with events_send, events, shown, anyio.create_task_group() as task_group:
         task_group.start_soon(run)
@@ -192,13 +284,21 @@ async def connect(
             await task_group.start(_leave_on_interrupt, task_group.cancel_scope, interrupted)
         try:
             await session.joined()
-            yield chat
-            session.finish()  # the block is done: deliver what is queued, then leave
-            await session.wait_delivered()
+            try:
+                yield chat
+            except Exception as error:  # noqa: BLE001 -- raised again below, as it was
+                raised.append(error)
+            else:
+                session.finish()  # the block is done: deliver what is queued, then leave
+                await session.wait_delivered()
+        except SessionError as error:  # it never joined: run() says why, or this does
+            failure.append(error)
         finally:
             task_group.cancel_scope.cancel()
     if interrupted.is_set():
         raise SystemExit(INTERRUPTED)
+    if raised:
+        raise raised[0]
     if failure:
         raise failure[0]
 

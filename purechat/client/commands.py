@@ -1,4 +1,5 @@
-"""The client's commands: `purechat join`, `post`, `rooms` and `who` (parse, build, run)."""
+"""The client's commands: `purechat join`, `post`, `rooms` and `who` (parse, build, run);
+those of accounts and moderation are in client/manage.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import getpass
 import os
 import ssl
 import sys
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,11 +22,14 @@ from purechat.client.display import Shown
 from purechat.client.interactive import run_interactive
 from purechat.client.pipe import Output, run_pipe
 from purechat.client.post import Poster, PostError
+from purechat.client.saved import SavedSessions
 from purechat.client.session import Address, ChatSession
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.tls import TlsSetupError, client_context
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# A server to use when --server is not given (before DEFAULT_SERVER).
+SERVER_VARIABLE = "PURECHAT_SERVER"
 # A pipe that cannot deliver for this long gives up (a person at the keyboard decides).
 PIPE_GIVE_UP = 30.0
 # Recent messages shown on joining, by a person or a listener (a pipe sender shows none).
@@ -33,6 +38,7 @@ SHOWN_HISTORY = 20
 
 def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add join, post, rooms and who to `purechat`'s subcommands."""
+
     join = commands.add_parser(
         "join",
         help="chat in a room",
@@ -41,7 +47,7 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "message, every event one output line; exits 0 once the server has stored every "
         "line, 1 with the reason on stderr when it cannot.",
     )
-    _add_connection_options(join)
+    add_connection_options(join)
     join.add_argument(
         "--name", default=_login_name(), help="the name you ask for (default: your login)"
     )
@@ -80,7 +86,7 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "0 once all are stored, 1 with the reason on stderr when they cannot be.",
     )
     post.add_argument("text", nargs="*", metavar="TEXT", help="messages to post")
-    _add_connection_options(post)
+    add_connection_options(post)
     post.add_argument("--room", default="lobby", help="room to post into (default: lobby)")
     post.add_argument("--name", default=_login_name(), help="the name to post under")
     post.add_argument("--me", action="store_true", help="post actions, shown as '* NAME TEXT'")
@@ -100,38 +106,63 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
         admin = commands.add_parser(name, help=summary, description=summary.capitalize() + ".")
         if name == "who":
             admin.add_argument("room", help="room whose members to list")
-        _add_connection_options(admin)
+        add_connection_options(admin)
         admin.set_defaults(run=run)
 
 
-def _add_connection_options(command: argparse.ArgumentParser) -> None:
+def add_connection_options(command: argparse.ArgumentParser, *, failover: bool = True) -> None:
+    """--server (several, with failover), --tls, --tls-ca and --token."""
     command.add_argument(
         "--server",
-        action="append",
+        action="append" if failover else "store",
         metavar="HOST:PORT",
-        help=f"server address (default: {DEFAULT_SERVER}); give several (or a comma list) "
-        "to fail over between servers sharing one store",
+        help=f"server address (default: ${SERVER_VARIABLE}, or {DEFAULT_SERVER})"
+        + (
+            "; give several (or a comma list) to fail over between servers sharing one store"
+            if failover
+            else ""
+        ),
     )
     command.add_argument("--tls", action="store_true", help="use TLS, trusting the system's roots")
     command.add_argument(
         "--tls-ca", type=Path, metavar="FILE", help="use TLS, trusting this certificate authority"
     )
+    if not failover:
+        return
     # No default here: --help would show it (the token itself).
     command.add_argument(
         "--token",
         default=argparse.SUPPRESS,
-        help="bearer token for servers that require one (default: $PURECHAT_TOKEN)",
+        help="bearer token for servers that require one (default: $PURECHAT_TOKEN, or the "
+        "session `purechat login` saved for the server)",
     )
 
 
-def _addresses(args: argparse.Namespace) -> list[Address]:
+def addresses_of(args: argparse.Namespace) -> list[Address]:
     """Every --server given (each may be a comma list); ValueError for a bad one."""
-    given = args.server or [DEFAULT_SERVER]
+    given = args.server or [os.environ.get(SERVER_VARIABLE) or DEFAULT_SERVER]
+    if isinstance(given, str):
+        given = [given]
     return [Address.parse(part.strip()) for value in given for part in value.split(",") if part]
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    return getattr(args, "token", None) or os.environ.get("PURECHAT_TOKEN")
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """The token a command sends, and whether it is a session `purechat login` saved
+    (a refused one is then told to log in again)."""
+
+    token: str | None
+    saved: bool = False
+
+
+def credential(args: argparse.Namespace, addresses: list[Address]) -> Credential:
+    """--token, else $PURECHAT_TOKEN, else the session saved for the first of the
+    servers that has one, else none."""
+    given = getattr(args, "token", None) or os.environ.get("PURECHAT_TOKEN")
+    if given:
+        return Credential(given)
+    saved = SavedSessions().first(addresses)
+    return Credential(saved.token, saved=True) if saved is not None else Credential(None)
 
 
 def _login_name() -> str:
@@ -146,16 +177,17 @@ def _problem(error: Exception) -> int:
     return 2
 
 
-def _where(args: argparse.Namespace) -> tuple[list[Address], ssl.SSLContext | None]:
+def where(args: argparse.Namespace) -> tuple[list[Address], ssl.SSLContext | None]:
     """The servers to try and the TLS to use; ValueError or TlsSetupError when wrong."""
-    return _addresses(args), client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
+    return addresses_of(args), client_context(args.tls_ca) if (args.tls or args.tls_ca) else None
 
 
 def _join(args: argparse.Namespace) -> int:
     try:
-        addresses, tls = _where(args)
+        addresses, tls = where(args)
     except (ValueError, TlsSetupError) as error:
         return _problem(error)
+    given = credential(args, addresses)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not (args.listen or args.json)
     sends = not interactive and not args.listen
     history = args.history if args.history is not None else (0 if sends else SHOWN_HISTORY)
@@ -171,7 +203,8 @@ def _join(args: argparse.Namespace) -> int:
         history=max(0, history),
         give_up_after=give_up,
         ssl_context=tls,
-        token=_token(args),
+        token=given.token,
+        token_saved=given.saved,
         observe=args.listen,
     )
 
@@ -192,9 +225,10 @@ def _join(args: argparse.Namespace) -> int:
 
 def _post(args: argparse.Namespace) -> int:
     try:
-        addresses, tls = _where(args)
+        addresses, tls = where(args)
     except (ValueError, TlsSetupError) as error:
         return _problem(error)
+    given = credential(args, addresses)
     lines = list(args.text) or _stdin_lines(sys.stdin)
     poster = Poster(
         addresses,
@@ -202,7 +236,8 @@ def _post(args: argparse.Namespace) -> int:
         args.name,
         give_up_after=args.give_up_after,
         ssl_context=tls,
-        token=_token(args),
+        token=given.token,
+        token_saved=given.saved,
         notice=lambda sentence: print(f"! {sentence}", file=sys.stderr, flush=True),
     )
     try:
@@ -219,7 +254,8 @@ def _stdin_lines(stdin: TextIO) -> list[str]:
 
 def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[Message]) -> int:
     try:
-        addresses, tls = _where(args)
+        addresses, tls = where(args)
+        given = credential(args, addresses)
         answer = anyio.run(
             partial(
                 admin_call,
@@ -228,7 +264,8 @@ def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[
                 request,
                 reply,
                 ssl_context=tls,
-                token=_token(args),
+                token=given.token,
+                saved=given.saved,
             ),
             backend="trio",
         )

@@ -6,7 +6,7 @@ import json
 import re
 import unicodedata
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from purechat.core.names import distinguishable
@@ -19,11 +19,28 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True, slots=True)
+class Moderation:
+    """What a moderation event did (purechat.v1's `Moderation`): `action` ("claim",
+    "kick", "ban", "unban", "mute", "unmute", "op", "deop", "topic", "mode",
+    "invite"), `by` whom, to whom (`target`), why, until when (0: for good), and the
+    new topic or mode."""
+
+    action: str
+    by: str = ""
+    target: str = ""
+    reason: str = ""
+    until_ms: int = 0
+    topic: str = ""
+    mode: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Shown:
     """One thing to show the person or the script: a message, presence, or a notice."""
 
-    # "message", "join", "leave", "gap", "reset" from the room; "error" (a refused
-    # send), "status" (connection trouble) and "info" (joined) from the client itself.
+    # "message", "join", "leave", "gap", "reset", "moderation" from the room; "error"
+    # (a refused send or command), "status" (connection trouble) and "info" (joined,
+    # the topic) from the client itself.
     kind: str
     room: str
     text: str
@@ -32,6 +49,8 @@ class Shown:
     time_ms: int = 0
     action: bool = False
     history: bool = False
+    # A moderation event's details (its `text` is the sentence everyone is told).
+    moderation: Moderation | None = None
 
 
 def neutralise(text: str) -> str:
@@ -100,6 +119,8 @@ def plain_line(item: Shown, *, colour: bool = False, me: str = "") -> str:
         return f"! {text}"
     stamp = f"[{local_clock(item.time_ms)}] " if item.time_ms else ""
     marker = "(history) " if item.history else ""
+    if item.kind == "moderation":  # "* bob was banned by alice for 1h: spam"
+        return f"{stamp}{marker}* {text}"
     head = f"{stamp}{marker}* {user} " if item.action else f"{stamp}{marker}{user}: "
     width = len(_ANSI.sub("", head))
     lines = [neutralise(line) for line in item.text.split("\n")]
@@ -115,6 +136,7 @@ def _highlight(line: str, name: str) -> str:
 def json_line(item: Shown) -> str:
     """One JSON object; valid whatever the text holds (non-ASCII is escaped)."""
     when = datetime.fromtimestamp(item.time_ms / 1000, UTC) if item.time_ms else None
+    extra = {"moderation": asdict(item.moderation)} if item.moderation is not None else {}
     return json.dumps(
         {
             "kind": item.kind,
@@ -127,5 +149,6 @@ def json_line(item: Shown) -> str:
             else None,
             "action": item.action,
             "history": item.history,
+            **extra,
         }
     )

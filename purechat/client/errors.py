@@ -166,15 +166,36 @@ def tls_hint(first_bytes: bytes) -> bool:
     return not first_bytes or looks_like_tls(first_bytes)
 
 
-def token_sentence(message: str, *, given: bool, where: str = TOKEN_OPTIONS) -> str:
+def token_sentence(
+    message: str,
+    *,
+    given: bool,
+    where: str = TOKEN_OPTIONS,
+    server: str = "",
+    saved: bool = False,
+) -> str:
     """An UNAUTHENTICATED ending (the server's `message`) for a person: whether a token
     is missing, not accepted or revoked, and where to give one (`where`: the client's
-    options, or the Python API's argument). Any other sentence the server had for it
-    is its own, and is kept."""
+    options, or the Python API's argument). A session saved by `purechat login` for
+    `server` (saved) that the server no longer takes is told to log in again; a server
+    for members with accounts, to log in first. Any other sentence the server had for
+    it is its own, and is kept."""
+    log_in = f"purechat login --server {server} NAME" if server else "purechat login NAME"
+    wire_worded = not message or message.startswith(TOKEN_REQUIRED) or message == TOKEN_REVOKED
+    if not wire_worded:
+        return message
+    if saved:
+        return (
+            f"your session on {server or 'the server'} has expired or was ended: log in "
+            f"again ({log_in})"
+        )
     if message == TOKEN_REVOKED:
         return f"the server revoked this token: pass a valid one with {where}"
-    if message and not message.startswith(TOKEN_REQUIRED):
-        return message
     if given:
         return f"the server does not accept this token: pass a valid one with {where}"
+    if "log in" in message:  # a server for members with an account (--guests deny)
+        return (
+            f"the server is for members with an account: log in first ({log_in}), or pass "
+            f"a token with {where}"
+        )
     return f"the server requires a token: pass one with {where}"

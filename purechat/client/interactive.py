@@ -34,6 +34,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from purechat.client.admin import AdminError
 from purechat.client.admin import call as admin_call
 from purechat.client.display import Shown, mentions, neutralise, plain_line, shown_name
+from purechat.client.moderation import MODES, USAGE, CommandUsage, typed
 from purechat.client.session import ChatSession, SessionError
 from purechat.core import Limits
 from purechat.core.limits import room_problem
@@ -49,8 +50,13 @@ COMMANDS = {
     "/nick": "/nick NAME: go on under another name (the room sees you leave and join)",
     "/quit": "leave (Ctrl-D too; Ctrl-C leaves at once)",
 }
+# Moderation: /claim, /kick, /ban... (client/moderation.py), for the room's owner and
+# operators (and the server's admins); the server says why when one may not.
+MODERATION = {f"/{action}": usage for action, usage in USAGE.items()}
 HELP = "commands:\n" + "\n".join(f"  {name:<8}{about}" for name, about in COMMANDS.items())
 HELP += "\n  Alt-Enter (or Esc, Enter) starts a new line; a paste of several lines is one message"
+HELP += "\nmoderation (the room's owner and operators; DURATION like 10m, 2h, 7d):\n"
+HELP += "\n".join(f"  {typed_as:<32}{about}" for typed_as, about in USAGE.values())
 # Pending lines shown under the input, at most.
 PENDING_SHOWN = 3
 # How long quitting waits for undelivered lines when no --give-up-after was given.
@@ -99,10 +105,12 @@ class _Completion(Completer):
         snapshot = self._shared.snapshot
         after = ""
         if text.startswith("/") and " " not in text:
-            choices: Iterable[str] = COMMANDS
+            choices: Iterable[str] = [*COMMANDS, *MODERATION]
             after = " "
         elif text.startswith("/join "):
             choices = snapshot.rooms
+        elif text.startswith("/mode "):
+            choices = MODES
         else:
             choices = snapshot.names
         for choice in sorted(choices):
@@ -263,6 +271,11 @@ class _Chat:
             self._nick(argument)
         elif command == "/me":
             self.session.send(argument, action=True)
+        elif command == "/topic" and not argument:
+            topic = self.session.machine.topic
+            print(f"topic: {neutralise(topic)}" if topic else "this room has no topic")
+        elif command in MODERATION:
+            self._moderate(command, argument, line.strip())
         else:
             print(f"! unknown command {neutralise(command)}; /help lists them")
 
@@ -282,6 +295,16 @@ class _Chat:
             return
         self.rooms.add(room)
         self.session.switch_room(room)
+
+    def _moderate(self, command: str, argument: str, line: str) -> None:
+        """A moderation command: its shape checked here (a usage sentence, and nothing
+        sent, when it is wrong), the rest by the server, which says why it refuses."""
+        try:
+            moderation = typed(command.removeprefix("/"), argument, self.session.members)
+        except CommandUsage as wrong:
+            print(f"! {wrong}")
+            return
+        self.session.moderate(moderation, line)
 
     def _nick(self, name: str) -> None:
         if problem := name_problem(name, Limits()):
@@ -357,6 +380,7 @@ async def list_rooms(session: ChatSession) -> list[tuple[str, int]]:
         v1.ListRoomsResponse,
         ssl_context=session.ssl_context,
         token=session.token,
+        saved=session.machine.token_saved,
     )
     assert isinstance(reply, v1.ListRoomsResponse)
     return [(room.name, room.members) for room in reply.rooms]

@@ -24,10 +24,18 @@ The rules, for purechat.v1:
 - it gives up only after `give_up_after` seconds without getting anywhere, and then
   says which lines were not delivered, and whether their outcome is unknown; or at
   once when the server says its store is damaged (STORE_DAMAGED): only its operator
-  can repair that, and retrying would go on for ever.
+  can repair that, and retrying would go on for ever; or when another client took its
+  seat over (ABORTED: an account's other client joined the room), as taking it back
+  would start a tug of war.
+
+Moderation commands (/kick, /ban, ...) are lines too: each gets an id, goes in its
+place among the person's lines, and is sent again until the server acks it (it then
+happened once) or refuses it with a sentence (not an operator, ...). The server's
+moderation events are shown in their place among the messages, and keep the room's
+topic and this member's role current.
 
 Against a server of the original contract only (UNIMPLEMENTED), lines count as
-delivered when their echo comes back: that contract has no acks.
+delivered when their echo comes back: that contract has no acks, and no moderation.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from purechat.client.display import Shown, shown_name
+from purechat.client.display import Moderation, Shown, shown_name
 from purechat.client.errors import TOKEN_OPTIONS, tls_hint, token_sentence
 from purechat.core.ratelimit import TokenBucket
 from purechat.pb import chat_pb2
@@ -69,7 +77,12 @@ _KINDS = {
     v1.Event.LEAVE: "leave",
     v1.Event.GAP: "gap",
     v1.Event.RESET: "reset",
+    v1.Event.MODERATION: "moderation",
 }
+# What a command says when the server speaks the original contract only.
+NO_MODERATION = (
+    "this server speaks only the original chat contract, which has no moderation commands"
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,9 @@ class Line:
     unanswered: int = 0
     # The server said it could not tell whether it was stored.
     unknown: bool = False
+    # A moderation command (its client_msg_id is set when sent); `text` then says it
+    # as typed ("/ban spammer 1h spam").
+    command: v1.ModerationCommand | None = None
 
     @property
     def maybe_stored(self) -> bool:
@@ -177,6 +193,8 @@ class SessionMachine:
     # Whether a token is sent, and where the person gives one (for a refused token).
     token_given: bool = False
     token_where: str = TOKEN_OPTIONS
+    # The token is a session `purechat login` saved (a refusal says to log in again).
+    token_saved: bool = False
     backoff: Backoff = field(default_factory=Backoff)
     rng: Callable[[], float] = random.random
     # Sent with every join: back after a lost connection, this client takes its name
@@ -194,6 +212,11 @@ class SessionMachine:
     my_name: str = ""
     last_seq: int | None = None
     epoch: str = ""
+    # The room's topic, this member's account ("" for a guest) and role in the room
+    # ("member", "operator", "owner", "admin"), from the welcome and moderation events.
+    topic: str = ""
+    account: str = ""
+    role: str = ""
     finishing: bool = False
     reconnect_at: float = 0.0
     # Ids sent on the current stream, in order (and not yet settled).
@@ -224,6 +247,15 @@ class SessionMachine:
         """Queue a line (under client_msg_id, or a new one); it goes out now if it can,
         or after the next reconnect."""
         line = Line(client_msg_id or self.new_id(), text, action)
+        self.pending[line.id] = line
+        return self._pump(now)
+
+    def moderate(
+        self, command: v1.ModerationCommand, text: str, now: float, *, client_msg_id: str = ""
+    ) -> list[Action]:
+        """Queue a moderation command (text: as the person typed it, for showing it
+        while pending); it goes in its place among the lines, exactly once."""
+        line = Line(client_msg_id or self.new_id(), text, False, command=command)
         self.pending[line.id] = line
         return self._pump(now)
 
@@ -337,17 +369,36 @@ class SessionMachine:
         message = status.status_message or ""
         if status.status_code is StatusCode.UNAUTHENTICATED:
             self.phase = Phase.DONE
-            said = token_sentence(message, given=self.token_given, where=self.token_where)
+            said = token_sentence(
+                message,
+                given=self.token_given,
+                where=self.token_where,
+                server=self.address,
+                saved=self.token_saved,
+            )
             return [GiveUp(_sentence(said))]
         if status.status_code in FATAL:
             self.phase = Phase.DONE
             return [GiveUp(_sentence(message or status.status_code.name))]
+        if status.status_code is StatusCode.ABORTED:
+            # Another client took this seat over (its own lost streams are never read
+            # again): coming back would take it back, and the two would take turns.
+            self.phase = Phase.DONE
+            return [GiveUp(self._taken_over(message))]
         if status.status_code is StatusCode.UNAVAILABLE and message.startswith(STORE_DAMAGED):
             self.phase = Phase.DONE
             self._last_trouble = f"{message}: its operator must repair it; retrying cannot help"
             return [GiveUp(self._unreachable())]
         return self._trouble(
             _describe(status, self.address, first_bytes, self.tls), now, was_joined
+        )
+
+    def _taken_over(self, message: str) -> str:
+        if not self.account:
+            return _sentence(f"the server ended the stream ({message or 'replaced'})")
+        return _sentence(
+            f"another client of {self.account} joined {self.room} and has the seat now (an "
+            "account has one seat in a room)"
         )
 
     def connect_failed(self, reason: str, now: float) -> list[Action]:
@@ -388,13 +439,17 @@ class SessionMachine:
         if not self.epoch:
             self.epoch = welcome.epoch
         self.rate_limit = welcome.rate_limit
+        self.topic, self.account, self.role = welcome.topic, welcome.account, welcome.role
         # A new stream is a new member to the server, with a full bucket.
         self._pace = TokenBucket.full(welcome.rate_limit) if welcome.rate_limit > 0 else None
         self._joined(now)
         here = ", ".join(shown_name(name) for name in sorted(self.members))
-        joined = f"joined {welcome.room} as {shown_name(welcome.name)}; here: {here}"
-        info = Shown("info", welcome.room, joined)
-        return [Show(info), *self._pump(now)]
+        role = f" ({welcome.role})" if welcome.role not in ("", "member") else ""
+        joined = f"joined {welcome.room} as {shown_name(welcome.name)}{role}; here: {here}"
+        shown = [Show(Shown("info", welcome.room, joined))]
+        if welcome.topic:
+            shown.append(Show(Shown("info", welcome.room, f"topic: {welcome.topic}")))
+        return [*shown, *self._pump(now)]
 
     def _joined(self, now: float) -> None:
         self._ever_joined = True
@@ -419,6 +474,11 @@ class SessionMachine:
             text = f"messages {event.seq + 1} to {event.gap_until} are no longer kept"
         elif event.seq:
             self.last_seq = max(self.last_seq or 0, event.seq)
+        moderation = None
+        if kind == "moderation":
+            moderation = _moderation(event.moderation)
+            if not event.history:
+                self._moderated(moderation)
         shown = Shown(
             kind,
             event.room,
@@ -428,8 +488,22 @@ class SessionMachine:
             time_ms=event.time_unix_ms,
             action=event.action,
             history=event.history,
+            moderation=moderation,
         )
         return [Show(shown)]
+
+    def _moderated(self, done: Moderation) -> None:
+        """What a moderation event changes for this member: the topic, its role."""
+        if done.action == "topic":
+            self.topic = done.topic
+        if self.role == "admin" or not self.my_name:
+            return
+        if done.action == "claim" and done.by == self.my_name:
+            self.role = "owner"
+        elif done.action == "op" and done.target == self.my_name:
+            self.role = "operator"
+        elif done.action == "deop" and done.target == self.my_name:
+            self.role = "member"
 
     def _ack(self, ack: v1.Ack, now: float) -> list[Action]:
         if not self._settle(ack.client_msg_id, now):
@@ -450,7 +524,9 @@ class SessionMachine:
                 self._stuck_since = now
             self._last_trouble = error.message
             return []
-        said = error.message if line is None else f"{error.message} ({_excerpt(line.text)})"
+        said = error.message
+        if line is not None and line.command is None:
+            said = f"{error.message} ({_excerpt(line.text)})"
         actions: list[Action] = [Show(Shown("error", self.room, said))]
         if line is not None:
             self.failures.append(error.message)
@@ -488,6 +564,14 @@ class SessionMachine:
         for line in self._unsent():
             if len(self._sent) >= MAX_IN_FLIGHT:
                 break
+            if line.command is not None and self.legacy:
+                self.failures.append(NO_MODERATION)
+                self._settle(line.id, now)
+                actions += [
+                    Show(Shown("error", self.room, _sentence(NO_MODERATION))),
+                    Settled(line.id, failure=_sentence(NO_MODERATION)),
+                ]
+                continue
             self._sent[line.id] = None
             line.unanswered += 1
             actions.append(Transmit(self._frame(line)))
@@ -500,6 +584,11 @@ class SessionMachine:
         return actions
 
     def _frame(self, line: Line) -> v1.ClientFrame | chat_pb2.ChatMessage:
+        if line.command is not None:
+            command = v1.ModerationCommand()
+            command.CopyFrom(line.command)
+            command.client_msg_id = line.id
+            return v1.ClientFrame(moderate=command)
         if self.legacy:
             return chat_pb2.ChatMessage(user_id=self.name, text=_legacy_text(line))
         send = v1.Send(text=line.text, client_msg_id=line.id, action=line.action)
@@ -553,6 +642,18 @@ def pace_sentence(rate: float) -> str:
     return (
         f"the server takes at most {rate:g} messages a second from one sender (its rate "
         f"limit, with bursts of {2 * rate:g}): lines wait their turn, none is lost or reordered"
+    )
+
+
+def _moderation(details: v1.Moderation) -> Moderation:
+    return Moderation(
+        action=details.action,
+        by=details.by,
+        target=details.target,
+        reason=details.reason,
+        until_ms=details.until_unix_ms,
+        topic=details.topic,
+        mode=details.mode,
     )
 
 

@@ -58,6 +58,8 @@ class Poster:
     give_up_after: float = 30.0
     ssl_context: ssl.SSLContext | None = None
     token: str | None = None
+    # The token is a session `purechat login` saved (a refusal says to log in again).
+    token_saved: bool = False
     backoff: Backoff = field(default_factory=Backoff)
     # Told once, when the server's rate limit starts to slow the posts (a sentence).
     notice: Callable[[str], None] = lambda sentence: None
@@ -156,7 +158,12 @@ class Poster:
             self._learned(answer.rate_limit)
             return Posted(text, answer.seq, answer.name)
         if status.status_code is StatusCode.UNAUTHENTICATED:
-            said = token_sentence(status.status_message or "", given=bool(self.token))
+            said = token_sentence(
+                status.status_message or "",
+                given=bool(self.token),
+                server=str(address),
+                saved=self.token_saved,
+            )
             raise PostError(_sentence(said))
         if status.status_code in FATAL or status.status_code is StatusCode.UNIMPLEMENTED:
             raise PostError(_sentence(status.status_message or status.status_code.name))

@@ -114,6 +114,7 @@ class ChatSession:
         token: str | None = None,
         observe: bool = False,
         token_where: str = TOKEN_OPTIONS,
+        token_saved: bool = False,
     ):
         self.addresses = [addresses] if isinstance(addresses, Address) else list(addresses)
         self._next = 0
@@ -128,6 +129,7 @@ class ChatSession:
             observe=observe,
             token_given=bool(token),
             token_where=token_where,
+            token_saved=token_saved,
         )
         self._shown = shown
         self._ssl_context = ssl_context
@@ -188,6 +190,13 @@ class ChatSession:
         client_msg_id = self.machine.new_id()
         now = anyio.current_time()
         self._apply(self.machine.send(text, now, action=action, client_msg_id=client_msg_id))
+        return client_msg_id
+
+    def moderate(self, command: v1.ModerationCommand, text: str) -> str:
+        """Queue a moderation command (text: as typed, shown while pending); its id."""
+        client_msg_id = self.machine.new_id()
+        now = anyio.current_time()
+        self._apply(self.machine.moderate(command, text, now, client_msg_id=client_msg_id))
         return client_msg_id
 
     def finish(self) -> None:

@@ -218,12 +218,14 @@ test("an ending trying again cannot mend gives up with the server's sentence", (
   s.connected(0);
   s.received({ end: { code: "UNAUTHENTICATED", message: "a valid token is required" } }, 0);
   assert.deepEqual(s.closed(0, { opened: true, code: 4016, reason: "a valid token is" }), [
-    { type: "giveUp", reason: "A valid token is required." },
+    { type: "giveUp", reason: "A valid token is required.", code: "UNAUTHENTICATED" },
   ]);
   const refused = session();
   refused.connected(0);
   const actions = refused.closed(0, { opened: true, code: 4003, reason: "Names cannot be empty." });
-  assert.deepEqual(actions, [{ type: "giveUp", reason: "Names cannot be empty." }]);
+  assert.deepEqual(actions, [
+    { type: "giveUp", reason: "Names cannot be empty.", code: "INVALID_ARGUMENT" },
+  ]);
   const replaced = session();
   replaced.connected(0);
   replaced.received(welcome(), 0);

@@ -1,11 +1,24 @@
-// The page: the join form, the rooms (one session and one socket each), the drawing.
-// Every decision about what to send and when lives in session.mjs; how text is shown
-// (links, mentions, escapes, dates) in text.mjs; this file moves frames and draws.
+// The page: the join form (and logging in), the rooms (one session and one socket
+// each), the drawing. Every decision about what to send and when lives in session.mjs;
+// how moderation commands are read in moderation.mjs; how text is shown (links,
+// mentions, escapes, dates) in text.mjs; this file moves frames and draws.
+//
+// Logging in (or registering) is done over a socket of its own before the first room
+// opens: the server answers with a session token, which stays in this page's memory
+// (never stored, never in a URL) and goes in every room's join, as a token does. The
+// password leaves the form once it has been used.
 //
 // Whatever came from the server (names, text) is put on the page as text, never as
 // HTML, and control characters are shown as escapes, never obeyed.
 
-import { Session, randomId, utf8Length } from "./session.mjs";
+import {
+  CommandUsage,
+  USAGE,
+  formatDuration,
+  command as moderation,
+  typed,
+} from "./moderation.mjs";
+import { Session, randomId, sentence, utf8Length } from "./session.mjs";
 import { dayLabel, dayOf, mentions, pieces, visible } from "./text.mjs";
 
 const $ = (id) => document.getElementById(id);
@@ -14,12 +27,16 @@ const ui = {
   joinForm: $("join-form"),
   name: $("name"),
   room: $("room"),
+  password: $("password"),
   token: $("token"),
+  join: $("join"),
+  register: $("register"),
   joinError: $("join-error"),
   page: $("page"),
   // What shows once in a room (the join form shows alone before).
   inRoom: [$("room-header"), $("room-list"), $("room-view"), $("here")],
   roomTitle: $("room-title"),
+  topic: $("topic"),
   status: $("status"),
   notify: $("notify"),
   leave: $("leave"),
@@ -51,6 +68,18 @@ const HELP = [
   "/join ROOM opens another room, /leave closes this one, /rooms lists the rooms with members,",
   "/who lists who is here, /me ACTION says that you do something, /nick NAME changes your name,",
   "/help shows this; //text sends a line that starts with /.",
+  "Moderation (the room's owner and operators; DURATION like 10m, 2h, 7d; or a member's menu):",
+  ...Object.values(USAGE).map(([usage, about]) => `${usage}: ${about}`),
+];
+// What a member's menu offers a moderator: [label, action, seconds, for the owner only].
+const MENU = [
+  ["Kick", "kick", null, false],
+  ["Mute for 10 minutes", "mute", 600, false],
+  ["Unmute", "unmute", null, false],
+  ["Ban for an hour", "ban", 3600, false],
+  ["Ban for good", "ban", null, false],
+  ["Make an operator", "op", null, true],
+  ["No longer an operator", "deop", null, true],
 ];
 
 const now = () => performance.now() / 1000;
@@ -95,6 +124,9 @@ const state = {
   active: null,
   name: "",
   token: "",
+  // The member whose menu is open (its name), and what the member list was drawn from.
+  menuOpen: "",
+  membersDrawn: "",
 };
 
 // -- joining and leaving ---------------------------------------------------------------
@@ -115,16 +147,96 @@ ui.name.value = localStorage.getItem("purechat-name") || "";
 
 ui.joinForm.addEventListener("submit", (submitted) => {
   submitted.preventDefault();
-  state.name = ui.name.value.trim();
+  enter(false);
+});
+
+ui.register.addEventListener("click", () => {
+  if (!ui.name.value.trim() || !ui.password.value) {
+    ui.joinError.textContent = "To register, choose a name and a password (8 characters or more).";
+    (ui.name.value.trim() ? ui.password : ui.name).focus();
+    return;
+  }
+  enter(true);
+});
+
+/** Join: with a password, log in (or register, then log in) first. */
+async function enter(registering) {
+  const name = ui.name.value.trim();
+  const password = ui.password.value;
+  localStorage.setItem("purechat-name", name);
+  ui.joinError.textContent = "";
   // The token stays in this page's memory: never stored, never in a URL.
   state.token = ui.token.value.trim();
-  localStorage.setItem("purechat-name", state.name);
-  ui.joinError.textContent = "";
+  state.name = name;
+  if (password || registering) {
+    busy(true);
+    try {
+      const session = await logIn(name, password, registering);
+      state.token = session.token;
+      state.name = session.account;
+      ui.password.value = "";
+    } catch (refused) {
+      busy(false);
+      ui.joinError.textContent = refused.message;
+      ui.password.focus();
+      return;
+    }
+    busy(false);
+  }
   showRooms(true);
   openRoom(ui.room.value.trim() || DEFAULT_ROOM);
   fitLine();
   ui.line.focus();
-});
+}
+
+function busy(waiting) {
+  ui.join.disabled = waiting;
+  ui.register.disabled = waiting;
+  ui.joinForm.setAttribute("aria-busy", String(waiting));
+}
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws`;
+}
+
+/** Log in (registering first, when asked) over a socket of its own: resolves to the
+ * session ({token, account, expires_unix_ms}); rejects with the server's sentence. */
+function logIn(name, password, registering) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(socketUrl());
+    let settled = false;
+    const settle = (outcome, value) => {
+      if (settled) return;
+      settled = true;
+      socket.close(1000);
+      outcome(value);
+    };
+    socket.addEventListener("open", () => {
+      const kind = registering ? "register" : "login";
+      socket.send(JSON.stringify({ [kind]: { name, password } }));
+    });
+    socket.addEventListener("message", (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.registered) {
+        socket.send(JSON.stringify({ login: { name, password } }));
+      } else if (frame.session) {
+        settle(resolve, frame.session);
+      } else if (frame.error) {
+        settle(reject, new Error(sentence(frame.error.message)));
+      }
+    });
+    socket.addEventListener("close", (closed) => {
+      const why = closed.reason || "cannot reach the server: try again in a moment";
+      settle(reject, new Error(sentence(why)));
+    });
+  });
+}
 
 ui.leave.addEventListener("click", () => {
   if (state.active) closeRoom(state.active, "");
@@ -184,6 +296,7 @@ function openRoom(name) {
 
 function activate(room) {
   const previous = state.active;
+  if (previous !== room) state.menuOpen = "";
   if (previous && previous !== room) previous.log.hidden = true;
   state.active = room;
   room.log.hidden = false;
@@ -219,8 +332,7 @@ function closeRoom(room, reason) {
 // -- the sockets -----------------------------------------------------------------------
 
 function connect(room) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  const socket = new WebSocket(socketUrl());
   let opened = false;
   room.socket = socket;
   const current = () => room.socket === socket && state.rooms.get(room.name) === room;
@@ -266,6 +378,8 @@ function apply(room, actions) {
       room.socket = null;
       if (socket) socket.close(1000);
     } else if (action.type === "giveUp") {
+      // A session the server no longer takes (ended, expired) is logged in again.
+      if (action.code === "UNAUTHENTICATED") state.token = "";
       closeRoom(room, action.reason);
       return;
     }
@@ -337,8 +451,13 @@ function problemAtSend(sentence, control = ui.line) {
 }
 
 /** A line the server (or the session, knowing its limit) will not take: its text goes
- * back into the box when the box is free, with the sentence beside it. */
-function refused(room, { text, action, reason }) {
+ * back into the box when the box is free, with the sentence beside it. A command from a
+ * member's menu (not typed) is told in the room's log instead. */
+function refused(room, { text, action, reason, command: isCommand, typed: wasTyped }) {
+  if (isCommand && !wasTyped) {
+    note(room, "error", reason);
+    return;
+  }
   const line = action ? `/me ${text}` : text;
   if (room !== state.active) {
     note(room, "error", `${reason} (${excerpt(line)})`);
@@ -406,6 +525,18 @@ function command(room, text) {
     note(room, "info", `here: ${session.memberList() || "nobody"}`);
   } else if (word === "help") {
     for (const line of HELP) note(room, "info", line);
+  } else if (word === "topic" && !argument) {
+    note(room, "info", session.topic ? `topic: ${session.topic}` : "This room has no topic.");
+  } else if (Object.hasOwn(USAGE, word)) {
+    let fields;
+    try {
+      fields = typed(word, argument, session.members);
+    } catch (wrong) {
+      if (!(wrong instanceof CommandUsage)) throw wrong;
+      problemAtSend(wrong.message);
+      return false;
+    }
+    apply(room, session.moderate(fields, text.trim(), now()));
   } else {
     problemAtSend(`Unknown command /${visible(word)}: /help lists them.`);
     return false;
@@ -493,6 +624,11 @@ function show(room, item) {
     entry.dataset.user = item.user;
     const what = item.kind === "join" ? " joined" : " left";
     entry.append(span("user", visible(session.shownName(item.user))), what);
+  } else if (item.kind === "moderation") {
+    // "* bob was banned by alice for 1h: spam", in its place among the messages.
+    if (item.moderation?.action) entry.dataset.action = item.moderation.action;
+    entry.append(span("text", `* ${visible(item.text)}`));
+    if (!item.history && room === state.active) announce(`* ${visible(item.text)}`);
   } else {
     entry.append(span("text", visible(item.text)));
     if (item.kind === "error" && room === state.active) announce(visible(item.text));
@@ -559,6 +695,8 @@ function render() {
   if (!room) return;
   const session = room.session;
   ui.roomTitle.textContent = visible(session.room);
+  ui.topic.textContent = session.topic ? visible(session.topic) : "";
+  ui.topic.hidden = !session.topic;
   let status;
   if (session.phase === "joined") {
     status = `connected as ${visible(session.shownName(session.myName))}`;
@@ -572,20 +710,90 @@ function render() {
   ui.status.dataset.phase = session.phase;
   const names = [...session.members].sort();
   ui.memberCount.textContent = String(names.length);
-  ui.members.replaceChildren(
-    ...names.map((name) => {
-      const entry = document.createElement("li");
-      entry.textContent = visible(session.shownName(name));
-      if (name === session.myName) entry.classList.add("me");
-      return entry;
-    }),
-  );
+  renderMembers(room, names);
   renderPending(session);
   renderRooms();
   ui.notify.hidden = !("Notification" in window) || Notification.permission !== "default";
   const unread = [...state.rooms.values()].reduce((sum, each) => sum + each.unread, 0);
   document.title = `${unread ? `(${unread}) ` : ""}${visible(session.room)} — purechat`;
 }
+
+/** Who is here: names, each with a menu (kick, mute, ban, op...) for a moderator.
+ * Drawn again only when what it shows changes, so an open menu and the focus stay. */
+function renderMembers(room, names) {
+  const session = room.session;
+  const drawn = JSON.stringify([room.name, session.role, session.myName, names]);
+  if (drawn === state.membersDrawn) return;
+  const focused = ui.members.contains(document.activeElement)
+    ? document.activeElement.dataset.focusKey
+    : null;
+  state.membersDrawn = drawn;
+  ui.members.replaceChildren(
+    ...names.map((name, n) => {
+      const entry = document.createElement("li");
+      const shown = visible(session.shownName(name));
+      if (name === session.myName || !session.moderator) {
+        entry.textContent = shown;
+        if (name === session.myName) entry.classList.add("me");
+        return entry;
+      }
+      const menuId = `member-menu-${n}`;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "member";
+      button.textContent = shown;
+      button.dataset.user = name;
+      button.dataset.focusKey = `member:${name}`;
+      button.setAttribute("aria-expanded", String(state.menuOpen === name));
+      button.setAttribute("aria-controls", menuId);
+      const menu = document.createElement("div");
+      menu.id = menuId;
+      menu.className = "member-menu";
+      menu.setAttribute("role", "group");
+      menu.setAttribute("aria-label", `Moderate ${shown}`);
+      menu.hidden = state.menuOpen !== name;
+      const owner = session.role === "owner" || session.role === "admin";
+      for (const [label, action, seconds, ownerOnly] of MENU) {
+        if (ownerOnly && !owner) continue;
+        const choice = document.createElement("button");
+        choice.type = "button";
+        choice.textContent = label;
+        choice.dataset.action = action;
+        choice.dataset.focusKey = `${action}:${seconds}:${name}`;
+        choice.addEventListener("click", () => {
+          state.menuOpen = "";
+          const fields = moderation(action, { target: name, seconds });
+          const said = `/${action} ${name}${seconds ? ` ${formatDuration(seconds)}` : ""}`;
+          apply(room, room.session.moderate(fields, said, now(), false));
+          state.membersDrawn = "";
+          render();
+          ui.members.querySelector(`[data-focus-key="member:${CSS.escape(name)}"]`)?.focus();
+        });
+        menu.append(choice);
+      }
+      button.addEventListener("click", () => {
+        state.menuOpen = state.menuOpen === name ? "" : name;
+        state.membersDrawn = "";
+        render();
+        const back = `[data-focus-key="member:${CSS.escape(name)}"]`;
+        ui.members.querySelector(state.menuOpen ? `#${menuId} button` : back)?.focus();
+      });
+      entry.append(button, menu);
+      return entry;
+    }),
+  );
+  if (focused) ui.members.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+}
+
+// Escape closes a member's menu, back on its name.
+ui.members.addEventListener("keydown", (key) => {
+  if (key.key !== "Escape" || !state.menuOpen) return;
+  const name = state.menuOpen;
+  state.menuOpen = "";
+  state.membersDrawn = "";
+  render();
+  ui.members.querySelector(`[data-focus-key="member:${CSS.escape(name)}"]`)?.focus();
+});
 
 function renderPending(session) {
   const lines = [...session.pending.values()];

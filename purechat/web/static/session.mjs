@@ -20,8 +20,12 @@
 // - a socket that closes sends the page back to reconnect (with backoff and jitter)
 //   and resume after the last number it saw, in the log (epoch) it saw it in;
 // - an ending that trying again cannot help (a refused name, a missing token, another
-//   tab of the same session taking the name over, the server's store damaged) gives
-//   up with the server's sentence.
+//   tab of the same session taking the name over, the server's store damaged, a kick
+//   or a ban) gives up with the server's sentence;
+// - a moderation command (/kick, /ban, ...; moderation.mjs) is a line too: it goes in
+//   its place among the lines, is sent again until the server acks it (done, once) or
+//   refuses it with a sentence (handed back, `refused`), and moderation events keep the
+//   room's topic and this member's role current.
 
 export const MAX_IN_FLIGHT = 64;
 // Seconds to wait before sending again after a refusal that was not about the line.
@@ -40,7 +44,7 @@ const FINAL = new Set([...FATAL, "ABORTED"]);
 // UNAVAILABLE ending that starts with it is final, as only its operator can repair it.
 export const STORE_DAMAGED = "the server's message store is damaged";
 const TRANSIENT = new Set(["STORE_UNAVAILABLE", "OUTCOME_UNKNOWN", "RATE_LIMITED"]);
-const KINDS = new Set(["message", "join", "leave", "gap", "reset"]);
+const KINDS = new Set(["message", "join", "leave", "gap", "reset", "moderation"]);
 // gRPC status names by number: a close code of 4000 + N ends a session with status N.
 const CODE_NAMES = [
   "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -119,6 +123,11 @@ export class Session {
     this.maxTextBytes = null;
     // Messages a second the server takes from this member (0: no limit).
     this.rateLimit = 0;
+    // The room's topic, this member's account ("" for a guest) and its role in the room
+    // ("member", "operator", "owner", "admin"), from the welcome and moderation events.
+    this.topic = "";
+    this.account = "";
+    this.role = "member";
     this.reconnectAt = 0;
     // What the status line says while away.
     // Why the page is away (the status line counts down to reconnectAt after it).
@@ -149,6 +158,22 @@ export class Session {
     const line = { id: this.newId(), text, action, unanswered: 0, unknown: false };
     this.pending.set(line.id, line);
     return this._pump(now);
+  }
+
+  /** Queue a moderation command (the `moderate` frame's fields, moderation.mjs): it
+   * goes in its place among the lines, exactly once. `text` says it as typed (shown
+   * while it waits, and handed back if refused); `typed`: from the message box. */
+  moderate(fields, text, now, typed = true) {
+    const line = { id: this.newId(), text, action: false, unanswered: 0, unknown: false };
+    line.command = fields;
+    line.typed = typed;
+    this.pending.set(line.id, line);
+    return this._pump(now);
+  }
+
+  /** Whether this member may moderate the room (the server decides each command). */
+  get moderator() {
+    return this.role === "operator" || this.role === "owner" || this.role === "admin";
   }
 
   get undelivered() {
@@ -231,7 +256,8 @@ export class Session {
     }
     if (FINAL.has(ending.code)) {
       this.phase = "done";
-      return [{ type: "giveUp", reason: sentence(ending.message || ending.code) }];
+      const reason = sentence(ending.message || ending.code);
+      return [{ type: "giveUp", reason, code: ending.code }];
     }
     if (ending.code === "UNAVAILABLE" && (ending.message || "").startsWith(STORE_DAMAGED)) {
       this.phase = "done";
@@ -276,15 +302,18 @@ export class Session {
     if (!this.epoch) this.epoch = welcome.epoch || "";
     if (welcome.max_text_bytes) this.maxTextBytes = welcome.max_text_bytes;
     this.rateLimit = welcome.rate_limit || 0;
+    this.topic = welcome.topic || "";
+    this.account = welcome.account || "";
+    this.role = welcome.role || "member";
     this._formerName = null;
     this._attempt = 0;
     this.trouble = "";
     const here = this.memberList();
     const as = this.shownName(welcome.name);
-    return [
-      this._show("info", `joined ${welcome.room} as ${as}; here: ${here}`),
-      ...this._pump(now),
-    ];
+    const role = this.role === "member" ? "" : ` (${this.role})`;
+    const shown = [this._show("info", `joined ${welcome.room} as ${as}${role}; here: ${here}`)];
+    if (this.topic) shown.push(this._show("info", `topic: ${this.topic}`));
+    return [...shown, ...this._pump(now)];
   }
 
   _event(event) {
@@ -305,6 +334,8 @@ export class Session {
     } else if (event.seq) {
       this.lastSeq = Math.max(this.lastSeq || 0, event.seq);
     }
+    const moderation = kind === "moderation" ? event.moderation || {} : null;
+    if (moderation && !event.history) this._moderated(moderation);
     return [
       {
         type: "show",
@@ -317,9 +348,19 @@ export class Session {
           timeMs: event.time_unix_ms || 0,
           action: Boolean(event.action),
           history: Boolean(event.history),
+          moderation,
         },
       },
     ];
+  }
+
+  /** What a moderation event changes for this member: the topic, its role. */
+  _moderated(done) {
+    if (done.action === "topic") this.topic = done.topic || "";
+    if (this.role === "admin" || !this.myName) return;
+    if (done.action === "claim" && done.by === this.myName) this.role = "owner";
+    else if (done.action === "op" && done.target === this.myName) this.role = "operator";
+    else if (done.action === "deop" && done.target === this.myName) this.role = "member";
   }
 
   _ack(ack, now) {
@@ -340,6 +381,10 @@ export class Session {
     if (!line) return [this._show("error", error.message)];
     this._settle(line.id);
     const refused = { type: "refused", text: line.text, action: line.action, reason: error.message };
+    if (line.command) {
+      refused.command = true;
+      refused.typed = line.typed;
+    }
     return [refused, ...this._pump(now)];
   }
 
@@ -367,6 +412,11 @@ export class Session {
       if (this._sent.size >= MAX_IN_FLIGHT) break;
       this._sent.add(line.id);
       line.unanswered += 1;
+      if (line.command) {
+        const moderate = { ...line.command, client_msg_id: line.id };
+        actions.push({ type: "transmit", frame: { moderate } });
+        continue;
+      }
       const send = { text: line.text, client_msg_id: line.id, action: line.action };
       actions.push({ type: "transmit", frame: { send } });
     }
