@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from purechat.core.events import EntryKind, Message, Reaction, Revision
+from purechat.core.events import CHANGES, EntryKind, Message, Reaction, Revision
 from purechat.core.moderation import Actor, format_duration
 from purechat.core.names import name_key
 from purechat.errors import NotAllowed
@@ -206,6 +206,48 @@ def as_delivered(entry: Message, target: Message) -> Message:
     the target's text), so applying it twice, or late, shows the same."""
     text = target.text if entry.kind is EntryKind.EDIT else ""
     return replace(entry, text=text, revision=target.revision or Revision())
+
+
+def as_kept(entry: Message) -> Message:
+    """What a store keeps of a change entry: no text (an EDIT's lives in its target
+    only, so a later delete removes it everywhere)."""
+    return replace(entry, text="") if entry.kind is EntryKind.EDIT else entry
+
+
+def as_read(entry: Message, target: Message | None) -> Message:
+    """A change entry read back from a store, with its target as it is now (None: no
+    longer kept): what history and resume give."""
+    if target is None or entry.kind not in CHANGES:
+        return entry
+    return as_delivered(entry, target)
+
+
+def revision_json(revision: Revision | None) -> str:
+    """A message's revision as stores keep it ("" for one never changed)."""
+    if revision is None or revision == Revision():
+        return ""
+    kept: dict[str, object] = {}
+    if revision.edited_ms:
+        kept["edited_ms"] = revision.edited_ms
+    if revision.deleted:
+        kept["deleted"] = True
+        kept["deleted_by"] = revision.deleted_by
+    if revision.reactions:
+        kept["reactions"] = [[r.emoji, list(r.users)] for r in revision.reactions]
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+
+
+def revision_of(kept: str) -> Revision | None:
+    """A revision as revision_json wrote it."""
+    if not kept:
+        return None
+    found = json.loads(kept)
+    return Revision(
+        edited_ms=int(found.get("edited_ms", 0)),
+        deleted=bool(found.get("deleted", False)),
+        deleted_by=str(found.get("deleted_by", "")),
+        reactions=tuple(Reaction(str(e), tuple(users)) for e, users in found.get("reactions", ())),
+    )
 
 
 def _message(target: Message | None, seq: int) -> Message:
