@@ -28,7 +28,9 @@ def said(text: str, account: str = "bob", msg_id: str = "", reply_to: int = 0) -
     )
 
 
-def change(kind: EntryKind, target: int, by: str = "bob", msg_id: str = "", **data: object) -> Message:
+def change(
+    kind: EntryKind, target: int, by: str = "bob", msg_id: str = "", **data: object
+) -> Message:
     text = str(data.pop("text", ""))
     return Message(
         "lobby",
@@ -46,9 +48,7 @@ def change(kind: EntryKind, target: int, by: str = "bob", msg_id: str = "", **da
 
 
 def react(target: int, emoji: str, by: str, *, removed: bool = False, msg_id: str = "") -> Message:
-    return change(
-        EntryKind.REACTION, target, by, msg_id, emoji=emoji, removed=removed, key=by
-    )
+    return change(EntryKind.REACTION, target, by, msg_id, emoji=emoji, removed=removed, key=by)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])

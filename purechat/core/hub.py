@@ -620,7 +620,9 @@ class Hub:
         current = room.state if room is not None else state or RoomState()
         role = current.role(actor.account)
         now = self._now_ms()
-        decided = decide_change(actor, role, ask, target, now, self.limits.edit_window)
+        decided = decide_change(
+            actor, role, ask, target, now_ms=now, window=self.limits.edit_window
+        )
         return Message(
             room=room_name,
             seq=0,
@@ -644,9 +646,9 @@ class Hub:
         if not member.present or member.name is None:
             return None
         refusal = self._refusal(ask.text, client_msg_id) if ask.kind is EntryKind.EDIT else None
-        if refusal is None and ask.kind is not EntryKind.DELETE:
-            if (muted := self._muted(member)) is not None:
-                refusal = Notice(ErrorCode.NOT_ALLOWED, muted, client_msg_id)
+        muted = None if ask.kind is EntryKind.DELETE else self._muted(member)
+        if refusal is None and muted is not None:
+            refusal = Notice(ErrorCode.NOT_ALLOWED, muted, client_msg_id)
         if refusal is None:
             refusal = self._retry_first(member, client_msg_id)
         if refusal is None:

@@ -70,13 +70,13 @@ class ChangeAsk:
 
 
 def decide_change(
-    actor: Actor, role: str, ask: ChangeAsk, target: Message | None, now_ms: int, window: float
+    actor: Actor, role: str, ask: ChangeAsk, target: Message | None, *, now_ms: int, window: float
 ) -> Change:
     """Whether actor (its role in the room: "member", "operator", "owner") may do ask
     to target (message ask.seq as the store has it; None: not kept); ChangeRefused with
     the sentence when not."""
     if ask.kind is EntryKind.EDIT:
-        return decide_edit(actor, target, ask.seq, ask.text, now_ms, window)
+        return decide_edit(actor, target, ask.seq, ask.text, now_ms=now_ms, window=window)
     if ask.kind is EntryKind.DELETE:
         return decide_delete(actor, role, target, ask.seq)
     return decide_reaction(actor, target, ask.seq, ask.emoji, remove=ask.remove)
@@ -92,7 +92,7 @@ def reply_problem(reply_to: int, newest: int) -> str | None:
 
 
 def decide_edit(
-    actor: Actor, target: Message | None, seq: int, text: str, now_ms: int, window: float
+    actor: Actor, target: Message | None, seq: int, text: str, *, now_ms: int, window: float
 ) -> Change:
     """Whether actor may make message seq (`target`, as stored; None: not kept) say text."""
     if actor.account is None:

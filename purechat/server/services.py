@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from purechat.core import Hub, Identity
+from purechat.core import Hub, Identity, Message
 from purechat.core.conversations import is_conversation
 from purechat.core.moderation import RoomState, Target
 from purechat.core.names import name_key
@@ -145,6 +145,14 @@ class Services:
             if (held := present.get(name_key(name))) is not None:
                 return Target(held, None, True)
         return Target(name, None, False)
+
+    async def message_at(self, room: str, seq: int) -> Message | None:
+        """Message seq of room as the store has it now (None: not kept), the target
+        of an edit, delete or reaction."""
+        if seq <= 0:
+            return None
+        found = await self.store.read(room, after=seq - 1, upto=seq)
+        return found[0] if found else None
 
     async def known_head(self, room: str) -> Head:
         """Where the store's log of a room not yet open here stands (nothing when it
