@@ -317,7 +317,7 @@ def is_one_emoji(text: str) -> bool:
         return False
     if len(cps) == 2 and all(_regional(cp) for cp in cps):
         return True  # a flag
-    if cps[0] in b"0123456789#*" and cps[1:] in ([_VS16, _KEYCAP], [_KEYCAP]):
+    if text[0] in "0123456789#*" and cps[1:] in ([_VS16, _KEYCAP], [_KEYCAP]):
         return True  # a keycap
     at = 0
     while True:

@@ -184,11 +184,17 @@ class PostService:
             poster = hub.poster(room, name, answer, identity=identity, state=state)
             ask = change_of(request)
             target = await services.message_at(room, ask.seq)
+            first = await services.already_sent(room, name, request.client_msg_id)
         except StoreError as error:
             services.store_failed(error, "a change to a message")
             return statuses.for_error(error)
         except PurechatError as refused:
             return statuses.for_error(refused)
+        if first is not None:
+            response = v1.ChangeResponse(seq=first, duplicate=True)
+            stream.start_response()
+            await stream.send_frames(frame_message(response.SerializeToString()))
+            return statuses.OK
         entry = hub.change_member(poster, ask, target, request.client_msg_id)
         if isinstance(entry, Message):
             await services.journal.submit(entry, poster, InFlight())

@@ -46,7 +46,7 @@ from purechat.core import (
 )
 from purechat.core.living import ChangeAsk
 from purechat.core.moderation import Command
-from purechat.errors import PurechatError, Refusal, StoreError
+from purechat.errors import NotAllowed, PurechatError, Refusal, StoreError
 from purechat.server import reading
 from purechat.server.asks import room_list
 from purechat.server.delivery import Prelude, Sink
@@ -290,10 +290,17 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
         if isinstance(request, Change):
             try:
                 message = await services.message_at(member.room.name, request.ask.seq)
+                cid, key = request.client_msg_id, member.requested_name
+                if (first := await services.already_sent(member.room.name, key, cid)) is not None:
+                    hub.acknowledge(member, cid, first, duplicate=True)
+                    continue
             except StoreError as error:
                 services.store_failed(error, "a change to a message")
                 notice = Notice(ErrorCode.STORE_UNAVAILABLE, STORE_AWAY, request.client_msg_id)
                 delivery.offer(notice)
+                continue
+            except NotAllowed as refused:
+                delivery.offer(Notice(ErrorCode.NOT_ALLOWED, str(refused), request.client_msg_id))
                 continue
             entry = hub.change_member(member, request.ask, message, request.client_msg_id)
             if entry is None:

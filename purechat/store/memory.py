@@ -34,6 +34,8 @@ class _RoomLog:
 class MemoryStore:
     # A search scans every room it keeps.
     searches_everything = True
+    # Edits, deletes and reactions are applied to their targets (see Store.append).
+    keeps_changes = True
 
     def __init__(self, history: int = DEFAULT_HISTORY):
         self.history = max(1, history)
@@ -87,6 +89,11 @@ class MemoryStore:
             _, old_key = log.messages.popleft()
             log.ids.pop(old_key, None)
         return Appended(log.last_seq, duplicate=False, epoch=self.epoch, target=revised)
+
+    async def sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """The number a send with this id was stored under (None: not stored)."""
+        log = self._rooms.get(room)
+        return None if log is None else log.ids.get((sender_key, client_msg_id))
 
     @staticmethod
     def _at(log: _RoomLog, seq: int) -> int | None:

@@ -140,6 +140,8 @@ DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 class SqliteStore:
     # Its full-text index covers every room: a search needs no list of rooms.
     searches_everything = True
+    # Edits, deletes and reactions are applied to their targets (see Store.append).
+    keeps_changes = True
 
     def __init__(
         self,
@@ -284,6 +286,19 @@ class SqliteStore:
                 last.items(),
             )
         return results
+
+    async def sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """The number a send with this id was stored under (None: not stored)."""
+
+        def find(db: sqlite3.Connection) -> int | None:
+            row = db.execute(
+                "SELECT seq FROM messages WHERE room = ? AND sender_key = ?"
+                " AND client_msg_id = ? AND client_msg_id != ''",
+                (room, sender_key, client_msg_id),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._run(self._read_lock, find, self._reader)
 
     async def head(self, room: str) -> Head:
         seq = await self._run(self._read_lock, _last_seq, self._reader, room)
