@@ -44,6 +44,9 @@ from purechat.store.shared import SharedStore
 from purechat.transport import Flusher
 from purechat.web.listener import WebServer
 
+# How often who is typing is told to rooms.
+TYPING_FLUSH_SECONDS = 1.0
+
 log = logging.getLogger("purechat.server")
 
 # How often the store is asked whether it answers, for health, when nobody writes.
@@ -162,6 +165,13 @@ class ChatServer:
         serve."""
         self._shutdown_requested.set()
 
+    async def _tell_typing(self) -> None:
+        """Who typed is told once a flush, not once a signal: a room where 500 type
+        costs each member one small frame a second, not 500 (see Hub.flush_typing)."""
+        while True:
+            await anyio.sleep(TYPING_FLUSH_SECONDS)
+            self._services.hub.flush_typing()
+
     async def stopped(self) -> None:
         """Wait until serve() has returned."""
         await self._stopped.wait()
@@ -182,6 +192,7 @@ class ChatServer:
                     assert services.flusher is not None
                     tasks.start_soon(services.flusher.run)
                     tasks.start_soon(self._grpc.keep_alive)
+                    tasks.start_soon(self._tell_typing)
                     tasks.start_soon(self._watch_store)
                     await tasks.start(self._watch_controls)
                     if self.config.metrics_port is not None:

@@ -147,6 +147,13 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help=f"how long a login lasts before it must be made again: {DURATIONS}",
     )
     serve.add_argument(
+        "--edit-window",
+        type=duration,
+        default=format_duration(limits.edit_window),
+        metavar="DURATION",
+        help="how long after sending an account may still edit its message: " + DURATIONS,
+    )
+    serve.add_argument(
         "--rate-limit",
         type=float,
         default=limits.rate_limit,
@@ -311,6 +318,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         max_text_bytes=args.max_text,
         rate_limit=max(0.0, args.rate_limit),
         max_members_per_room=args.max_members_per_room,
+        edit_window=max(0.0, args.edit_window),
     )
     return ServerConfig(
         host=args.host,

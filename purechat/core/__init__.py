@@ -23,6 +23,7 @@ from purechat.core.events import (
     RoomEvent,
     RoomList,
     SearchPage,
+    Typing,
     Welcome,
 )
 from purechat.core.hub import (
@@ -71,5 +72,6 @@ __all__ = [
     "RoomFull",
     "RoomList",
     "SearchPage",
+    "Typing",
     "Welcome",
 ]

@@ -30,6 +30,18 @@ class EntryKind(enum.Enum):
     # A moderation action (a kick, a ban, a topic...): `text` is its sentence for
     # people, `data` its details as JSON, `effects` its changes to the room's state.
     MODERATION = "moderation"
+    # Changes to an earlier message (`target`), numbered in the log like messages so
+    # that every member sees them in order, on resume too (see core/living.py). Each
+    # carries the target as it is after the change (`revision`, and for an EDIT its
+    # text), never its earlier text.
+    EDIT = "edit"
+    DELETE = "delete"
+    # An emoji added to the target (or taken back): `data` says which and by whom.
+    REACTION = "reaction"
+
+
+# The kinds that change an earlier message.
+CHANGES = frozenset({EntryKind.EDIT, EntryKind.DELETE, EntryKind.REACTION})
 
 
 class ErrorCode(enum.Enum):
@@ -71,6 +83,30 @@ class EndReason(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message, and who put it there (in the order they did)."""
+
+    emoji: str
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """What later entries made of a message: its last edit, its deletion, its reactions.
+
+    On a MESSAGE, its own; on an EDIT, DELETE or REACTION, its target's (after that
+    entry when delivered live, as it is now when read back from the store).
+    """
+
+    # When its text was last changed (0: never).
+    edited_ms: int = 0
+    deleted: bool = False
+    # Who deleted it when that was not its author (an operator); "" otherwise.
+    deleted_by: str = ""
+    reactions: tuple[Reaction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """An entry of a room's log (a chat message, or a moderation action: `kind`): seq
     0 while it is on its way to the store, which numbers it.
@@ -90,9 +126,20 @@ class Message:
     client_msg_id: str = ""
     history: bool = False
     kind: EntryKind = EntryKind.MESSAGE
-    # MODERATION: its details as JSON, and its changes to the room's state.
+    # MODERATION: its details as JSON, and its changes to the room's state; DELETE and
+    # REACTION: their details (core/living.py).
     data: str = ""
     effects: tuple[Effect, ...] = ()
+    # A MESSAGE: the number of the message it answers (0: none). Only the number is
+    # kept: clients quote the message from what they hold, so a deleted one is gone
+    # from its replies too.
+    reply_to: int = 0
+    # EDIT, DELETE, REACTION: the message they change.
+    target: int = 0
+    # The sender's account (its name key; "" for a guest): who may edit or delete it.
+    account: str = ""
+    # See Revision (None: never changed).
+    revision: Revision | None = None
 
     def numbered(self, seq: int) -> Message:
         """This message as the store numbered it (cheaper than dataclasses.replace)."""
@@ -109,6 +156,10 @@ class Message:
             self.kind,
             self.data,
             self.effects,
+            self.reply_to,
+            self.target,
+            self.account,
+            self.revision,
         )
 
 
@@ -169,6 +220,17 @@ class Messages:
     broadcast of k messages costs each member one offer, not k (see Hub.publish_all)."""
 
     messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """Who in a room started or went on typing lately (never stored): a client shows
+    each for at most TYPING_SHOWN_SECONDS, or until that member's next message.
+    `more` counts those typing beyond the names listed."""
+
+    room: str
+    users: tuple[str, ...]
+    more: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +306,7 @@ class ConversationList:
 Outgoing = (
     Message
     | Messages
+    | Typing
     | RoomEvent
     | Welcome
     | Ack

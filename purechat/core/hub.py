@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -26,9 +26,17 @@ from purechat.core.events import (
     Notice,
     Outgoing,
     RoomEvent,
+    Typing,
     Welcome,
 )
 from purechat.core.limits import DEFAULT_ROOM, Limits, room_problem, session_problem
+from purechat.core.living import (
+    TYPING_EVERY_SECONDS,
+    ChangeAsk,
+    ChangeRefused,
+    decide_change,
+    reply_problem,
+)
 from purechat.core.moderation import (
     Action,
     Actor,
@@ -47,6 +55,8 @@ from purechat.core.ratelimit import TokenBucket
 from purechat.errors import LimitReached, NotAllowed, Refusal
 
 GUEST_NAME = "guest"
+# Names one typing frame lists; the rest are counted (Typing.more).
+TYPING_LISTED = 5
 
 
 class Outbox(Protocol):
@@ -129,10 +139,18 @@ class Member:
     # Shared presence: the store's id for this member's hold on its name (opaque here).
     seat: str = ""
     identity: Identity = GUEST
+    # When its last typing signal was taken (the hub's clock): see Hub.typing.
+    typing_at: float = float("-inf")
 
     @property
     def actor(self) -> Actor:
         return Actor(self.name or "", self.identity.key, self.identity.admin)
+
+    @property
+    def hears_typing(self) -> bool:
+        """Who is typing is told to seated purechat.v1 and web members only: never to
+        original-contract clients (the contract has no place for it) nor listeners."""
+        return self.hears_notices and self.name is not None and self.present
 
 
 @dataclass
@@ -159,6 +177,10 @@ class Room:
     # Roles, settings and restrictions, as the store had them when the room opened
     # here, then changed by the moderation entries delivered since.
     state: RoomState = field(default_factory=RoomState)
+    # Who typed since the last typing flush: here (to tell the other servers too), and
+    # on other servers sharing the store.
+    typing_here: dict[str, None] = field(default_factory=dict)
+    typing_heard: dict[str, None] = field(default_factory=dict)
 
     def member_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.named.values() if m.name is not None)
@@ -518,28 +540,33 @@ class Hub:
         return member.bucket.reserve(now)
 
     def post(
-        self, member: Member, text: str, client_msg_id: str = "", *, action: bool = False
+        self,
+        member: Member,
+        text: str,
+        client_msg_id: str = "",
+        *,
+        action: bool = False,
+        reply_to: int = 0,
+        newest: int | None = None,
     ) -> Message | Notice | None:
         """Validate a send: a Message for the store, or a Notice already told to the
-        sender; None when the member has left (nothing more of its is handled)."""
+        sender; None when the member has left (nothing more of its is handled).
+
+        reply_to: the number of the message it answers, one the room has given (up to
+        `newest`, by default the newest delivered here)."""
         if not member.present or member.name is None:
             return None
         refusal = self._refusal(text, client_msg_id)
         if refusal is None and (muted := self._muted(member)) is not None:
             refusal = Notice(ErrorCode.NOT_ALLOWED, muted, client_msg_id)
-        if refusal is None and member.awaiting_retry is not None:
-            if client_msg_id == member.awaiting_retry:
-                member.awaiting_retry = None
-            else:
-                refusal = Notice(
-                    ErrorCode.STORE_UNAVAILABLE,
-                    "Message not sent: an earlier message must be sent again first.",
-                    client_msg_id,
-                )
+        if refusal is None:
+            latest = member.room.last_seq if newest is None else newest
+            if problem := reply_problem(reply_to, latest):
+                refusal = Notice(ErrorCode.NOT_ALLOWED, problem, client_msg_id)
+        if refusal is None:
+            refusal = self._retry_first(member, client_msg_id)
         if refusal is not None:
-            reason = refusal.code.value
-            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
-            member.outbox.offer(refusal)
+            self._refused(member, refusal)
             return refusal
         return Message(
             room=member.room.name,
@@ -550,7 +577,149 @@ class Hub:
             action=action,
             sender_key=member.requested_name,
             client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            account=member.identity.key or "",
         )
+
+    def _retry_first(self, member: Member, client_msg_id: str) -> Notice | None:
+        """A refusal while the member's failed message has not been sent again (see
+        Member.awaiting_retry); that message itself lifts the wait."""
+        if member.awaiting_retry is None:
+            return None
+        if client_msg_id == member.awaiting_retry:
+            member.awaiting_retry = None
+            return None
+        return Notice(
+            ErrorCode.STORE_UNAVAILABLE,
+            "Message not sent: an earlier message must be sent again first.",
+            client_msg_id,
+        )
+
+    def _refused(self, member: Member, refusal: Notice) -> None:
+        reason = refusal.code.value
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        member.outbox.offer(refusal)
+
+    # -- living messages -------------------------------------------------------
+
+    def change(
+        self,
+        actor: Actor,
+        room_name: str,
+        ask: ChangeAsk,
+        target: Message | None,
+        *,
+        client_msg_id: str = "",
+        sender_key: str = "",
+        state: RoomState | None = None,
+    ) -> Message:
+        """An edit, delete or reaction as the room's log entry to store (ChangeRefused
+        with the sentence when actor may not). target: message ask.seq as the store has
+        it; state: the room's, when it is not open here."""
+        room = self._rooms.get(room_name)
+        current = room.state if room is not None else state or RoomState()
+        role = current.role(actor.account)
+        now = self._now_ms()
+        decided = decide_change(
+            actor, role, ask, target, now_ms=now, window=self.limits.edit_window
+        )
+        return Message(
+            room=room_name,
+            seq=0,
+            user=actor.name,
+            text=decided.text,
+            time_ms=now,
+            sender_key=sender_key or actor.name,
+            client_msg_id=client_msg_id,
+            kind=decided.kind,
+            data=decided.data,
+            target=decided.target,
+            account=actor.account or "",
+        )
+
+    def change_member(
+        self, member: Member, ask: ChangeAsk, target: Message | None, client_msg_id: str
+    ) -> Message | Notice | None:
+        """A seated member's edit, delete or reaction: the entry to store, or the
+        refusal already told to it (None when the member has left). An edit's text is
+        held to a message's limits; a muted member may delete, not edit or react."""
+        if not member.present or member.name is None:
+            return None
+        refusal = self._refusal(ask.text, client_msg_id) if ask.kind is EntryKind.EDIT else None
+        muted = None if ask.kind is EntryKind.DELETE else self._muted(member)
+        if refusal is None and muted is not None:
+            refusal = Notice(ErrorCode.NOT_ALLOWED, muted, client_msg_id)
+        if refusal is None:
+            refusal = self._retry_first(member, client_msg_id)
+        if refusal is None:
+            try:
+                return self.change(
+                    member.actor,
+                    member.room.name,
+                    ask,
+                    target,
+                    client_msg_id=client_msg_id,
+                    sender_key=member.requested_name,
+                )
+            except ChangeRefused as refused:
+                refusal = Notice(ErrorCode.NOT_ALLOWED, str(refused), client_msg_id)
+        self._refused(member, refusal)
+        return refusal
+
+    # -- typing ----------------------------------------------------------------
+
+    def typing(self, member: Member) -> bool:
+        """A member is typing: taken (True: it is told at the next flush, and to the
+        other servers) at most once every TYPING_EVERY_SECONDS per member; faster
+        signals, and those of listeners, original-contract and muted members, are
+        dropped."""
+        if not member.hears_typing or member.name is None:
+            return False
+        now = self._clock()
+        if now - member.typing_at < TYPING_EVERY_SECONDS or self._muted(member):
+            return False
+        member.typing_at = now
+        member.room.typing_here[member.name] = None
+        return True
+
+    def typing_elsewhere(self, room_name: str, users: Sequence[str]) -> None:
+        """Members of room on another server are typing: told at the next flush."""
+        room = self._rooms.get(room_name)
+        if room is not None:
+            room.typing_heard.update(dict.fromkeys(users))
+
+    def flush_typing(self) -> dict[str, tuple[str, ...]]:
+        """Tell each room who typed since the last flush (one frame per member, not
+        one per signal: a room where everyone types costs each member a frame per
+        flush). Returns who typed here, by room, for the other servers."""
+        typed_here: dict[str, tuple[str, ...]] = {}
+        for room in self._rooms.values():
+            if not room.typing_here and not room.typing_heard:
+                continue
+            here = tuple(room.typing_here)
+            names = list(dict.fromkeys([*here, *room.typing_heard]))
+            room.typing_here.clear()
+            room.typing_heard.clear()
+            if here:
+                typed_here[room.name] = here
+            self._tell_typing(room, names)
+        return typed_here
+
+    def _tell_typing(self, room: Room, names: list[str]) -> None:
+        """Offer who is typing to each member that hears it, itself left out. A lagging
+        member is skipped: what is typing now is worth nothing by the time it reads."""
+        others: list[Member] = []
+        typists: list[Member] = []
+        typing = set(names)
+        for member in room.members:
+            if member.hears_typing and not member.lagging:
+                (typists if member.name in typing else others).append(member)
+        if others:
+            self._broadcast(room, _typing(room.name, names), others)
+        for member in typists:
+            rest = [name for name in names if name != member.name]
+            if rest and member.present:
+                self._broadcast(room, _typing(room.name, rest), [member])
 
     def _muted(self, member: Member) -> str | None:
         identity, now_ms = member.identity, self._now_ms()
@@ -817,6 +986,10 @@ def _removed_sentence(entry: Message) -> str:
     if reason := details.get("reason"):
         sentence += f": {reason}"
     return sentence
+
+
+def _typing(room: str, names: list[str]) -> Typing:
+    return Typing(room, tuple(names[:TYPING_LISTED]), max(0, len(names) - TYPING_LISTED))
 
 
 def _same_session(holder: Member, member: Member) -> bool:

@@ -17,6 +17,8 @@ class Limits:
     # Messages a second per member, with bursts of twice that; 0 turns it off.
     rate_limit: float = 10.0
     max_members_per_room: int = 50_000
+    # How long after sending an account may edit a message, in seconds (0: no edits).
+    edit_window: float = 24 * 3600.0
 
 
 def has_control_characters(text: str) -> bool:

@@ -138,20 +138,22 @@ class LogoutResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class PostRequest(_message.Message):
-    __slots__ = ("room", "name", "text", "client_msg_id", "action", "to")
+    __slots__ = ("room", "name", "text", "client_msg_id", "action", "to", "reply_to")
     ROOM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     room: str
     name: str
     text: str
     client_msg_id: str
     action: bool
     to: str
-    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ..., to: _Optional[str] = ...) -> None: ...
+    reply_to: int
+    def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ..., to: _Optional[str] = ..., reply_to: _Optional[int] = ...) -> None: ...
 
 class PostResponse(_message.Message):
     __slots__ = ("seq", "duplicate", "name", "rate_limit")
@@ -166,16 +168,88 @@ class PostResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., name: _Optional[str] = ..., rate_limit: _Optional[float] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
-    __slots__ = ("join", "send", "moderate", "mark_read")
+    __slots__ = ("join", "send", "moderate", "mark_read", "edit", "delete", "react", "typing")
     JOIN_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     MODERATE_FIELD_NUMBER: _ClassVar[int]
     MARK_READ_FIELD_NUMBER: _ClassVar[int]
+    EDIT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    REACT_FIELD_NUMBER: _ClassVar[int]
+    TYPING_FIELD_NUMBER: _ClassVar[int]
     join: Join
     send: Send
     moderate: ModerationCommand
     mark_read: MarkRead
-    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ..., moderate: _Optional[_Union[ModerationCommand, _Mapping]] = ..., mark_read: _Optional[_Union[MarkRead, _Mapping]] = ...) -> None: ...
+    edit: EditMessage
+    delete: DeleteMessage
+    react: ReactMessage
+    typing: TypingSignal
+    def __init__(self, join: _Optional[_Union[Join, _Mapping]] = ..., send: _Optional[_Union[Send, _Mapping]] = ..., moderate: _Optional[_Union[ModerationCommand, _Mapping]] = ..., mark_read: _Optional[_Union[MarkRead, _Mapping]] = ..., edit: _Optional[_Union[EditMessage, _Mapping]] = ..., delete: _Optional[_Union[DeleteMessage, _Mapping]] = ..., react: _Optional[_Union[ReactMessage, _Mapping]] = ..., typing: _Optional[_Union[TypingSignal, _Mapping]] = ...) -> None: ...
+
+class EditMessage(_message.Message):
+    __slots__ = ("seq", "text", "client_msg_id", "room", "dm")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    text: str
+    client_msg_id: str
+    room: str
+    dm: str
+    def __init__(self, seq: _Optional[int] = ..., text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., room: _Optional[str] = ..., dm: _Optional[str] = ...) -> None: ...
+
+class DeleteMessage(_message.Message):
+    __slots__ = ("seq", "client_msg_id", "room", "dm")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    client_msg_id: str
+    room: str
+    dm: str
+    def __init__(self, seq: _Optional[int] = ..., client_msg_id: _Optional[str] = ..., room: _Optional[str] = ..., dm: _Optional[str] = ...) -> None: ...
+
+class ReactMessage(_message.Message):
+    __slots__ = ("seq", "emoji", "remove", "client_msg_id", "room", "dm")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    EMOJI_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    DM_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    emoji: str
+    remove: bool
+    client_msg_id: str
+    room: str
+    dm: str
+    def __init__(self, seq: _Optional[int] = ..., emoji: _Optional[str] = ..., remove: _Optional[bool] = ..., client_msg_id: _Optional[str] = ..., room: _Optional[str] = ..., dm: _Optional[str] = ...) -> None: ...
+
+class ChangeResponse(_message.Message):
+    __slots__ = ("seq", "duplicate")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    duplicate: bool
+    def __init__(self, seq: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class TypingSignal(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Typing(_message.Message):
+    __slots__ = ("room", "users", "more")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    users: _containers.RepeatedScalarFieldContainer[str]
+    more: int
+    def __init__(self, room: _Optional[str] = ..., users: _Optional[_Iterable[str]] = ..., more: _Optional[int] = ...) -> None: ...
 
 class Join(_message.Message):
     __slots__ = ("name", "room", "after_seq", "history", "session", "epoch", "observe", "dm")
@@ -198,14 +272,16 @@ class Join(_message.Message):
     def __init__(self, name: _Optional[str] = ..., room: _Optional[str] = ..., after_seq: _Optional[int] = ..., history: _Optional[int] = ..., session: _Optional[str] = ..., epoch: _Optional[str] = ..., observe: _Optional[bool] = ..., dm: _Optional[str] = ...) -> None: ...
 
 class Send(_message.Message):
-    __slots__ = ("text", "client_msg_id", "action")
+    __slots__ = ("text", "client_msg_id", "action", "reply_to")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     text: str
     client_msg_id: str
     action: bool
-    def __init__(self, text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ...) -> None: ...
+    reply_to: int
+    def __init__(self, text: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., action: _Optional[bool] = ..., reply_to: _Optional[int] = ...) -> None: ...
 
 class ModerationCommand(_message.Message):
     __slots__ = ("action", "target", "seconds", "reason", "text", "client_msg_id", "room")
@@ -276,18 +352,20 @@ class ReadMarker(_message.Message):
     def __init__(self, room: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
-    __slots__ = ("welcome", "event", "ack", "error", "read")
+    __slots__ = ("welcome", "event", "ack", "error", "read", "typing")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    TYPING_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     event: Event
     ack: Ack
     error: Error
     read: ReadMarker
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., read: _Optional[_Union[ReadMarker, _Mapping]] = ...) -> None: ...
+    typing: Typing
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., read: _Optional[_Union[ReadMarker, _Mapping]] = ..., typing: _Optional[_Union[Typing, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("room", "name", "members", "last_seq", "epoch", "rate_limit", "topic", "account", "role", "peer")
@@ -314,7 +392,7 @@ class Welcome(_message.Message):
     def __init__(self, room: _Optional[str] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., last_seq: _Optional[int] = ..., epoch: _Optional[str] = ..., rate_limit: _Optional[float] = ..., topic: _Optional[str] = ..., account: _Optional[str] = ..., role: _Optional[str] = ..., peer: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch", "moderation")
+    __slots__ = ("kind", "room", "seq", "user", "text", "time_unix_ms", "action", "history", "gap_until", "epoch", "moderation", "reply_to", "target", "revision", "reaction")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Event.Kind]
@@ -324,6 +402,9 @@ class Event(_message.Message):
         GAP: _ClassVar[Event.Kind]
         RESET: _ClassVar[Event.Kind]
         MODERATION: _ClassVar[Event.Kind]
+        EDIT: _ClassVar[Event.Kind]
+        DELETE: _ClassVar[Event.Kind]
+        REACTION: _ClassVar[Event.Kind]
     KIND_UNSPECIFIED: Event.Kind
     MESSAGE: Event.Kind
     JOIN: Event.Kind
@@ -331,6 +412,9 @@ class Event(_message.Message):
     GAP: Event.Kind
     RESET: Event.Kind
     MODERATION: Event.Kind
+    EDIT: Event.Kind
+    DELETE: Event.Kind
+    REACTION: Event.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +426,10 @@ class Event(_message.Message):
     GAP_UNTIL_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     MODERATION_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    REACTION_FIELD_NUMBER: _ClassVar[int]
     kind: Event.Kind
     room: str
     seq: int
@@ -353,7 +441,39 @@ class Event(_message.Message):
     gap_until: int
     epoch: str
     moderation: Moderation
-    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ..., epoch: _Optional[str] = ..., moderation: _Optional[_Union[Moderation, _Mapping]] = ...) -> None: ...
+    reply_to: int
+    target: int
+    revision: Revision
+    reaction: Reaction
+    def __init__(self, kind: _Optional[_Union[Event.Kind, str]] = ..., room: _Optional[str] = ..., seq: _Optional[int] = ..., user: _Optional[str] = ..., text: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., action: _Optional[bool] = ..., history: _Optional[bool] = ..., gap_until: _Optional[int] = ..., epoch: _Optional[str] = ..., moderation: _Optional[_Union[Moderation, _Mapping]] = ..., reply_to: _Optional[int] = ..., target: _Optional[int] = ..., revision: _Optional[_Union[Revision, _Mapping]] = ..., reaction: _Optional[_Union[Reaction, _Mapping]] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("edited_unix_ms", "deleted", "deleted_by", "reactions")
+    EDITED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_BY_FIELD_NUMBER: _ClassVar[int]
+    REACTIONS_FIELD_NUMBER: _ClassVar[int]
+    edited_unix_ms: int
+    deleted: bool
+    deleted_by: str
+    reactions: _containers.RepeatedCompositeFieldContainer[ReactionCount]
+    def __init__(self, edited_unix_ms: _Optional[int] = ..., deleted: _Optional[bool] = ..., deleted_by: _Optional[str] = ..., reactions: _Optional[_Iterable[_Union[ReactionCount, _Mapping]]] = ...) -> None: ...
+
+class ReactionCount(_message.Message):
+    __slots__ = ("emoji", "users")
+    EMOJI_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    emoji: str
+    users: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, emoji: _Optional[str] = ..., users: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Reaction(_message.Message):
+    __slots__ = ("emoji", "removed")
+    EMOJI_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    emoji: str
+    removed: bool
+    def __init__(self, emoji: _Optional[str] = ..., removed: _Optional[bool] = ...) -> None: ...
 
 class Moderation(_message.Message):
     __slots__ = ("action", "by", "target", "reason", "until_unix_ms", "topic", "mode")

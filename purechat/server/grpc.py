@@ -258,6 +258,8 @@ class GrpcListener:
             return await self._posts.serve(stream, identity)
         if (service, method) == (V1_SERVICE, "Moderate"):
             return await self._posts.serve_moderate(stream, identity)
+        if service == V1_SERVICE and method in ("Edit", "Delete", "React"):
+            return await self._posts.serve_change(stream, identity, method)
         if service == V1_SERVICE and method in READS:
             return await serve_read(stream, method, self._services, identity)
         if service == ADMIN_SERVICE:

@@ -18,6 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from purechat.core import EndReason, EntryKind, ErrorCode, Hub, Member, Message, Notice, Published
+from purechat.core.living import as_delivered
 from purechat.server.feed import Feed
 from purechat.store import Appended, OutcomeUnknown, Store, StoreDamaged, StoreError
 
@@ -220,6 +221,8 @@ class Journal:
             if self.hub.reset(room, result.epoch):
                 log.error("the store lost the log of room %s; numbering starts again", room)
             stored = entry.message.numbered(result.seq)
+            if result.target is not None:
+                stored = as_delivered(stored, result.target)
             published.append(Published(stored, result.duplicate, entry.sender))
         self.hub.publish_all(published)
         for entry in fresh:

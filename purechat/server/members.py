@@ -17,8 +17,17 @@ from purechat.core.moderation import ModerationRefused
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.server.reading import MarkRead
 from purechat.server.services import Services
-from purechat.server.session import JoinAsk, Misplaced, Moderate, Post, Request, serve_member
-from purechat.server.wire import Encode, command_of
+from purechat.server.session import (
+    Change,
+    JoinAsk,
+    Misplaced,
+    Moderate,
+    Post,
+    Request,
+    TypingSignal,
+    serve_member,
+)
+from purechat.server.wire import Encode, change_of, command_of
 from purechat.status import Status
 from purechat.transport import Stream
 
@@ -123,6 +132,11 @@ class V1Door(_GrpcDoor):
         kind = frame.WhichOneof("frame")
         if kind == "mark_read":
             return MarkRead(frame.mark_read.room, frame.mark_read.seq)
+        if kind == "typing":
+            return TypingSignal()
+        if kind in ("edit", "delete", "react") and member.name is not None:
+            change = getattr(frame, kind)
+            return Change(change_of(change), change.client_msg_id)
         if kind not in ("send", "moderate") or member.name is None:
             return Misplaced(_misplaced(kind, member))
         if kind == "moderate":
@@ -132,7 +146,7 @@ class V1Door(_GrpcDoor):
                 return Misplaced(str(refused))
             return Moderate(command, frame.moderate.client_msg_id)
         send = frame.send
-        return Post(send.text, send.client_msg_id, send.action)
+        return Post(send.text, send.client_msg_id, send.action, reply_to=send.reply_to)
 
     def refusal_ends(self, notice: Notice) -> Status | None:
         return None  # told as an Error frame
@@ -141,7 +155,7 @@ class V1Door(_GrpcDoor):
 def _misplaced(kind: str | None, member: Member) -> str:
     if kind == "join":
         return f"You are already in {member.room.name}; open a new stream to change rooms."
-    if kind == "send":
+    if kind in ("send", "edit", "delete", "react"):
         return "You are listening without a seat: join the room to talk."
     return "Empty frame ignored."
 

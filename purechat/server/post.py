@@ -28,16 +28,17 @@ from purechat.core import (
     Notice,
     Outgoing,
 )
+from purechat.core.hub import GUEST_NAME
 from purechat.core.limits import DEFAULT_ROOM, room_problem
 from purechat.core.moderation import Actor
 from purechat.core.names import name_key, name_problem
 from purechat.core.ratelimit import TokenBucket
-from purechat.errors import PurechatError, StoreError
+from purechat.errors import NotAllowed, PurechatError, StoreError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.server import reading
 from purechat.server.journal import InFlight
 from purechat.server.services import Services
-from purechat.server.wire import command_of
+from purechat.server.wire import change_of, command_of
 from purechat.status import Status
 from purechat.transport import Stream, frame_message
 from purechat.transport.stream import StreamHost
@@ -60,6 +61,13 @@ class _Answer:
 
     def end(self, reason: EndReason, detail: str = "") -> None:
         self.given.set()
+
+
+_CHANGE_REQUESTS: dict[str, type[v1.EditMessage | v1.DeleteMessage | v1.ReactMessage]] = {
+    "Edit": v1.EditMessage,
+    "Delete": v1.DeleteMessage,
+    "React": v1.ReactMessage,
+}
 
 
 class PostService:
@@ -98,12 +106,20 @@ class PostService:
             state = await services.known_state(room)
             answer = _Answer()
             poster = hub.poster(room, name, answer, identity=identity, state=state)
+            newest = (await services.known_head(room)).seq if request.reply_to else None
         except StoreError as error:
             services.store_failed(error, "a post")
             return statuses.for_error(error)
         except AccessDenied as refused:
             return statuses.for_error(refused)
-        posted = hub.post(poster, request.text, request.client_msg_id, action=request.action)
+        posted = hub.post(
+            poster,
+            request.text,
+            request.client_msg_id,
+            action=request.action,
+            reply_to=request.reply_to,
+            newest=newest,
+        )
         if isinstance(posted, Message):
             await services.journal.submit(posted, poster, InFlight())
         await answer.given.wait()
@@ -144,6 +160,54 @@ class PostService:
             await stream.send_frames(frame_message(response.SerializeToString()))
             return statuses.OK
         return await self._respond(stream, answer.item, actor.name)
+
+    async def serve_change(self, stream: Stream, identity: Identity, method: str) -> Status:
+        """Chat.Edit, Chat.Delete, Chat.React: a change to a message without a seat, by
+        identity's account, decided by the core as a member's frame is."""
+        request_type = _CHANGE_REQUESTS[method]
+        raw = await stream.receive()
+        try:
+            request = request_type.FromString(raw or b"")
+        except DecodeError:
+            return statuses.undecodable(f"purechat.v1.{request_type.__name__}")
+        services, hub = self._services, self._services.hub
+        room = request.room or DEFAULT_ROOM
+        try:
+            if request.dm:
+                room, _ = await reading.conversation(services, identity, request.dm)
+            elif problem := room_problem(room, hub.limits):
+                return statuses.refused(problem)
+            await self._pace(stream.connection, identity)
+            state = await services.known_state(room)
+            answer = _Answer()
+            name = identity.account or GUEST_NAME
+            poster = hub.poster(room, name, answer, identity=identity, state=state)
+            ask = change_of(request)
+            target = await services.message_at(room, ask.seq)
+            first = await services.already_sent(room, name, request.client_msg_id)
+        except StoreError as error:
+            services.store_failed(error, "a change to a message")
+            return statuses.for_error(error)
+        except PurechatError as refused:
+            return statuses.for_error(refused)
+        if first is not None:
+            response = v1.ChangeResponse(seq=first, duplicate=True)
+            stream.start_response()
+            await stream.send_frames(frame_message(response.SerializeToString()))
+            return statuses.OK
+        entry = hub.change_member(poster, ask, target, request.client_msg_id)
+        if isinstance(entry, Message):
+            await services.journal.submit(entry, poster, InFlight())
+        await answer.given.wait()
+        item = answer.item
+        if isinstance(item, Ack):
+            response = v1.ChangeResponse(seq=item.seq, duplicate=item.duplicate)
+            stream.start_response()
+            await stream.send_frames(frame_message(response.SerializeToString()))
+            return statuses.OK
+        if isinstance(item, Notice) and item.code is ErrorCode.NOT_ALLOWED:
+            return statuses.for_error(NotAllowed(item.message))
+        return await self._respond(stream, item, name)
 
     async def _pace(self, connection: StreamHost, identity: Identity) -> None:
         """Posts over one connection keep to the rate limit, paced like members' sends."""

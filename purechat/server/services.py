@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from purechat.core import Hub, Identity
+from purechat.core import Hub, Identity, Message
 from purechat.core.conversations import is_conversation
 from purechat.core.moderation import RoomState, Target
 from purechat.core.names import name_key
+from purechat.errors import NotAllowed
 from purechat.server.auth import Admitted
 from purechat.server.delivery import DeliveryLimits, MemberDelivery, Sink
 from purechat.server.feed import Feed
@@ -145,6 +146,27 @@ class Services:
             if (held := present.get(name_key(name))) is not None:
                 return Target(held, None, True)
         return Target(name, None, False)
+
+    async def message_at(self, room: str, seq: int) -> Message | None:
+        """Message seq of room as the store has it now (None: not kept), the target
+        of an edit, delete or reaction. NotAllowed on a store that cannot keep changes
+        (Redis, for now: its logs keep texts in stream entries, which cannot be
+        rewritten, so a delete there would only hide the text)."""
+        if not getattr(self.store, "keeps_changes", False):
+            raise NotAllowed("This server's store cannot edit, delete or react to messages yet.")
+        if seq <= 0:
+            return None
+        found = await self.store.read(room, after=seq - 1, upto=seq)
+        return found[0] if found else None
+
+    async def already_sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """A retried change's first number (None: not stored before, or no id): a retry
+        is answered with it before any decision, since the message it changed is not as
+        it was when it was first asked (an edit "says that already")."""
+        if not client_msg_id:
+            return None
+        seq: int | None = await self.store.sent(room, sender_key, client_msg_id)  # type: ignore[attr-defined]
+        return seq
 
     async def known_head(self, room: str) -> Head:
         """Where the store's log of a room not yet open here stands (nothing when it

@@ -44,8 +44,9 @@ from purechat.core import (
     Outgoing,
     RoomEvent,
 )
+from purechat.core.living import ChangeAsk
 from purechat.core.moderation import Command
-from purechat.errors import PurechatError, Refusal, StoreError
+from purechat.errors import NotAllowed, PurechatError, Refusal, StoreError
 from purechat.server import reading
 from purechat.server.asks import room_list
 from purechat.server.delivery import Prelude, Sink
@@ -66,6 +67,8 @@ from purechat.status import Status
 # everyone else's writes for long.
 READ_BURST = 256
 READ_BURST_BYTES = 64 * 1024
+
+STORE_AWAY = "The server's store does not answer: try again."
 
 Raw = TypeVar("Raw", bytes, str)
 Raw_co = TypeVar("Raw_co", bytes, str, covariant=True)
@@ -100,6 +103,22 @@ class Post:
     action: bool = False
     # The name an unnamed member takes with this message (the original contract).
     name: str | None = None
+    # The number of the message it answers (0: none).
+    reply_to: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An edit, delete or reaction in the member's room (decided by the core, see
+    core/living.py), acknowledged like a message."""
+
+    ask: ChangeAsk
+    client_msg_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TypingSignal:
+    """The member is typing (never stored; see Hub.typing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +143,16 @@ class RoomsAsk:
 
 
 Request = (
-    Post | Moderate | Misplaced | RoomsAsk | HistoryAsk | SearchAsk | ConversationsAsk | MarkRead
+    Post
+    | Moderate
+    | Change
+    | TypingSignal
+    | Misplaced
+    | RoomsAsk
+    | HistoryAsk
+    | SearchAsk
+    | ConversationsAsk
+    | MarkRead
 )
 
 
@@ -256,6 +284,32 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
                     return
                 await services.journal.submit(entry, member, in_flight)
             continue
+        if isinstance(request, TypingSignal):
+            hub.typing(member)  # never stored, nothing to answer
+            continue
+        if isinstance(request, Change):
+            try:
+                message = await services.message_at(member.room.name, request.ask.seq)
+                cid, key = request.client_msg_id, member.requested_name
+                if (first := await services.already_sent(member.room.name, key, cid)) is not None:
+                    hub.acknowledge(member, cid, first, duplicate=True)
+                    continue
+            except StoreError as error:
+                services.store_failed(error, "a change to a message")
+                notice = Notice(ErrorCode.STORE_UNAVAILABLE, STORE_AWAY, request.client_msg_id)
+                delivery.offer(notice)
+                continue
+            except NotAllowed as refused:
+                delivery.offer(Notice(ErrorCode.NOT_ALLOWED, str(refused), request.client_msg_id))
+                continue
+            entry = hub.change_member(member, request.ask, message, request.client_msg_id)
+            if entry is None:
+                return  # the member has left
+            if isinstance(entry, Message):
+                if not await services.pacer.pace(member, channel):
+                    return
+                await services.journal.submit(entry, member, in_flight)
+            continue
         if isinstance(request, RoomsAsk | HistoryAsk | SearchAsk | ConversationsAsk | MarkRead):
             # Asked, not said: answered to the member alone, paced like a message so
             # asking cannot flood the store.
@@ -274,7 +328,13 @@ async def _read(door: Door[Raw], services: Services, membership: Membership) -> 
                     services.store_failed(refusal, f"a name in {member.room.name}")
                 channel.end(statuses.for_error(refusal))
                 return
-        posted = hub.post(member, request.text, request.client_msg_id, action=request.action)
+        posted = hub.post(
+            member,
+            request.text,
+            request.client_msg_id,
+            action=request.action,
+            reply_to=request.reply_to,
+        )
         if posted is None:
             return  # the member has left
         if isinstance(posted, Notice):
@@ -312,7 +372,7 @@ async def _answer(
         return await reading.conversations(services, identity)
     except StoreError as error:
         services.store_failed(error, "a member's history or search")
-        return Notice(ErrorCode.STORE_UNAVAILABLE, "The server's store does not answer: try again.")
+        return Notice(ErrorCode.STORE_UNAVAILABLE, STORE_AWAY)
     except Refusal as refused:
         return Notice(ErrorCode.NOT_ALLOWED, str(refused))
 

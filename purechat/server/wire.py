@@ -24,8 +24,11 @@ from purechat.core import (
     ReadMarker,
     RoomEvent,
     SearchPage,
+    Typing,
     Welcome,
 )
+from purechat.core.events import CHANGES, Revision
+from purechat.core.living import ChangeAsk, reaction_of
 from purechat.core.moderation import Command, command_from
 from purechat.pb import chat_pb2, purechat_v1_pb2
 from purechat.transport import frame_message
@@ -37,6 +40,11 @@ _V1_KIND = {
     EventKind.LEAVE: purechat_v1_pb2.Event.LEAVE,
     EventKind.GAP: purechat_v1_pb2.Event.GAP,
     EventKind.RESET: purechat_v1_pb2.Event.RESET,
+}
+_V1_CHANGE = {
+    EntryKind.EDIT: purechat_v1_pb2.Event.EDIT,
+    EntryKind.DELETE: purechat_v1_pb2.Event.DELETE,
+    EntryKind.REACTION: purechat_v1_pb2.Event.REACTION,
 }
 _V1_ERROR = {
     ErrorCode.TEXT_TOO_LONG: purechat_v1_pb2.Error.TEXT_TOO_LONG,
@@ -84,10 +92,16 @@ def legacy_frame(item: Outgoing) -> bytes:
     The original contract has only messages: presence, acks, notices and welcomes are
     not sent to its clients.
     """
-    if not isinstance(item, Message):
+    if not isinstance(item, Message) or item.kind is EntryKind.REACTION:
         return b""
     if item.kind is EntryKind.MODERATION:
         text = f"* {item.text}"  # "* bob was banned by alice for 1h: spam"
+    elif item.kind is EntryKind.EDIT:
+        text = f"* {item.user} edited #{item.target}: {item.text}"
+    elif item.kind is EntryKind.DELETE:
+        text = f"* {item.user} deleted #{item.target}"
+    elif item.revision is not None and item.revision.deleted:
+        text = f"* message #{item.seq} was deleted"  # a tombstone in history
     elif item.action:
         text = f"* {item.user} {item.text}"
     else:
@@ -112,6 +126,15 @@ def v1_event(item: Message | RoomEvent) -> purechat_v1_pb2.Event:
         if item.kind is EntryKind.MODERATION:
             event.kind = purechat_v1_pb2.Event.MODERATION
             event.moderation.CopyFrom(v1_moderation(item.data))
+        elif item.kind in CHANGES:
+            event.kind = _V1_CHANGE[item.kind]
+            event.target = item.target
+            if item.kind is EntryKind.REACTION:
+                emoji, removed, _ = reaction_of(item)
+                event.reaction.CopyFrom(purechat_v1_pb2.Reaction(emoji=emoji, removed=removed))
+        event.reply_to = item.reply_to
+        if item.revision is not None:
+            event.revision.CopyFrom(v1_revision(item.revision))
         return event
     return purechat_v1_pb2.Event(
         kind=_V1_KIND[item.kind],
@@ -124,10 +147,24 @@ def v1_event(item: Message | RoomEvent) -> purechat_v1_pb2.Event:
     )
 
 
+def v1_revision(revision: Revision) -> purechat_v1_pb2.Revision:
+    return purechat_v1_pb2.Revision(
+        edited_unix_ms=revision.edited_ms,
+        deleted=revision.deleted,
+        deleted_by=revision.deleted_by,
+        reactions=[
+            purechat_v1_pb2.ReactionCount(emoji=r.emoji, users=r.users) for r in revision.reactions
+        ],
+    )
+
+
 def v1_frame(item: Outgoing) -> bytes:
     """Framed purechat.v1.ServerFrame for anything the core delivers."""
     if isinstance(item, Message | RoomEvent):
         return _frame(purechat_v1_pb2.ServerFrame(event=v1_event(item)))
+    if isinstance(item, Typing):
+        typing = purechat_v1_pb2.Typing(room=item.room, users=item.users, more=item.more)
+        return _frame(purechat_v1_pb2.ServerFrame(typing=typing))
     if isinstance(item, ReadMarker):
         marker = purechat_v1_pb2.ReadMarker(room=item.room, seq=item.seq)
         return _frame(purechat_v1_pb2.ServerFrame(read=marker))
@@ -182,6 +219,16 @@ def command_of(request: purechat_v1_pb2.ModerationCommand) -> Command:
         request.reason,
         request.text,
     )
+
+
+def change_of(frame: object) -> ChangeAsk:
+    """A purechat.v1 EditMessage, DeleteMessage or ReactMessage as the core's ask."""
+    if isinstance(frame, purechat_v1_pb2.EditMessage):
+        return ChangeAsk(EntryKind.EDIT, frame.seq, text=frame.text)
+    if isinstance(frame, purechat_v1_pb2.DeleteMessage):
+        return ChangeAsk(EntryKind.DELETE, frame.seq)
+    assert isinstance(frame, purechat_v1_pb2.ReactMessage)
+    return ChangeAsk(EntryKind.REACTION, frame.seq, emoji=frame.emoji, remove=frame.remove)
 
 
 def v1_error_frame(code: int, message: str, client_msg_id: str = "") -> bytes:

@@ -77,6 +77,9 @@ class Appended:
     seq: int
     duplicate: bool
     epoch: str
+    # An EDIT, DELETE or REACTION newly stored: its target as the store now has it
+    # (None: not kept), what members are told with it (core/living.as_delivered).
+    target: Message | None = None
 
 
 @runtime_checkable
@@ -88,6 +91,11 @@ class Store(Protocol):
 
     async def append(self, messages: Sequence[Message]) -> list[Appended]:
         """Number and keep messages, in order; when this returns they are durable.
+
+        An EDIT, DELETE or REACTION (core/living.py) is applied to its target in the
+        same transaction (`living.revise` is the rule): an edit replaces the target's
+        text (in the search index too), a delete removes it, reactions are kept as the
+        target's aggregate. The change's own entry keeps no text.
 
         A message whose (room, sender_key, client_msg_id) was stored before, with a
         non-empty id, is not stored again: its Appended carries the original number.
@@ -101,7 +109,9 @@ class Store(Protocol):
         ...
 
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
-        """The kept messages numbered in (after, upto], oldest first.
+        """The kept messages numbered in (after, upto], oldest first: messages as they
+        are now (latest text, tombstone, reactions: `revision`), changes carrying their
+        target as it is now (`living.as_delivered`).
 
         Numbers are consecutive, so a missing number means the message is no longer kept.
         """

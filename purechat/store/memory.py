@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from purechat.core import Message
-from purechat.core.events import EntryKind
+from purechat.core.events import CHANGES, EntryKind
+from purechat.core.living import as_kept, as_read, revise
 from purechat.core.moderation import Effect
 from purechat.store.base import (
     Appended,
@@ -33,6 +34,8 @@ class _RoomLog:
 class MemoryStore:
     # A search scans every room it keeps.
     searches_everything = True
+    # Edits, deletes and reactions are applied to their targets (see Store.append).
+    keeps_changes = True
 
     def __init__(self, history: int = DEFAULT_HISTORY):
         self.history = max(1, history)
@@ -66,15 +69,39 @@ class MemoryStore:
             message.action,
             kind=message.kind,
             data=message.data,
+            reply_to=message.reply_to,
+            target=message.target,
+            account=message.account,
         )
         self._apply(message.room, message.effects)
+        revised = None
+        if message.kind in CHANGES:
+            kept = as_kept(kept)
+            at = self._at(log, message.target)
+            if at is not None:
+                target, target_key = log.messages[at]
+                revised = revise(target, message)
+                log.messages[at] = (revised, target_key)
         log.messages.append((kept, key))
         if message.client_msg_id:
             log.ids[key] = log.last_seq
         if len(log.messages) > self.history:  # oldest first, and its id with it
             _, old_key = log.messages.popleft()
             log.ids.pop(old_key, None)
-        return Appended(log.last_seq, duplicate=False, epoch=self.epoch)
+        return Appended(log.last_seq, duplicate=False, epoch=self.epoch, target=revised)
+
+    async def sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """The number a send with this id was stored under (None: not stored)."""
+        log = self._rooms.get(room)
+        return None if log is None else log.ids.get((sender_key, client_msg_id))
+
+    @staticmethod
+    def _at(log: _RoomLog, seq: int) -> int | None:
+        """Where message seq is in a room's kept log (None: not kept)."""
+        if not log.messages:
+            return None
+        at = seq - log.messages[0][0].seq
+        return at if 0 <= at < len(log.messages) else None
 
     async def head(self, room: str) -> Head:
         log = self._rooms.get(room)
@@ -87,7 +114,14 @@ class MemoryStore:
         first_kept = log.messages[0][0].seq
         start = max(after + 1, first_kept) - first_kept
         stop = min(upto, log.last_seq) - first_kept + 1
-        return [message for message, _ in islice(log.messages, start, max(start, stop))]
+        found = [message for message, _ in islice(log.messages, start, max(start, stop))]
+        return [self._as_read(log, message) for message in found]
+
+    def _as_read(self, log: _RoomLog, entry: Message) -> Message:
+        if entry.kind not in CHANGES:
+            return entry
+        at = self._at(log, entry.target)
+        return as_read(entry, None if at is None else log.messages[at][0])
 
     async def search(
         self,

@@ -32,7 +32,8 @@ import anyio
 import anyio.to_thread
 
 from purechat.core import Message
-from purechat.core.events import EntryKind
+from purechat.core.events import CHANGES, EntryKind
+from purechat.core.living import as_kept, as_read, revise, revision_json, revision_of
 from purechat.core.moderation import Effect
 from purechat.store.base import (
     Appended,
@@ -50,7 +51,7 @@ T = TypeVar("T")
 
 # "pcht": marks a file as ours, so a foreign database is refused instead of altered.
 APPLICATION_ID = 0x70636874
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 added the file's epoch: a file replaced by another is another log.
 # Version 3 added entries of other kinds than messages (moderation), and the directory
 # (accounts, sessions, room state, audit and control records: see store/directory.py).
@@ -78,6 +79,15 @@ CREATE TABLE search_rows (
     row INTEGER NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+"""
+# Version 4 added living messages: a message's answer (reply_to), a change's target,
+# the sender's account (who may edit or delete it), and what changes made of a message
+# (revision: core/living.revision_json).
+VERSION_4 = """
+ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN target INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN account TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN revision TEXT NOT NULL DEFAULT '';
 """
 META = """
 CREATE TABLE meta (
@@ -130,6 +140,8 @@ DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 class SqliteStore:
     # Its full-text index covers every room: a search needs no list of rooms.
     searches_everything = True
+    # Edits, deletes and reactions are applied to their targets (see Store.append).
+    keeps_changes = True
 
     def __init__(
         self,
@@ -200,7 +212,24 @@ class SqliteStore:
         return str(self.path)
 
     async def append(self, messages: Sequence[Message]) -> list[Appended]:
-        return await self._run(self._write_lock, self._append_blocking, messages)
+        results = await self._run(self._write_lock, self._append_blocking, messages)
+        if any(
+            m.kind is EntryKind.DELETE and not r.duplicate
+            for m, r in zip(messages, results, strict=True)
+        ):
+            await self._purge()
+        return results
+
+    async def _purge(self) -> None:
+        """After a delete, the text's bytes leave the file and its WAL: the search
+        index is merged (dropping the deleted entry's words from its segments; freed
+        pages are zeroed, secure_delete being on) and the WAL checkpointed and
+        truncated, under both locks so no read holds an older snapshot meanwhile."""
+        async with self._write_lock, self._read_lock:
+            try:
+                await anyio.to_thread.run_sync(_purge, self._writer)
+            except sqlite3.Error as error:
+                raise StoreUnavailable(f"the message store failed: {error}") from None
 
     def _append_blocking(self, drafts: Sequence[Message]) -> list[Appended]:
         db = self._writer
@@ -223,31 +252,53 @@ class SqliteStore:
                 if draft.room not in last:
                     last[draft.room] = _last_seq(db, draft.room)
                 seq = last[draft.room] = last[draft.room] + 1
+                kept = as_kept(draft)
                 db.execute(
-                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages (room, seq, user, text, time_ms, action, sender_key,"
+                    " client_msg_id, kind, data, reply_to, target, account)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         draft.room,
                         seq,
                         draft.user,
-                        draft.text,
+                        kept.text,
                         draft.time_ms,
                         int(draft.action),
                         draft.sender_key,
                         draft.client_msg_id,
                         draft.kind.value,
                         draft.data,
+                        draft.reply_to,
+                        draft.target,
+                        draft.account,
                     ),
                 )
                 _apply_effects(db, draft.room, draft.effects)
+                revised = None
                 if draft.kind is EntryKind.MESSAGE:
                     _index(db, draft.room, seq, draft.text)
-                results.append(Appended(seq, duplicate=False, epoch=self.epoch))
+                elif draft.kind in CHANGES:
+                    revised = _revise(db, draft)
+                results.append(Appended(seq, duplicate=False, epoch=self.epoch, target=revised))
             db.executemany(
                 "INSERT INTO rooms VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
                 last.items(),
             )
         return results
+
+    async def sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """The number a send with this id was stored under (None: not stored)."""
+
+        def find(db: sqlite3.Connection) -> int | None:
+            row = db.execute(
+                "SELECT seq FROM messages WHERE room = ? AND sender_key = ?"
+                " AND client_msg_id = ? AND client_msg_id != ''",
+                (room, sender_key, client_msg_id),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._run(self._read_lock, find, self._reader)
 
     async def head(self, room: str) -> Head:
         seq = await self._run(self._read_lock, _last_seq, self._reader, room)
@@ -257,15 +308,21 @@ class SqliteStore:
         return await self._run(self._read_lock, self._read_blocking, room, after, upto)
 
     def _read_blocking(self, room: str, after: int, upto: int) -> list[Message]:
-        rows = self._reader.execute(
-            "SELECT seq, user, text, time_ms, action, kind, data FROM messages"
-            " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq",
-            (room, after, upto),
-        ).fetchall()
-        return [
-            Message(room, seq, u, t, ms, bool(a), kind=EntryKind(k), data=d)
-            for seq, u, t, ms, a, k, d in rows
-        ]
+        db = self._reader
+        with db:  # one snapshot: changes and their targets as of one moment
+            db.execute("BEGIN")
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE room = ? AND seq > ? AND seq <= ?"
+                " ORDER BY seq",
+                (room, after, upto),
+            ).fetchall()
+            found = [_row(room, row) for row in rows]
+            targets = {m.target for m in found if m.kind in CHANGES}
+            held = {m.seq: m for m in found if m.seq in targets}
+            for seq in targets - held.keys():
+                if (target := _message_at(db, room, seq)) is not None:
+                    held[seq] = target
+        return [as_read(m, held.get(m.target)) if m.kind in CHANGES else m for m in found]
 
     async def search(
         self,
@@ -403,6 +460,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _use_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
+    # Freed space is overwritten with zeros: a deleted (or edited) text's bytes do not
+    # linger in free pages of the file.
+    db.execute("PRAGMA secure_delete = ON")
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> str:
@@ -415,18 +475,21 @@ def _prepare(db: sqlite3.Connection, path: Path) -> str:
             db.execute("BEGIN IMMEDIATE")
             _create(db, SCHEMA)
             _create(db, VERSION_3)
+            _create(db, VERSION_4)
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         return _upgraded(db)
     if application_id != APPLICATION_ID:
         raise StoreError(f"{path} is a database of another program, not a purechat store")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version in (1, 2):
+    if version in (1, 2, 3):
         with db:
             db.execute("BEGIN IMMEDIATE")
             if version == 1:
                 _create(db, META)
-            _create(db, VERSION_3)
-            if version == 2:
+            if version < 3:
+                _create(db, VERSION_3)
+            _create(db, VERSION_4)
+            if version > 1:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if version == 1:
             return _upgraded(db)
@@ -472,8 +535,9 @@ def _search(
         return []
     # query_words gives letters and digits only; FTS folds case and accents itself.
     match = " ".join(f'"{word}"' for word in words)
+    columns = ", ".join(f"m.{column.strip()}" for column in COLUMNS.split(","))
     sql = (
-        "SELECT m.room, m.seq, m.user, m.text, m.time_ms, m.action, m.kind, m.data"
+        f"SELECT m.room, {columns}"
         " FROM search JOIN messages AS m ON m.room = search.room AND m.seq = search.seq"
         " WHERE search MATCH ?"
     )
@@ -486,10 +550,76 @@ def _search(
         args += [before.time_ms, before.room, before.seq]
     sql += " ORDER BY m.time_ms DESC, m.room DESC, m.seq DESC LIMIT ?"
     args.append(limit)
-    return [
-        Message(room, seq, u, t, ms, bool(a), kind=EntryKind(k), data=d)
-        for room, seq, u, t, ms, a, k, d in db.execute(sql, args).fetchall()
-    ]
+    return [_row(row[0], row[1:]) for row in db.execute(sql, args).fetchall()]
+
+
+COLUMNS = "seq, user, text, time_ms, action, kind, data, reply_to, target, account, revision"
+
+
+def _row(room: str, row: Sequence[object]) -> Message:
+    """A messages row (COLUMNS) as the core's Message."""
+    seq, user, text, ms, action, kind, data, reply_to, target, account, revision = row
+    return Message(
+        room,
+        int(str(seq)),
+        str(user),
+        str(text),
+        int(str(ms)),
+        bool(action),
+        kind=EntryKind(kind),
+        data=str(data),
+        reply_to=int(str(reply_to)),
+        target=int(str(target)),
+        account=str(account),
+        revision=revision_of(str(revision)),
+    )
+
+
+def _message_at(db: sqlite3.Connection, room: str, seq: int) -> Message | None:
+    row = db.execute(
+        f"SELECT {COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq)
+    ).fetchone()
+    return None if row is None else _row(room, row)
+
+
+def _revise(db: sqlite3.Connection, change: Message) -> Message | None:
+    """Apply a change to its target (living.revise), in the caller's transaction: the
+    row's text and revision, and the search index, replaced. The target as it is now
+    (None: not kept)."""
+    target = _message_at(db, change.room, change.target)
+    if target is None or target.kind is not EntryKind.MESSAGE:
+        return None
+    revised = revise(target, change)
+    if revised is target:
+        return target
+    db.execute(
+        "UPDATE messages SET text = ?, revision = ? WHERE room = ? AND seq = ?",
+        (revised.text, revision_json(revised.revision), change.room, change.target),
+    )
+    if revised.text != target.text:
+        _unindex(db, change.room, change.target)
+        if revised.text:
+            _index(db, change.room, change.target, revised.text)
+    return revised
+
+
+def _unindex(db: sqlite3.Connection, room: str, seq: int) -> None:
+    """A message's words out of the full-text index, in the caller's transaction."""
+    row = db.execute(
+        "SELECT row FROM search_rows WHERE room = ? AND seq = ?", (room, seq)
+    ).fetchone()
+    if row is not None:
+        db.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
+        db.execute("DELETE FROM search_rows WHERE room = ? AND seq = ?", (room, seq))
+
+
+def _purge(db: sqlite3.Connection) -> None:
+    """See SqliteStore._purge. FTS5's 'optimize' rewrites the index as one segment
+    (its cost grows with the index: a delete pays it, an edit does not, see README)."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO search (search) VALUES ('optimize')")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _apply_effects(db: sqlite3.Connection, room: str, effects: Sequence[Effect]) -> None:

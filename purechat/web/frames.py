@@ -12,6 +12,16 @@ Page to server, one JSON object per text frame, the first a join:
     {"rooms": {}}
     {"moderate": {"action": "ban", "target": "bob", "seconds": 3600, "reason": "spam",
                   "text": "", "client_msg_id": "c2"}}
+    {"send": {"text": "yes", "client_msg_id": "c3", "reply_to": 12}}
+    {"edit": {"seq": 12, "text": "new text", "client_msg_id": "c4"}}
+    {"delete": {"seq": 12, "client_msg_id": "c5"}}
+    {"react": {"seq": 12, "emoji": "👍", "remove": false, "client_msg_id": "c6"}}
+    {"typing": {}}
+
+Living messages (the proto's EditMessage, DeleteMessage, ReactMessage, TypingSignal):
+`edit`, `delete` and `react` are acked like a send (or answered with an error whose
+message is the sentence why not); `typing` is sent at most once every 3 s while the
+person types, never answered.
 
 Before a join, a page without a token may log in (or register, where the server lets
 people register), and is answered with a session token it keeps in memory and sends
@@ -38,11 +48,25 @@ Server to page:
     {"event": {"kind": "reset", "room", "epoch", "time_unix_ms"}}
     {"event": {"kind": "moderation", "room", "seq", "user", "text", "time_unix_ms",
                "moderation": {"action", "by", "target", "reason", "until_ms", ...}}}
+    {"event": {"kind": "edit" | "delete" | "reaction", "room", "seq", "user", "text",
+               "time_unix_ms", "history", "target": 12,
+               "revision": {"edited_unix_ms", "deleted", "deleted_by",
+                            "reactions": [{"emoji": "👍", "users": ["alice"]}]},
+               "reaction": {"emoji": "👍", "removed": false}}}
+    {"typing": {"room", "users": ["bob"], "more": 0}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
     {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
     {"rooms": {"rooms": [{"name": "lobby", "members": 3, "last_seq": 41}, ...]}}
     {"end": {"code": "UNAVAILABLE", "message": "server shutting down"}}
 
+A `message` event carries `reply_to` (when it answers one) and `revision` (when later
+changes made something of it: history, search and resume give messages as they are
+now, a deleted one as a tombstone with empty text and `"deleted": true`). An `edit`,
+`delete` or `reaction` event carries its target's number and the target's revision
+after it (an edit its new text as `text`; a reaction what it did as `reaction`): the
+page replaces what it shows of that message. `typing` lists at most 5 others typing
+(`more` counts the rest); show each for at most 6 s, or until that member's next
+message.
 `error` codes are the proto's `Error.Code` names; the session goes on after one.
 `max_text_bytes` (not in the proto) lets the page refuse an over-long line itself;
 `rate_limit` is messages a second the server takes from the member (0: no limit).
@@ -80,8 +104,11 @@ from purechat.core import (
     RoomEvent,
     RoomList,
     SearchPage,
+    Typing,
     Welcome,
 )
+from purechat.core.events import CHANGES, Revision
+from purechat.core.living import ChangeAsk, reaction_of
 from purechat.core.names import distinguishable
 from purechat.errors import Refusal
 from purechat.server.history import MAX_CATCH_UP
@@ -115,6 +142,20 @@ class Send:
     text: str
     client_msg_id: str = ""
     action: bool = False
+    reply_to: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFrame:
+    """An edit, delete or react frame."""
+
+    ask: ChangeAsk
+    client_msg_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TypingFrame:
+    """The person is typing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +187,8 @@ ClientFrame = (
     | Send
     | Credentials
     | ModerateFrame
+    | ChangeFrame
+    | TypingFrame
     | AskRooms
     | MarkRead
     | HistoryAsk
@@ -185,7 +228,24 @@ def decode(text: str) -> ClientFrame:
             text=_string(body, "text"),
             client_msg_id=_string(body, "client_msg_id"),
             action=_flag(body, "action"),
+            reply_to=_count(body, "reply_to"),
         )
+    if kind == "edit":
+        ask = ChangeAsk(EntryKind.EDIT, _count(body, "seq"), text=_string(body, "text"))
+        return ChangeFrame(ask, _string(body, "client_msg_id"))
+    if kind == "delete":
+        ask = ChangeAsk(EntryKind.DELETE, _count(body, "seq"))
+        return ChangeFrame(ask, _string(body, "client_msg_id"))
+    if kind == "react":
+        ask = ChangeAsk(
+            EntryKind.REACTION,
+            _count(body, "seq"),
+            emoji=_string(body, "emoji"),
+            remove=_flag(body, "remove"),
+        )
+        return ChangeFrame(ask, _string(body, "client_msg_id"))
+    if kind == "typing":
+        return TypingFrame()
     if kind in ("login", "register"):
         return Credentials(_string(body, "name"), _string(body, "password"), kind == "register")
     if kind == "moderate":
@@ -225,7 +285,7 @@ def decode(text: str) -> ClientFrame:
         )
     if kind == "conversations":
         return ConversationsAsk()
-    raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send, a moderate or rooms")
+    raise BadFrame(f"unknown frame {kind!r}: a frame is a join, a send, a moderate, rooms, ...")
 
 
 def _string(body: dict[str, Any], key: str) -> str:
@@ -281,8 +341,8 @@ def event_json(item: Message | RoomEvent) -> dict[str, Any]:
             "moderation": json.loads(item.data or "{}"),
         }
     if isinstance(item, Message):
-        return {
-            "kind": "message",
+        shown: dict[str, Any] = {
+            "kind": "message" if item.kind is EntryKind.MESSAGE else item.kind.value,
             "room": item.room,
             "seq": item.seq,
             "user": item.user,
@@ -292,6 +352,16 @@ def event_json(item: Message | RoomEvent) -> dict[str, Any]:
             "action": item.action,
             "history": item.history,
         }
+        if item.reply_to:
+            shown["reply_to"] = item.reply_to
+        if item.kind in CHANGES:
+            shown["target"] = item.target
+        if item.kind is EntryKind.REACTION:
+            emoji, removed, _ = reaction_of(item)
+            shown["reaction"] = {"emoji": emoji, "removed": removed}
+        if item.revision is not None:
+            shown["revision"] = _revision(item.revision)
+        return shown
     event: dict[str, Any] = {"kind": item.kind.value, "room": item.room}
     if item.user:
         event["user"] = item.user
@@ -306,10 +376,21 @@ def event_json(item: Message | RoomEvent) -> dict[str, Any]:
     return event
 
 
+def _revision(revision: Revision) -> dict[str, Any]:
+    return {
+        "edited_unix_ms": revision.edited_ms,
+        "deleted": revision.deleted,
+        "deleted_by": revision.deleted_by,
+        "reactions": [{"emoji": r.emoji, "users": list(r.users)} for r in revision.reactions],
+    }
+
+
 def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
     """The JSON object for anything the core delivers (see the module docstring)."""
     if isinstance(item, Message | RoomEvent):
         return {"event": event_json(item)}
+    if isinstance(item, Typing):
+        return {"typing": {"room": item.room, "users": list(item.users), "more": item.more}}
     if isinstance(item, ReadMarker):
         return {"read": {"room": item.room, "seq": item.seq}}
     if isinstance(item, HistoryPage):

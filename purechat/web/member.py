@@ -25,12 +25,14 @@ from purechat.server.identity import Admission, Authenticator
 from purechat.server.reading import ConversationsAsk, HistoryAsk, MarkRead, SearchAsk
 from purechat.server.services import Services
 from purechat.server.session import (
+    Change,
     JoinAsk,
     Misplaced,
     Moderate,
     Post,
     Request,
     RoomsAsk,
+    TypingSignal,
     serve_member,
 )
 from purechat.server.wire import Encode
@@ -39,10 +41,12 @@ from purechat.web import codes
 from purechat.web.frames import (
     AskRooms,
     BadFrame,
+    ChangeFrame,
     Credentials,
     Join,
     ModerateFrame,
     Send,
+    TypingFrame,
     decode,
     error_frame,
     registered_frame,
@@ -178,13 +182,17 @@ class WebDoor:
             return Moderate(command, frame.client_msg_id)
         if isinstance(frame, AskRooms):
             return RoomsAsk()
+        if isinstance(frame, TypingFrame):
+            return TypingSignal()
+        if isinstance(frame, ChangeFrame):
+            return Change(frame.ask, frame.client_msg_id)
         if isinstance(frame, MarkRead | HistoryAsk | SearchAsk | ConversationsAsk):
             return frame
         if not isinstance(frame, Send):
             return Misplaced(
                 f"You are already in {member.room.name}; connect again to change rooms."
             )
-        return Post(frame.text, frame.client_msg_id, frame.action)
+        return Post(frame.text, frame.client_msg_id, frame.action, reply_to=frame.reply_to)
 
     def refusal_ends(self, notice: Notice) -> Status | None:
         return None  # told as an error frame

@@ -1,0 +1,242 @@
+"""Living messages at the server's doors: replies, edits, deletes, reactions and typing
+through purechat.v1 (stream and unary), the web frames and the original contract, on
+SQLite: numbered in the log with the messages, in one order, once per retry, on resume
+after a restart; refusals as sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from purechat.client.admin import AdminError
+from purechat.client.calls import V1Call
+from purechat.core.names import name_key
+from purechat.pb import purechat_v1_pb2 as v1
+from purechat.store import SqliteStore
+from tests.accounts import accounts_config, login, member, register, unary
+from tests.helpers import Harness, Member
+from tests.polling import settles
+from tests.webclient import WebClient
+
+E = v1.Event
+
+
+async def _chat(start_server: Any, path: Path, **config: Any) -> tuple[Harness, dict[str, str]]:
+    store = await SqliteStore.open(path)
+    harness: Harness = await start_server(store=store, **accounts_config(), **config)
+    await register(harness.server.directory, "alice", "bob")
+    await settles(lambda: name_key("bob") in harness.server.auth.account_keys)
+    tokens = {name: await login(harness, name) for name in ("alice", "bob")}
+    return harness, tokens
+
+
+async def answer(who: Member, frame: v1.ClientFrame, client_msg_id: str) -> v1.ServerFrame:
+    """Send frame; the ack or error that answers it (by client_msg_id)."""
+    await who.call.send_frame(frame)
+    while True:
+        got = await who.next_of_any("ack", "error")
+        body = got.ack if got.WhichOneof("frame") == "ack" else got.error
+        if body.client_msg_id == client_msg_id:
+            return got
+
+
+async def next_event(who: Member) -> v1.Event:
+    """The next numbered event (presence skipped)."""
+    while True:
+        event = (await who.next_of("event")).event
+        if event.seq:
+            return event
+
+
+def edit(seq: int, text: str, cid: str) -> v1.ClientFrame:
+    return v1.ClientFrame(edit=v1.EditMessage(seq=seq, text=text, client_msg_id=cid))
+
+
+def react(seq: int, emoji: str, cid: str, *, remove: bool = False) -> v1.ClientFrame:
+    return v1.ClientFrame(
+        react=v1.ReactMessage(seq=seq, emoji=emoji, remove=remove, client_msg_id=cid)
+    )
+
+
+def delete(seq: int, cid: str) -> v1.ClientFrame:
+    return v1.ClientFrame(delete=v1.DeleteMessage(seq=seq, client_msg_id=cid))
+
+
+async def test_every_change_in_order_at_every_door(start_server: Any, tmp_path: Path) -> None:
+    harness, tokens = await _chat(start_server, tmp_path / "chat.db", web_port=0)
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        bob = await member(harness, "bob", tokens["bob"])
+        guest = await member(harness, "carol")
+        legacy, _ = await harness.legacy()
+        await legacy.send("dave", "hello from the old client")
+        web = await WebClient.connect(harness.server.web_port or 0)
+        await web.join("erin")
+        assert (await alice.say("the deploy is done", "m1")).seq == 2
+        await bob.call.send_frame(
+            v1.ClientFrame(send=v1.Send(text="great", client_msg_id="m2", reply_to=2))
+        )
+        assert (await bob.next_of("ack")).ack.seq == 3
+
+        # Refusals are sentences, and nothing is stored for them.
+        refused = await answer(bob, edit(2, "mine now", "e0"), "e0")
+        assert refused.error.message == "You can only edit your own messages."
+        refused = await answer(guest, edit(2, "x", "e1"), "e1")
+        assert "account" in refused.error.message
+        refused = await answer(bob, react(2, "ok", "r0"), "r0")
+        assert refused.error.message == "A reaction is one emoji, like 👍."
+        refused = await answer(bob, v1.ClientFrame(send=v1.Send(text="?", reply_to=99)), "")
+        assert "no message #99" in refused.error.message
+
+        assert (await answer(alice, edit(2, "the rollout is done", "e2"), "e2")).ack.seq == 4
+        assert (await answer(bob, react(2, "👍", "r1"), "r1")).ack.seq == 5
+        again = await answer(bob, react(2, "👍", "r1"), "r1")  # a retry: done once
+        assert again.ack.seq == 5 and again.ack.duplicate
+        assert (await answer(alice, delete(2, "d1"), "d1")).ack.seq == 6
+        refused = await answer(bob, react(2, "🎉", "r2"), "r2")
+        assert "deleted" in refused.error.message
+        await alice.say("after all that", "m3")
+
+        # Everyone sees one order, each change carrying its target as it is after it.
+        for who in (bob, guest):
+            events = [await next_event(who) for _ in range(7)][1:]
+            assert [e.seq for e in events] == [2, 3, 4, 5, 6, 7]
+            said, reply, edited, reacted, deleted, last = events
+            assert said.kind == E.MESSAGE and reply.reply_to == 2
+            assert edited.kind == E.EDIT and edited.target == 2
+            assert edited.text == "the rollout is done" and edited.revision.edited_unix_ms
+            assert reacted.kind == E.REACTION and reacted.reaction.emoji == "👍"
+            assert [(r.emoji, list(r.users)) for r in reacted.revision.reactions] == [
+                ("👍", ["bob"])
+            ]
+            assert deleted.kind == E.DELETE and deleted.revision.deleted
+            assert deleted.user == "alice" and not deleted.revision.deleted_by
+            assert last.text == "after all that"
+
+        # The page gets the same, as JSON.
+        kinds = []
+        while not kinds or kinds[-1][0] < 7:
+            event = (await web.next_of("event"))["event"]
+            if event.get("seq"):
+                kinds.append((event["seq"], event["kind"], event.get("target")))
+        kinds = [(kind, target) for seq, kind, target in kinds if seq >= 2]
+        assert kinds == [
+            ("message", None),
+            ("message", None),
+            ("edit", 2),
+            ("reaction", 2),
+            ("delete", 2),
+            ("message", None),
+        ]
+
+        # The original contract: edits and deletes as sentences, nothing for reactions.
+        texts = []
+        while len(texts) < 6:
+            message = await legacy.receive()
+            assert message is not None
+            texts.append(message.text)
+        assert texts[1:] == [
+            "the deploy is done",
+            "great",
+            "* alice edited #2: the rollout is done",
+            "* alice deleted #2",
+            "after all that",
+        ]
+
+        # History gives the tombstone, and the change entries as they are now.
+        history = await unary(
+            harness,
+            "purechat.v1.Chat",
+            "History",
+            v1.HistoryRequest(room="lobby", limit=10),
+            v1.HistoryResponse,
+            token=tokens["bob"],
+        )
+        by_seq = {event.seq: event for event in history.events}
+        assert by_seq[2].text == "" and by_seq[2].revision.deleted
+        assert by_seq[4].kind == E.EDIT and by_seq[4].text == ""
+        await web.sock.aclose()
+
+
+async def test_scripts_edit_delete_and_react_with_unary_calls(
+    start_server: Any, tmp_path: Path
+) -> None:
+    harness, tokens = await _chat(start_server, tmp_path / "chat.db")
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        await alice.say("typo here", "m1")
+
+        async def call(method: str, request: Any, token: str) -> Any:
+            return await unary(
+                harness, "purechat.v1.Chat", method, request, v1.ChangeResponse, token=token
+            )
+
+        edited = await call(
+            "Edit", v1.EditMessage(seq=1, text="no typo", room="lobby"), tokens["alice"]
+        )
+        assert edited.seq == 2
+        reacted = await call(
+            "React", v1.ReactMessage(seq=1, emoji="🎉", client_msg_id="x"), tokens["bob"]
+        )
+        again = await call(
+            "React", v1.ReactMessage(seq=1, emoji="🎉", client_msg_id="x"), tokens["bob"]
+        )
+        assert reacted.seq == again.seq == 3 and again.duplicate
+        try:
+            await call("Delete", v1.DeleteMessage(seq=1), tokens["bob"])
+        except AdminError as refused:
+            assert "only delete your own" in str(refused)
+        else:
+            raise AssertionError("bob deleted alice's message")
+        assert (await next_event(alice)).kind == E.MESSAGE
+        assert (await next_event(alice)).kind == E.EDIT
+        assert (await next_event(alice)).kind == E.REACTION
+
+
+async def test_an_edit_made_while_away_arrives_on_resume_after_a_restart(
+    start_server: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "chat.db"
+    harness, tokens = await _chat(start_server, path)
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        await alice.say("first try", "m1")
+        epoch = alice.welcome.epoch
+        harness.server.shutdown()
+        await harness.server.stopped()
+        await harness.server.store.aclose()
+        again: Harness = await start_server(store=await SqliteStore.open(path), **accounts_config())
+        await settles(lambda: name_key("bob") in again.server.auth.account_keys)
+        alice = await member(again, "alice", tokens["alice"])
+        assert (await answer(alice, edit(1, "second try", "e1"), "e1")).ack.seq == 2
+        bob = await member(again, "bob", tokens["bob"], after_seq=1, epoch=epoch)
+        event = await next_event(bob)
+        assert event.kind == E.EDIT and event.target == 1 and event.text == "second try"
+
+
+async def test_typing_reaches_seated_members_only_and_is_never_stored(
+    start_server: Any, tmp_path: Path
+) -> None:
+    harness, tokens = await _chat(start_server, tmp_path / "chat.db")
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        bob = await member(harness, "bob", tokens["bob"])
+        connection, _ = await harness.connection()
+        listener = Member(
+            V1Call(connection, authority=f"127.0.0.1:{harness.port}"), v1.Welcome(), _
+        )
+        await listener.call.send_frame(v1.ClientFrame(join=v1.Join(room="lobby", observe=True)))
+        await alice.call.send_frame(v1.ClientFrame(typing=v1.TypingSignal()))
+        typing = (await bob.next_of("typing")).typing
+        assert list(typing.users) == ["alice"] and typing.room == "lobby"
+        await alice.say("done typing", "m1")
+        # The listener's next frames are the message, no typing before it.
+        frame = await listener.call.receive()
+        while frame is not None and frame.WhichOneof("frame") != "event":
+            assert frame.WhichOneof("frame") != "typing"
+            frame = await listener.call.receive()
+        assert frame is not None and frame.event.text == "done typing"
+        stored = await harness.server.store.read("lobby", after=0, upto=10)
+        assert [m.text for m in stored] == ["done typing"]
