@@ -470,7 +470,7 @@ function apply(room, actions) {
     }
   }
   if (!room.opened && room.session.phase === "joined") welcomed(room);
-  if (room.jumpTo && room.session.phase === "joined") jump(room);
+  if (room.jumpTo && !room.jumpAsked && room.session.phase === "joined") jump(room);
   schedule(room);
   render();
 }
@@ -746,7 +746,10 @@ function show(room, item) {
   const session = room.session;
   if (item.history && !room.inHistory) {
     room.inHistory = true;
-    append(room, line("divider", "earlier messages"));
+    const divider = line("divider", "earlier messages");
+    // The first one is where pages of older messages go (oldestShown, older).
+    if (!room.log.querySelector("li.earlier")) divider.classList.add("earlier");
+    append(room, divider);
   } else if (!item.history && room.inHistory && item.kind !== "info") {
     room.inHistory = false;
     append(room, line("divider", "new messages"));
@@ -830,15 +833,14 @@ function older(room, items, moreBefore) {
     lines.push(skipped);
   }
   room.moreBefore = moreBefore;
-  const first = log.firstElementChild;
-  const after = first?.classList.contains("divider") && first.textContent === "earlier messages"
-    ? first.nextElementSibling
-    : first;
+  // Older pages go under the "earlier messages" divider (after the line that said who
+  // joined), or at the top.
+  const after = log.querySelector("li.earlier")?.nextElementSibling ?? log.firstElementChild;
   const fromBottom = log.scrollHeight - log.scrollTop;
   for (const each of lines) log.insertBefore(each, after);
   dropRepeatedDays(log);
   log.scrollTop = log.scrollHeight - fromBottom;
-  if (room.jumpTo) jump(room);
+  if (room.jumpTo) jump(room, room.jumpAsked);
 }
 
 function dayLine(timeMs) {
@@ -880,8 +882,8 @@ function scrolled(room) {
 }
 
 /** Show a search result's message in its room: scrolled to and marked; the page
- * around it asked for when it is not in the log. */
-function jump(room) {
+ * around it asked for when it is not in the log (`answered`: that page came). */
+function jump(room, answered = false) {
   const seq = room.jumpTo;
   const found = shownSeq(room, seq);
   if (found) {
@@ -894,7 +896,7 @@ function jump(room) {
     found.focus();
     return;
   }
-  if (room.jumpAsked) {
+  if (answered) {
     room.jumpTo = 0; // answered, and not there (no longer kept): the gap says so
     room.jumpAsked = false;
     return;
