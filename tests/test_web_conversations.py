@@ -1,6 +1,9 @@
 """Conversations, read markers, older history and search on the web page, in a real
 browser (headless chromium), as tests/test_web_browser.py drives it.
 
+PURECHAT_SCREENSHOTS=docs makes the first test save the README's pictures there
+(`just web-screenshot`): two rooms and two conversations, with unread counts.
+
 A conversation between two accounts started from the keyboard alone; two pages of one
 account agreeing on what is unread, and a page that is not looked at marking nothing;
 scrolling up through a room's log to its beginning, gaps said; a search whose result
@@ -10,7 +13,9 @@ and axe-core scans of the new views.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +23,7 @@ import trio
 
 from purechat.core.names import name_key
 from purechat.store import MemoryStore
-from tests.accounts import PASSWORD, accounts_config, register
+from tests.accounts import PASSWORD, accounts_config, login, member, register
 from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
 from tests.helpers import Harness
 from tests.polling import settles
@@ -59,10 +64,13 @@ def conversation(peer: str) -> str:
     return f"document.querySelector('#conversations button[data-dm={peer}]')"
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 async def with_accounts(start_server: Any, store: Any = None) -> tuple[Harness, str]:
     harness: Harness = await start_server(store=store, web_port=0, **accounts_config())
-    await register(harness.server.directory, "alice", "bob")
-    await settles(lambda: name_key("bob") in harness.server.auth.account_keys)
+    await register(harness.server.directory, "alice", "bob", "carol")
+    await settles(lambda: name_key("carol") in harness.server.auth.account_keys)
     return harness, f"http://127.0.0.1:{harness.server.web_port}/"
 
 
@@ -85,6 +93,52 @@ async def logged_in(pages: Browser, url: str, name: str, room: str = "lobby") ->
     await page.run(fill)
     await page.wait_for(JOINED)
     return page
+
+
+async def test_two_rooms_and_two_conversations_with_unread_counts_and_mention_marks(
+    start_server, pages: Browser
+) -> None:
+    """PURECHAT_SCREENSHOTS=docs saves the README's pictures (light and dark) here."""
+    harness, url = await with_accounts(start_server)
+    with trio.fail_after(90):
+        page = await logged_in(pages, url, "alice")
+        await page.type("/join dev")
+        await page.wait_for(TITLED % "dev")
+        await page.wait_for(JOINED)
+        bob_token, carol_token = await login(harness, "bob"), await login(harness, "carol")
+        bob = await member(harness, "bob", bob_token)
+        carol = await member(harness, "carol", carol_token, room="dev")
+        await carol.say("morning! the deploy notes:\n- api: done\n- web: today")
+        await bob.say("anyone around?")
+        await bob.say("alice: the report https://example.org/q3 is up")
+        to_alice = await member(harness, "bob", bob_token, dm="alice")
+        await to_alice.say("are you free at three?")
+        await to_alice.say("alice, bring the slides please")
+        await (await member(harness, "carol", carol_token, dm="alice")).say(
+            "thanks for the review!"
+        )
+        await carol.say("alice, can you check the web part? https://example.org/pr/42")
+        await page.wait_for_messages(2)
+        # Back from another window, the page asks what came in her conversations.
+        await page.script(_BACK)
+        lobby = "document.querySelector('button.room[data-room=lobby]')"
+        await page.wait_for(
+            f"{lobby}.dataset.unread === '2' && {lobby}.dataset.mentioned === 'true'"
+        )
+        await page.wait_for(
+            f"{conversation('bob')}.dataset.unread === '2'"
+            f" && {conversation('bob')}.dataset.mentioned === 'true'"
+            f" && {conversation('carol')}.dataset.unread === '1'"
+            f" && {conversation('carol')}.dataset.mentioned === 'false'"
+        )
+        await page.wait_for("document.title === '(5) dev — purechat'")
+        if folder := os.environ.get("PURECHAT_SCREENSHOTS"):
+            await page.screenshot(ROOT / folder / "web-light.png")
+            await page.colour_scheme("dark")
+            await page.screenshot(ROOT / folder / "web-dark.png")
+            await page.colour_scheme("light")
+        problems = await page.accessibility_problems()
+    assert problems == []
 
 
 async def test_a_conversation_from_the_keyboard_and_two_pages_of_one_account_agree(
