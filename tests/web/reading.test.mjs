@@ -157,6 +157,7 @@ test("asks go on the joined socket, one page of history at a time", () => {
   s.received({ error: { code: "NOT_ALLOWED", message: "no", client_msg_id: "" } }, 2);
   assert.ok(s.askHistory({ before: 11 }));
   assert.deepEqual(s.askSearch("deploy", "p2").frame, { search: { text: "deploy", page: "p2" } });
+  assert.deepEqual(s.askSearch("deploy", "", 20).frame, { search: { text: "deploy", limit: 20 } });
   assert.deepEqual(s.askConversations().frame, { conversations: {} });
   assert.deepEqual(s.markRead(3).frame, { mark_read: { room: DM, seq: 3 } });
   assert.deepEqual(s.received({ read: { room: DM, seq: 3 } }, 3), [{ type: "read", room: DM, seq: 3 }]);

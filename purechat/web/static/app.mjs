@@ -1289,7 +1289,7 @@ function search(words) {
   }
   ui.searchText.removeAttribute("aria-invalid");
   const room = asker();
-  if (!room || !transmit(room, room.session.askSearch(words))) {
+  if (!room || !transmit(room, room.session.askSearch(words, "", FOUND_PAGE))) {
     problemAtSend("Not connected: search once it is back.", ui.searchText);
     return;
   }
@@ -1304,7 +1304,7 @@ function search(words) {
 
 ui.moreFound.addEventListener("click", () => {
   const room = asker();
-  if (room && state.foundNext) transmit(room, room.session.askSearch(state.searched, state.foundNext));
+  if (room && state.foundNext) transmit(room, room.session.askSearch(state.searched, state.foundNext, FOUND_PAGE));
   ui.moreFound.hidden = true;
 });
 

@@ -223,10 +223,12 @@ export class Session {
   }
 
   /** Ask for messages holding the words of text, across what the account may read
-   * (`page`: the `next` of a previous answer); null when not joined. */
-  askSearch(text, page = "") {
+   * (`page`: the `next` of a previous answer; `limit`: results a page, 0 for the
+   * server's default); null when not joined. */
+  askSearch(text, page = "", limit = 0) {
     if (this.phase !== "joined") return null;
     const search = { text };
+    if (limit) search.limit = limit;
     if (page) search.page = page;
     return { type: "transmit", frame: { search } };
   }
