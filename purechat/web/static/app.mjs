@@ -393,7 +393,11 @@ function closeRoom(room, reason) {
   state.rooms.delete(room.key);
   if (state.rooms.size === 0) {
     state.active = null;
+    // Back at the form: whoever joins next (another account, a guest) starts afresh.
     clearTimeout(state.conversationsTimer);
+    state.account = null;
+    state.unread = new Unread();
+    ui.searchView.hidden = true;
     ui.joinError.textContent = reason;
     showRooms(false);
     document.title = "purechat";
