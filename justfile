@@ -40,8 +40,9 @@ bench-smoke:
 profile RATE="0":
     python bench/profile.py {{RATE}}
 
-# The README's pictures of the web page, light and dark, with two rooms (docs/web-*.png),
-# taken by a browser test; needs chromium and chromium-driver, as the browser tests do.
+# The README's pictures of the web page, light and dark, with two rooms and two
+# conversations and their unread counts (docs/web-*.png), taken by a browser test;
+# needs chromium and chromium-driver, as the browser tests do.
 [doc("The README's pictures of the web page, light and dark (docs/web-*.png).")]
 web-screenshot:
-    PURECHAT_SCREENSHOTS=docs python -m pytest tests/test_web_browser.py -k two_rooms
+    PURECHAT_SCREENSHOTS=docs python -m pytest tests/test_web_conversations.py -k two_rooms

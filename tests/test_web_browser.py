@@ -1,13 +1,11 @@
 """The web page in a real browser (headless chromium), beside grpcio and purechat.v1 members.
 
-PURECHAT_SCREENSHOTS=docs makes the two-rooms test save the README's pictures there
-(`just web-screenshot`). Each test groups what one page load can show, as a browser
-test costs seconds.
+The README's pictures are taken in tests/test_web_conversations.py. Each test groups
+what one page load can show, as a browser test costs seconds.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
@@ -30,8 +28,6 @@ from purechat.server.auth import TokenBook
 from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
 from tests.helpers import Harness
 from tests.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +203,6 @@ def _room_button(room: str) -> str:
 async def test_two_rooms_in_one_tab_with_unread_counts_links_mentions_and_notifications(
     start_server, pages: Browser
 ) -> None:
-    """PURECHAT_SCREENSHOTS=docs saves the README's pictures (light and dark) here."""
     harness, url = await web_harness(start_server)
     with trio.fail_after(90):
         page = await pages.new_page()
@@ -239,11 +234,6 @@ async def test_two_rooms_in_one_tab_with_unread_counts_links_mentions_and_notifi
         assert "carol: morning!" in announced and "bob mentioned you in lobby" in announced
         await carol.say("alice, can you check the web part? https://example.org/pr/42")
         await page.wait_for_messages(2)
-        if folder := os.environ.get("PURECHAT_SCREENSHOTS"):
-            await page.screenshot(ROOT / folder / "web-light.png")
-            await page.colour_scheme("dark")
-            await page.screenshot(ROOT / folder / "web-dark.png")
-            await page.colour_scheme("light")
 
         # Notifications: permission is asked for on a click only, never on load ...
         assert await page.script("return [window.permissionAsked, window.raised]") == [0, []]

@@ -17,7 +17,12 @@ import pytest
 
 TESTS = [
     Path(__file__).resolve().parent / "web" / name
-    for name in ("session.test.mjs", "text.test.mjs", "moderation.test.mjs")
+    for name in (
+        "session.test.mjs",
+        "text.test.mjs",
+        "moderation.test.mjs",
+        "reading.test.mjs",
+    )
 ]
 
 

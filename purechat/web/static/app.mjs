@@ -1,7 +1,17 @@
 // The page: the join form (and logging in), the rooms (one session and one socket
 // each), the drawing. Every decision about what to send and when lives in session.mjs;
 // how moderation commands are read in moderation.mjs; how text is shown (links,
-// mentions, escapes, dates) in text.mjs; this file moves frames and draws.
+// mentions, escapes, dates) in text.mjs; what is unread and what is in view in
+// reading.mjs; this file moves frames and draws.
+//
+// Conversations (with one account each) are rooms of the tab too, opened with `dm`:
+// listed under "Conversations" with the account's others (the server's `conversations`
+// list, asked for on joining, when the person comes back to the tab, and every
+// CONVERSATIONS_EVERY seconds while it is visible), each with its unread count and a
+// mark for mentions. What a person has seen (the tab visible and focused, the message in
+// the log's view) is marked read for the account, and every session of the account
+// hears it (`read`), so two pages agree. Scrolling to the top of a log asks for the page
+// before its oldest message; the search box asks across what the account may read.
 //
 // Logging in (or registering) is done over a socket of its own before the first room
 // opens: the server answers with a session token, which stays in this page's memory
@@ -18,6 +28,7 @@ import {
   command as moderation,
   typed,
 } from "./moderation.mjs";
+import { Unread, markedPieces, newestInView, placeName, toMark } from "./reading.mjs";
 import { Session, randomId, sentence, utf8Length } from "./session.mjs";
 import { dayLabel, dayOf, mentions, pieces, visible } from "./text.mjs";
 
@@ -43,6 +54,17 @@ const ui = {
   rooms: $("rooms"),
   roomForm: $("room-form"),
   newRoom: $("new-room"),
+  conversations: $("conversations"),
+  noConversations: $("no-conversations"),
+  dmForm: $("dm-form"),
+  dmName: $("dm-name"),
+  searchForm: $("search-form"),
+  searchText: $("search-text"),
+  searchView: $("search-view"),
+  searchHeading: $("search-heading"),
+  closeSearch: $("close-search"),
+  found: $("found"),
+  moreFound: $("more-found"),
   logs: $("logs"),
   pending: $("pending"),
   members: $("members"),
@@ -63,9 +85,21 @@ const ANNOUNCED = 5;
 // Rooms open in one tab, at most (each is a socket).
 const MAX_ROOMS = 20;
 const DEFAULT_ROOM = "lobby";
+// Messages asked for at a time when scrolling up (and around a search result).
+const OLDER_PAGE = 50;
+// How near the top of a log (in pixels) a scroll asks for older messages.
+const NEAR_TOP = 40;
+// Seconds between asks for the conversation list while the tab is visible: the server
+// tells a session of new messages in its own rooms only, so one in a conversation not
+// open here is learnt from the list.
+const CONVERSATIONS_EVERY = 30;
+// Search results asked for at a time.
+const FOUND_PAGE = 20;
 const HELP = [
   "Enter sends; Shift+Enter starts a new line (a pasted block is one message).",
   "/join ROOM opens another room, /leave closes this one, /rooms lists the rooms with members,",
+  "/msg NAME opens a conversation with that account (or its name's menu: Message NAME),",
+  "/search WORDS searches what you may read; scroll up for older messages,",
   "/who lists who is here, /me ACTION says that you do something, /nick NAME changes your name,",
   "/help shows this; //text sends a line that starts with /.",
   "Moderation (the room's owner and operators; DURATION like 10m, 2h, 7d; or a member's menu):",
@@ -84,38 +118,55 @@ const MENU = [
 
 const now = () => performance.now() / 1000;
 
-/** One room of the tab: its session, its socket, its log and what is unread in it. */
+/** One room (or conversation) of the tab: its session, its socket and its log.
+ * `key` is its place in state.rooms (a room's name, or "dm NAME"); `name` is what a
+ * person reads ("lobby", "with bob"). */
 class Room {
-  constructor(name, session) {
+  constructor(key, name, session) {
+    this.key = key;
     this.name = name;
     this.session = session;
     this.socket = null;
     this.timer = null;
     this.countdown = null;
-    // Messages from others not yet seen, and whether one of them names me.
-    this.unread = 0;
-    this.mentioned = false;
+    // Its first welcome was counted in state.unread.
+    this.opened = false;
+    // Older messages: false once the server said there are none before the oldest shown.
+    this.moreBefore = true;
+    // A search result to show once the room is in (its number), and whether the page
+    // around it was asked for.
+    this.jumpTo = 0;
+    this.jumpAsked = false;
     this.inHistory = false;
     // The local day of the newest dated line, for date separators.
     this.lastDay = null;
     this.log = document.createElement("ol");
     this.log.className = "log";
     this.log.tabIndex = 0; // scrollable by keyboard
-    this.log.setAttribute("aria-label", `Messages in ${visible(name)}`);
+    const about = session.dm ? `Messages ${visible(name)}` : `Messages in ${visible(name)}`;
+    this.log.setAttribute("aria-label", about);
     this.log.hidden = true;
+    this.log.addEventListener("scroll", () => scrolled(this));
     ui.logs.append(this.log);
     // Its place in the room list: one button, kept (so focus stays on it as it changes).
     this.button = document.createElement("button");
     this.button.type = "button";
     this.button.className = "room";
-    this.button.dataset.room = name;
+    if (session.dm) this.button.dataset.dm = session.dm;
+    else this.button.dataset.room = name;
     this.button.addEventListener("click", () => {
       activate(this);
       ui.line.focus();
     });
     this.entry = document.createElement("li");
     this.entry.append(this.button);
-    ui.rooms.append(this.entry);
+    // A conversation's entry is drawn in the conversation list (renderConversations).
+    if (!session.dm) ui.rooms.append(this.entry);
+  }
+
+  /** Its room's name on the server (a conversation's `@dm:…`), once welcomed. */
+  get serverRoom() {
+    return this.opened ? this.session.room : "";
   }
 }
 
@@ -127,6 +178,14 @@ const state = {
   // The member whose menu is open (its name), and what the member list was drawn from.
   menuOpen: "",
   membersDrawn: "",
+  // Unread counts and read markers of every room and conversation the account has.
+  unread: new Unread(),
+  // The account ("" for a guest; null until a welcome said).
+  account: null,
+  // The words searched for, and where the next page of results starts ("": no more).
+  searched: "",
+  foundNext: "",
+  conversationsTimer: null,
 };
 
 // -- joining and leaving ---------------------------------------------------------------
@@ -272,26 +331,43 @@ function roomProblem(name) {
   return "";
 }
 
-/** Open a room (or show it, when it is open already). */
+/** Open a room (or show it, when it is open already); the room, or null. */
 function openRoom(name) {
-  let room = state.rooms.get(name);
+  return openIn(name, name, { room: name });
+}
+
+/** Open the conversation with an account (or show it); the room, or null. */
+function openConversation(peer) {
+  const open = [...state.rooms.values()].find(
+    (room) => room.session.dm && room.session.peer.toLowerCase() === peer.toLowerCase(),
+  );
+  if (open) {
+    activate(open);
+    return open;
+  }
+  return openIn(`dm ${peer.toLowerCase()}`, `with ${peer}`, { room: "", dm: peer });
+}
+
+function openIn(key, name, where) {
+  let room = state.rooms.get(key);
   if (!room) {
     if (state.rooms.size >= MAX_ROOMS) {
-      problemAtSend(`At most ${MAX_ROOMS} rooms can be open in one tab.`);
-      return;
+      problemAtSend(`At most ${MAX_ROOMS} rooms and conversations can be open in one tab.`);
+      return null;
     }
     const session = new Session({
       name: state.name,
-      room: name,
       token: state.token,
       history: HISTORY,
       sessionId: sessionId(),
+      ...where,
     });
-    room = new Room(name, session);
-    state.rooms.set(name, room);
+    room = new Room(key, name, session);
+    state.rooms.set(key, room);
     connect(room);
   }
   activate(room);
+  return room;
 }
 
 function activate(room) {
@@ -300,9 +376,8 @@ function activate(room) {
   if (previous && previous !== room) previous.log.hidden = true;
   state.active = room;
   room.log.hidden = false;
-  room.unread = 0;
-  room.mentioned = false;
-  room.log.scrollTop = room.log.scrollHeight;
+  if (!room.jumpTo) room.log.scrollTop = room.log.scrollHeight;
+  markSeen(room);
   render();
 }
 
@@ -315,9 +390,14 @@ function closeRoom(room, reason) {
   if (socket) socket.close(1000);
   room.log.remove();
   room.entry.remove();
-  state.rooms.delete(room.name);
+  state.rooms.delete(room.key);
   if (state.rooms.size === 0) {
     state.active = null;
+    // Back at the form: whoever joins next (another account, a guest) starts afresh.
+    clearTimeout(state.conversationsTimer);
+    state.account = null;
+    state.unread = new Unread();
+    ui.searchView.hidden = true;
     ui.joinError.textContent = reason;
     showRooms(false);
     document.title = "purechat";
@@ -335,7 +415,7 @@ function connect(room) {
   const socket = new WebSocket(socketUrl());
   let opened = false;
   room.socket = socket;
-  const current = () => room.socket === socket && state.rooms.get(room.name) === room;
+  const current = () => room.socket === socket && state.rooms.get(room.key) === room;
   socket.addEventListener("open", () => {
     if (!current()) return;
     opened = true;
@@ -372,6 +452,15 @@ function apply(room, actions) {
       refused(room, action);
     } else if (action.type === "rooms") {
       listRooms(room, action.rooms);
+    } else if (action.type === "read") {
+      // This page or another session of the account read up to there.
+      if (state.unread.read(action.room, action.seq)) askConversations();
+    } else if (action.type === "conversations") {
+      state.unread.listed(action.entries);
+    } else if (action.type === "history") {
+      older(room, action.items, action.moreBefore);
+    } else if (action.type === "found") {
+      showFound(room, action.found, action.next);
     } else if (action.type === "reconnect") {
       // A new socket is wanted now (a new name): the old one is let go, unheard.
       const socket = room.socket;
@@ -384,8 +473,55 @@ function apply(room, actions) {
       return;
     }
   }
+  if (!room.opened && room.session.phase === "joined") welcomed(room);
+  if (room.jumpTo && !room.jumpAsked && room.session.phase === "joined") jump(room);
   schedule(room);
   render();
+}
+
+/** A room's first welcome: counted from here on, its conversation named, the
+ * account's conversations asked for (once a page). */
+function welcomed(room) {
+  const session = room.session;
+  room.opened = true;
+  state.unread.opened(session.room, session.lastSeq || 0, session.peer);
+  if (session.peer) {
+    room.name = `with ${session.peer}`;
+    room.log.setAttribute("aria-label", `Messages with ${visible(session.peer)}`);
+  }
+  if (state.account === null) {
+    state.account = session.account;
+    askConversations();
+  }
+}
+
+/** Send a frame on a joined room's socket (an ask answered on it). */
+function transmit(room, action) {
+  const socket = room?.socket;
+  if (action && socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify(action.frame));
+    return true;
+  }
+  return false;
+}
+
+/** A joined room of an account, to ask on: the one in front, if it can. */
+function asker() {
+  const joined = (room) => room.session.phase === "joined";
+  if (state.active && joined(state.active)) return state.active;
+  return [...state.rooms.values()].find(joined) || null;
+}
+
+/** Ask for the account's conversations again (and again every CONVERSATIONS_EVERY s). */
+function askConversations() {
+  clearTimeout(state.conversationsTimer);
+  if (!state.account) return;
+  const room = asker();
+  if (room) transmit(room, room.session.askConversations());
+  state.conversationsTimer = setTimeout(() => {
+    if (!document.hidden) askConversations();
+    else state.conversationsTimer = null;
+  }, CONVERSATIONS_EVERY * 1000);
 }
 
 /** One timer per room: the next reconnect while away, or the session's next deadline. */
@@ -399,7 +535,7 @@ function schedule(room) {
 }
 
 function wake(room) {
-  if (state.rooms.get(room.name) !== room) return;
+  if (state.rooms.get(room.key) !== room) return;
   const session = room.session;
   if (session.phase === "away" && !room.socket) {
     connect(room);
@@ -491,7 +627,13 @@ function command(room, text) {
   const [word, ...rest] = text.slice(1).split(" ");
   const argument = rest.join(" ").trim();
   const session = room.session;
-  const usage = { join: "/join ROOM", me: "/me ACTION", nick: "/nick NAME" };
+  const usage = {
+    join: "/join ROOM",
+    me: "/me ACTION",
+    nick: "/nick NAME",
+    msg: "/msg NAME",
+    search: "/search WORDS",
+  };
   if (usage[word] && !argument) {
     problemAtSend(`Usage: ${usage[word]}.`);
     return false;
@@ -508,6 +650,15 @@ function command(room, text) {
       return false;
     }
     openRoom(argument);
+  } else if (word === "msg" || word === "dm") {
+    const problem = conversationProblem(argument);
+    if (problem) {
+      problemAtSend(problem);
+      return false;
+    }
+    openConversation(argument);
+  } else if (word === "search") {
+    search(argument);
   } else if (word === "leave" || word === "part") {
     closeRoom(room, "");
   } else if (word === "nick") {
@@ -551,6 +702,18 @@ function nameProblem(name) {
   return "";
 }
 
+/** Why a conversation with `name` cannot be started from here, if it cannot. */
+function conversationProblem(name) {
+  if (state.account === "") {
+    return "Conversations are between accounts: join with your account's password to have them.";
+  }
+  if (!name || /\s/.test(name)) return "Type the name of an account to write to.";
+  if (state.account && name.toLowerCase() === state.account.toLowerCase()) {
+    return "A conversation is with another account.";
+  }
+  return nameProblem(name);
+}
+
 function note(room, kind, text) {
   show(room, { kind, room: room.name, text, user: "", seq: 0, timeMs: 0 });
 }
@@ -580,27 +743,41 @@ function listRooms(room, rooms) {
 // -- drawing ---------------------------------------------------------------------------
 
 // Older history: the log shows what came since joining (and the last HISTORY messages
-// before). When the server has a request for earlier messages (the conversations issue
-// adds one to purechat.v1 and the frames), a scroll to the top of a room's log asks its
-// session for the messages before the first one shown, and they are drawn above it,
-// with their date separators; nothing else here needs to change.
+// before); a scroll to the top asks for the page before the oldest shown (`older`),
+// drawn above it with its date separators and gaps, the reading position kept.
 
 function show(room, item) {
   const session = room.session;
   if (item.history && !room.inHistory) {
     room.inHistory = true;
-    append(room, line("divider", "earlier messages"));
+    const divider = line("divider", "earlier messages");
+    // The first one is where pages of older messages go (oldestShown, older).
+    if (!room.log.querySelector("li.earlier")) divider.classList.add("earlier");
+    append(room, divider);
   } else if (!item.history && room.inHistory && item.kind !== "info") {
     room.inHistory = false;
     append(room, line("divider", "new messages"));
   }
   if (item.timeMs && dayOf(item.timeMs) !== room.lastDay) {
     room.lastDay = dayOf(item.timeMs);
-    append(room, line("day", dayLabel(item.timeMs)));
+    append(room, dayLine(item.timeMs));
   }
+  const entry = draw(room, item);
+  append(room, entry);
+  if (item.kind === "message" && !item.history && room.opened) {
+    const mine = item.user === session.myName;
+    const mention = !mine && mentions(item.text, session.myName);
+    state.unread.heard(session.room, item.seq, { mine, mention });
+    markSeen(room);
+  }
+}
+
+/** One line of the log for an item (live, history, or a page of older history). */
+function draw(room, item) {
+  const session = room.session;
   const entry = line(item.kind, "");
   if (item.history) entry.classList.add("history");
-  if (item.seq) entry.dataset.seq = String(item.seq);
+  if (item.seq && item.kind !== "gap") entry.dataset.seq = String(item.seq);
   if (item.timeMs) {
     const time = document.createElement("time");
     const when = new Date(item.timeMs);
@@ -633,7 +810,103 @@ function show(room, item) {
     entry.append(span("text", visible(item.text)));
     if (item.kind === "error" && room === state.active) announce(visible(item.text));
   }
-  append(room, entry);
+  return entry;
+}
+
+/** A page of older messages, drawn above the oldest shown (after the "earlier
+ * messages" divider), the line being read staying where it is on the screen. */
+function older(room, items, moreBefore) {
+  const log = room.log;
+  const fresh = items.filter((item) => !(item.seq && item.kind !== "gap" && shownSeq(room, item.seq)));
+  const oldest = oldestShown(room);
+  const newest = Math.max(0, ...fresh.filter((item) => item.kind !== "gap").map((item) => item.seq));
+  const lines = [];
+  let day = null;
+  if (!moreBefore) lines.push(line("divider", "the beginning of this conversation"));
+  if (!moreBefore && !room.session.dm) lines[0].textContent = "the beginning of this room";
+  for (const item of fresh) {
+    if (item.timeMs && dayOf(item.timeMs) !== day) {
+      day = dayOf(item.timeMs);
+      lines.push(dayLine(item.timeMs));
+    }
+    lines.push(draw(room, item));
+  }
+  if (oldest && newest && newest < oldest - 1) {
+    // Around a search result, far back: what lies between is not on the page.
+    const skipped = line("divider", `messages ${newest + 1} to ${oldest - 1} are not shown here`);
+    lines.push(skipped);
+  }
+  room.moreBefore = moreBefore;
+  // Older pages go under the "earlier messages" divider (after the line that said who
+  // joined), or at the top.
+  const after = log.querySelector("li.earlier")?.nextElementSibling ?? log.firstElementChild;
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  for (const each of lines) log.insertBefore(each, after);
+  dropRepeatedDays(log);
+  log.scrollTop = log.scrollHeight - fromBottom;
+  if (room.jumpTo) jump(room, room.jumpAsked);
+}
+
+function dayLine(timeMs) {
+  const entry = line("day", dayLabel(timeMs));
+  entry.dataset.day = dayOf(timeMs);
+  return entry;
+}
+
+/** A date separator that repeats the day above it goes (pages drawn above others). */
+function dropRepeatedDays(log) {
+  let day = null;
+  for (const entry of [...log.children]) {
+    if (!entry.dataset.day) continue;
+    if (entry.dataset.day === day) entry.remove();
+    day = entry.dataset.day;
+  }
+}
+
+function shownSeq(room, seq) {
+  return room.log.querySelector(`li[data-seq="${seq}"]:not(.gap)`);
+}
+
+/** The number of the oldest message shown, or 0. */
+function oldestShown(room) {
+  const first = room.log.querySelector("li.message[data-seq], li.moderation[data-seq]");
+  return first ? Number(first.dataset.seq) : 0;
+}
+
+/** Near the top of a log: ask for the page before its oldest message. */
+function scrolled(room) {
+  if (room === state.active) markSeen(room);
+  if (room.log.scrollTop > NEAR_TOP || !room.moreBefore) return;
+  const before = oldestShown(room) || (room.session.lastSeq || 0) + 1;
+  if (before <= 1) {
+    room.moreBefore = false;
+    return;
+  }
+  transmit(room, room.session.askHistory({ before, limit: OLDER_PAGE }));
+}
+
+/** Show a search result's message in its room: scrolled to and marked; the page
+ * around it asked for when it is not in the log (`answered`: that page came). */
+function jump(room, answered = false) {
+  const seq = room.jumpTo;
+  const found = shownSeq(room, seq);
+  if (found) {
+    room.jumpTo = 0;
+    room.jumpAsked = false;
+    for (const old of room.log.querySelectorAll("li.found")) old.classList.remove("found");
+    found.classList.add("found");
+    found.tabIndex = -1;
+    found.scrollIntoView({ block: "center" });
+    found.focus();
+    return;
+  }
+  if (answered) {
+    room.jumpTo = 0; // answered, and not there (no longer kept): the gap says so
+    room.jumpAsked = false;
+    return;
+  }
+  if (room.session.phase !== "joined" || room.session.historyAsked) return;
+  room.jumpAsked = Boolean(transmit(room, room.session.askHistory({ around: seq, limit: OLDER_PAGE })));
 }
 
 function append(room, entry) {
@@ -694,7 +967,7 @@ function render() {
   const room = state.active;
   if (!room) return;
   const session = room.session;
-  ui.roomTitle.textContent = visible(session.room);
+  ui.roomTitle.textContent = visible(room.name);
   ui.topic.textContent = session.topic ? visible(session.topic) : "";
   ui.topic.hidden = !session.topic;
   let status;
@@ -713,16 +986,25 @@ function render() {
   renderMembers(room, names);
   renderPending(session);
   renderRooms();
+  renderConversations();
   ui.notify.hidden = !("Notification" in window) || Notification.permission !== "default";
-  const unread = [...state.rooms.values()].reduce((sum, each) => sum + each.unread, 0);
-  document.title = `${unread ? `(${unread}) ` : ""}${visible(session.room)} — purechat`;
+  document.title = `${unreadInAll() ? `(${unreadInAll()}) ` : ""}${visible(room.name)} — purechat`;
 }
 
-/** Who is here: names, each with a menu (kick, mute, ban, op...) for a moderator.
- * Drawn again only when what it shows changes, so an open menu and the focus stay. */
+/** What is unread in the open rooms and every conversation. */
+function unreadInAll() {
+  const rooms = new Set(state.unread.conversations().map((each) => each.room));
+  for (const room of state.rooms.values()) if (room.serverRoom) rooms.add(room.serverRoom);
+  return [...rooms].reduce((sum, each) => sum + state.unread.of(each).unread, 0);
+}
+
+/** Who is here: names, each with a menu: "Message NAME" for an account, and kick, mute,
+ * ban, op... for a moderator. Drawn again only when what it shows changes, so an open
+ * menu and the focus stay. */
 function renderMembers(room, names) {
   const session = room.session;
-  const drawn = JSON.stringify([room.name, session.role, session.myName, names]);
+  const writes = Boolean(state.account) && !session.dm;
+  const drawn = JSON.stringify([room.key, session.role, session.myName, names, writes]);
   if (drawn === state.membersDrawn) return;
   const focused = ui.members.contains(document.activeElement)
     ? document.activeElement.dataset.focusKey
@@ -732,7 +1014,7 @@ function renderMembers(room, names) {
     ...names.map((name, n) => {
       const entry = document.createElement("li");
       const shown = visible(session.shownName(name));
-      if (name === session.myName || !session.moderator) {
+      if (name === session.myName || !(session.moderator || writes)) {
         entry.textContent = shown;
         if (name === session.myName) entry.classList.add("me");
         return entry;
@@ -750,10 +1032,25 @@ function renderMembers(room, names) {
       menu.id = menuId;
       menu.className = "member-menu";
       menu.setAttribute("role", "group");
-      menu.setAttribute("aria-label", `Moderate ${shown}`);
+      menu.setAttribute("aria-label", `${session.moderator ? "Moderate or write to" : "Write to"} ${shown}`);
       menu.hidden = state.menuOpen !== name;
+      if (writes) {
+        const write = document.createElement("button");
+        write.type = "button";
+        write.textContent = `Message ${shown}`;
+        write.dataset.action = "message";
+        write.dataset.focusKey = `message:${name}`;
+        write.addEventListener("click", () => {
+          state.menuOpen = "";
+          state.membersDrawn = "";
+          openConversation(name);
+          ui.line.focus();
+        });
+        menu.append(write);
+      }
       const owner = session.role === "owner" || session.role === "admin";
       for (const [label, action, seconds, ownerOnly] of MENU) {
+        if (!session.moderator) break;
         if (ownerOnly && !owner) continue;
         const choice = document.createElement("button");
         choice.type = "button";
@@ -814,24 +1111,81 @@ function renderPending(session) {
 /** Each room's button: its name, its unread count, a mark when someone named me. */
 function renderRooms() {
   for (const room of state.rooms.values()) {
-    const button = room.button;
-    const parts = [span("room-name", visible(room.name))];
-    if (room.unread) {
-      const count = span("unread", String(room.unread));
-      count.append(span("visually-hidden", " unread"));
-      parts.push(count);
-    }
-    if (room.mentioned) {
-      const mark = span("mentioned", "@");
-      mark.append(span("visually-hidden", " you were mentioned"));
-      parts.push(mark);
-    }
-    button.replaceChildren(...parts);
-    button.dataset.unread = String(room.unread);
-    button.dataset.mentioned = String(room.mentioned);
-    if (room === state.active) button.setAttribute("aria-current", "true");
-    else button.removeAttribute("aria-current");
+    if (room.session.dm) continue;
+    const { unread, mentions: named } = state.unread.of(room.serverRoom);
+    label(room.button, visible(room.name), unread, named > 0);
+    if (room === state.active) room.button.setAttribute("aria-current", "true");
+    else room.button.removeAttribute("aria-current");
   }
+}
+
+/** A button's words: a name, the unread count and the mention mark (said in words too). */
+function label(button, name, unread, mentioned) {
+  const parts = [span("room-name", name)];
+  if (unread) {
+    const count = span("unread", String(unread));
+    count.append(span("visually-hidden", " unread"));
+    parts.push(count);
+  }
+  if (mentioned) {
+    const mark = span("mentioned", "@");
+    mark.append(span("visually-hidden", " you were mentioned"));
+    parts.push(mark);
+  }
+  button.replaceChildren(...parts);
+  button.dataset.unread = String(unread);
+  button.dataset.mentioned = String(mentioned);
+}
+
+/** The conversations: the server's list and those open here, each a button with the
+ * other account's name and what is unread; a guest is told why there are none. */
+function renderConversations() {
+  const guest = state.account === "";
+  ui.noConversations.hidden = !guest;
+  ui.dmForm.hidden = !state.account;
+  const open = [...state.rooms.values()].filter((room) => room.session.dm);
+  const entries = [];
+  const drawn = new Set();
+  for (const known of state.unread.conversations()) {
+    const room = open.find((each) => each.serverRoom === known.room);
+    entries.push({ peer: known.peer, room, unread: known.unread, mentions: known.mentions });
+    drawn.add(known.peer.toLowerCase());
+  }
+  for (const room of open) {
+    const peer = room.session.peer || room.session.dm;
+    if (!drawn.has(peer.toLowerCase())) entries.push({ peer, room, unread: 0, mentions: 0 });
+  }
+  entries.sort((a, b) => a.peer.localeCompare(b.peer));
+  const items = entries.map((entry) => {
+    // An open conversation keeps its own button (the focus stays on it as it changes).
+    const button = entry.room ? entry.room.button : conversationButton(entry.peer);
+    label(button, visible(entry.peer), entry.unread, entry.mentions > 0);
+    button.dataset.dm = entry.peer;
+    if (entry.room && entry.room === state.active) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+    if (entry.room) return entry.room.entry;
+    const item = document.createElement("li");
+    item.append(button);
+    return item;
+  });
+  const focused = ui.conversations.contains(document.activeElement)
+    ? document.activeElement.dataset.dm
+    : null;
+  ui.conversations.replaceChildren(...items);
+  if (focused && !ui.conversations.contains(document.activeElement)) {
+    ui.conversations.querySelector(`button[data-dm="${CSS.escape(focused)}"]`)?.focus();
+  }
+}
+
+function conversationButton(peer) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "room";
+  button.addEventListener("click", () => {
+    openConversation(peer);
+    ui.line.focus();
+  });
+  return button;
 }
 
 // -- what others said: unread counts, the live region, notifications ---------------------
@@ -842,8 +1196,6 @@ function looking() {
 
 function heard(room, item, sender, named) {
   const active = room === state.active;
-  if (!active || !looking()) room.unread += 1;
-  if (!active && named) room.mentioned = true;
   const said = item.action ? `${sender} ${visible(item.text)}` : `${sender}: ${visible(item.text)}`;
   if (active) announce(said);
   else if (named) announce(`${sender} mentioned you in ${visible(room.name)}`);
@@ -866,7 +1218,7 @@ function notify(room, sender, item) {
   });
   shown.addEventListener("click", () => {
     window.focus();
-    if (state.rooms.get(room.name) === room) activate(room);
+    if (state.rooms.get(room.key) === room) activate(room);
   });
 }
 
@@ -878,16 +1230,151 @@ ui.notify.addEventListener("click", async () => {
   ui.line.focus();
 });
 
+/** Mark read what the person can see in the room in front: the newest message in the
+ * log's view, while the tab is visible and focused (a guest's page marks it here only). */
+function markSeen(room) {
+  if (room !== state.active || !room.opened || room.log.hidden) return;
+  const view = room.log.getBoundingClientRect();
+  const shown = [...room.log.querySelectorAll("li.message[data-seq], li.moderation[data-seq]")];
+  const boxes = shown.map((entry) => {
+    const box = entry.getBoundingClientRect();
+    return { seq: Number(entry.dataset.seq), top: box.top, bottom: box.bottom };
+  });
+  const { readSeq } = state.unread.of(room.serverRoom);
+  const seq = toMark({
+    looking: looking(),
+    seen: newestInView(boxes, view.top, view.bottom),
+    readSeq,
+    asked: 0,
+  });
+  if (!seq) return;
+  state.unread.read(room.serverRoom, seq);
+  transmit(room, room.session.markRead(seq));
+  render();
+}
+
+/** Back to the tab: mark what is in view, and ask what came in the conversations. */
 function seen() {
-  const room = state.active;
-  if (room && looking() && room.unread) {
-    room.unread = 0;
-    render();
-  }
+  if (!looking()) return;
+  if (state.active) markSeen(state.active);
+  askConversations();
 }
 
 document.addEventListener("visibilitychange", seen);
 window.addEventListener("focus", seen);
+
+// -- conversations and search --------------------------------------------------------------
+
+ui.dmForm.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  const name = ui.dmName.value.trim();
+  const problem = conversationProblem(name);
+  if (problem) {
+    problemAtSend(problem, ui.dmName);
+    return;
+  }
+  ui.dmName.value = "";
+  ui.dmName.removeAttribute("aria-invalid");
+  ui.sendProblem.textContent = "";
+  openConversation(name);
+  ui.line.focus();
+});
+
+ui.searchForm.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  search(ui.searchText.value.trim());
+});
+
+/** Ask for the messages holding these words, across what the account may read. */
+function search(words) {
+  if (!words) {
+    problemAtSend("Type a word to search for.", ui.searchText);
+    return;
+  }
+  ui.searchText.removeAttribute("aria-invalid");
+  const room = asker();
+  if (!room || !transmit(room, room.session.askSearch(words, "", FOUND_PAGE))) {
+    problemAtSend("Not connected: search once it is back.", ui.searchText);
+    return;
+  }
+  ui.sendProblem.textContent = "";
+  state.searched = words;
+  state.foundNext = "";
+  ui.found.replaceChildren();
+  ui.searchHeading.textContent = `Searching for “${visible(words)}”…`;
+  ui.searchView.hidden = false;
+  ui.moreFound.hidden = true;
+}
+
+ui.moreFound.addEventListener("click", () => {
+  const room = asker();
+  if (room && state.foundNext) transmit(room, room.session.askSearch(state.searched, state.foundNext, FOUND_PAGE));
+  ui.moreFound.hidden = true;
+});
+
+ui.closeSearch.addEventListener("click", () => {
+  ui.searchView.hidden = true;
+  ui.searchText.focus();
+});
+
+ui.searchView.addEventListener("keydown", (key) => {
+  if (key.key === "Escape") ui.closeSearch.click();
+});
+
+/** Search results, newest first: where, number, time, who, and the text with the
+ * matched words marked (as <mark>, the text put in as text). */
+function showFound(room, found, next) {
+  if (ui.searchView.hidden) return;
+  const firstPage = ui.found.childElementCount === 0;
+  for (const { item, marks, peer } of found) {
+    const entry = document.createElement("li");
+    const choice = document.createElement("button");
+    choice.type = "button";
+    choice.className = "result";
+    choice.dataset.room = item.room;
+    choice.dataset.seq = String(item.seq);
+    const where = span("place", `${placeName(item.room, peer)} #${item.seq}`);
+    const parts = [where];
+    if (item.timeMs) {
+      const time = document.createElement("time");
+      const when = new Date(item.timeMs);
+      time.dateTime = when.toISOString();
+      time.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+      parts.push(time);
+    }
+    parts.push(span("user", visible(room.session.shownName(item.user))));
+    const said = document.createElement("span");
+    said.className = "text";
+    for (const piece of markedPieces(item.text, marks)) {
+      if (piece.kind === "match") {
+        const mark = document.createElement("mark");
+        mark.textContent = piece.text;
+        said.append(mark);
+      } else {
+        said.append(piece.text);
+      }
+    }
+    parts.push(said);
+    choice.append(...parts);
+    choice.addEventListener("click", () => {
+      const target = peer ? openConversation(peer) : openRoom(item.room);
+      if (!target) return;
+      target.jumpTo = item.seq;
+      target.jumpAsked = false;
+      if (target.session.phase === "joined") jump(target);
+    });
+    entry.append(choice);
+    ui.found.append(entry);
+  }
+  const count = ui.found.childElementCount;
+  const words = `“${visible(state.searched)}”`;
+  ui.searchHeading.textContent = count
+    ? `${count}${next ? "+" : ""} found for ${words}`
+    : `Nothing found for ${words}`;
+  state.foundNext = next;
+  ui.moreFound.hidden = !next;
+  if (firstPage) (ui.found.querySelector("button") || ui.closeSearch).focus();
+}
 
 // A refused line's mark goes once the box holds what the server would take.
 ui.line.addEventListener("input", () => {

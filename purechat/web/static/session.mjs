@@ -25,7 +25,11 @@
 // - a moderation command (/kick, /ban, ...; moderation.mjs) is a line too: it goes in
 //   its place among the lines, is sent again until the server acks it (done, once) or
 //   refuses it with a sentence (handed back, `refused`), and moderation events keep the
-//   room's topic and this member's role current.
+//   room's topic and this member's role current;
+// - reading back (a page of older history, a search, the account's conversations, a
+//   read marker) is asked on the joined socket and answered in frames of their own
+//   (`history`, `search`, `conversations`, `read`), handed on as actions of those names;
+//   a room opened with `dm` is a conversation with that account, resumed as one.
 
 export const MAX_IN_FLIGHT = 64;
 // Seconds to wait before sending again after a refusal that was not about the line.
@@ -94,6 +98,7 @@ export class Session {
   constructor({
     name,
     room,
+    dm = "",
     history = 20,
     token = "",
     sessionId = randomId(),
@@ -103,6 +108,10 @@ export class Session {
   }) {
     this.name = name;
     this.room = room;
+    // A conversation with this account instead of a room ("" for a room); `peer` is
+    // its name as the server spells it, from the welcome.
+    this.dm = dm;
+    this.peer = "";
     this.history = history;
     this.token = token;
     this.sessionId = sessionId;
@@ -142,6 +151,8 @@ export class Session {
     this._switching = false;
     // The name before a rename not yet welcomed: back to it if the server refuses the new one.
     this._formerName = null;
+    // A page of older history was asked for and not answered yet.
+    this.historyAsked = false;
   }
 
   // -- what the person does ---------------------------------------------------------
@@ -200,6 +211,41 @@ export class Session {
     return [{ type: "transmit", frame: { rooms: {} } }];
   }
 
+  /** Ask for a page of this room's log before (or around) a number; null when it cannot
+   * be asked now (not joined, or a page is on its way). */
+  askHistory({ before = null, around = null, limit = 50 }) {
+    if (this.phase !== "joined" || this.historyAsked) return null;
+    this.historyAsked = true;
+    const history = { room: this.room, limit };
+    if (before !== null) history.before = before;
+    if (around !== null) history.around = around;
+    return { type: "transmit", frame: { history } };
+  }
+
+  /** Ask for messages holding the words of text, across what the account may read
+   * (`page`: the `next` of a previous answer; `limit`: results a page, 0 for the
+   * server's default); null when not joined. */
+  askSearch(text, page = "", limit = 0) {
+    if (this.phase !== "joined") return null;
+    const search = { text };
+    if (limit) search.limit = limit;
+    if (page) search.page = page;
+    return { type: "transmit", frame: { search } };
+  }
+
+  /** Ask for the account's conversations and read rooms, with unread counts. */
+  askConversations() {
+    if (this.phase !== "joined" || !this.account) return null;
+    return { type: "transmit", frame: { conversations: {} } };
+  }
+
+  /** The person has seen this room up to seq: the account's marker moves (its other
+   * sessions hear it). Only an account keeps markers; null for a guest. */
+  markRead(seq) {
+    if (this.phase !== "joined" || !this.account) return null;
+    return { type: "transmit", frame: { mark_read: { room: this.room, seq } } };
+  }
+
   // -- what the socket does -----------------------------------------------------------
 
   /** A socket is open: join, resuming after the last number seen. */
@@ -215,6 +261,7 @@ export class Session {
       session: this.sessionId,
     };
     if (this.token) join.token = this.token;
+    if (this.dm) join.dm = this.dm;
     if (this.lastSeq !== null) {
       join.after_seq = this.lastSeq;
       join.epoch = this.epoch;
@@ -229,6 +276,19 @@ export class Session {
     if (frame.ack) return this._ack(frame.ack, now);
     if (frame.error) return this._error(frame.error, now);
     if (frame.rooms) return [{ type: "rooms", rooms: frame.rooms.rooms || [] }];
+    if (frame.read) return [{ type: "read", room: frame.read.room, seq: frame.read.seq || 0 }];
+    if (frame.history) return this._older(frame.history);
+    if (frame.search) {
+      const found = (frame.search.found || []).map((each) => ({
+        item: itemOf(each.event || {}),
+        marks: each.marks || [],
+        peer: each.peer || "",
+      }));
+      return [{ type: "found", found, next: frame.search.next || "" }];
+    }
+    if (frame.conversations) {
+      return [{ type: "conversations", entries: frame.conversations.entries || [] }];
+    }
     if (frame.end) this._ending = frame.end;
     return [];
   }
@@ -241,6 +301,7 @@ export class Session {
     this._ending = null;
     this.phase = "away";
     this._sent.clear();
+    this.historyAsked = false;
     if (this._switching) {
       this._switching = false;
       return [{ type: "reconnect", at: this.reconnectAt }];
@@ -305,21 +366,25 @@ export class Session {
     this.topic = welcome.topic || "";
     this.account = welcome.account || "";
     this.role = welcome.role || "member";
+    this.peer = welcome.peer || "";
     this._formerName = null;
     this._attempt = 0;
     this.trouble = "";
     const here = this.memberList();
     const as = this.shownName(welcome.name);
     const role = this.role === "member" ? "" : ` (${this.role})`;
-    const shown = [this._show("info", `joined ${welcome.room} as ${as}${role}; here: ${here}`)];
+    const joined = this.peer
+      ? `conversation with ${this.shownName(this.peer)}, as ${as}`
+      : `joined ${welcome.room} as ${as}${role}; here: ${here}`;
+    const shown = [this._show("info", joined)];
     if (this.topic) shown.push(this._show("info", `topic: ${this.topic}`));
     return [...shown, ...this._pump(now)];
   }
 
   _event(event) {
-    const kind = KINDS.has(event.kind) ? event.kind : "gap";
     if (event.user && event.user_shown) this.shown.set(event.user, event.user_shown);
-    let text = event.text || "";
+    const item = itemOf(event);
+    const kind = item.kind;
     if (kind === "join") {
       if (this.members.has(event.user) && event.user !== this.myName) return [];
       this.members.add(event.user);
@@ -328,30 +393,21 @@ export class Session {
     } else if (kind === "reset") {
       this.epoch = event.epoch || "";
       this.lastSeq = 0;
-      text = "the server lost this room's history; numbering starts again";
-    } else if (kind === "gap") {
-      text = `messages ${(event.seq || 0) + 1} to ${event.gap_until} are no longer kept`;
-    } else if (event.seq) {
+    } else if (kind !== "gap" && event.seq) {
       this.lastSeq = Math.max(this.lastSeq || 0, event.seq);
     }
-    const moderation = kind === "moderation" ? event.moderation || {} : null;
-    if (moderation && !event.history) this._moderated(moderation);
-    return [
-      {
-        type: "show",
-        item: {
-          kind,
-          room: event.room,
-          text,
-          user: event.user || "",
-          seq: event.seq || 0,
-          timeMs: event.time_unix_ms || 0,
-          action: Boolean(event.action),
-          history: Boolean(event.history),
-          moderation,
-        },
-      },
-    ];
+    if (item.moderation && !item.history) this._moderated(item.moderation);
+    return [{ type: "show", item }];
+  }
+
+  /** A page of older history: its events as items, oldest first (gaps as gaps). */
+  _older(page) {
+    this.historyAsked = false;
+    for (const event of page.events || []) {
+      if (event.user && event.user_shown) this.shown.set(event.user, event.user_shown);
+    }
+    const items = (page.events || []).map((event) => ({ ...itemOf(event), history: true }));
+    return [{ type: "history", items, moreBefore: Boolean(page.more_before) }];
   }
 
   /** What a moderation event changes for this member: the topic, its role. */
@@ -370,6 +426,7 @@ export class Session {
 
   _error(error, now) {
     const line = this.pending.get(error.client_msg_id);
+    if (!line) this.historyAsked = false; // an ask refused: it may be asked again
     if (line) line.unanswered = Math.max(0, line.unanswered - 1);
     if (line && TRANSIENT.has(error.code)) {
       // Not about the line: it, and everything after it, goes again, in order.
@@ -438,6 +495,29 @@ export class Session {
   _show(kind, text) {
     return { type: "show", item: { kind, room: this.room, text, user: "", seq: 0, timeMs: 0 } };
   }
+}
+
+/** What the page shows for an event from the server (live, a page of history, a search
+ * result): {kind, room, text, user, seq, timeMs, action, history, moderation}. */
+export function itemOf(event) {
+  const kind = KINDS.has(event.kind) ? event.kind : "gap";
+  let text = event.text || "";
+  if (kind === "reset") {
+    text = "the server lost this room's history; numbering starts again";
+  } else if (kind === "gap") {
+    text = `messages ${(event.seq || 0) + 1} to ${event.gap_until} are no longer kept`;
+  }
+  return {
+    kind,
+    room: event.room || "",
+    text,
+    user: event.user || "",
+    seq: event.seq || 0,
+    timeMs: event.time_unix_ms || 0,
+    action: Boolean(event.action),
+    history: Boolean(event.history),
+    moderation: kind === "moderation" ? event.moderation || {} : null,
+  };
 }
 
 function describe(ending) {
