@@ -146,6 +146,8 @@ class Room {
     const about = session.dm ? `Messages ${visible(name)}` : `Messages in ${visible(name)}`;
     this.log.setAttribute("aria-label", about);
     this.log.hidden = true;
+    // Where the log was scrolled to when last seen (scrolled: which way it moved).
+    this.lastScrollTop = 0;
     this.log.addEventListener("scroll", () => scrolled(this));
     ui.logs.append(this.log);
     // Its place in the room list: one button, kept (so focus stays on it as it changes).
@@ -873,10 +875,16 @@ function oldestShown(room) {
   return first ? Number(first.dataset.seq) : 0;
 }
 
-/** Near the top of a log: ask for the page before its oldest message. */
+/** Near the top of a log after a scroll up: ask for the page before its oldest
+ * message. Only upward scrolls count: the page's own scrolls to the newest line go
+ * down, and one that lands near the top while the log first overflows is not a
+ * person asking for more. */
 function scrolled(room) {
   if (room === state.active) markSeen(room);
-  if (room.log.scrollTop > NEAR_TOP || !room.moreBefore) return;
+  const top = room.log.scrollTop;
+  const up = top < room.lastScrollTop;
+  room.lastScrollTop = top;
+  if (!up || top > NEAR_TOP || !room.moreBefore) return;
   const before = oldestShown(room) || (room.session.lastSeq || 0) + 1;
   if (before <= 1) {
     room.moreBefore = false;
