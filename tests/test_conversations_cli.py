@@ -48,14 +48,14 @@ class Person:
         return done.returncode, done.stdout.decode(), done.stderr.decode()
 
     async def login(self, name: str) -> None:
-        code, said, problem = await self.run("login", name, stdin=f"{PASSWORD}\n")
+        code, _, problem = await self.run("login", name, stdin=f"{PASSWORD}\n")
         assert code == 0, problem
 
 
 @pytest.fixture
 async def people(start_server, tmp_path: Path) -> Any:
     """alice, bob and carol logged in (each their own process environment), and a guest,
-    on a server with accounts on SQLite; the harness last."""
+    on a server with accounts on SQLite."""
     store = await SqliteStore.open(tmp_path / "purechat.db")
     harness: Harness = await start_server(store=store, **accounts_config())
     await register(harness.server.directory, "alice", "bob", "carol")
@@ -66,11 +66,11 @@ async def people(start_server, tmp_path: Path) -> Any:
     with trio.fail_after(60):
         for person, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
             await person.login(name)
-    return alice, bob, carol, guest, harness
+    return alice, bob, carol, guest
 
 
 async def test_a_direct_message_is_posted_read_back_found_and_counted_unread(people) -> None:
-    alice, bob, carol, guest, harness = people
+    alice, bob, *_ = people
     with trio.fail_after(90):
         assert await alice.run("post", "--to", "bob", "are you there, bob?") == (0, "", "")
         assert (await alice.run("post", "--to", "bob", "the déploy is done", "call me"))[0] == 0
@@ -115,7 +115,7 @@ async def test_a_direct_message_is_posted_read_back_found_and_counted_unread(peo
 
 
 async def test_nobody_else_reads_a_conversation_and_a_guest_is_told_why(people) -> None:
-    alice, bob, carol, guest, harness = people
+    alice, _, carol, guest = people
     with trio.fail_after(90):
         assert (await alice.run("post", "--to", "bob", "the secret is 42"))[0] == 0
         # carol has her own conversation with alice, empty; she cannot find bob's words.

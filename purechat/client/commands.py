@@ -22,7 +22,7 @@ from purechat.client.display import Shown
 from purechat.client.interactive import run_interactive
 from purechat.client.pipe import Output, run_pipe
 from purechat.client.post import Poster, PostError
-from purechat.client.reading import Asker, room_lines
+from purechat.client.reading import Asker, room_lines, rooms_and_unread
 from purechat.client.saved import SavedSessions
 from purechat.client.session import Address, ChatSession
 from purechat.pb import purechat_v1_pb2 as v1
@@ -310,29 +310,6 @@ def _rooms(args: argparse.Namespace) -> int:
         print(line)
     sys.stdout.flush()
     return 0
-
-
-async def rooms_and_unread(
-    asker: Asker,
-) -> tuple[v1.ListRoomsResponse, v1.ConversationsResponse | None]:
-    """The server's rooms, and (for an account) its conversations and unread counts:
-    None for a guest or a name without an account."""
-    rooms = await admin_call(
-        asker.address,
-        "ListRooms",
-        v1.ListRoomsRequest(),
-        v1.ListRoomsResponse,
-        ssl_context=asker.ssl_context,
-        token=asker.token,
-        saved=asker.saved,
-    )
-    assert isinstance(rooms, v1.ListRoomsResponse)
-    if not asker.token:
-        return rooms, None
-    try:
-        return rooms, await asker.conversations()
-    except AdminError:
-        return rooms, None  # a token's name, not an account: nothing kept for it
 
 
 def _who(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from purechat.client.admin import call
+from purechat.client.admin import AdminError, call
 from purechat.client.display import (
     MARK,
     RESET,
@@ -207,6 +207,29 @@ def unread_words(entry: v1.ConversationsResponse.Entry) -> str:
     if entry.mentions:
         words += f", {entry.mentions} mention{'s' if entry.mentions > 1 else ''}"
     return words
+
+
+async def rooms_and_unread(
+    asker: Asker,
+) -> tuple[v1.ListRoomsResponse, v1.ConversationsResponse | None]:
+    """The server's rooms, and (for an account) its conversations and unread counts:
+    None for a guest or a name without an account."""
+    rooms = await call(
+        asker.address,
+        "ListRooms",
+        v1.ListRoomsRequest(),
+        v1.ListRoomsResponse,
+        ssl_context=asker.ssl_context,
+        token=asker.token,
+        saved=asker.saved,
+    )
+    assert isinstance(rooms, v1.ListRoomsResponse)
+    if not asker.token:
+        return rooms, None
+    try:
+        return rooms, await asker.conversations()
+    except AdminError:
+        return rooms, None  # a token's name, not an account: nothing kept for it
 
 
 def room_lines(
