@@ -49,6 +49,7 @@ class Posted:
     text: str
     seq: int
     name: str
+    client_msg_id: str = ""
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Poster:
         if status.status_code is StatusCode.OK and raw is not None:
             answer = v1.PostResponse.FromString(raw)
             self._learned(answer.rate_limit)
-            return Posted(text, answer.seq, answer.name)
+            return Posted(text, answer.seq, answer.name, client_msg_id)
         if status.status_code is StatusCode.UNAUTHENTICATED:
             said = token_sentence(
                 status.status_message or "",
