@@ -73,7 +73,8 @@ async def test_a_direct_message_is_posted_read_back_found_and_counted_unread(peo
     alice, bob, *_ = people
     with trio.fail_after(90):
         assert await alice.run("post", "--to", "bob", "are you there, bob?") == (0, "", "")
-        assert (await alice.run("post", "--to", "bob", "the déploy is done", "call me"))[0] == 0
+        posted = await alice.run("post", "--to", "bob", "the déploy is done", "are you free?")
+        assert posted[0] == 0
         # bob, who was away, finds them counted unread, with the mention of his name.
         code, listed, _ = await bob.run("rooms")
         assert code == 0
@@ -83,7 +84,7 @@ async def test_a_direct_message_is_posted_read_back_found_and_counted_unread(peo
         assert code == 0
         lines = shown.splitlines()
         assert lines[0].endswith("alice: are you there, bob?  #1")
-        assert lines[2].endswith("alice: call me  #3")
+        assert lines[2].endswith("alice: are you free?  #3")
         code, shown, _ = await bob.run("history", "--dm", "alice", "--before", "3", "--limit", "1")
         assert shown.splitlines() == [
             shown.splitlines()[0],
@@ -102,12 +103,19 @@ async def test_a_direct_message_is_posted_read_back_found_and_counted_unread(peo
         code, found, _ = await bob.run("search", "--dm", "alice", "DEPLOY", "--json")
         (result,) = [json.loads(line) for line in found.splitlines()]
         assert result["marks"] == [[4, 10]] and result["text"][4:10] == "déploy"
+        # Paged: the newest first, and the token for older ones.
+        code, found, hint = await bob.run("search", "you", "--limit", "1")
+        assert found.splitlines()[0].startswith("@alice #3 ")
+        assert hint.startswith("purechat: older results: add --page ")
+        token = hint.split("--page ", 1)[1].strip()
+        code, found, hint = await bob.run("search", "you", "--limit", "1", "--page", token)
+        assert found.splitlines()[0].startswith("@alice #1 ")
         # A pipe in the conversation reads it and marks nothing read: still 3 unread.
         code, piped, problem = await bob.run(
             "join", "--dm", "alice", "--history", "10", stdin="got them\n"
         )
         assert code == 0, problem
-        assert "alice: call me" in piped and "bob: got them" in piped
+        assert "alice: are you free?" in piped and "bob: got them" in piped
         code, listed, _ = await bob.run("rooms")
         assert "@alice\tconversation\tlast message #4\t3 unread, 1 mention" in listed.splitlines()
         code, listed, _ = await alice.run("rooms")

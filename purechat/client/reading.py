@@ -179,8 +179,8 @@ def search_lines(answer: v1.SearchResponse, *, colour: bool = False) -> list[str
 
 def _found_head(shown: Shown, peer: str) -> str:
     where = neutralise(place(shown.room, peer))
-    stamp = f"[{local_clock(shown.time_ms)}]" if shown.time_ms else ""
-    return f"{where} #{shown.seq} {stamp} {shown_name(shown.user)}:"
+    stamp = f" [{local_clock(shown.time_ms)}]" if shown.time_ms else ""
+    return f"{where} #{shown.seq}{stamp} {shown_name(shown.user)}:"
 
 
 def search_json(answer: v1.SearchResponse) -> list[str]:
