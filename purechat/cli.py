@@ -20,6 +20,7 @@ from purechat.account import add_account_command
 from purechat.app import ChatServer
 from purechat.client.commands import add_client_commands
 from purechat.client.manage import add_manage_commands
+from purechat.client.read_commands import add_read_commands
 from purechat.client.session import Address
 from purechat.core import Limits
 from purechat.core.moderation import format_duration
@@ -256,6 +257,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve.set_defaults(run=_serve)
 
     add_client_commands(commands)
+    add_read_commands(commands)
     add_manage_commands(commands)
     add_account_command(commands)
     return parser, serve

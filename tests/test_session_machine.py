@@ -1,6 +1,9 @@
 """The client's session machine against a model server that refuses, answers late or
 twice, loses connections and does not know whether it stored things: every line is
-stored exactly once, in the order typed, and the outcome the client reports is true."""
+stored exactly once, in the order typed, and the outcome the client reports is true;
+the same in a conversation (joined by the other account's name on every stream, resumed
+in its log), where what the person read is marked forward only, never past what was
+received."""
 
 from __future__ import annotations
 
@@ -44,6 +47,13 @@ class ModelServer:
     generation: int = 0
     awaiting: str | None = None
     half_closed: bool = False
+    # A conversation with this account ("" for the room lobby), and the marks read.
+    dm: str = ""
+    marks: list[int] = field(default_factory=list)
+
+    @property
+    def room(self) -> str:
+        return "@dm:alice:bot" if self.dm else "lobby"
 
     def new_stream(self) -> None:
         self.to_client.clear()
@@ -56,11 +66,29 @@ class ModelServer:
             return
         kind = frame.WhichOneof("frame")
         if kind == "join":
-            welcome = v1.Welcome(room="lobby", name="bot", members=["bot"], last_seq=len(self.log))
+            # A conversation is named by its other account on every join, resumes included.
+            assert (frame.join.dm, frame.join.room or "lobby") == (
+                self.dm,
+                (self.dm and "") or "lobby",
+            )
+            welcome = v1.Welcome(
+                room=self.room,
+                name="bot",
+                members=["bot"],
+                last_seq=len(self.log),
+                account="bot" if self.dm else "",
+                peer=self.dm,
+            )
             self.to_client.append(v1.ServerFrame(welcome=welcome))
             if frame.join.HasField("after_seq"):
                 for seq in range(frame.join.after_seq + 1, len(self.log) + 1):
                     self.to_client.append(self._event(seq))
+            return
+        if kind == "mark_read":
+            assert self.dm, "a guest marked something read"
+            self.marks.append(frame.mark_read.seq)
+            marker = v1.ReadMarker(room=self.room, seq=frame.mark_read.seq)
+            self.to_client.append(v1.ServerFrame(read=marker))
             return
         send = frame.send
         if self.awaiting is not None:
@@ -114,7 +142,11 @@ class ModelServer:
     def _event(self, seq: int) -> v1.ServerFrame:
         client_msg_id = self.log[seq - 1]
         event = v1.Event(
-            kind=v1.Event.MESSAGE, room="lobby", seq=seq, user="bot", text=self.texts[client_msg_id]
+            kind=v1.Event.MESSAGE,
+            room=self.room,
+            seq=seq,
+            user="bot",
+            text=self.texts[client_msg_id],
         )
         return v1.ServerFrame(event=event)
 
@@ -128,17 +160,22 @@ class ModelServer:
 
 
 class SessionAgainstAModelServer(RuleBasedStateMachine):
+    dm = ""
+
     def __init__(self) -> None:
         super().__init__()
         ids = (f"id{n}" for n in range(10_000))
         self.client = SessionMachine(
             name="bot",
             room="lobby",
+            dm=self.dm,
             backoff=Backoff(first=0.5, cap=2.0),
             rng=random.Random(0).random,
             new_id=lambda: next(ids),
         )
-        self.server = ModelServer()
+        self.server = ModelServer(dm=self.dm)
+        # The newest number the person has been shown (what the client received).
+        self.shown = 0
         self.now = 0.0
         self.connected = False
         self.in_flight: deque[v1.ClientFrame | None] = deque()
@@ -159,8 +196,11 @@ class SessionAgainstAModelServer(RuleBasedStateMachine):
                 assert action.at >= self.now
             elif isinstance(action, Finished | GiveUp):
                 self.outcome = action
+            elif isinstance(action, Show):
+                if action.item.kind == "message":
+                    self.shown = max(self.shown, action.item.seq)
             else:
-                assert isinstance(action, Show | Settled)
+                assert isinstance(action, Settled)
 
     def drop(self, stored: bool) -> None:
         self.connected = False
@@ -223,6 +263,11 @@ class SessionAgainstAModelServer(RuleBasedStateMachine):
         self.now += seconds
         self.act(self.client.tick(self.now))
 
+    @rule(behind=st.integers(0, 3))
+    def the_person_reads(self, behind: int) -> None:
+        """What was shown is read (or a little less: an older screen)."""
+        self.act(self.client.mark_read(max(0, self.shown - behind), self.now))
+
     @precondition(lambda self: not self.client.finishing)
     @rule()
     def input_ends(self) -> None:
@@ -236,6 +281,12 @@ class SessionAgainstAModelServer(RuleBasedStateMachine):
         assert len(set(texts)) == len(texts), "a line was stored twice"
         positions = [self.typed.index(text) for text in texts]
         assert positions == sorted(positions), "lines were stored out of order"
+
+    @invariant()
+    def marked_read_forward_only_and_only_what_was_shown(self) -> None:
+        marks = self.server.marks
+        assert marks == sorted(set(marks)), "a mark went back, or was sent twice"
+        assert all(mark <= self.shown for mark in marks), "marked what was never shown"
 
     @invariant()
     def never_more_than_the_window_in_flight(self) -> None:
@@ -267,6 +318,20 @@ SessionAgainstAModelServer.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None
 )
 test_every_line_is_stored_exactly_once_in_order = SessionAgainstAModelServer.TestCase
+
+
+class ConversationAgainstAModelServer(SessionAgainstAModelServer):
+    """The same, in the conversation with alice, as an account that marks what it reads."""
+
+    dm = "alice"
+
+
+ConversationAgainstAModelServer.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None
+)
+test_a_conversation_is_stored_exactly_once_in_order_and_read_forward = (
+    ConversationAgainstAModelServer.TestCase
+)
 
 
 def test_giving_up_tells_never_sent_from_perhaps_stored() -> None:

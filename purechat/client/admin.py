@@ -1,4 +1,5 @@
-"""`purechat rooms` and `purechat who ROOM`: one unary admin call each."""
+"""One unary call to a running server (`purechat who ROOM`, `rooms`, the account and
+reading commands), its failures said as sentences."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import anyio
 from google.protobuf.message import Message
 
 from purechat.client.calls import connect
-from purechat.client.display import neutralise, shown_name
+from purechat.client.display import shown_name
 from purechat.client.errors import failure_sentence, token_sentence
 from purechat.client.session import Address
 from purechat.errors import ClientError
@@ -93,19 +94,6 @@ def _ended(text: str) -> str:
     stop."""
     text = text.strip()
     return text + ("" if text.endswith((".", "!", "?")) else ".")
-
-
-def print_rooms(reply: Message) -> None:
-    assert isinstance(reply, v1.ListRoomsResponse)
-    if not reply.rooms:
-        print("no rooms have members")
-    for room in reply.rooms:
-        topic = f"\ttopic: {neutralise(room.topic)}" if room.topic else ""
-        print(
-            f"{neutralise(room.name)}\t{room.members} members\tlast message #{room.last_seq}"
-            + topic
-        )
-    sys.stdout.flush()
 
 
 def print_members(reply: Message) -> None:

@@ -19,6 +19,12 @@ reconnect until stored, once, in order; the session resumes after the last numbe
 saw, in the log (epoch) it saw it in; several servers are tried in turn. Leaving the
 block delivers what is still queued (within `give_up_after`) and then leaves.
 
+Conversations and reading back: `connect(..., dm="alice")` joins the conversation with
+an account (as `purechat join --dm`); `await chat.send_direct("alice", "hi")` sends one
+without leaving the room; `history(before=N)`, `search("words")` and `conversations()`
+(unread counts and mentions) read back; a bot marks nothing read unless it says so,
+with `chat.mark_read()` (up to what it has received) or `mark_read(seq)`.
+
 Operators moderate from here too: `await chat.ban("spammer", for_="1h", reason="spam")`
 (and `kick`, `mute`, `op`, `topic`, ...) returns once the server has done it, or raises
 SendRefused with its sentence ("Only an operator of this room may ban."). A session
@@ -36,7 +42,7 @@ import contextlib
 import signal
 import ssl
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +50,31 @@ from pathlib import Path
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from google.protobuf.message import Message
 
+from purechat.client.admin import AdminError
 from purechat.client.display import Shown
+from purechat.client.machine import event_shown
 from purechat.client.moderation import CommandUsage, command, seconds_of
+from purechat.client.post import Poster, PostError
+from purechat.client.reading import PAGE, Asker
 from purechat.client.saved import SavedSessions
 from purechat.client.session import Address, ChatSession, SessionError
 from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.tls import client_context
 
-__all__ = ["Chat", "Event", "Receipt", "SendRefused", "connect"]
+__all__ = [
+    "Chat",
+    "Conversation",
+    "Event",
+    "Found",
+    "HistoryPage",
+    "Receipt",
+    "SearchPage",
+    "SendRefused",
+    "connect",
+]
 
 Event = Shown
 """What happens in the room: `kind` ("message", "join", "leave", "gap", "reset",
@@ -80,6 +101,49 @@ class Receipt:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of a room's (or conversation's) log, oldest first: messages, moderation
+    events and gaps (kind "gap": messages `seq`+1 onwards are no longer kept, as its
+    text says); whether there is more before or after it; the room's newest number."""
+
+    events: tuple[Event, ...]
+    more_before: bool
+    more_after: bool
+    last_seq: int
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A message that holds the words: `marks` are [start, end) of each in its text."""
+
+    event: Event
+    marks: tuple[tuple[int, int], ...]
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Results, newest first; `next` asks for older ones (search(..., page=next))."""
+
+    found: tuple[Found, ...]
+    next: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation (`peer`: the other account) or a room the account read in, with
+    what is unread and how many of those name the account."""
+
+    room: str
+    peer: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    mentions: int
+
+
 class Chat:
     """One member in one room; see the module docstring."""
 
@@ -102,6 +166,16 @@ class Chat:
         return frozenset(self._session.members)
 
     @property
+    def peer(self) -> str:
+        """In a conversation: the other account ("" in a room)."""
+        return self._session.machine.peer
+
+    @property
+    def read(self) -> dict[str, int]:
+        """Where the account has read up to, per room, as its sessions marked it."""
+        return dict(self._session.machine.read)
+
+    @property
     def position(self) -> tuple[str, int | None]:
         """(epoch, newest number seen): where a resume would start."""
         return self._session.machine.epoch, self._session.machine.last_seq
@@ -120,6 +194,106 @@ class Chat:
     def send_nowait(self, text: str, *, action: bool = False) -> str:
         """Queue a line without waiting (it is delivered before the block is left)."""
         return self._session.send(text, action=action)
+
+    # -- conversations and reading back -------------------------------------------------
+
+    async def send_direct(self, account: str, text: str, *, action: bool = False) -> Receipt:
+        """A direct message to account, without leaving this room; returns once stored
+        (exactly once, retried with its id), SendRefused with the server's sentence
+        (a guest, no such account) or when it cannot be stored within give_up_after."""
+        session = self._session
+        poster = Poster(
+            session.addresses,
+            "",
+            self.name,
+            give_up_after=session.machine.give_up_after or 30.0,
+            ssl_context=session.ssl_context,
+            token=session.token,
+            token_saved=session.machine.token_saved,
+            to=account,
+        )
+        try:
+            (posted,) = await poster.post([text], action=action)
+        except PostError as error:
+            raise SendRefused(str(error)) from None
+        return Receipt(posted.client_msg_id, posted.seq)
+
+    async def history(
+        self,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+        limit: int = PAGE,
+        room: str = "",
+        dm: str = "",
+    ) -> HistoryPage:
+        """A page of this room's log (or room's, or the conversation with dm's): the
+        newest, or before, after or around a number; SendRefused with the server's
+        sentence when it may not be read."""
+        if not (room or dm):
+            room, dm = ("", self.peer) if self.peer else (self.room, "")
+        answer = await self._reading(
+            self._asker.history(
+                room=room, dm=dm, before=before, after=after, around=around, limit=limit
+            )
+        )
+        assert isinstance(answer, v1.HistoryResponse)
+        return HistoryPage(
+            tuple(event_shown(event) for event in answer.events),
+            answer.more_before,
+            answer.more_after,
+            answer.last_seq,
+            answer.peer,
+        )
+
+    async def search(
+        self, text: str, *, room: str = "", dm: str = "", limit: int = PAGE, page: str = ""
+    ) -> SearchPage:
+        """Messages holding every word of text, newest first, in everything the account
+        may read (or one room, or the conversation with dm)."""
+        answer = await self._reading(
+            self._asker.search(text, room=room, dm=dm, limit=limit, page=page)
+        )
+        assert isinstance(answer, v1.SearchResponse)
+        found = tuple(
+            Found(
+                event_shown(f.event),
+                tuple(zip(f.marks[::2], f.marks[1::2], strict=False)),
+                f.peer,
+            )
+            for f in answer.found
+        )
+        return SearchPage(found, answer.next)
+
+    async def conversations(self) -> list[Conversation]:
+        """The account's conversations and the rooms it has read in, with unread counts."""
+        answer = await self._reading(self._asker.conversations())
+        assert isinstance(answer, v1.ConversationsResponse)
+        return [
+            Conversation(e.room, e.peer, e.last_seq, e.read_seq, e.unread, e.mentions)
+            for e in answer.entries
+        ]
+
+    def mark_read(self, seq: int | None = None) -> None:
+        """Mark this room read up to seq (None: the newest number received), for the
+        account's every session. Never done unless asked: what a bot received nobody
+        has necessarily read."""
+        upto = seq if seq is not None else self._session.machine.last_seq
+        if upto:
+            self._session.mark_read(upto)
+
+    @property
+    def _asker(self) -> Asker:
+        session = self._session
+        saved = session.machine.token_saved
+        return Asker(session.address, session.ssl_context, session.token, saved)
+
+    async def _reading(self, asking: Awaitable[Message]) -> Message:
+        try:
+            return await asking
+        except AdminError as refused:
+            raise SendRefused(str(refused)) from None
 
     # -- moderation: each returns once done, or raises SendRefused saying why ---------
 
@@ -234,8 +408,10 @@ async def connect(
     tls_ca: Path | None = None,
     give_up_after: float | None = 30.0,
     quiet_interrupt: bool = True,
+    dm: str = "",
 ) -> AsyncIterator[Chat]:
-    """Join room on the first of servers ("HOST:PORT") that answers; see Chat.
+    """Join room (or, with dm, the conversation with that account) on the first of
+    servers ("HOST:PORT") that answers; see Chat.
 
     ValueError for an address that is not HOST:PORT; SessionError when no server can
     be joined within give_up_after (None: keep trying). With quiet_interrupt, Ctrl-C
@@ -260,6 +436,7 @@ async def connect(
         token=token or (saved.token if saved else None),
         token_where="connect(token=...)",
         token_saved=saved is not None,
+        dm=dm,
     )
     chat = Chat(session, events)
     failure: list[SessionError] = []

@@ -16,12 +16,13 @@ from typing import Any, TextIO
 import anyio
 from google.protobuf.message import Message
 
-from purechat.client.admin import AdminError, print_members, print_rooms
+from purechat.client.admin import AdminError, print_members
 from purechat.client.admin import call as admin_call
 from purechat.client.display import Shown
 from purechat.client.interactive import run_interactive
 from purechat.client.pipe import Output, run_pipe
 from purechat.client.post import Poster, PostError
+from purechat.client.reading import Asker, room_lines, rooms_and_unread
 from purechat.client.saved import SavedSessions
 from purechat.client.session import Address, ChatSession
 from purechat.pb import purechat_v1_pb2 as v1
@@ -51,7 +52,15 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     join.add_argument(
         "--name", default=_login_name(), help="the name you ask for (default: your login)"
     )
-    join.add_argument("--room", default="lobby", help="room to join (default: lobby)")
+    where_ = join.add_mutually_exclusive_group()
+    where_.add_argument("--room", default="lobby", help="room to join (default: lobby)")
+    where_.add_argument(
+        "--dm",
+        metavar="NAME",
+        default="",
+        help="a conversation with the account NAME instead of a room (logged in; messages "
+        "sent to you while away are there)",
+    )
     join.add_argument(
         "--history",
         type=int,
@@ -87,7 +96,15 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     post.add_argument("text", nargs="*", metavar="TEXT", help="messages to post")
     add_connection_options(post)
-    post.add_argument("--room", default="lobby", help="room to post into (default: lobby)")
+    where_ = post.add_mutually_exclusive_group()
+    where_.add_argument("--room", default="lobby", help="room to post into (default: lobby)")
+    where_.add_argument(
+        "--to",
+        metavar="NAME",
+        default="",
+        help="a direct message to the account NAME instead (logged in); kept for it until "
+        "it next connects",
+    )
     post.add_argument("--name", default=_login_name(), help="the name to post under")
     post.add_argument("--me", action="store_true", help="post actions, shown as '* NAME TEXT'")
     post.add_argument(
@@ -206,6 +223,7 @@ def _join(args: argparse.Namespace) -> int:
         token=given.token,
         token_saved=given.saved,
         observe=args.listen,
+        dm=args.dm,
     )
 
     async def main() -> int:
@@ -238,6 +256,7 @@ def _post(args: argparse.Namespace) -> int:
         ssl_context=tls,
         token=given.token,
         token_saved=given.saved,
+        to=args.to,
         notice=lambda sentence: print(f"! {sentence}", file=sys.stderr, flush=True),
     )
     try:
@@ -272,12 +291,25 @@ def _admin(args: argparse.Namespace, method: str, request: Message, reply: type[
     except (ValueError, TlsSetupError, AdminError) as error:
         print(f"purechat: {error}", file=sys.stderr)
         return 1
-    (print_rooms if method == "ListRooms" else print_members)(answer)
+    print_members(answer)
     return 0
 
 
 def _rooms(args: argparse.Namespace) -> int:
-    return _admin(args, "ListRooms", v1.ListRoomsRequest(), v1.ListRoomsResponse)
+    """The rooms with members; logged in, with what is unread in each, and the
+    account's conversations and the rooms it has read in."""
+    try:
+        addresses, tls = where(args)
+        given = credential(args, addresses)
+        asker = Asker(addresses[0], tls, given.token, given.saved)
+        rooms, read = anyio.run(partial(rooms_and_unread, asker), backend="trio")
+    except (ValueError, TlsSetupError, AdminError) as error:
+        print(f"purechat: {error}", file=sys.stderr)
+        return 1
+    for line in room_lines(rooms, read):
+        print(line)
+    sys.stdout.flush()
+    return 0
 
 
 def _who(args: argparse.Namespace) -> int:

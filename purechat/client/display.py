@@ -15,6 +15,8 @@ from purechat.core.names import distinguishable
 _PALETTE = (33, 35, 37, 39, 41, 64, 66, 69, 97, 99, 125, 128, 130, 133, 136, 166, 168, 172)
 _RESET = "\x1b[0m"
 _MENTION = "\x1b[1;7m"  # bold, reverse video
+# Public names for the same styles: found words in search results are marked like mentions.
+MARK, RESET = _MENTION, _RESET
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -10,6 +10,10 @@ a `Snapshot` the trio side replaces whole, never the session itself.
 A line you send is shown once: below the input, marked pending, until the server has
 stored it; then in the room, with its time and number. Connection trouble is one line
 below the input that updates in place, not a line per retry.
+
+What is printed to the person is what they have read: an account's session marks the
+room read up to the newest number printed (a few times a second at most), so its other
+sessions and `/rooms` agree. A pipe or a listener never marks anything read.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from purechat.client.admin import AdminError
-from purechat.client.admin import call as admin_call
 from purechat.client.display import Shown, mentions, neutralise, plain_line, shown_name
 from purechat.client.moderation import MODES, USAGE, CommandUsage, typed
+from purechat.client.post import Poster, PostError
+from purechat.client.reading import (
+    MOST,
+    Asker,
+    history_lines,
+    place,
+    rooms_and_unread,
+    search_lines,
+    unread_words,
+)
 from purechat.client.session import ChatSession, SessionError
 from purechat.core import Limits
 from purechat.core.limits import room_problem
@@ -48,6 +61,10 @@ COMMANDS = {
     "/join": "/join ROOM: leave this room and join ROOM",
     "/me": "/me ACTION: say that you do something",
     "/nick": "/nick NAME: go on under another name (the room sees you leave and join)",
+    "/msg": "/msg NAME TEXT: a direct message to the account NAME, staying here",
+    "/dm": "/dm NAME: go to your conversation with the account NAME",
+    "/history": "/history [N] | --before N | --after N | --around N: read this room back",
+    "/search": "/search TEXT: messages holding the words, newest first (--more: older)",
     "/quit": "leave (Ctrl-D too; Ctrl-C leaves at once)",
 }
 # Moderation: /claim, /kick, /ban... (client/moderation.py), for the room's owner and
@@ -61,6 +78,15 @@ HELP += "\n".join(f"  {typed_as:<32}{about}" for typed_as, about in USAGE.values
 PENDING_SHOWN = 3
 # How long quitting waits for undelivered lines when no --give-up-after was given.
 QUIT_PATIENCE = 30.0
+# Read markers go to the server at most this often (what was printed meanwhile is one).
+MARK_EVERY = 0.5
+# Messages /history and /search show when not told.
+SHOWN_PAGE = 20
+# Where /history reads from (a number after it).
+AT = ("--before", "--after", "--around")
+GAP = v1.Event.GAP
+# A /msg that gets nowhere for this long is said to have failed.
+MSG_PATIENCE = 30.0
 
 
 @dataclass(frozen=True)
@@ -206,8 +232,10 @@ async def run_interactive(
     chat = _Chat(session, shared, bell=bell, patience=quit_patience or QUIT_PATIENCE)
     with patch_stdout(raw=True), lines:
         async with anyio.create_task_group() as task_group:
+            chat.tasks = task_group
             task_group.start_soon(chat.show_events, shown)
             task_group.start_soon(chat.keep_snapshot)
+            task_group.start_soon(chat.keep_marking)
             task_group.start_soon(anyio.to_thread.run_sync, prompt.loop, lines_send)
             try:
                 async with anyio.create_task_group() as chatting:
@@ -234,6 +262,14 @@ class _Chat:
         self.patience = patience
         self.status = 0
         self.rooms: set[str] = {session.room}
+        # Where /msg posts run (they may wait on the server), set by run_interactive.
+        self.tasks: anyio.abc.TaskGroup | None = None
+        # The newest number printed in the session's room, and whether it is marked.
+        self._seen = 0
+        self._seen_changed = anyio.Event()
+        # The last search and the token of its older results ("": none).
+        self._search: tuple[str, str] = ("", "")
+        self._room = session.room
 
     async def handle_lines(
         self, lines: MemoryObjectReceiveStream[str | None], done: anyio.CancelScope
@@ -263,8 +299,16 @@ class _Chat:
             print(f"in {neutralise(self.session.room)}: {names or 'nobody'}")
         elif command == "/rooms":
             await self._rooms()
-        elif command in ("/join", "/me", "/nick") and not argument:
+        elif command in ("/join", "/me", "/nick", "/dm", "/search") and not argument:
             print(f"! usage: {COMMANDS[command].split(':')[0]}")
+        elif command == "/msg":
+            self._msg(argument)
+        elif command == "/dm":
+            await self._dm(argument)
+        elif command == "/history":
+            await self._history(argument)
+        elif command == "/search":
+            await self._find(argument)
         elif command == "/join":
             self._join(argument)
         elif command == "/nick":
@@ -279,15 +323,133 @@ class _Chat:
         else:
             print(f"! unknown command {neutralise(command)}; /help lists them")
 
+    @property
+    def asker(self) -> Asker:
+        """Reading calls to the server the session is on, with its token."""
+        session = self.session
+        saved = session.machine.token_saved
+        return Asker(session.address, session.ssl_context, session.token, saved)
+
     async def _rooms(self) -> None:
+        """Rooms with members; for an account, what is unread in each, and its
+        conversations."""
         try:
-            rooms = await list_rooms(self.session)
+            rooms, read = await rooms_and_unread(self.asker)
         except AdminError as error:
             print(f"! {error}")
             return
-        self.rooms.update(name for name, _ in rooms)
-        listed = ", ".join(f"{neutralise(name)} ({count})" for name, count in rooms)
-        print(f"rooms: {listed or 'none with members'}")
+        entries = {entry.room: entry for entry in read.entries} if read is not None else {}
+        listed = []
+        for room in rooms.rooms:
+            self.rooms.add(room.name)
+            entry = entries.pop(room.name, None)
+            words = f", {unread_words(entry)}" if entry is not None and entry.unread else ""
+            listed.append(f"{neutralise(room.name)} ({room.members}{words})")
+        print(f"rooms: {', '.join(listed) or 'none with members'}")
+        talks = [entry for entry in entries.values() if entry.peer]
+        if talks:
+            said = ", ".join(
+                neutralise(place(e.room, e.peer)) + (f" ({unread_words(e)})" if e.unread else "")
+                for e in sorted(talks, key=lambda e: e.peer)
+            )
+            print(f"conversations: {said}")
+
+    def _msg(self, argument: str) -> None:
+        """/msg NAME TEXT: posted (exactly once, retried with its id) without leaving."""
+        to, _, text = argument.partition(" ")
+        if not to or not text.strip():
+            print(f"! usage: {COMMANDS['/msg'].split(':')[0]}")
+            return
+        session = self.session
+        poster = Poster(
+            session.addresses,
+            "",
+            session.machine.my_name or session.machine.name,
+            give_up_after=MSG_PATIENCE,
+            ssl_context=session.ssl_context,
+            token=session.token,
+            token_saved=session.machine.token_saved,
+            to=to,
+        )
+
+        async def post() -> None:
+            try:
+                (posted,) = await poster.post([text])
+            except PostError as error:
+                print(f"! {error}")
+                return
+            print(f"-> {shown_name(to)}: {neutralise(text)}  #{posted.seq}", flush=True)
+
+        assert self.tasks is not None
+        self.tasks.start_soon(post)
+
+    async def _dm(self, account: str) -> None:
+        """/dm NAME: to the conversation, once the server says it may be had (a guest,
+        an unknown account: its sentence, and the session stays where it is)."""
+        try:
+            await self.asker.history(dm=account, limit=1)
+        except AdminError as refused:
+            print(f"! {refused}")
+            return
+        self.session.switch_dm(account)
+
+    def _here(self) -> tuple[str, str]:
+        """(room, dm) of where the session is, for reading calls."""
+        machine = self.session.machine
+        return ("", machine.peer or machine.dm) if machine.dm else (machine.room, "")
+
+    async def _history(self, argument: str) -> None:
+        """/history [N], or --before/--after/--around N: a page of this room's log."""
+        words = argument.split()
+        limit = SHOWN_PAGE
+        at: dict[str, int | None] = dict.fromkeys(AT)
+        if len(words) == 1 and words[0].isdigit():
+            limit = int(words[0])
+        elif len(words) == 2 and words[0] in AT and words[1].isdigit():
+            at[words[0]] = int(words[1])
+        elif words:
+            print(f"! usage: {COMMANDS['/history'].split(':')[0]}")
+            return
+        room, dm = self._here()
+        try:
+            page = await self.asker.history(
+                room=room,
+                dm=dm,
+                before=at["--before"],
+                after=at["--after"],
+                around=at["--around"],
+                limit=max(1, min(limit, MOST)),
+            )
+        except AdminError as error:
+            print(f"! {error}")
+            return
+        me = self.session.machine.my_name
+        for line in history_lines(page, colour=True, me=me):
+            print(
+                line.replace("-- older: --", "-- older: /history --").replace(
+                    "-- newer: --", "-- newer: /history --"
+                )
+            )
+        self._saw(page.room, max((e.seq for e in page.events if e.kind != GAP), default=0))
+
+    async def _find(self, argument: str) -> None:
+        """/search TEXT, newest first; /search --more: the next older page."""
+        text, page = argument, ""
+        if argument == "--more":
+            text, page = self._search
+            if not page:
+                print("! no older results: /search TEXT first")
+                return
+        try:
+            found = await self.asker.search(text, limit=SHOWN_PAGE, page=page)
+        except AdminError as error:
+            print(f"! {error}")
+            return
+        self._search = (text, found.next)
+        for line in search_lines(found, colour=True):
+            print(line)
+        if found.next:
+            print("-- older results: /search --more")
 
     def _join(self, room: str) -> None:
         if problem := room_problem(room, Limits()):
@@ -349,13 +511,32 @@ class _Chat:
                 if self.bell and rings and mentions(item.text, me):
                     line += "\a"
                 print(line, flush=True)
+                if item.kind in ("message", "moderation"):
+                    self._saw(item.room, item.seq)
+
+    def _saw(self, room: str, seq: int) -> None:
+        """The person was shown room up to seq (keep_marking tells the server)."""
+        if room == self.session.machine.room and seq > self._seen:
+            self._seen = seq
+            self._seen_changed.set()
+
+    async def keep_marking(self) -> None:
+        """Mark read what was printed: the newest number, at most every MARK_EVERY
+        seconds (an account's session; the machine sends nothing otherwise)."""
+        while True:
+            await self._seen_changed.wait()
+            self._seen_changed = anyio.Event()
+            self.session.mark_read(self._seen)
+            await anyio.sleep(MARK_EVERY)
 
     def refresh(self) -> None:
         """Give the prompt a new snapshot of the session."""
         machine = self.session.machine
+        if machine.room != self._room:
+            self._room, self._seen = machine.room, 0  # another room: nothing seen there yet
         self.rooms.add(machine.room)
         self.shared.snapshot = Snapshot(
-            room=machine.room,
+            room=machine.place,
             names=tuple(machine.members),
             rooms=tuple(self.rooms),
             pending=tuple(line.text for line in machine.pending.values()),
@@ -369,18 +550,3 @@ class _Chat:
         while True:
             self.refresh()
             await anyio.sleep(0.2)
-
-
-async def list_rooms(session: ChatSession) -> list[tuple[str, int]]:
-    """The rooms a server (and those sharing its store) has members in."""
-    reply = await admin_call(
-        session.address,
-        "ListRooms",
-        v1.ListRoomsRequest(),
-        v1.ListRoomsResponse,
-        ssl_context=session.ssl_context,
-        token=session.token,
-        saved=session.machine.token_saved,
-    )
-    assert isinstance(reply, v1.ListRoomsResponse)
-    return [(room.name, room.members) for room in reply.rooms]

@@ -34,6 +34,13 @@ happened once) or refuses it with a sentence (not an operator, ...). The server'
 moderation events are shown in their place among the messages, and keep the room's
 topic and this member's role current.
 
+A conversation (`dm`: the other account) is a room like any other to the machine: the
+same ids, resends and resume; its join names the account (`Join.dm`) every time, and
+the welcome gives its room and its `peer`. Read markers: the account's sessions hear
+where it has read up to (`ServerFrame.read`), kept in `read`; `mark_read` says where the
+person has read up to, only ever forward, and only for an account (a pipe or a listener
+never calls it: what they received nobody has read).
+
 Against a server of the original contract only (UNIMPLEMENTED), lines count as
 delivered when their echo comes back: that contract has no acks, and no moderation.
 """
@@ -188,6 +195,8 @@ class SessionMachine:
     history: int = 0
     # Listen without a seat: in no member list, no join or leave; nothing is sent.
     observe: bool = False
+    # A conversation with this account instead of `room` (whose name the welcome gives).
+    dm: str = ""
     give_up_after: float | None = None
     tls: bool = False
     # Whether a token is sent, and where the person gives one (for a refused token).
@@ -217,6 +226,12 @@ class SessionMachine:
     topic: str = ""
     account: str = ""
     role: str = ""
+    # A conversation's other account, as the welcome names it ("" in a room).
+    peer: str = ""
+    # Where the account has read up to, per room, as the server said (from any session).
+    read: dict[str, int] = field(default_factory=dict)
+    # The newest number this session has marked read in the room it is in.
+    _marked: int = 0
     finishing: bool = False
     reconnect_at: float = 0.0
     # Ids sent on the current stream, in order (and not yet settled).
@@ -266,11 +281,38 @@ class SessionMachine:
 
     def switch_room(self, room: str, now: float) -> list[Action]:
         """Leave this room and join another over a fresh stream."""
-        self.room = room
+        self.room, self.dm, self.peer = room, "", ""
+        return self._elsewhere(now)
+
+    def switch_dm(self, account: str, now: float) -> list[Action]:
+        """Leave this room for the conversation with account, over a fresh stream."""
+        self.dm, self.peer = account, account
+        return self._elsewhere(now)
+
+    def _elsewhere(self, now: float) -> list[Action]:
         self.last_seq = None
         self.epoch = ""
+        self._marked = 0
         self.members.clear()
         return self._rejoin(now)
+
+    def mark_read(self, seq: int, now: float) -> list[Action]:
+        """The person has seen this room up to seq: tell the server (an account's
+        session in the room, forward only; nothing otherwise)."""
+        if (
+            self.phase is not Phase.JOINED
+            or self.legacy
+            or not self.account
+            or seq <= max(self._marked, self.read.get(self.room, 0))
+        ):
+            return []
+        self._marked = seq
+        return [Transmit(v1.ClientFrame(mark_read=v1.MarkRead(seq=seq)))]
+
+    @property
+    def place(self) -> str:
+        """Where the session is, as a person names it: the room, or @peer."""
+        return f"@{self.peer or self.dm}" if self.dm else self.room
 
     def rename(self, name: str, now: float) -> list[Action]:
         """Go on in this room under another name: a fresh stream, announced as the old
@@ -307,7 +349,8 @@ class SessionMachine:
         self.phase = Phase.JOINING
         join = v1.Join(
             name=self.name,
-            room=self.room,
+            room="" if self.dm else self.room,
+            dm=self.dm,
             history=self.history if self.last_seq is None else 0,
             session=self.session_id,
             observe=self.observe,
@@ -328,6 +371,9 @@ class SessionMachine:
             return self._ack(frame.ack, now)
         if kind == "error":
             return self._error(frame.error, now)
+        if kind == "read":
+            marker = frame.read
+            self.read[marker.room] = max(self.read.get(marker.room, 0), marker.seq)
         return []
 
     def received_legacy(self, message: chat_pb2.ChatMessage, now: float) -> list[Action]:
@@ -397,7 +443,7 @@ class SessionMachine:
         if not self.account:
             return _sentence(f"the server ended the stream ({message or 'replaced'})")
         return _sentence(
-            f"another client of {self.account} joined {self.room} and has the seat now (an "
+            f"another client of {self.account} joined {self.place} and has the seat now (an "
             "account has one seat in a room)"
         )
 
@@ -440,12 +486,19 @@ class SessionMachine:
             self.epoch = welcome.epoch
         self.rate_limit = welcome.rate_limit
         self.topic, self.account, self.role = welcome.topic, welcome.account, welcome.role
+        self.peer = welcome.peer
         # A new stream is a new member to the server, with a full bucket.
         self._pace = TokenBucket.full(welcome.rate_limit) if welcome.rate_limit > 0 else None
         self._joined(now)
         here = ", ".join(shown_name(name) for name in sorted(self.members))
         role = f" ({welcome.role})" if welcome.role not in ("", "member") else ""
-        joined = f"joined {welcome.room} as {shown_name(welcome.name)}{role}; here: {here}"
+        if welcome.peer:
+            joined = (
+                f"in the conversation with {shown_name(welcome.peer)} as "
+                f"{shown_name(welcome.name)}; here: {here}"
+            )
+        else:
+            joined = f"joined {welcome.room} as {shown_name(welcome.name)}{role}; here: {here}"
         shown = [Show(Shown("info", welcome.room, joined))]
         if welcome.topic:
             shown.append(Show(Shown("info", welcome.room, f"topic: {welcome.topic}")))
@@ -458,8 +511,8 @@ class SessionMachine:
         self._told_trouble = ""
 
     def _event(self, event: v1.Event) -> list[Action]:
-        kind = _KINDS.get(event.kind, "gap")
-        text = event.text
+        shown = event_shown(event)
+        kind = shown.kind
         if kind == "join":
             if event.user in self.members and event.user != self.my_name:
                 return []  # already listed (a server that lost its store lists it again)
@@ -469,27 +522,10 @@ class SessionMachine:
         elif kind == "reset":
             self.epoch = event.epoch
             self.last_seq = 0
-            text = "the server lost this room's history; numbering starts again"
-        elif kind == "gap":
-            text = f"messages {event.seq + 1} to {event.gap_until} are no longer kept"
-        elif event.seq:
+        elif kind != "gap" and event.seq:
             self.last_seq = max(self.last_seq or 0, event.seq)
-        moderation = None
-        if kind == "moderation":
-            moderation = _moderation(event.moderation)
-            if not event.history:
-                self._moderated(moderation)
-        shown = Shown(
-            kind,
-            event.room,
-            text,
-            user=event.user,
-            seq=event.seq,
-            time_ms=event.time_unix_ms,
-            action=event.action,
-            history=event.history,
-            moderation=moderation,
-        )
+        if shown.moderation is not None and not event.history:
+            self._moderated(shown.moderation)
         return [Show(shown)]
 
     def _moderated(self, done: Moderation) -> None:
@@ -635,6 +671,27 @@ class SessionMachine:
         if unknown:
             parts.append(f"{unknown} message(s) may or may not have been stored")
         return _sentence(f"{' and '.join(parts)}: {why}")
+
+
+def event_shown(event: v1.Event) -> Shown:
+    """A purechat.v1 event as shown (live, or read back): gaps and resets in words."""
+    kind = _KINDS.get(event.kind, "gap")
+    text = event.text
+    if kind == "reset":
+        text = "the server lost this room's history; numbering starts again"
+    elif kind == "gap":
+        text = f"messages {event.seq + 1} to {event.gap_until} are no longer kept"
+    return Shown(
+        kind,
+        event.room,
+        text,
+        user=event.user,
+        seq=event.seq,
+        time_ms=event.time_unix_ms,
+        action=event.action,
+        history=event.history,
+        moderation=_moderation(event.moderation) if kind == "moderation" else None,
+    )
 
 
 def pace_sentence(rate: float) -> str:

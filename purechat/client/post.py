@@ -1,4 +1,5 @@
-"""`purechat post`: lines into a room without a seat, each stored once, in order.
+"""`purechat post`: lines into a room (or a conversation: `to`) without a seat, each
+stored once, in order.
 
 Each line is one unary `Post` call with a client message id. A server that is away, or
 could not tell whether it stored a line, is asked again with the same id (never stored
@@ -48,6 +49,7 @@ class Posted:
     text: str
     seq: int
     name: str
+    client_msg_id: str = ""
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Poster:
     # The token is a session `purechat login` saved (a refusal says to log in again).
     token_saved: bool = False
     backoff: Backoff = field(default_factory=Backoff)
+    # A direct message to this account instead of `room` (accounts only).
+    to: str = ""
     # Told once, when the server's rate limit starts to slow the posts (a sentence).
     notice: Callable[[str], None] = lambda sentence: None
     # The server's pace on the current connection, as its answers give the rate.
@@ -133,7 +137,12 @@ class Poster:
     ) -> Posted:
         metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
         request = v1.PostRequest(
-            room=self.room, name=self.name, text=text, client_msg_id=client_msg_id, action=action
+            room="" if self.to else self.room,
+            name=self.name,
+            text=text,
+            client_msg_id=client_msg_id,
+            action=action,
+            to=self.to,
         )
         raw: bytes | None = None
         try:
@@ -156,7 +165,7 @@ class Poster:
         if status.status_code is StatusCode.OK and raw is not None:
             answer = v1.PostResponse.FromString(raw)
             self._learned(answer.rate_limit)
-            return Posted(text, answer.seq, answer.name)
+            return Posted(text, answer.seq, answer.name, client_msg_id)
         if status.status_code is StatusCode.UNAUTHENTICATED:
             said = token_sentence(
                 status.status_message or "",

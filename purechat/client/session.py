@@ -4,7 +4,8 @@ session's state machine (machine.py), which decides everything else.
 `run()` connects, hands the machine what happens (frames, the end of a stream, a
 failed connect, time passing) and does what it answers: writes frames, shows events,
 waits and reconnects, returns when finished, raises SessionError when it gives up.
-The person's side calls `send`, `finish` and `switch_room`.
+The person's side calls `send`, `finish`, `switch_room` (or `switch_dm`) and
+`mark_read`.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class ChatSession:
         observe: bool = False,
         token_where: str = TOKEN_OPTIONS,
         token_saved: bool = False,
+        dm: str = "",
     ):
         self.addresses = [addresses] if isinstance(addresses, Address) else list(addresses)
         self._next = 0
@@ -130,6 +132,7 @@ class ChatSession:
             token_given=bool(token),
             token_where=token_where,
             token_saved=token_saved,
+            dm=dm,
         )
         self._shown = shown
         self._ssl_context = ssl_context
@@ -206,6 +209,15 @@ class ChatSession:
     def switch_room(self, room: str) -> None:
         """Leave this room and join another over a fresh stream."""
         self._apply(self.machine.switch_room(room, anyio.current_time()))
+
+    def switch_dm(self, account: str) -> None:
+        """Leave this room for the conversation with account, over a fresh stream."""
+        self._apply(self.machine.switch_dm(account, anyio.current_time()))
+
+    def mark_read(self, seq: int) -> None:
+        """The person has seen this room up to seq (an account's session: the server
+        keeps it and tells the account's other sessions)."""
+        self._apply(self.machine.mark_read(seq, anyio.current_time()))
 
     def rename(self, name: str) -> None:
         """Go on in this room under another name (a fresh stream)."""
