@@ -2,6 +2,6 @@
 
 import sys
 
-from purechat.cli import main
+from purechat.entry import main
 
 sys.exit(main())

@@ -114,3 +114,19 @@ def test_the_transport_refuses_to_load_on_an_unpinned_h2() -> None:
     assert result.returncode != 0
     assert "UnpinnedVersion: purechat reaches into h2's internals" in result.stderr
     assert "h2 4.1.0 is installed" in result.stderr
+
+
+def test_the_purechat_command_says_an_unpinned_h2_in_one_sentence() -> None:
+    """A person running `purechat` with the wrong h2 reads the fix, not a traceback."""
+    runs = (
+        "import sys, h2; h2.__version__ = '4.1.0'; from purechat.entry import main; "
+        "sys.exit(main(['serve', '--help']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", runs], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("purechat: purechat reaches into h2's internals")
+    assert "pip install 'h2>=3.2,<3.3'" in result.stderr
+    assert "Traceback" not in result.stderr
