@@ -20,6 +20,8 @@ from anyio.abc import TaskStatus
 
 from purechat import status as statuses
 from purechat.core import EndReason, Hub, Message, ReadMarker, names
+from purechat.core.conversations import peer_of
+from purechat.core.events import ConversationNotice
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.ops.health import HealthState
 from purechat.ops.metrics import Metrics
@@ -55,6 +57,9 @@ STORE_PROBE_SECONDS = 5.0
 # ends them here within this), and the server's bans and accounts read again anyway.
 CONTROL_POLL_SECONDS = 0.5
 BANS_REFRESH_SECONDS = 30.0
+# Control records that only tell an account's sessions something: the bans and
+# accounts are not read again for them (one comes with every direct message).
+TOLD_ONLY = frozenset({"marker", "conversation"})
 # A probe that has not answered this long marks the server NOT_SERVING meanwhile.
 STORE_PROBE_TIMEOUT = 5.0
 
@@ -90,7 +95,14 @@ class ChatServer:
         # Accounts, sessions, room state, audit and control (a store's stand-in in a
         # test that keeps none: in memory).
         self.directory = Directory(records)
-        self._journal = Journal(self.hub, self.store, self._store_answered, feed, audit=self._audit)
+        self._journal = Journal(
+            self.hub,
+            self.store,
+            self._store_answered,
+            feed,
+            audit=self._audit,
+            tell_peer=self._tell_peer,
+        )
         self.auth = Authenticator(
             self.config.accounts,
             self.config.tokens,
@@ -248,7 +260,8 @@ class ChatServer:
 
     async def _watch_controls(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
         """Act on what any server (or `purechat account`) asked of all of them: end an
-        account's sessions, an address's connections; keep the server's bans current."""
+        account's sessions, an address's connections; tell an account's sessions where
+        it has read and that someone wrote to it; keep the server's bans current."""
         outage = Outage("control")
         seen = 0
         while True:
@@ -266,7 +279,8 @@ class ChatServer:
             await anyio.sleep(CONTROL_POLL_SECONDS)
             try:
                 found = await self.directory.controls(seen)
-                if found or anyio.current_time() - refreshed > BANS_REFRESH_SECONDS:
+                changed = any(control.kind not in TOLD_ONLY for _, control in found)
+                if changed or anyio.current_time() - refreshed > BANS_REFRESH_SECONDS:
                     self.auth.server_bans = await self.directory.server_bans()
                     self.auth.account_keys = await self.directory.account_keys()
                     refreshed = anyio.current_time()
@@ -281,8 +295,26 @@ class ChatServer:
                     self._admitted.revoke_account(control.subject, control.reason)
                 elif control.kind == "marker":
                     self.hub.tell_account(control.subject, ReadMarker(control.room, control.seq))
+                elif control.kind == "conversation":
+                    notice = ConversationNotice(
+                        control.room, control.peer, control.seq, control.text
+                    )
+                    self.hub.tell_conversation(control.subject, notice)
                 elif control.kind == "address":
                     self._admitted.revoke_address(control.subject, control.reason)
+
+    async def _tell_peer(self, message: Message) -> None:
+        """A message stored in a conversation: its other account's sessions, on every
+        server, are told (a control record; a failure is logged, the message stands)."""
+        peer = peer_of(message.room, message.account)
+        if peer is None or peer == message.account:
+            return  # a conversation with oneself: nobody else to tell
+        try:
+            await self.directory.tell_conversation(
+                peer, message.room, message.seq, message.user, message.text
+            )
+        except StoreError as error:
+            log.error("%s; %s is not told of message %d", error, peer, message.seq)
 
     async def _audit(self, entry: Message) -> None:
         """A moderation entry stored: into the audit log (a failure is logged, the entry

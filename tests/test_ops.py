@@ -122,7 +122,7 @@ async def test_reflection_lists_the_services_and_resolves_their_types(start_serv
     }
     assert fields == [
         "chat.ChatMessage:user_id,text,timestamp",
-        "purechat.v1.ServerFrame:welcome,event,ack,error,read,typing",
+        "purechat.v1.ServerFrame:welcome,event,ack,error,read,typing,conversation",
         "grpc.health.v1.HealthCheckRequest:service",
         "JoinChat:chat.ChatMessage->chat.ChatMessage",
     ]

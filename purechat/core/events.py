@@ -258,6 +258,18 @@ class ReadMarker:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationNotice:
+    """A message arrived in one of the account's conversations (`room`, from the
+    account `peer`, numbered `seq`; `text` its first 100 characters): told to
+    its members elsewhere, which do not have the message, so they can say so."""
+
+    room: str
+    peer: str
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     """A room's messages by position (a `history` ask), oldest first, gaps said."""
 
@@ -313,6 +325,7 @@ Outgoing = (
     | Notice
     | RoomList
     | ReadMarker
+    | ConversationNotice
     | HistoryPage
     | SearchPage
     | ConversationList

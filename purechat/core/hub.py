@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 from purechat.core.conversations import is_conversation, may_enter
 from purechat.core.events import (
     Ack,
+    ConversationNotice,
     EndReason,
     EntryKind,
     ErrorCode,
@@ -788,6 +789,15 @@ class Hub:
         for member in list(self._by_account.get(account_key, ())):
             if member.present:
                 member.outbox.offer(item)
+
+    def tell_conversation(self, account_key: str, notice: ConversationNotice) -> None:
+        """Offer notice to the account's seated purechat.v1 and web members that are not
+        in its conversation (those have the message): never to original-contract
+        members nor listeners, whose contracts have no place for it."""
+        for member in list(self._by_account.get(account_key, ())):
+            seated = member.hears_notices and member.name is not None and member.present
+            if seated and member.room.name != notice.room:
+                member.outbox.offer(notice)
 
     def _enforce(self, room: Room, entry: Message) -> None:
         """A moderation entry delivered here: the room's state changes, and the members

@@ -351,21 +351,35 @@ class ReadMarker(_message.Message):
     seq: int
     def __init__(self, room: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
+class ConversationNotice(_message.Message):
+    __slots__ = ("room", "peer", "seq", "text")
+    ROOM_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    room: str
+    peer: str
+    seq: int
+    text: str
+    def __init__(self, room: _Optional[str] = ..., peer: _Optional[str] = ..., seq: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
 class ServerFrame(_message.Message):
-    __slots__ = ("welcome", "event", "ack", "error", "read", "typing")
+    __slots__ = ("welcome", "event", "ack", "error", "read", "typing", "conversation")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
     TYPING_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     event: Event
     ack: Ack
     error: Error
     read: ReadMarker
     typing: Typing
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., read: _Optional[_Union[ReadMarker, _Mapping]] = ..., typing: _Optional[_Union[Typing, _Mapping]] = ...) -> None: ...
+    conversation: ConversationNotice
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., read: _Optional[_Union[ReadMarker, _Mapping]] = ..., typing: _Optional[_Union[Typing, _Mapping]] = ..., conversation: _Optional[_Union[ConversationNotice, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("room", "name", "members", "last_seq", "epoch", "rate_limit", "topic", "account", "role", "peer")

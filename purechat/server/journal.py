@@ -18,6 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from purechat.core import EndReason, EntryKind, ErrorCode, Hub, Member, Message, Notice, Published
+from purechat.core.conversations import is_conversation
 from purechat.core.living import as_delivered
 from purechat.server.feed import Feed
 from purechat.store import Appended, OutcomeUnknown, Store, StoreDamaged, StoreError
@@ -89,6 +90,7 @@ class Journal:
         feed: Feed | None = None,
         *,
         audit: Callable[[Message], Awaitable[None]] | None = None,
+        tell_peer: Callable[[Message], Awaitable[None]] | None = None,
     ):
         """observe(ok, seconds) hears how every store write went (health, metrics).
 
@@ -101,6 +103,8 @@ class Journal:
         self._feed = feed
         # Hears every moderation entry once stored (the audit log).
         self._audit = audit
+        # Hears every message stored in a conversation, numbered (its peer is told).
+        self._tell_peer = tell_peer
         self._send: MemoryObjectSendStream[_Entry]
         self._receive: MemoryObjectReceiveStream[_Entry]
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](QUEUE_SIZE)
@@ -199,15 +203,25 @@ class Journal:
                     await self._audit(entry.message)
         if self._feed is None:
             self._publish(fresh, results)
-            return
-        for entry, result in zip(fresh, results, strict=True):
-            message, sender, in_flight = entry.message, entry.sender, entry.in_flight
-            self._feed.saw_epoch(message.room, result.epoch)
-            self._feed.when_delivered(
-                message.room,
-                result.seq,
-                partial(self._ack, sender, message.client_msg_id, result, in_flight),
-            )
+        else:
+            for entry, result in zip(fresh, results, strict=True):
+                message, sender, in_flight = entry.message, entry.sender, entry.in_flight
+                self._feed.saw_epoch(message.room, result.epoch)
+                self._feed.when_delivered(
+                    message.room,
+                    result.seq,
+                    partial(self._ack, sender, message.client_msg_id, result, in_flight),
+                )
+        if self._tell_peer is not None:
+            # After publishing: the senders' acks do not wait for it.
+            for entry, result in zip(fresh, results, strict=True):
+                message = entry.message
+                if (
+                    message.kind is EntryKind.MESSAGE
+                    and is_conversation(message.room)
+                    and not result.duplicate
+                ):
+                    await self._tell_peer(message.numbered(result.seq))
 
     def _publish(self, fresh: list[_Entry], results: Sequence[Appended]) -> None:
         """Without a feed this server is the only one: publish the batch at once."""

@@ -27,7 +27,7 @@ from purechat.core import (
     Typing,
     Welcome,
 )
-from purechat.core.events import CHANGES, Revision
+from purechat.core.events import CHANGES, ConversationNotice, Revision
 from purechat.core.living import ChangeAsk, reaction_of
 from purechat.core.moderation import Command, command_from
 from purechat.pb import chat_pb2, purechat_v1_pb2
@@ -168,6 +168,11 @@ def v1_frame(item: Outgoing) -> bytes:
     if isinstance(item, ReadMarker):
         marker = purechat_v1_pb2.ReadMarker(room=item.room, seq=item.seq)
         return _frame(purechat_v1_pb2.ServerFrame(read=marker))
+    if isinstance(item, ConversationNotice):
+        notice = purechat_v1_pb2.ConversationNotice(
+            room=item.room, peer=item.peer, seq=item.seq, text=item.text
+        )
+        return _frame(purechat_v1_pb2.ServerFrame(conversation=notice))
     if isinstance(item, HistoryPage | SearchPage | ConversationList):
         return b""  # answers of purechat.v1's unary calls (see v1_event), not stream frames
     if isinstance(item, Ack):

@@ -11,7 +11,8 @@ streams), so memory://, SQLite and Redis keep them alike:
 - space `server-bans`: addresses banned from the whole server;
 - stream `audit`: every moderation action and admin act, for `purechat audit`;
 - stream `control`: what every server sharing the store must act on at once (an
-  account's sessions ended, an address banned), polled by each of them.
+  account's sessions ended, an address banned, a read marker moved, a direct message
+  stored), polled by each of them.
 
 Passwords are hashed by the caller (server/passwords.py); nothing here sees one.
 """
@@ -35,6 +36,8 @@ SESSIONS = "sessions"
 SERVER_BANS = "server-bans"
 AUDIT = "audit"
 CONTROL = "control"
+# How much of a direct message its notice carries (enough for a notification).
+NOTICE_TEXT = 100
 # A session token's prefix: tells it from a token-file token at a glance, in logs too.
 TOKEN_PREFIX = "pcs_"
 
@@ -118,19 +121,24 @@ class Control:
     subject: str
     reason: str = ""
     # 'marker': the account read `room` up to `seq` (its sessions are told).
+    # 'conversation': `peer` wrote message `seq` (`text`: its start) in the account's
+    # conversation `room` (its sessions elsewhere are told).
     room: str = ""
     seq: int = 0
+    peer: str = ""
+    text: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "subject": self.subject,
-                "reason": self.reason,
-                "room": self.room,
-                "seq": self.seq,
-            }
-        )
+        data: dict[str, str | int] = {
+            "kind": self.kind,
+            "subject": self.subject,
+            "reason": self.reason,
+            "room": self.room,
+            "seq": self.seq,
+        }
+        if self.peer or self.text:
+            data.update(peer=self.peer, text=self.text)
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> Control:
@@ -141,6 +149,8 @@ class Control:
             str(data.get("reason", "")),
             str(data.get("room", "")),
             int(data.get("seq", 0)),
+            str(data.get("peer", "")),
+            str(data.get("text", "")),
         )
 
 
@@ -305,6 +315,17 @@ class Directory:
             CONTROL, Control("marker", account_key, room=room, seq=seq).to_json()
         )
         return seq
+
+    async def tell_conversation(
+        self, account_key: str, room: str, seq: int, peer: str, text: str
+    ) -> None:
+        """Message seq from peer was stored in the account's conversation room: every
+        server tells the account's sessions elsewhere (a control record, carrying the
+        first NOTICE_TEXT characters of the text for a notification)."""
+        control = Control(
+            "conversation", account_key, room=room, seq=seq, peer=peer, text=text[:NOTICE_TEXT]
+        )
+        await self.records.record(CONTROL, control.to_json())
 
     async def read_markers(self, account_key: str) -> dict[str, int]:
         return {room: int(seq) for room, seq in await self.records.kv_items(_read_of(account_key))}

@@ -54,6 +54,7 @@ Server to page:
                             "reactions": [{"emoji": "👍", "users": ["alice"]}]},
                "reaction": {"emoji": "👍", "removed": false}}}
     {"typing": {"room", "users": ["bob"], "more": 0}}
+    {"conversation": {"room": "@dm:alice:bob", "peer": "alice", "seq": 7, "text": "…"}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
     {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
     {"rooms": {"rooms": [{"name": "lobby", "members": 3, "last_seq": 41}, ...]}}
@@ -67,6 +68,10 @@ after it (an edit its new text as `text`; a reaction what it did as `reaction`):
 page replaces what it shows of that message. `typing` lists at most 5 others typing
 (`more` counts the rest); show each for at most 6 s, or until that member's next
 message.
+`conversation` (the proto's ConversationNotice): a message arrived in one of the
+account's conversations that this session is not in (it has not got the message), from
+the account `peer`, numbered `seq`; `text` is its first 100 characters, for a
+notification. Guests never get one.
 `error` codes are the proto's `Error.Code` names; the session goes on after one.
 `max_text_bytes` (not in the proto) lets the page refuse an over-long line itself;
 `rate_limit` is messages a second the server takes from the member (0: no limit).
@@ -107,7 +112,7 @@ from purechat.core import (
     Typing,
     Welcome,
 )
-from purechat.core.events import CHANGES, Revision
+from purechat.core.events import CHANGES, ConversationNotice, Revision
 from purechat.core.living import ChangeAsk, reaction_of
 from purechat.core.names import distinguishable
 from purechat.errors import Refusal
@@ -393,6 +398,15 @@ def to_json(item: Outgoing, max_text_bytes: int) -> dict[str, Any]:
         return {"typing": {"room": item.room, "users": list(item.users), "more": item.more}}
     if isinstance(item, ReadMarker):
         return {"read": {"room": item.room, "seq": item.seq}}
+    if isinstance(item, ConversationNotice):
+        return {
+            "conversation": {
+                "room": item.room,
+                "peer": item.peer,
+                "seq": item.seq,
+                "text": item.text,
+            }
+        }
     if isinstance(item, HistoryPage):
         return {
             "history": {
