@@ -51,8 +51,7 @@ def react(target: int, emoji: str, by: str, *, removed: bool = False, msg_id: st
     return change(EntryKind.REACTION, target, by, msg_id, emoji=emoji, removed=removed, key=by)
 
 
-# Redis is not here yet: its store refuses changes (see Services.message_at).
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "cluster-replicas"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
 ) -> AsyncIterator[Store]:
@@ -69,7 +68,8 @@ async def store(
         cluster: RedisCluster = request.getfixturevalue("redis_cluster")
         await trio.to_thread.run_sync(cluster.heal)
         await trio.to_thread.run_sync(cluster.flush)
-        opened = await RedisStore.open(cluster.url(0), history=100)
+        replicas = 1 if request.param == "cluster-replicas" else 0
+        opened = await RedisStore.open(cluster.url(replicas), history=100)
     try:
         yield opened
     finally:
