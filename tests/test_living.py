@@ -5,9 +5,11 @@ order, once per retry, on resume after a restart; refusals as sentences."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+import grpc
 import trio
 
 from purechat.app import ChatServer
@@ -20,13 +22,14 @@ from purechat.server import ServerConfig
 from purechat.store import SqliteStore
 from purechat.store.redis import RedisStore
 from purechat.store.redis_keys import Layout
-from tests.accounts import accounts_config, login, member, register, unary
+from tests.accounts import accounts_config, login, member, moderate, register, unary
 from tests.helpers import Harness, Member
 from tests.polling import settles
 from tests.redis_server import RedisProcess, free_port
 from tests.webclient import WebClient
 
 E = v1.Event
+M = v1.ModerationCommand
 SECRET = "zanzibarquokka"
 
 
@@ -381,3 +384,87 @@ async def test_on_redis_a_change_made_while_away_arrives_on_resume_after_a_resta
 
 def _log_key() -> str:
     return Layout(cluster=False).room("lobby").log
+
+
+# -- real grpcio clients --------------------------------------------------------------
+
+
+def _grpcio_reads(port: int, stubs: tuple[Any, Any], expect: int) -> list[str]:
+    """The tutorial's grpcio client: says hi, then reads until `expect` texts came."""
+    pb, rpc = stubs
+    texts: list[str] = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        done = threading.Event()
+
+        def requests() -> Any:
+            yield pb.ChatMessage(user_id="tutorial", text="hi")
+            done.wait(10)
+
+        responses = rpc.ChatServiceStub(channel).JoinChat(requests(), timeout=20)
+        for response in responses:
+            texts.append(response.text)
+            if len(texts) == expect:
+                done.set()
+                responses.cancel()
+                break
+    return texts
+
+
+def _grpcio_post(port: int, token: str, text: str) -> grpc.RpcError:
+    """purechat.v1.Chat/Post from grpcio, expected to fail: its error."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        post = channel.unary_unary(
+            "/purechat.v1.Chat/Post",
+            request_serializer=v1.PostRequest.SerializeToString,
+            response_deserializer=v1.PostResponse.FromString,
+        )
+        try:
+            post(
+                v1.PostRequest(room="lobby", text=text),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=10,
+            )
+        except grpc.RpcError as error:
+            return error
+    raise AssertionError("the post was taken")
+
+
+async def test_a_grpcio_client_of_the_original_contract_reads_edits_and_deletes(
+    start_server: Any, tmp_path: Path, tutorial_stubs: tuple[Any, Any]
+) -> None:
+    harness, tokens = await _chat(start_server, tmp_path / "chat.db")
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        async with trio.open_nursery() as nursery:
+            read: list[list[str]] = []
+
+            async def reader() -> None:
+                texts = await trio.to_thread.run_sync(
+                    _grpcio_reads, harness.port, tutorial_stubs, 5
+                )
+                read.append(texts)
+
+            nursery.start_soon(reader)
+            assert (await next_event(alice)).text == "hi"
+            await alice.say("the deploy is dnoe", "m1")
+            await answer(alice, edit(2, "the deploy is done", "e1"), "e1")
+            await answer(alice, react(2, "🎉", "r1"), "r1")  # nothing of it on this contract
+            await answer(alice, delete(2, "d1"), "d1")
+            await alice.say("bye", "m2")
+        assert read == [
+            ["hi", "the deploy is dnoe", "* alice edited #2: the deploy is done",
+             "* alice deleted #2", "bye"]
+        ]  # fmt: skip
+
+
+async def test_a_refused_post_is_permission_denied_for_a_grpcio_client(
+    start_server: Any, tmp_path: Path
+) -> None:
+    harness, tokens = await _chat(start_server, tmp_path / "chat.db")
+    with trio.fail_after(30):
+        alice = await member(harness, "alice", tokens["alice"])
+        await moderate(alice, M.CLAIM)
+        assert (await moderate(alice, M.MUTE, "bob")).WhichOneof("frame") == "ack"
+        error = await trio.to_thread.run_sync(_grpcio_post, harness.port, tokens["bob"], "hey")
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "muted" in error.details()
