@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import trio
+import trio.testing
 
 from purechat.app import ChatServer
 from purechat.client.admin import AdminError
@@ -468,3 +469,29 @@ async def test_a_refused_post_is_permission_denied_for_a_grpcio_client(
         error = await trio.to_thread.run_sync(_grpcio_post, harness.port, tokens["bob"], "hey")
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "muted" in error.details()
+
+
+async def test_edits_faster_than_the_rate_limit_are_paced_not_refused(
+    start_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The clock jumps only once nothing ran for a while (not while a password is
+    # hashed in a thread), then at once.
+    autojump_clock.autojump_threshold = 0.5
+    harness: Harness = await start_server(**accounts_config(), limits=Limits(rate_limit=1))
+    await register(harness.server.directory, "alice")
+    await settles(lambda: name_key("alice") in harness.server.auth.account_keys)
+    alice = await member(harness, "alice", await login(harness, "alice"))
+    assert alice.welcome.rate_limit == 1
+    autojump_clock.autojump_threshold = 0
+    await alice.say("draft 0", "m0")
+    start = trio.current_time()
+    for n in range(1, 7):
+        await alice.call.send_frame(edit(1, f"draft {n}", f"e{n}"))
+    acks = []
+    while len(acks) < 6:
+        frame = await alice.next_of_any("ack", "error")
+        assert frame.WhichOneof("frame") == "ack", frame.error.message  # none refused
+        acks.append((frame.ack.seq, trio.current_time() - start))
+    assert [seq for seq, _ in acks] == [2, 3, 4, 5, 6, 7]
+    # A burst of two, then one a second: the sixth waits about four seconds.
+    assert acks[-1][1] >= 3.5
