@@ -240,3 +240,21 @@ async def test_a_deleted_text_is_in_no_key_or_value_of_redis(
         assert await store.search(query_words(SECRET + "2"), ["lobby"], 10) == []
     finally:
         await store.aclose()
+
+
+async def test_redis_drops_the_bodies_of_messages_its_log_no_longer_keeps(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    redis = RedisProcess(tmp_path, free_port())
+    await redis.start(nursery)
+    store = await RedisStore.open(redis.url, history=100)  # the log keeps ~LOG_FLOOR
+    try:
+        for batch in range(10):
+            await store.append([said(f"message {batch}.{n}") for n in range(500)])
+        keys = store.layout.room("lobby")
+        kept = int((await redis.command("XLEN", keys.log)).strip()[1:])
+        bodies = int((await redis.command("HLEN", keys.bodies)).strip()[1:])
+        assert kept < 5000
+        assert bodies == kept + 1  # and `from`, which keeps the hash from emptying
+    finally:
+        await store.aclose()
