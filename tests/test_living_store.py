@@ -4,6 +4,8 @@ aggregate; changes are numbered in the log and read back with their target as it
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from purechat.core.events import Reaction
 from purechat.store import MemoryStore, SqliteStore, Store
 from purechat.store.base import query_words
 from purechat.store.redis import RedisStore
+from tests.polling import eventually
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisProcess, free_port
 
@@ -51,8 +54,7 @@ def react(target: int, emoji: str, by: str, *, removed: bool = False, msg_id: st
     return change(EntryKind.REACTION, target, by, msg_id, emoji=emoji, removed=removed, key=by)
 
 
-# Redis is not here yet: its store refuses changes (see Services.message_at).
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "cluster-replicas"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
 ) -> AsyncIterator[Store]:
@@ -69,7 +71,8 @@ async def store(
         cluster: RedisCluster = request.getfixturevalue("redis_cluster")
         await trio.to_thread.run_sync(cluster.heal)
         await trio.to_thread.run_sync(cluster.flush)
-        opened = await RedisStore.open(cluster.url(0), history=100)
+        replicas = 1 if request.param == "cluster-replicas" else 0
+        opened = await RedisStore.open(cluster.url(replicas), history=100)
     try:
         yield opened
     finally:
@@ -155,5 +158,103 @@ async def test_a_deleted_text_is_gone_from_the_sqlite_file_its_wal_and_index(
         assert SECRET.encode() not in after
         assert await store.search(query_words(SECRET + "2"), None, 10) == []
         assert len(await store.search(query_words("filler"), None, 100)) == 50
+    finally:
+        await store.aclose()
+
+
+def _everything_in(cli: list[str], port: int) -> str:
+    """Every key on one Redis node and its whole value, as redis-cli prints them: what
+    an operator (or an attacker with the node) could read back."""
+    keys = subprocess.run(
+        [*cli, "-p", str(port), "--scan"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    kinds = _pipeline(cli, port, [f'TYPE "{key}"' for key in keys]).split()
+    reads = {
+        "string": "GET",
+        "hash": "HGETALL",
+        "list": "LRANGE",
+        "set": "SMEMBERS",
+        "zset": "ZRANGE",
+        "stream": "XRANGE",
+    }
+    ranges = {"list": " 0 -1", "zset": " 0 -1 WITHSCORES", "stream": " - +"}
+    asked = [
+        f'{reads[kind]} "{key}"{ranges.get(kind, "")}'
+        for key, kind in zip(keys, kinds, strict=True)
+    ]
+    return "\n".join(keys) + "\n" + _pipeline(cli, port, asked)
+
+
+def _pipeline(cli: list[str], port: int, commands: list[str]) -> str:
+    """commands on one connection (READONLY first: a cluster's replica answers reads)."""
+    done = subprocess.run(
+        [*cli, "-p", str(port)],
+        input="\n".join(["ECHO start", "READONLY", *commands]) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # What follows READONLY's answer (OK, or an error on one Redis: no cluster there).
+    return done.stdout.split("\n", 2)[2]
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+async def test_a_deleted_text_is_in_no_key_or_value_of_redis(
+    where: str, tmp_path: Path, nursery: trio.Nursery, request: pytest.FixtureRequest
+) -> None:
+    if where == "redis":
+        redis = RedisProcess(tmp_path, free_port())
+        await redis.start(nursery)
+        cli = [shutil.which("redis-cli") or "redis-cli"]
+        primaries, replicas = [redis.port], []
+        store = await RedisStore.open(redis.url, history=100)
+    else:
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        await trio.to_thread.run_sync(cluster.heal)
+        await trio.to_thread.run_sync(cluster.flush)
+        cli = cluster._cli
+        nodes = cluster.nodes()
+        primaries = [node.port for node in nodes if node.primary and not node.failed]
+        replicas = [node.port for node in nodes if not node.primary and not node.failed]
+        store = await RedisStore.open(cluster.url(0), history=100)
+
+    async def anywhere(ports: list[int]) -> bool:
+        dumps = [await trio.to_thread.run_sync(_everything_in, cli, port) for port in ports]
+        return any(SECRET in dump for dump in dumps)
+
+    try:
+        await store.append([said("filler")])
+        await store.append([said(f"the code is {SECRET} do not share", msg_id="m2")])
+        await store.append([react(2, "👍", "carol")])
+        await store.append([change(EntryKind.EDIT, 2, text=f"the code is {SECRET}2")])
+        assert await anywhere(primaries)  # the test sees it while it is there
+        await store.append([change(EntryKind.DELETE, 2, author="bob", moderated=False)])
+        assert not await anywhere(primaries)
+        with trio.fail_after(10):  # replicas follow their primary
+            await eventually(lambda: anywhere(replicas), False)
+        first, message, _, edit, _ = await store.read("lobby", after=0, upto=5)
+        assert first.text == "filler" and message.text == "" and edit.text == ""
+        assert message.revision is not None and message.revision.deleted
+        assert message.revision.reactions == ()
+        assert await store.search(query_words(SECRET), ["lobby"], 10) == []
+        assert await store.search(query_words(SECRET + "2"), ["lobby"], 10) == []
+    finally:
+        await store.aclose()
+
+
+async def test_redis_drops_the_bodies_of_messages_its_log_no_longer_keeps(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    redis = RedisProcess(tmp_path, free_port())
+    await redis.start(nursery)
+    store = await RedisStore.open(redis.url, history=100)  # the log keeps ~LOG_FLOOR
+    try:
+        for batch in range(10):
+            await store.append([said(f"message {batch}.{n}") for n in range(500)])
+        keys = store.layout.room("lobby")
+        kept = int((await redis.command("XLEN", keys.log)).strip()[1:])
+        bodies = int((await redis.command("HLEN", keys.bodies)).strip()[1:])
+        assert kept < 5000
+        assert bodies == kept + 1  # and `from`, which keeps the hash from emptying
     finally:
         await store.aclose()

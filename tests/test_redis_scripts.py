@@ -96,5 +96,5 @@ async def test_every_script_compiles(redis: RedisProcess) -> None:
         if name.isupper() and isinstance(code, str)
     }
     loaded = {name: await redis.command("SCRIPT", "LOAD", code) for name, code in sources.items()}
-    assert len(vars(Scripts())) == 17 and len(sources) == 19  # with COMMON and PRESENCE
+    assert len(vars(Scripts())) == 18 and len(sources) == 20  # with COMMON and PRESENCE
     assert all(reply.startswith(b"$40\r\n") for reply in loaded.values()), loaded

@@ -251,4 +251,6 @@ class PostService:
             return statuses.for_end(EndReason.OUTCOME_UNKNOWN)
         if item.code is ErrorCode.STORE_UNAVAILABLE:
             return statuses.for_end(EndReason.STORE_UNAVAILABLE)
+        if item.code is ErrorCode.NOT_ALLOWED:  # muted, banned, not its message...
+            return statuses.for_error(NotAllowed(item.message))
         return statuses.refused(item.message)

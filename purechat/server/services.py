@@ -150,8 +150,8 @@ class Services:
     async def message_at(self, room: str, seq: int) -> Message | None:
         """Message seq of room as the store has it now (None: not kept), the target
         of an edit, delete or reaction. NotAllowed on a store that cannot keep changes
-        (Redis, for now: its logs keep texts in stream entries, which cannot be
-        rewritten, so a delete there would only hide the text)."""
+        (one whose delete would only hide the text: every store purechat has keeps
+        them; the check stays for a store added later)."""
         if not getattr(self.store, "keeps_changes", False):
             raise NotAllowed("This server's store cannot edit, delete or react to messages yet.")
         if seq <= 0:

@@ -36,12 +36,15 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
 import glide
 
 from purechat.core import EntryKind, EventKind, Message
+from purechat.core.events import CHANGES, Reaction, Revision
+from purechat.core.living import as_read
 from purechat.core.moderation import Effect
 from purechat.core.names import name_key
 from purechat.store.base import (
@@ -68,6 +71,7 @@ from purechat.store.redis_scripts import (
     JOIN,
     LEAVE,
     POSITION,
+    READ,
     RECORD,
     REPORT_BEHIND,
     RESTORE,
@@ -135,6 +139,7 @@ class Scripts:
         self.heads = _script(HEADS)
         self.staged = _script(STAGED)
         self.position = _script(POSITION)
+        self.read = _script(READ)
         self.join = _script(JOIN)
         self.leave = _script(LEAVE)
         self.restore = _script(RESTORE)
@@ -150,6 +155,10 @@ class Scripts:
 
 
 class RedisStore:
+    # Edits, deletes and reactions are applied to their targets (see Store.append): a
+    # message's text lives in the room's `bodies` hash, not its stream entry.
+    keeps_changes = True
+
     def __init__(
         self,
         address: RedisAddress,
@@ -289,6 +298,9 @@ class RedisStore:
                     d.kind.value,
                     d.data,
                     json.dumps([e.as_list() for e in d.effects]) if d.effects else "",
+                    str(d.reply_to),
+                    str(d.target),
+                    d.account,
                 ]
         # A room whose log was started again by the fence is appended to once more.
         out = await self._run(self._scripts.append, keys, args, self._durable)
@@ -300,10 +312,15 @@ class RedisStore:
         self._behind_hints.update(room for room, flag in behind.items() if flag == 2)
         answers = out[1 + len(names) :]
         upto: dict[str, int] = {}
-        for at, seq, epoch in zip(order, answers[::2], answers[1::2], strict=True):
+        for at, seq, epoch, target in zip(
+            order, answers[::3], answers[1::3], answers[2::3], strict=True
+        ):
             number = abs(int(seq))
-            results[at] = Appended(number, duplicate=int(seq) < 0, epoch=epoch.decode())
             room = messages[at].room
+            revised = _message(room, *target) if target else None
+            results[at] = Appended(
+                number, duplicate=int(seq) < 0, epoch=epoch.decode(), target=revised
+            )
             upto[room] = max(upto.get(room, 0), number)
         if staged:
             await self._replicated(keys_of[0].log)
@@ -392,9 +409,56 @@ class RedisStore:
     async def read(self, room: str, *, after: int, upto: int) -> list[Message]:
         if upto <= after:
             return []
-        command = ["XRANGE", self.layout.room(room).log, f"{after + 1}-0", f"{upto}-0"]
-        entries = await self._call(self._client, command)
-        return [_message(room, entry_id, fields) for entry_id, fields in (entries or {}).items()]
+        return await self._read(room, [str(after), str(upto), "0"])
+
+    async def _read(self, room: str, span: list[str]) -> list[Message]:
+        """READ's entries of room (span: after, upto, newest), as they are now: messages
+        with their latest text and revision, changes with their target's."""
+        keys = self.layout.room(room)
+        entries, targets, _ = await self._run(
+            self._scripts.read, [keys.log, keys.bodies], [*span, "0"]
+        )
+        found = [_message(room, *entry) for entry in entries]
+        held = {m.seq: m for m in [*found, *(_message(room, *t) for t in targets)]}
+        return [as_read(m, held.get(m.target)) if m.kind in CHANGES else m for m in found]
+
+    async def sent(self, room: str, sender_key: str, client_msg_id: str) -> int | None:
+        """The number a send with this id was stored under (None: not stored, or its id
+        forgotten: see IDS_KEPT)."""
+        ids = self.layout.room(room).ids
+        found = await self._call(self._client, ["HGET", ids, f"{sender_key}|{client_msg_id}"])
+        return None if found is None else int(found)
+
+    async def _filled(self, entries: list[LogEntry]) -> list[LogEntry]:
+        """A tail's entries as they are now (see _read): messages with their text from
+        `bodies`, changes with their target; one READ per room."""
+        rooms: dict[str, list[Message]] = {}
+        for entry in entries:
+            if isinstance(entry, Message):
+                rooms.setdefault(entry.room, []).append(entry)
+        now: dict[tuple[str, int], Message] = {}
+
+        async def one(room: str, read: list[Message]) -> None:
+            keys = self.layout.room(room)
+            asked = [m.seq for m in read if m.kind is EntryKind.MESSAGE]
+            wanted = {m.target for m in read if m.kind in CHANGES} - set(asked)
+            args = ["0", "0", "0", str(len(asked)), *map(str, asked), *map(str, sorted(wanted))]
+            _, targets, bodies = await self._run(self._scripts.read, [keys.log, keys.bodies], args)
+            held = {seq: _revised(m, body) for seq, m, body in
+                    zip(asked, (m for m in read if m.kind is EntryKind.MESSAGE), bodies,
+                        strict=True)}  # fmt: skip
+            held.update((t.seq, t) for t in (_message(room, *target) for target in targets))
+            for m in read:
+                if m.kind is EntryKind.MESSAGE:
+                    now[room, m.seq] = held[m.seq]
+                elif m.kind in CHANGES:
+                    now[room, m.seq] = as_read(m, held.get(m.target))
+
+        _raise_first(await self._each([_later(one, room, read) for room, read in rooms.items()]))
+        return [
+            now.get((entry.room, entry.seq), entry) if isinstance(entry, Message) else entry
+            for entry in entries
+        ]
 
     # -- the feed -------------------------------------------------------------------
 
@@ -412,7 +476,7 @@ class RedisStore:
         streams, command = self._reads(list(positions), positions)
         command[1:1] = ["BLOCK", str(block_ms)]
         found = await self._call(self._reader, command)
-        return _entries([found], streams, positions)
+        return await self._filled(_entries([found], streams, positions))
 
     async def _tail_cluster(self, positions: dict[str, Position], block_ms: int) -> list[LogEntry]:
         """Read the rooms with news (and, every POLL_SECONDS, all), one XREAD per slot."""
@@ -448,7 +512,7 @@ class RedisStore:
         outcomes = await self._each([_later(one_slot, names) for names in self._slots(due)])
         if all(isinstance(outcome, StoreError) for outcome in outcomes):
             _raise_first(outcomes)
-        return _entries(found, streams, positions)
+        return await self._filled(_entries(found, streams, positions))
 
     def _reads(
         self, rooms: list[str], positions: dict[str, Position]
@@ -736,15 +800,10 @@ class RedisStore:
         before: SearchCursor | None = None,
     ) -> list[Message]:
         """A bounded scan of each room's kept log (its newest --history messages;
-        SEARCH_SCANNED at most per room): Redis keeps no index of words."""
+        SEARCH_SCANNED at most per room), latest texts: Redis keeps no index of words."""
         found: list[Message] = []
         for room in rooms or []:
-            log = self.layout.room(room).log
-            entries = await self._call(
-                self._client, ["XREVRANGE", log, "+", "-", "COUNT", str(SEARCH_SCANNED)]
-            )
-            for entry_id, fields in (entries or {}).items():
-                message = _message(room, entry_id, fields)
+            for message in await self._read(room, ["0", "0", str(SEARCH_SCANNED)]):
                 older = before is None or SearchCursor(message.time_ms, room, message.seq) < before
                 if message.kind is EntryKind.MESSAGE and older and holds_words(message.text, words):
                     found.append(message)
@@ -1004,17 +1063,50 @@ def _presence(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Presence
     )
 
 
-def _message(room: str, entry_id: bytes, fields: list[list[bytes]]) -> Message:
+def _message(room: str, entry_id: bytes, fields: Any, body: bytes = b"") -> Message:
+    """A log entry as a Message: fields as XRANGE answers them (pairs) or as a script
+    does (flat), with the message's body (text and revision) from `bodies`."""
+    if fields and not isinstance(fields[0], list):
+        fields = list(zip(fields[::2], fields[1::2], strict=True))
     values = _fields(fields)
     effects = values.get("effects")
-    return Message(
-        room,
-        int(entry_id.decode().split("-")[0]),
-        values["user"],
-        values["text"],
-        int(values["time"]),
-        values["action"] == "1",
-        kind=EntryKind(values.get("kind", "message")),
-        data=values.get("data", ""),
-        effects=tuple(Effect.from_list(e) for e in json.loads(effects)) if effects else (),
+    return _revised(
+        Message(
+            room,
+            int(entry_id.decode().split("-")[0]),
+            values["user"],
+            values.get("text", ""),  # moderation entries, and messages from before bodies
+            int(values["time"]),
+            values["action"] == "1",
+            kind=EntryKind(values.get("kind", "message")),
+            data=values.get("data", ""),
+            effects=tuple(Effect.from_list(e) for e in json.loads(effects)) if effects else (),
+            reply_to=int(values.get("reply_to", 0)),
+            target=int(values.get("target", 0)),
+            account=values.get("account", ""),
+        ),
+        body,
+    )
+
+
+def _revised(message: Message, body: bytes) -> Message:
+    """message with its body from `bodies` (none: as it is), as APPEND's revise left it."""
+    if not body:
+        return message
+    kept = json.loads(body)
+    reactions = kept.get("reactions")
+    revision = Revision(
+        edited_ms=int(kept.get("edited_ms", 0)),
+        deleted=bool(kept.get("deleted", False)),
+        deleted_by=str(kept.get("deleted_by", "")),
+        # Lua's cjson writes an empty array as {}.
+        reactions=tuple(
+            Reaction(str(r[0]), tuple(str(u) for u in r[1]) if isinstance(r[1], list) else ())
+            for r in (reactions if isinstance(reactions, list) else ())
+        ),
+    )
+    return replace(
+        message,
+        text=str(kept.get("text", "")),
+        revision=None if revision == Revision() else revision,
     )

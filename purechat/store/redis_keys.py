@@ -47,9 +47,19 @@ Per room (`RoomKeys`)
 part           type    what
 =============  ======  ===========================================================
 seq            string  the newest number given (a counter: INCR)
-log            stream  the messages, entry id `SEQ-0`; fields user, text, time,
-                       action, epoch (and kind, data, effects for entries other than
-                       messages). What readers see: `top` is its newest id.
+log            stream  the messages, entry id `SEQ-0`; fields user, time, action,
+                       epoch, reply_to, account (and kind, data, effects, target for
+                       entries other than messages; text for moderation entries). A
+                       message's text is not here but in `bodies`, so an edit can
+                       replace it and a delete remove it. What readers see: `top`
+                       is its newest id.
+bodies         hash    SEQ -> a message's text and revision as JSON ({"text",
+                       "edited_ms", "deleted", "deleted_by", "reactions": [[emoji,
+                       [users], [account keys]]]}), rewritten by the script that
+                       numbers an edit, delete or reaction of it; field `from`: the
+                       oldest number whose body may remain (bodies of messages the
+                       log trimmed are dropped after it; `from` keeps the hash from
+                       ever being emptied, rule 5)
 state          hash    KIND|KEY -> value: the room's roles, settings and
                        restrictions (core/moderation.py), changed by its moderation
                        entries' effects in the script that numbers them
@@ -139,6 +149,10 @@ class RoomKeys:
         return self.base + "writer"
 
     @property
+    def bodies(self) -> str:
+        return self.base + "bodies"
+
+    @property
     def ids(self) -> str:
         return self.base + "ids"
 
@@ -192,6 +206,7 @@ class RoomKeys:
             self.behind,
             self.presence,
             self.state,
+            self.bodies,
         ]
 
     def for_presence(self, server: str) -> list[str]:

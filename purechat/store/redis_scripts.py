@@ -13,6 +13,8 @@ whose clocks disagree still agree on who is alive.
 
 from __future__ import annotations
 
+from purechat.core.living import MAX_REACTION_KINDS
+
 # Presence entries kept per room: enough for a server whose feed lags a little.
 PRESENCE_KEPT = 1000
 
@@ -43,17 +45,23 @@ end
 """
 
 # KEYS: per room of the batch (all in one slot) its seq, log, staged, epoch, writer,
-# ids, idq, behind, presence and state. ARGV: history, ids kept, candidate epoch, staged
-# ("1": append to `staged`, not `log`), fence ("1": a promoted node starts a new log),
-# this reader's id, the number of rooms, each room's news channel ("" on one Redis),
-# then per draft: its room's place among the rooms (from 1), user, text, time_ms,
-# action, sender, id, kind, data, effects (JSON, "" for none: a moderation entry's
-# changes to its room's state, applied here with its numbering).
+# ids, idq, behind, presence, state and bodies. ARGV: history, ids kept, candidate
+# epoch, staged ("1": append to `staged`, not `log`), fence ("1": a promoted node starts
+# a new log), this reader's id, the number of rooms, each room's news channel ("" on one
+# Redis), then per draft: its room's place among the rooms (from 1), user, text,
+# time_ms, action, sender, id, kind, data, effects (JSON, "" for none: a moderation
+# entry's changes to its room's state, applied here with its numbering), reply_to,
+# target, account.
+#
+# A message's text goes to the room's `bodies`, not its stream entry; an edit, delete
+# or reaction (core/living.py) is applied there to its target here, in the script that
+# numbers it (`revise`, living.revise's rule in Lua), and keeps no text of its own.
 #
 # Returns {0, per room 2 if another server is behind in it (1 if only this one is), then
-# per draft its seq (negative for a repeat) and its room's epoch}; or {1} when a room's
-# log was started again (the caller runs it once more: no key a reset deleted is touched
-# after it).
+# per draft its seq (negative for a repeat), its room's epoch and, for a change newly
+# numbered, its target as it is now ({id, fields, body}; "" when not kept)}; or {1} when
+# a room's log was started again (the caller runs it once more: no key a reset deleted
+# is touched after it).
 #
 # While a server (this one included) is behind in a room its log keeps the newest `ids
 # kept` (10,000 or --history) rather than --history: what was sent before the senders
@@ -68,15 +76,17 @@ end
 # A room that moved here by a reshard has an unrelated writer and goes on as it was.
 APPEND = (
     COMMON
+    + f"local MAX_REACTION_KINDS = {MAX_REACTION_KINDS}\n"
     + """
 local history, kept, candidate = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local staged, fence, me = ARGV[4] == '1', ARGV[5] == '1', ARGV[6]
 local rooms = tonumber(ARGV[7])
 local function room(place)
-  local at = 10 * place - 9
+  local at = 11 * place - 10
   return {seq = KEYS[at], log = KEYS[at + 1], staged = KEYS[at + 2], epoch = KEYS[at + 3],
     writer = KEYS[at + 4], ids = KEYS[at + 5], idq = KEYS[at + 6], behind = KEYS[at + 7],
-    presence = KEYS[at + 8], state = KEYS[at + 9], news = ARGV[7 + place]}
+    presence = KEYS[at + 8], state = KEYS[at + 9], bodies = KEYS[at + 10],
+    news = ARGV[7 + place]}
 end
 local info = redis.call('INFO', 'replication')
 local replid = string.match(info, 'master_replid:(%w+)')
@@ -87,7 +97,8 @@ for place = 1, rooms do
   local writer = redis.call('GET', r.writer)
   if writer ~= replid then
     if fence and writer and writer == replid2 then
-      redis.call('DEL', r.seq, r.log, r.staged, r.epoch, r.ids, r.idq, r.presence)
+      redis.call('DEL', r.seq, r.log, r.staged, r.epoch, r.ids, r.idq, r.presence,
+        r.bodies)
       reset = true
     end
     redis.call('SET', r.writer, replid)
@@ -121,18 +132,108 @@ local function remember(r, retry, seq)
     end
   end
 end
-local epochs, logged = {}, {}
-for i = 8 + rooms, #ARGV, 10 do
+-- Message `target` (a number) as the log (or, staged, the staging stream) has it now:
+-- {id, fields, body}, or false when it is no longer kept or is no message.
+local function entry_of(r, target)
+  local found = redis.call('XRANGE', r.log, target .. '-0', target .. '-0')
+  if #found == 0 then found = redis.call('XRANGE', r.staged, target .. '-0', target .. '-0') end
+  local body = redis.call('HGET', r.bodies, target)
+  if #found == 0 or not body then return false end
+  return {found[1][1], found[1][2], body}
+end
+-- living.revise: the target's body after an edit, delete or reaction of it. A deleted
+-- target stays as it is; so does a reaction an account already has (or no longer has),
+-- or one kind too many. The earlier text is overwritten, not kept anywhere.
+local function revise(r, kind, target, user, text, time, data)
+  local found = entry_of(r, target)
+  if not found then return '' end
+  local body = cjson.decode(found[3])
+  if body.deleted then return found end
+  if kind == 'edit' then
+    body.text = text
+    body.edited_ms = tonumber(time)
+  elseif kind == 'delete' then
+    local by = ''
+    if cjson.decode(data).moderated then by = user end
+    body = {deleted = true, deleted_by = by}
+  else
+    local details = cjson.decode(data)
+    local reactions = body.reactions or {}
+    local at = false
+    for n, reaction in ipairs(reactions) do
+      if reaction[1] == details.emoji then at = n end
+    end
+    local users, keys = {}, {}
+    if at then users, keys = reactions[at][2], reactions[at][3] end
+    local has = false
+    for n, key in ipairs(keys) do
+      if key == details.key then has = n end
+    end
+    if details.removed and has then
+      table.remove(users, has)
+      table.remove(keys, has)
+    elseif not details.removed and not has and (at or #reactions < MAX_REACTION_KINDS) then
+      table.insert(users, user)
+      table.insert(keys, details.key)
+    else
+      return found
+    end
+    if not at then
+      table.insert(reactions, {details.emoji, users, keys})
+    elseif #users > 0 then
+      reactions[at] = {details.emoji, users, keys}
+    else
+      table.remove(reactions, at)
+    end
+    if #reactions > 0 then body.reactions = reactions else body.reactions = nil end
+  end
+  found[3] = cjson.encode(body)
+  redis.call('HSET', r.bodies, target, found[3])
+  return found
+end
+-- Drops the bodies of messages the log no longer keeps, up to 1,000 a call: `from`
+-- moves first, so the hash is never emptied (rule 5).
+local function trim_bodies(r)
+  local oldest = redis.call('XRANGE', r.log, '-', '+', 'COUNT', 1)
+  if #oldest == 0 then return end
+  local first = tonumber(string.match(oldest[1][1], '^(%d+)'))
+  local from = tonumber(redis.call('HGET', r.bodies, 'from') or '1')
+  if from >= first then return end
+  local upto = math.min(first - 1, from + 999)
+  redis.call('HSET', r.bodies, 'from', upto + 1)
+  local gone = {}
+  for seq = from, upto do table.insert(gone, seq) end
+  redis.call('HDEL', r.bodies, unpack(gone))
+end
+local epochs, logged, written = {}, {}, {}
+for i = 8 + rooms, #ARGV, 13 do
   local place = tonumber(ARGV[i])
   local r = room(place)
   local user, text, time, action, sender, id =
     ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local kind, data, effects = ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
-  local fields = {'user', user, 'text', text, 'time', time, 'action', action}
+  local reply_to, target, account = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
+  local fields = {'user', user, 'time', time, 'action', action}
+  if kind == 'moderation' then
+    table.insert(fields, 'text')
+    table.insert(fields, text)
+  end
   if kind ~= 'message' then
     for _, part in ipairs({'kind', kind, 'data', data, 'effects', effects}) do
       table.insert(fields, part)
     end
+  end
+  if reply_to ~= '0' then
+    table.insert(fields, 'reply_to')
+    table.insert(fields, reply_to)
+  end
+  if target ~= '0' then
+    table.insert(fields, 'target')
+    table.insert(fields, target)
+  end
+  if account ~= '' then
+    table.insert(fields, 'account')
+    table.insert(fields, account)
   end
   local epoch = epochs[place] or epoch_of(r.epoch, candidate)
   epochs[place] = epoch
@@ -141,8 +242,13 @@ for i = 8 + rooms, #ARGV, 10 do
   if id ~= '' then seq = redis.call('HGET', r.ids, retry) end
   if seq then
     table.insert(out, -tonumber(seq))
+    table.insert(out, epoch)
+    table.insert(out, '')
   else
     seq = redis.call('INCR', r.seq)
+    if kind == 'message' then
+      redis.call('HSET', r.bodies, seq, cjson.encode({text = text}))
+    end
     if staged then
       redis.call('XADD', r.staged, seq .. '-0', 'epoch', epoch, unpack(fields))
     else
@@ -150,6 +256,7 @@ for i = 8 + rooms, #ARGV, 10 do
         unpack(fields))
       logged[place] = true
     end
+    written[place] = true
     if effects ~= '' then
       for _, e in ipairs(cjson.decode(effects)) do
         if e[1] == 'set' then
@@ -161,13 +268,69 @@ for i = 8 + rooms, #ARGV, 10 do
     end
     if id ~= '' then remember(r, retry, seq) end
     table.insert(out, seq)
+    table.insert(out, epoch)
+    if target ~= '0' and kind ~= 'moderation' then
+      table.insert(out, revise(r, kind, target, user, text, time, data))
+    else
+      table.insert(out, '')
+    end
   end
-  table.insert(out, epoch)
 end
+for place in pairs(written) do trim_bodies(room(place)) end
 for place in pairs(logged) do tell(room(place).news) end
 return out
 """
 )
+
+# A room's entries as they are now, each {id, fields, body} (body: a message's text and
+# revision from `bodies`, "" for other entries). KEYS: the room's log and bodies. ARGV:
+# after and upto (the entries numbered in (after, upto]; none when upto <= after), newest
+# (that many newest entries instead, 0: none), the number of bodies asked for alone, those
+# numbers (entries the caller read already, as a tail does), then numbers of targets
+# wanted whole. The targets of the changes among the entries read come too. Returns
+# {entries, targets, bodies}: one call, so a message and the change to it are of one moment.
+READ = """
+local log, bodies = KEYS[1], KEYS[2]
+local after, upto, newest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local asked = tonumber(ARGV[4])
+local function seq_of(id) return string.match(id, '^(%d+)') end
+local function target_of(fields)
+  for at = 1, #fields, 2 do
+    if fields[at] == 'target' then return fields[at + 1] end
+  end
+  return false
+end
+local entries, seen, wanted = {}, {}, {}
+local found = {}
+if upto > after then
+  found = redis.call('XRANGE', log, (after + 1) .. '-0', upto .. '-0')
+elseif newest > 0 then
+  found = redis.call('XREVRANGE', log, '+', '-', 'COUNT', newest)
+end
+for _, entry in ipairs(found) do
+  local seq = seq_of(entry[1])
+  seen[seq] = true
+  table.insert(entries, {entry[1], entry[2], redis.call('HGET', bodies, seq) or ''})
+  local target = target_of(entry[2])
+  if target then table.insert(wanted, target) end
+end
+local texts = {}
+for at = 5, 4 + asked do
+  table.insert(texts, redis.call('HGET', bodies, ARGV[at]) or '')
+end
+for at = 5 + asked, #ARGV do table.insert(wanted, ARGV[at]) end
+local targets = {}
+for _, target in ipairs(wanted) do
+  if not seen[target] then
+    seen[target] = true
+    local entry = redis.call('XRANGE', log, target .. '-0', target .. '-0')
+    if #entry > 0 then
+      table.insert(targets, {entry[1][1], entry[1][2], redis.call('HGET', bodies, target) or ''})
+    end
+  end
+end
+return {entries, targets, texts}
+"""
 
 # With ?replicas=N, once Redis said N replicas have a batch (WAIT): moves every staged
 # message numbered up to `upto` into the log, in order. Those numbered before the batch
