@@ -106,6 +106,24 @@ def test_a_reaction_is_one_emoji_once_per_account_and_may_be_taken_back() -> Non
     decide(BOB, ChangeAsk(EntryKind.REACTION, 1, emoji=chr(0x1F600)), full)  # an existing kind
 
 
+def test_a_redis_message_from_before_bodies_is_read_but_never_changed() -> None:
+    """An earlier purechat kept a message's text in its Redis stream entry, where a
+    delete could only hide it: such a message is refused every change, with why."""
+    from purechat.store.redis import _message  # noqa: PLC0415
+
+    fields = [b"user", b"alice", b"text", b"old words", b"time", str(T0).encode(),
+              b"action", b"0", b"epoch", b"e1"]  # fmt: skip
+    old = _message("lobby", b"1-0", fields)
+    assert old.text == "old words" and old.revision == Revision(fixed=True)
+    why = "Message #1 was stored before this server kept edits, deletes and reactions"
+    for ask, role in ((DELETE, "member"), (DELETE, "operator"), (thumbs(), "member")):
+        assert refusal(ALICE, ask, old, role=role).startswith(why)
+    # One written since has a body: it may change.
+    body = json.dumps({"text": "new words"}).encode()
+    kept = _message("lobby", b"1-0", [*fields[:2], *fields[4:]], body)
+    assert kept.text == "new words" and not (kept.revision and kept.revision.fixed)
+
+
 @pytest.mark.parametrize(
     ("text", "one"),
     [("👍", True), ("👍🏽", True), ("❤️", True), ("👨‍👩‍👧", True), ("🇫🇷", True), ("1️⃣", True),

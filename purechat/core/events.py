@@ -104,6 +104,10 @@ class Revision:
     # Who deleted it when that was not its author (an operator); "" otherwise.
     deleted_by: str = ""
     reactions: tuple[Reaction, ...] = ()
+    # Stored before its store kept changes (a Redis log written by an earlier purechat
+    # holds the text in the stream entry itself, where a delete could only hide it):
+    # it can be read, never changed.
+    fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,6 +253,11 @@ def revision_of(kept: str) -> Revision | None:
 def _message(target: Message | None, seq: int) -> Message:
     if target is None or target.kind is not EntryKind.MESSAGE or target.seq != seq:
         raise ChangeRefused(f"There is no message #{seq} here.")
+    if target.revision is not None and target.revision.fixed:
+        raise ChangeRefused(
+            f"Message #{seq} was stored before this server kept edits, deletes and "
+            "reactions: it cannot be changed."
+        )
     return target
 
 

@@ -1090,8 +1090,13 @@ def _message(room: str, entry_id: bytes, fields: Any, body: bytes = b"") -> Mess
 
 
 def _revised(message: Message, body: bytes) -> Message:
-    """message with its body from `bodies` (none: as it is), as APPEND's revise left it."""
+    """message with its body from `bodies` (none: as it is), as APPEND's revise left it.
+
+    A message without a body was written before bodies were kept: its text is in its
+    stream entry, where a delete could not remove it, so it is marked never to change."""
     if not body:
+        if message.kind is EntryKind.MESSAGE and message.text:
+            return replace(message, revision=Revision(fixed=True))
         return message
     kept = json.loads(body)
     reactions = kept.get("reactions")
