@@ -476,6 +476,7 @@ export class Session {
     this._settle(line.id);
     const refused = { type: "refused", text: line.text, action: line.action, reason: error.message };
     if (line.replyTo) refused.replyTo = line.replyTo;
+    if (line.change) refused.change = true;
     if (line.command || line.change) {
       refused.command = true;
       refused.typed = line.typed;
