@@ -175,7 +175,9 @@ export class Session {
       const reason =
         `Message not sent: it is ${utf8Length(text)} bytes and the limit is ` +
         `${this.maxTextBytes} bytes.`;
-      return [{ type: "refused", text, action, reason, replyTo }];
+      const refused = { type: "refused", text, action, reason };
+      if (replyTo) refused.replyTo = replyTo;
+      return [refused];
     }
     const line = { id: this.newId(), text, action, unanswered: 0, unknown: false, replyTo };
     this.pending.set(line.id, line);
