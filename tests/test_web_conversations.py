@@ -281,6 +281,7 @@ async def test_scrolling_up_pages_back_to_the_beginning_and_search_opens_a_resul
 
         # Search from the keyboard: back from the message box to the search box.
         await page.script("document.querySelector('#line').focus()")
+        await page.chord(Keys.SHIFT, Keys.TAB)  # the newest message's actions
         await page.chord(Keys.SHIFT, Keys.TAB)
         await page.chord(Keys.SHIFT, Keys.TAB)
         await page.chord(Keys.SHIFT, Keys.TAB)

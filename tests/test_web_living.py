@@ -228,6 +228,9 @@ async def test_message_actions_and_picker_from_the_keyboard_alone_and_scanned(
         problems = await alice.accessibility_problems()
         await alice.keys(Keys.ENTER)
         await bob.wait_for(f"document.querySelector('{message(seq)} button.reaction')")
+        # One ⋯ button is a tab stop; Up and Down move among them.
+        stops = f"document.querySelectorAll('{LOG} button.actions-toggle[tabindex=\"0\"]').length"
+        assert await alice.script(f"return {stops}") == 1
         # Back on the ⋯ button; open again and reply, from the keyboard.
         assert await alice.script("return document.activeElement.className") == "actions-toggle"
         await alice.keys(Keys.ENTER, Keys.ENTER)

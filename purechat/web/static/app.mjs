@@ -178,6 +178,7 @@ class Room {
     // Where the log was scrolled to when last seen (scrolled: which way it moved).
     this.lastScrollTop = 0;
     this.log.addEventListener("scroll", () => scrolled(this));
+    this.log.addEventListener("keydown", (key) => moveAmongActions(this, key));
     ui.logs.append(this.log);
     // Its place in the room list: one button, kept (so focus stays on it as it changes).
     this.button = document.createElement("button");
@@ -943,7 +944,9 @@ function redraw(room, seq) {
   const focused = old.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
   const fresh = draw(room, item, true);
   for (const kept of ["found", "history"]) if (old.classList.contains(kept)) fresh.classList.add(kept);
+  const wasStop = old.querySelector("button.actions-toggle")?.tabIndex === 0;
   old.replaceWith(fresh);
+  if (wasStop) rove(room, fresh.querySelector("button.actions-toggle"));
   if (focused) fresh.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
 }
 
@@ -1029,6 +1032,8 @@ function actionsOf(room, item) {
   toggle.className = "actions-toggle";
   toggle.textContent = "⋯";
   toggle.dataset.focusKey = "actions";
+  // One ⋯ button of a log is in the tab order (rove); arrows move between them.
+  toggle.tabIndex = -1;
   toggle.setAttribute("aria-label", `Actions for ${shown}'s message #${seq}`);
   toggle.setAttribute("aria-expanded", "false");
   const menu = document.createElement("div");
@@ -1237,6 +1242,7 @@ function older(room, items, moreBefore) {
   const fromBottom = log.scrollHeight - log.scrollTop;
   for (const each of lines) log.insertBefore(each, after);
   dropRepeatedDays(log);
+  rove(room);
   log.scrollTop = log.scrollHeight - fromBottom;
   if (room.jumpTo) jump(room, room.jumpAsked);
 }
@@ -1315,6 +1321,28 @@ function append(room, entry) {
   log.append(entry);
   while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
   if (atBottom) log.scrollTop = log.scrollHeight;
+  rove(room);
+}
+
+/** Keep one ⋯ button of the log in the tab order: the one the person moved to (while
+ * the focus is in the log), else the newest message's. */
+function rove(room, to = null) {
+  const toggles = [...room.log.querySelectorAll("button.actions-toggle")];
+  const inLog = room.log.contains(document.activeElement) && document.activeElement !== room.log;
+  const current = to ?? (inLog ? toggles.find((each) => each.tabIndex === 0) : null) ?? toggles.at(-1);
+  for (const each of toggles) each.tabIndex = each === current ? 0 : -1;
+}
+
+/** Up and Down on a message's ⋯ button move to the one before or after it. */
+function moveAmongActions(room, key) {
+  if (!key.target.classList?.contains("actions-toggle")) return;
+  if (key.key !== "ArrowUp" && key.key !== "ArrowDown") return;
+  const toggles = [...room.log.querySelectorAll("button.actions-toggle")];
+  const next = toggles[toggles.indexOf(key.target) + (key.key === "ArrowUp" ? -1 : 1)];
+  if (!next) return;
+  key.preventDefault();
+  rove(room, next);
+  next.focus();
 }
 
 /** A message's text: links (http and https only) clickable, my name marked. */
