@@ -2,7 +2,8 @@
 browser (headless chromium), as tests/test_web_browser.py drives it.
 
 PURECHAT_SCREENSHOTS=docs makes the first test save the README's pictures there
-(`just web-screenshot`): two rooms and two conversations, with unread counts.
+(`just web-screenshot`): two rooms and two conversations, with unread counts, and in
+the room in front an edited message with reactions and a reply to it.
 
 A conversation between two accounts started from the keyboard alone; two pages of one
 account agreeing on what is unread, and a page that is not looked at marking nothing;
@@ -22,6 +23,7 @@ import pytest
 import trio
 
 from purechat.core.names import name_key
+from purechat.pb import purechat_v1_pb2 as v1
 from purechat.store import MemoryStore
 from tests.accounts import PASSWORD, accounts_config, login, member, register
 from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
@@ -108,7 +110,16 @@ async def test_two_rooms_and_two_conversations_with_unread_counts_and_mention_ma
         bob_token, carol_token = await login(harness, "bob"), await login(harness, "carol")
         bob = await member(harness, "bob", bob_token)
         carol = await member(harness, "carol", carol_token, room="dev")
-        await carol.say("morning! the deploy notes:\n- api: done\n- web: today")
+        notes = await carol.say("morning! teh deploy notes:\n- api: done\n- web: today")
+        # Living messages in the picture: carol's edit, a reply, reactions.
+        fixed = "morning! the deploy notes:\n- api: done\n- web: today"
+        edit = v1.EditMessage(seq=notes.seq, text=fixed, client_msg_id="e1")
+        await carol.call.send_frame(v1.ClientFrame(edit=edit))
+        react = v1.ReactMessage(seq=notes.seq, emoji="🎉", client_msg_id="r1")
+        await carol.call.send_frame(v1.ClientFrame(react=react))
+        await page.wait_for(f"document.querySelector('{LOG} li.message .edited')")
+        await page.type(f"/react {notes.seq} 👍", f"/reply {notes.seq} thanks, looks good")
+        await page.wait_for(f"document.querySelectorAll('{LOG} button.reaction').length === 2")
         await bob.say("anyone around?")
         await bob.say("alice: the report https://example.org/q3 is up")
         to_alice = await member(harness, "bob", bob_token, dm="alice")
@@ -132,6 +143,7 @@ async def test_two_rooms_and_two_conversations_with_unread_counts_and_mention_ma
             f" && {conversation('carol')}.dataset.mentioned === 'false'"
         )
         await page.wait_for("document.title === '(5) dev — purechat'")
+        await page.wait_for(f"document.querySelector('{LOG} li.message .quote')")
         if folder := os.environ.get("PURECHAT_SCREENSHOTS"):
             await page.screenshot(ROOT / folder / "web-light.png")
             await page.colour_scheme("dark")
@@ -269,6 +281,7 @@ async def test_scrolling_up_pages_back_to_the_beginning_and_search_opens_a_resul
 
         # Search from the keyboard: back from the message box to the search box.
         await page.script("document.querySelector('#line').focus()")
+        await page.chord(Keys.SHIFT, Keys.TAB)  # the newest message's actions
         await page.chord(Keys.SHIFT, Keys.TAB)
         await page.chord(Keys.SHIFT, Keys.TAB)
         await page.chord(Keys.SHIFT, Keys.TAB)

@@ -22,6 +22,7 @@ TESTS = [
         "text.test.mjs",
         "moderation.test.mjs",
         "reading.test.mjs",
+        "living.test.mjs",
     )
 ]
 

@@ -18,6 +18,11 @@
 // (never stored, never in a URL) and goes in every room's join, as a token does. The
 // password leaves the form once it has been used.
 //
+// Living messages (living.mjs): each message has an actions button (reply, react,
+// edit and delete where the server would take them), a reply is drawn with a quote of
+// the message it answers (from what the page holds), an edit, delete or reaction
+// redraws its message in place, and who else is typing shows under the log.
+//
 // Whatever came from the server (names, text) is put on the page as text, never as
 // HTML, and control characters are shown as escapes, never obeyed.
 
@@ -28,6 +33,16 @@ import {
   command as moderation,
   typed,
 } from "./moderation.mjs";
+import {
+  COMMON_EMOJI,
+  LIVING_USAGE,
+  TypingShown,
+  livingCommand,
+  quoteOf,
+  reactionsShown,
+  revised,
+  tombstone,
+} from "./living.mjs";
 import { Unread, markedPieces, newestInView, placeName, toMark } from "./reading.mjs";
 import { Session, randomId, sentence, utf8Length } from "./session.mjs";
 import { dayLabel, dayOf, mentions, pieces, visible } from "./text.mjs";
@@ -73,6 +88,11 @@ const ui = {
   line: $("line"),
   sendProblem: $("send-problem"),
   announcer: $("announcer"),
+  typing: $("typing"),
+  sendTyping: $("send-typing"),
+  composing: $("composing"),
+  composingWhat: $("composing-what"),
+  cancelComposing: $("cancel-composing"),
 };
 // Recent messages shown on joining a room.
 const HISTORY = 50;
@@ -100,6 +120,7 @@ const HELP = [
   "/join ROOM opens another room, /leave closes this one, /rooms lists the rooms with members,",
   "/msg NAME opens a conversation with that account (or its name's menu: Message NAME),",
   "/search WORDS searches what you may read; scroll up for older messages,",
+  ...Object.values(LIVING_USAGE).map(([usage, about]) => `${usage}: ${about} (or the message's ⋯ button)`),
   "/who lists who is here, /me ACTION says that you do something, /nick NAME changes your name,",
   "/help shows this; //text sends a line that starts with /.",
   "Moderation (the room's owner and operators; DURATION like 10m, 2h, 7d; or a member's menu):",
@@ -140,6 +161,14 @@ class Room {
     this.inHistory = false;
     // The local day of the newest dated line, for date separators.
     this.lastDay = null;
+    // The messages shown, by number (as they are now: edits, deletes and reactions
+    // applied), for quotes and redrawing; at most MAX_LINES.
+    this.messages = new Map();
+    // Who else is typing here, and the timer that takes them off when their time is up.
+    this.typing = new TypingShown();
+    this.typingTimer = null;
+    // What the message box is doing: null, or {mode: "reply" | "edit", seq}.
+    this.composing = null;
     this.log = document.createElement("ol");
     this.log.className = "log";
     this.log.tabIndex = 0; // scrollable by keyboard
@@ -149,6 +178,7 @@ class Room {
     // Where the log was scrolled to when last seen (scrolled: which way it moved).
     this.lastScrollTop = 0;
     this.log.addEventListener("scroll", () => scrolled(this));
+    this.log.addEventListener("keydown", (key) => moveAmongActions(this, key));
     ui.logs.append(this.log);
     // Its place in the room list: one button, kept (so focus stays on it as it changes).
     this.button = document.createElement("button");
@@ -389,6 +419,7 @@ function closeRoom(room, reason) {
   room.socket = null;
   clearTimeout(room.timer);
   clearTimeout(room.countdown);
+  clearTimeout(room.typingTimer);
   if (socket) socket.close(1000);
   room.log.remove();
   room.entry.remove();
@@ -450,6 +481,11 @@ function apply(room, actions) {
       if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(action.frame));
     } else if (action.type === "show") {
       show(room, action.item);
+    } else if (action.type === "revise") {
+      revise(room, action.item);
+    } else if (action.type === "typing") {
+      room.typing.heard(action.users, action.more, now());
+      renderTyping();
     } else if (action.type === "refused") {
       refused(room, action);
     } else if (action.type === "rooms") {
@@ -549,13 +585,62 @@ function wake(room) {
 // -- typing ----------------------------------------------------------------------------
 
 // Enter sends; Shift+Enter (or a paste of several lines) makes a message of several lines.
+// Up in an empty box edits my last message here; Escape stops replying or editing.
 ui.line.addEventListener("keydown", (key) => {
+  const room = state.active;
   if (key.key === "Enter" && !key.shiftKey && !key.isComposing) {
     key.preventDefault();
     ui.sendForm.requestSubmit();
+  } else if (key.key === "ArrowUp" && !ui.line.value && room && lastMine(room)) {
+    key.preventDefault();
+    compose(room, "edit", lastMine(room));
+  } else if (key.key === "Escape" && room?.composing) {
+    key.preventDefault();
+    compose(room, null);
   }
 });
 ui.line.addEventListener("input", fitLine);
+
+// Others see that I type (at most once every 3 s), unless the setting says not to.
+ui.sendTyping.checked = localStorage.getItem("purechat-typing") !== "off";
+ui.sendTyping.addEventListener("change", () => {
+  localStorage.setItem("purechat-typing", ui.sendTyping.checked ? "on" : "off");
+});
+ui.line.addEventListener("input", () => {
+  const room = state.active;
+  const text = ui.line.value;
+  if (!room || !ui.sendTyping.checked || !text.trim() || text.startsWith("/")) return;
+  transmit(room, room.session.typing(now()));
+});
+
+ui.cancelComposing.addEventListener("click", () => {
+  if (state.active) compose(state.active, null);
+  ui.line.focus();
+});
+
+/** The box replies to, or edits, message seq (mode null: neither any more). An edit
+ * puts the message's text in the box. */
+function compose(room, mode, seq = 0) {
+  const was = room.composing;
+  room.composing = mode ? { mode, seq } : null;
+  if (mode === "edit") {
+    ui.line.value = room.messages.get(seq)?.text ?? "";
+  } else if (was?.mode === "edit") {
+    ui.line.value = "";
+  }
+  fitLine();
+  renderComposing();
+  if (mode) ui.line.focus();
+}
+
+/** The number of my last message shown here that is not deleted (0: none). */
+function lastMine(room) {
+  let last = 0;
+  for (const [seq, item] of room.messages) {
+    if (item.user === room.session.myName && !item.revision?.deleted && seq > last) last = seq;
+  }
+  return last;
+}
 
 ui.sendForm.addEventListener("submit", (submitted) => {
   submitted.preventDefault();
@@ -568,8 +653,20 @@ ui.sendForm.addEventListener("submit", (submitted) => {
     return;
   }
   const line = text.startsWith("//") ? text.slice(1) : text;
-  const actions = room.session.send(line, now());
-  if (!actions.some((action) => action.type === "refused")) accepted();
+  const composing = room.composing;
+  if (composing?.mode === "edit") {
+    const edit = { edit: { seq: composing.seq, text: line } };
+    room.composing = null;
+    accepted();
+    apply(room, room.session.change(edit, `/edit ${composing.seq} ${line}`, now()));
+    return;
+  }
+  const replyTo = composing?.mode === "reply" ? composing.seq : 0;
+  const actions = room.session.send(line, now(), false, replyTo);
+  if (!actions.some((action) => action.type === "refused")) {
+    room.composing = null;
+    accepted();
+  }
   apply(room, actions);
 });
 
@@ -579,6 +676,7 @@ function accepted() {
   ui.line.removeAttribute("aria-invalid");
   ui.sendProblem.textContent = "";
   fitLine();
+  renderComposing();
 }
 
 /** A sentence beside the box, and the control whose text it is about (the message
@@ -591,10 +689,19 @@ function problemAtSend(sentence, control = ui.line) {
 /** A line the server (or the session, knowing its limit) will not take: its text goes
  * back into the box when the box is free, with the sentence beside it. A command from a
  * member's menu (not typed) is told in the room's log instead. */
-function refused(room, { text, action, reason, command: isCommand, typed: wasTyped }) {
+function refused(room, { text, action, reason, command: isCommand, typed: wasTyped, change, replyTo }) {
+  if (change && !wasTyped && room === state.active) {
+    // From a message's actions: the box keeps what it holds.
+    problemAtSend(reason, ui.line);
+    return;
+  }
   if (isCommand && !wasTyped) {
     note(room, "error", reason);
     return;
+  }
+  if (replyTo && room === state.active && !ui.line.value) {
+    room.composing = { mode: "reply", seq: replyTo };
+    renderComposing();
   }
   const line = action ? `/me ${text}` : text;
   if (room !== state.active) {
@@ -639,6 +746,26 @@ function command(room, text) {
   if (usage[word] && !argument) {
     problemAtSend(`Usage: ${usage[word]}.`);
     return false;
+  }
+  if (Object.hasOwn(LIVING_USAGE, word)) {
+    let asked;
+    try {
+      asked = livingCommand(word, argument, {
+        lastMine: lastMine(room),
+        reacted: (seq, emoji) => hasReacted(room, seq, emoji),
+      });
+    } catch (wrong) {
+      if (!(wrong instanceof CommandUsage)) throw wrong;
+      problemAtSend(wrong.message);
+      return false;
+    }
+    if (asked.reply) {
+      const actions = session.send(asked.reply.text, now(), false, asked.reply.seq);
+      apply(room, actions);
+      return !actions.some((action) => action.type === "refused");
+    }
+    apply(room, session.change(asked.change, text.trim(), now()));
+    return true;
   }
   if (word === "me") {
     const actions = session.send(argument, now(), true);
@@ -764,6 +891,13 @@ function show(room, item) {
     room.lastDay = dayOf(item.timeMs);
     append(room, dayLine(item.timeMs));
   }
+  if (item.kind === "message" && item.seq) {
+    keep(room, item);
+    if (!item.history && room.typing.until.has(item.user)) {
+      room.typing.said(item.user);
+      renderTyping();
+    }
+  }
   const entry = draw(room, item);
   append(room, entry);
   if (item.kind === "message" && !item.history && room.opened) {
@@ -774,8 +908,267 @@ function show(room, item) {
   }
 }
 
-/** One line of the log for an item (live, history, or a page of older history). */
-function draw(room, item) {
+/** Hold a message shown (for quotes, edits and redrawing), at most MAX_LINES. */
+function keep(room, item) {
+  room.messages.set(item.seq, item);
+  if (room.messages.size > MAX_LINES) room.messages.delete(Math.min(...room.messages.keys()));
+}
+
+/** An edit, delete or reaction of a message: the message as it is now, redrawn in its
+ * place (and the replies quoting it); one not shown here changes nothing on the page. */
+function revise(room, change) {
+  const target = room.messages.get(change.target);
+  if (!target || !change.revision) return;
+  const changed = revised(target, change);
+  room.messages.set(change.target, changed);
+  redraw(room, change.target);
+  for (const reply of room.log.querySelectorAll(`li.message[data-reply-to="${change.target}"]`)) {
+    redraw(room, Number(reply.dataset.seq));
+  }
+  if (room === state.active && !change.history) {
+    const who = visible(room.session.shownName(change.user));
+    if (change.kind === "edit") announce(`${who} edited #${change.target}: ${visible(changed.text)}`);
+    else if (change.kind === "delete") announce(`#${change.target}: ${tombstone(changed.revision)}`);
+    else if (change.reaction && !change.reaction.removed) {
+      announce(`${who} reacted ${change.reaction.emoji} to #${change.target}`);
+    }
+  }
+  if (room.composing?.seq === change.target && changed.revision?.deleted) compose(room, null);
+}
+
+/** Draw message seq again from what the page holds, the focus kept where it was. */
+function redraw(room, seq) {
+  const old = room.log.querySelector(`li.message[data-seq="${seq}"]`);
+  const item = room.messages.get(seq);
+  if (!old || !item) return;
+  const focused = old.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+  const fresh = draw(room, item, true);
+  for (const kept of ["found", "history"]) if (old.classList.contains(kept)) fresh.classList.add(kept);
+  const wasStop = old.querySelector("button.actions-toggle")?.tabIndex === 0;
+  old.replaceWith(fresh);
+  if (wasStop) rove(room, fresh.querySelector("button.actions-toggle"));
+  if (focused) fresh.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+}
+
+/** Whether I have reacted with emoji to message seq. */
+function hasReacted(room, seq, emoji) {
+  const reactions = room.messages.get(seq)?.revision?.reactions || [];
+  return reactions.some((each) => each.emoji === emoji && each.users.includes(room.session.myName));
+}
+
+/** A message's living parts: the quote of the one it answers, its text or tombstone,
+ * the edited mark, its reactions and its actions. */
+function drawMessage(room, item, entry) {
+  const session = room.session;
+  const me = session.myName;
+  const mine = item.user === me;
+  const revision = item.revision;
+  const sender = visible(session.shownName(item.user));
+  entry.append(span("user", sender));
+  const body = document.createElement("div");
+  body.className = "body";
+  if (item.replyTo) {
+    entry.dataset.replyTo = String(item.replyTo);
+    const quote = quoteOf(item.replyTo, room.messages.get(item.replyTo));
+    const quoted = document.createElement("span");
+    quoted.className = "quote";
+    const who = quote.who ? `${visible(session.shownName(quote.who))} ` : "";
+    quoted.textContent = `↳ ${who}#${quote.seq}: ${visible(quote.text)}`;
+    if (quote.missing) quoted.classList.add("missing");
+    body.append(quoted);
+  }
+  if (revision?.deleted) {
+    entry.classList.add("deleted");
+    const by = revision.deletedBy ? { ...revision, deletedBy: visible(session.shownName(revision.deletedBy)) } : revision;
+    body.append(span("text tombstone", tombstone(by)));
+    entry.append(body);
+    return;
+  }
+  body.append(text(item.text, mine ? "" : me));
+  if (revision?.editedMs) {
+    const edited = span("edited", "(edited)");
+    edited.title = `edited ${new Date(revision.editedMs).toLocaleString()}`;
+    body.append(edited);
+  }
+  const reactions = reactionsShown(revision?.reactions, me, (name) => visible(session.shownName(name)));
+  if (reactions.length) {
+    const row = document.createElement("div");
+    row.className = "reactions";
+    for (const each of reactions) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "reaction";
+      button.textContent = `${each.emoji} ${each.count}`;
+      button.title = each.label;
+      button.setAttribute("aria-label", each.label);
+      button.setAttribute("aria-pressed", String(each.mine));
+      button.dataset.emoji = each.emoji;
+      button.dataset.focusKey = `reaction:${each.emoji}`;
+      button.addEventListener("click", () => react(room, item.seq, each.emoji));
+      row.append(button);
+    }
+    body.append(row);
+  }
+  entry.append(body, actionsOf(room, item));
+}
+
+/** Add my reaction to message seq, or take it back when I have it. */
+function react(room, seq, emoji) {
+  const remove = hasReacted(room, seq, emoji);
+  const frame = { react: { seq, emoji, remove } };
+  apply(room, room.session.change(frame, `/react ${seq} ${emoji}`, now(), false));
+}
+
+/** A message's ⋯ button and the actions it opens: reply; react (common emoji, or any
+ * one typed); for an account, edit its own and delete its own (an operator: anyone's). */
+function actionsOf(room, item) {
+  const session = room.session;
+  const seq = item.seq;
+  const shown = visible(session.shownName(item.user));
+  const wrap = document.createElement("div");
+  wrap.className = "message-actions";
+  const toggle = document.createElement("button");
+  toggle.type = "button";
+  toggle.className = "actions-toggle";
+  toggle.textContent = "⋯";
+  toggle.dataset.focusKey = "actions";
+  // One ⋯ button of a log is in the tab order (rove); arrows move between them.
+  toggle.tabIndex = -1;
+  toggle.setAttribute("aria-label", `Actions for ${shown}'s message #${seq}`);
+  toggle.setAttribute("aria-expanded", "false");
+  const menu = document.createElement("div");
+  menu.className = "actions";
+  menu.id = `actions-${room.key.replace(/[^\w-]/g, "_")}-${seq}`;
+  menu.setAttribute("role", "group");
+  menu.setAttribute("aria-label", `Actions for #${seq}`);
+  menu.hidden = true;
+  toggle.setAttribute("aria-controls", menu.id);
+  const close = (focus = true) => {
+    menu.hidden = true;
+    toggle.setAttribute("aria-expanded", "false");
+    if (focus) toggle.focus();
+  };
+  const choice = (label, action, run) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.dataset.action = action;
+    button.dataset.focusKey = action;
+    button.addEventListener("click", run);
+    menu.append(button);
+    return button;
+  };
+  choice("Reply", "reply", () => {
+    close(false);
+    compose(room, "reply", seq);
+  });
+  const account = Boolean(session.account);
+  const mine = item.user === session.myName;
+  if (account) {
+    const picker = document.createElement("div");
+    picker.className = "picker";
+    picker.setAttribute("role", "group");
+    picker.setAttribute("aria-label", `React to #${seq}`);
+    picker.hidden = true;
+    const pick = choice("React", "react", () => {
+      picker.hidden = !picker.hidden;
+      pick.setAttribute("aria-expanded", String(!picker.hidden));
+      if (!picker.hidden) picker.querySelector("button")?.focus();
+    });
+    pick.setAttribute("aria-expanded", "false");
+    for (const emoji of COMMON_EMOJI) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "emoji";
+      button.textContent = emoji;
+      button.dataset.emoji = emoji;
+      button.setAttribute("aria-label", `React with ${emoji}`);
+      button.addEventListener("click", () => {
+        close();
+        react(room, seq, emoji);
+      });
+      picker.append(button);
+    }
+    const form = document.createElement("form");
+    const field = document.createElement("input");
+    field.className = "any-emoji";
+    field.maxLength = 32;
+    field.placeholder = "any emoji";
+    field.setAttribute("aria-label", `Any one emoji to react to #${seq} with`);
+    const add = document.createElement("button");
+    add.type = "submit";
+    add.textContent = "React";
+    form.append(field, add);
+    form.addEventListener("submit", (submitted) => {
+      submitted.preventDefault();
+      const emoji = field.value.trim();
+      if (!emoji) return;
+      close();
+      react(room, seq, emoji);
+    });
+    picker.append(form);
+    if (mine) choice("Edit", "edit", () => {
+      close(false);
+      compose(room, "edit", seq);
+    });
+    if (mine || session.moderator) choice("Delete", "delete", () => {
+      close();
+      apply(room, session.change({ delete: { seq } }, `/delete ${seq}`, now(), false));
+    });
+    menu.append(picker);
+  }
+  toggle.addEventListener("click", () => {
+    const opening = menu.hidden;
+    for (const other of room.log.querySelectorAll(".actions:not([hidden])")) {
+      other.hidden = true;
+      other.previousElementSibling?.setAttribute("aria-expanded", "false");
+    }
+    menu.hidden = !opening;
+    toggle.setAttribute("aria-expanded", String(opening));
+    if (opening) menu.querySelector("button")?.focus();
+  });
+  wrap.addEventListener("keydown", (key) => {
+    if (key.key === "Escape" && !menu.hidden) {
+      key.stopPropagation();
+      close();
+    }
+  });
+  wrap.append(toggle, menu);
+  return wrap;
+}
+
+/** Who else is typing in the room in front, under its log, until their time is up. */
+function renderTyping() {
+  const room = state.active;
+  const said = room ? room.typing.sentence(now(), (name) => visible(room.session.shownName(name))) : "";
+  if (ui.typing.textContent !== said) ui.typing.textContent = said;
+  for (const each of state.rooms.values()) clearTimeout(each.typingTimer);
+  const at = room?.typing.deadline();
+  if (room && at !== null && at !== undefined) {
+    room.typingTimer = setTimeout(renderTyping, Math.max(0, (at - now()) * 1000) + 50);
+  }
+}
+
+/** "replying to bob #12" or "editing #12" over the box, with a way to cancel. */
+function renderComposing() {
+  const room = state.active;
+  const composing = room?.composing;
+  ui.composing.hidden = !composing;
+  ui.line.placeholder = "Message (Shift+Enter for a new line; /help for commands)";
+  if (!composing) return;
+  const answered = room.messages.get(composing.seq);
+  const who = answered ? `${visible(room.session.shownName(answered.user))} ` : "";
+  ui.composingWhat.textContent =
+    composing.mode === "reply" ? `replying to ${who}#${composing.seq}` : `editing #${composing.seq}`;
+  ui.cancelComposing.setAttribute(
+    "aria-label",
+    composing.mode === "reply" ? "Cancel the reply" : "Cancel the edit",
+  );
+}
+
+/** One line of the log for an item (live, history, or a page of older history);
+ * `again`: a message drawn again after a change (not heard anew). */
+function draw(room, item, again = false) {
   const session = room.session;
   const entry = line(item.kind, "");
   if (item.history) entry.classList.add("history");
@@ -796,9 +1189,9 @@ function draw(room, item) {
     if (mine) entry.classList.add("mine");
     if (named) entry.classList.add("mention");
     if (item.action) entry.classList.add("action");
+    drawMessage(room, item, entry);
     const sender = visible(session.shownName(item.user));
-    entry.append(span("user", sender), text(item.text, mine ? "" : me));
-    if (!item.history && !mine) heard(room, item, sender, named);
+    if (!item.history && !mine && !again) heard(room, item, sender, named);
   } else if (item.kind === "join" || item.kind === "leave") {
     entry.dataset.user = item.user;
     const what = item.kind === "join" ? " joined" : " left";
@@ -824,9 +1217,13 @@ function older(room, items, moreBefore) {
   const newest = Math.max(0, ...fresh.filter((item) => item.kind !== "gap").map((item) => item.seq));
   const lines = [];
   let day = null;
+  for (const item of fresh) if (item.kind === "message" && item.seq) keep(room, item);
+  // History gives messages as they are now: its changes only redraw what is shown.
+  for (const item of items) if (item.revision && item.target) revise(room, { ...item, history: true });
   if (!moreBefore) lines.push(line("divider", "the beginning of this conversation"));
   if (!moreBefore && !room.session.dm) lines[0].textContent = "the beginning of this room";
   for (const item of fresh) {
+    if (item.target) continue;
     if (item.timeMs && dayOf(item.timeMs) !== day) {
       day = dayOf(item.timeMs);
       lines.push(dayLine(item.timeMs));
@@ -845,6 +1242,7 @@ function older(room, items, moreBefore) {
   const fromBottom = log.scrollHeight - log.scrollTop;
   for (const each of lines) log.insertBefore(each, after);
   dropRepeatedDays(log);
+  rove(room);
   log.scrollTop = log.scrollHeight - fromBottom;
   if (room.jumpTo) jump(room, room.jumpAsked);
 }
@@ -923,6 +1321,28 @@ function append(room, entry) {
   log.append(entry);
   while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
   if (atBottom) log.scrollTop = log.scrollHeight;
+  rove(room);
+}
+
+/** Keep one ⋯ button of the log in the tab order: the one the person moved to (while
+ * the focus is in the log), else the newest message's. */
+function rove(room, to = null) {
+  const toggles = [...room.log.querySelectorAll("button.actions-toggle")];
+  const inLog = room.log.contains(document.activeElement) && document.activeElement !== room.log;
+  const current = to ?? (inLog ? toggles.find((each) => each.tabIndex === 0) : null) ?? toggles.at(-1);
+  for (const each of toggles) each.tabIndex = each === current ? 0 : -1;
+}
+
+/** Up and Down on a message's ⋯ button move to the one before or after it. */
+function moveAmongActions(room, key) {
+  if (!key.target.classList?.contains("actions-toggle")) return;
+  if (key.key !== "ArrowUp" && key.key !== "ArrowDown") return;
+  const toggles = [...room.log.querySelectorAll("button.actions-toggle")];
+  const next = toggles[toggles.indexOf(key.target) + (key.key === "ArrowUp" ? -1 : 1)];
+  if (!next) return;
+  key.preventDefault();
+  rove(room, next);
+  next.focus();
 }
 
 /** A message's text: links (http and https only) clickable, my name marked. */
@@ -993,6 +1413,8 @@ function render() {
   ui.memberCount.textContent = String(names.length);
   renderMembers(room, names);
   renderPending(session);
+  renderTyping();
+  renderComposing();
   renderRooms();
   renderConversations();
   ui.notify.hidden = !("Notification" in window) || Notification.permission !== "default";

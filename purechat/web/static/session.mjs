@@ -29,7 +29,12 @@
 // - reading back (a page of older history, a search, the account's conversations, a
 //   read marker) is asked on the joined socket and answered in frames of their own
 //   (`history`, `search`, `conversations`, `read`), handed on as actions of those names;
-//   a room opened with `dm` is a conversation with that account, resumed as one.
+//   a room opened with `dm` is a conversation with that account, resumed as one;
+// - living messages: a line may answer one (`replyTo`); an edit, a delete or a reaction
+//   (`change`) is a line too, in its place, sent again until acked or refused (handed
+//   back, `refused`, with the server's sentence); an edit, delete or reaction event is
+//   shown as a `revise` of the message it names; typing goes out at most once every
+//   TYPING_EVERY seconds, never queued, and others' typing comes as a `typing` action.
 
 export const MAX_IN_FLIGHT = 64;
 // Seconds to wait before sending again after a refusal that was not about the line.
@@ -49,6 +54,10 @@ const FINAL = new Set([...FATAL, "ABORTED"]);
 export const STORE_DAMAGED = "the server's message store is damaged";
 const TRANSIENT = new Set(["STORE_UNAVAILABLE", "OUTCOME_UNKNOWN", "RATE_LIMITED"]);
 const KINDS = new Set(["message", "join", "leave", "gap", "reset", "moderation"]);
+// The events that change a message shown earlier (its `target`).
+export const CHANGES = new Set(["edit", "delete", "reaction"]);
+// Seconds between two typing signals, at most (core/living.py's TYPING_EVERY_SECONDS).
+export const TYPING_EVERY = 3;
 // gRPC status names by number: a close code of 4000 + N ends a session with status N.
 const CODE_NAMES = [
   "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -153,22 +162,47 @@ export class Session {
     this._formerName = null;
     // A page of older history was asked for and not answered yet.
     this.historyAsked = false;
+    // When the last typing signal went out (null: none yet).
+    this._typedAt = null;
   }
 
   // -- what the person does ---------------------------------------------------------
 
   /** Queue a line; it goes out now if it can, or after the next reconnect. A line
    * over the server's limit is handed back at once (`refused`), never queued. */
-  send(text, now, action = false) {
+  send(text, now, action = false, replyTo = 0) {
     if (this.maxTextBytes !== null && utf8Length(text) > this.maxTextBytes) {
       const reason =
         `Message not sent: it is ${utf8Length(text)} bytes and the limit is ` +
         `${this.maxTextBytes} bytes.`;
-      return [{ type: "refused", text, action, reason }];
+      const refused = { type: "refused", text, action, reason };
+      if (replyTo) refused.replyTo = replyTo;
+      return [refused];
     }
-    const line = { id: this.newId(), text, action, unanswered: 0, unknown: false };
+    const line = { id: this.newId(), text, action, unanswered: 0, unknown: false, replyTo };
     this.pending.set(line.id, line);
     return this._pump(now);
+  }
+
+  /** Queue a change of message seq: {edit: {seq, text}}, {delete: {seq}} or
+   * {react: {seq, emoji, remove}} (one key). It goes in its place among the lines,
+   * exactly once; `text` says it as typed (handed back if refused); `typed`: from the
+   * message box (else from a message's actions). */
+  change(frame, text, now, typed = true) {
+    const line = { id: this.newId(), text, action: false, unanswered: 0, unknown: false };
+    line.change = frame;
+    line.typed = typed;
+    this.pending.set(line.id, line);
+    return this._pump(now);
+  }
+
+  /** The person is typing: a typing frame to send, or null (not joined, or one went
+   * out less than TYPING_EVERY seconds ago). Never queued: a late one says nothing true. */
+  typing(now) {
+    if (this.phase !== "joined") return null;
+    if (this._typedAt !== null && now - this._typedAt < TYPING_EVERY) return null;
+    this._typedAt = now;
+    return { type: "transmit", frame: { typing: {} } };
   }
 
   /** Queue a moderation command (the `moderate` frame's fields, moderation.mjs): it
@@ -276,6 +310,10 @@ export class Session {
     if (frame.ack) return this._ack(frame.ack, now);
     if (frame.error) return this._error(frame.error, now);
     if (frame.rooms) return [{ type: "rooms", rooms: frame.rooms.rooms || [] }];
+    if (frame.typing) {
+      const { users = [], more = 0 } = frame.typing;
+      return [{ type: "typing", users: users.filter((user) => user !== this.myName), more }];
+    }
     if (frame.read) return [{ type: "read", room: frame.read.room, seq: frame.read.seq || 0 }];
     if (frame.history) return this._older(frame.history);
     if (frame.search) {
@@ -397,6 +435,7 @@ export class Session {
       this.lastSeq = Math.max(this.lastSeq || 0, event.seq);
     }
     if (item.moderation && !item.history) this._moderated(item.moderation);
+    if (CHANGES.has(kind)) return [{ type: "revise", item }];
     return [{ type: "show", item }];
   }
 
@@ -438,7 +477,9 @@ export class Session {
     if (!line) return [this._show("error", error.message)];
     this._settle(line.id);
     const refused = { type: "refused", text: line.text, action: line.action, reason: error.message };
-    if (line.command) {
+    if (line.replyTo) refused.replyTo = line.replyTo;
+    if (line.change) refused.change = true;
+    if (line.command || line.change) {
       refused.command = true;
       refused.typed = line.typed;
     }
@@ -474,7 +515,13 @@ export class Session {
         actions.push({ type: "transmit", frame: { moderate } });
         continue;
       }
+      if (line.change) {
+        const [kind, fields] = Object.entries(line.change)[0];
+        actions.push({ type: "transmit", frame: { [kind]: { ...fields, client_msg_id: line.id } } });
+        continue;
+      }
       const send = { text: line.text, client_msg_id: line.id, action: line.action };
+      if (line.replyTo) send.reply_to = line.replyTo;
       actions.push({ type: "transmit", frame: { send } });
     }
     return actions;
@@ -498,9 +545,11 @@ export class Session {
 }
 
 /** What the page shows for an event from the server (live, a page of history, a search
- * result): {kind, room, text, user, seq, timeMs, action, history, moderation}. */
+ * result): {kind, room, text, user, seq, timeMs, action, history, moderation, replyTo,
+ * revision, target, reaction}; a change (edit, delete, reaction) names its `target` and
+ * carries the target's `revision` after it ({editedMs, deleted, deletedBy, reactions}). */
 export function itemOf(event) {
-  const kind = KINDS.has(event.kind) ? event.kind : "gap";
+  const kind = KINDS.has(event.kind) || CHANGES.has(event.kind) ? event.kind : "gap";
   let text = event.text || "";
   if (kind === "reset") {
     text = "the server lost this room's history; numbering starts again";
@@ -517,6 +566,22 @@ export function itemOf(event) {
     action: Boolean(event.action),
     history: Boolean(event.history),
     moderation: kind === "moderation" ? event.moderation || {} : null,
+    replyTo: event.reply_to || 0,
+    revision: event.revision ? revisionOf(event.revision) : null,
+    target: event.target || 0,
+    reaction: event.reaction ? { emoji: event.reaction.emoji || "", removed: Boolean(event.reaction.removed) } : null,
+  };
+}
+
+function revisionOf(revision) {
+  return {
+    editedMs: revision.edited_unix_ms || 0,
+    deleted: Boolean(revision.deleted),
+    deletedBy: revision.deleted_by || "",
+    reactions: (revision.reactions || []).map((each) => ({
+      emoji: each.emoji || "",
+      users: [...(each.users || [])],
+    })),
   };
 }
 
