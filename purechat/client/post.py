@@ -124,7 +124,7 @@ class Poster:
                 for client_msg_id, text in pending:
                     self._taking_turn()
                     posted = await self._post_one(
-                        connection, address, client_msg_id, text, action, reply_to
+                        connection, address, client_msg_id, text, action=action, reply_to=reply_to
                     )
                     done.append(posted)
             except (_Retry, PostError) as error:
@@ -143,6 +143,7 @@ class Poster:
         address: Address,
         client_msg_id: str,
         text: str,
+        *,
         action: bool,
         reply_to: int = 0,
     ) -> Posted:
