@@ -186,7 +186,10 @@ def quoted(user: str, seq: int, text: str, revision: Revision | None = None) -> 
         return f"#{seq}: {tombstone(revision)}"
     first = text.split("\n", 1)[0]
     if len(first) > QUOTED or "\n" in text:
-        first = first[: QUOTED - 1].rstrip() + " …"
+        cut = first[:QUOTED]
+        if len(first) > QUOTED and " " in cut[QUOTED // 2 :]:
+            cut = cut.rsplit(" ", 1)[0]  # at a word's end
+        first = cut.rstrip() + " …"
     return f"{shown_name(user)} #{seq}: {neutralise(first)}"
 
 
