@@ -145,6 +145,9 @@ def test_a_reply_is_quoted_from_what_is_held_as_it_is_now() -> None:
 def test_changes_read_as_sentences_in_the_terminal_and_the_pipe() -> None:
     edited = Revision(edited_ms=5)
     reactions = Revision(reactions=(("👍", ("bob", "carol")), ("👨‍👩‍👧", ("dave",))))
+    reacted = Shown(
+        "reaction", "lobby", "", user="bob", seq=8, target=2, emoji="👍", revision=reactions
+    )
     lines = [
         plain_line(Shown("edit", "lobby", "new", user="bob", seq=5, target=2, revision=edited)),
         plain_line(Shown("delete", "lobby", "", user="bob", seq=6, target=2, revision=Revision())),
