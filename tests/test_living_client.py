@@ -162,11 +162,7 @@ def test_changes_read_as_sentences_in_the_terminal_and_the_pipe() -> None:
                 revision=Revision(deleted=True, deleted_by="op"),
             )
         ),
-        plain_line(
-            Shown(
-                "reaction", "lobby", "", user="bob", seq=8, target=2, emoji="👍", revision=reactions
-            )
-        ),
+        plain_line(reacted),
         plain_line(_message(2, "bob", "old", revision=Revision(edited_ms=1))),
         plain_line(_message(3, "bob", "", revision=Revision(deleted=True))),
         plain_line(_message(4, "bob", "great", reply_to=2)),
@@ -182,13 +178,7 @@ def test_changes_read_as_sentences_in_the_terminal_and_the_pipe() -> None:
         "bob: great  (↳ #2)",
         "-- bob, carol and 1 other are typing…",
     ]
-    as_json = json.loads(
-        json_line(
-            Shown(
-                "reaction", "lobby", "", user="bob", seq=8, target=2, emoji="👍", revision=reactions
-            )
-        )
-    )
+    as_json = json.loads(json_line(reacted))
     assert as_json["target"] == 2 and as_json["reaction"] == {"emoji": "👍", "removed": False}
     assert as_json["revision"]["reactions"][0] == {"emoji": "👍", "users": ["bob", "carol"]}
     assert json.loads(json_line(_message(4, "bob", "great", reply_to=2)))["reply_to"] == 2
