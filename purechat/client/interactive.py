@@ -11,6 +11,12 @@ A line you send is shown once: below the input, marked pending, until the server
 stored it; then in the room, with its time and number. Connection trouble is one line
 below the input that updates in place, not a line per retry.
 
+Replies are shown under a quote of the message they answer, from the messages this
+session has shown (`Held`); edits, deletes and reactions are new lines in their place
+(a scrolling terminal does not rewrite what it printed). While the person types a
+message the room is told (at most every few seconds, unless --no-typing), and who else
+is typing is shown under the input for a few seconds.
+
 What is printed to the person is what they have read: an account's session marks the
 room read up to the newest number printed (a few times a second at most), so its other
 sessions and `/rooms` agree. A pipe or a listener never marks anything read.

@@ -14,17 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from purechat.client.display import Revision, Shown, quoted
-from purechat.errors import ClientError
 from purechat.pb import purechat_v1_pb2 as v1
 
-__all__ = ["HELD", "ChangeUsage", "Held", "delete_frame", "edit_frame", "number", "react_frame"]
+__all__ = ["HELD", "Held", "delete_frame", "edit_frame", "number", "react_frame"]
 
 # Messages a client holds to quote replies from, at most (the oldest are forgotten).
 HELD = 2000
-
-
-class ChangeUsage(ClientError):
-    """A change typed in a shape it does not take; str() is a sentence."""
 
 
 def edit_frame(seq: int, text: str) -> v1.ClientFrame:

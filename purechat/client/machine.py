@@ -41,6 +41,11 @@ where it has read up to (`ServerFrame.read`), kept in `read`; `mark_read` says w
 person has read up to, only ever forward, and only for an account (a pipe or a listener
 never calls it: what they received nobody has read).
 
+Living messages: a line may answer another (`reply_to`); edits, deletes and reactions
+are lines too (`change`), sent once in their place and settled by the server's ack or
+sentence, as moderation commands are. Typing goes out at most once every
+TYPING_EVERY seconds, never for a listener; others' typing is shown as a "typing" item.
+
 Against a server of the original contract only (UNIMPLEMENTED), lines count as
 delivered when their echo comes back: that contract has no acks, and no moderation.
 """
