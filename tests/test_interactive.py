@@ -15,7 +15,11 @@ from functools import partial
 import pyte
 import trio
 
+from purechat.core.names import name_key
+from purechat.pb import purechat_v1_pb2 as v1
+from tests.accounts import accounts_config, login, member, register
 from tests.helpers import Harness
+from tests.polling import settles
 from tests.processes import PURECHAT
 
 COLUMNS, ROWS = 100, 24
@@ -107,8 +111,9 @@ async def test_typing_is_not_disturbed_by_incoming_messages(start_server, nurser
                 )
             )
             screen = client.lines()
-            assert any(line.endswith("bob: hello from bob") for line in screen)
-            assert any(line.endswith("bob: \\x1b[2J\\x1b[Hgotcha") for line in screen)
+            # Others' messages carry their numbers too: what /reply and /react take.
+            assert any(line.endswith("bob: hello from bob  #1") for line in screen)
+            assert any(line.endswith("bob: \\x1b[2J\\x1b[Hgotcha  #2") for line in screen)
             assert [line for line in screen if "half typed" in line] == ["[lobby] > half typed"]
 
             client.type(" done\r")
@@ -323,20 +328,30 @@ async def test_quitting_with_lines_not_delivered_says_so(start_server, nursery, 
 
 
 async def test_a_session_as_a_person_sees_it(start_server, nursery, tmp_path) -> None:
-    """A short conversation; with PURECHAT_CAPTURE=FILE the screen is written there
-    (the README's capture comes from this test)."""
-    harness: Harness = await start_server()
+    """A short conversation between two accounts, with a reply, an edit and a reaction;
+    with PURECHAT_CAPTURE=FILE the screen is written there (the README's capture comes
+    from this test)."""
+    harness: Harness = await start_server(**accounts_config())
+    await register(harness.server.directory, "alice", "bob")
+    await settles(lambda: name_key("bob") in harness.server.auth.account_keys)
     with trio.fail_after(30):
-        bob = await harness.v1("bob")
+        bob = await member(harness, "bob", await login(harness, "bob"))
         await bob.say("morning all")
+        token = await login(harness, "alice")
         async with _in_a_terminal(
-            nursery, harness, "--name", "alice", env={"XDG_DATA_HOME": str(tmp_path)}
+            nursery, harness, "--token", token, env={"XDG_DATA_HOME": str(tmp_path)}
         ) as (process, client):
             await _idle_after(client, "* alice joined")
             await bob.say("alice, is the deploy done?")
             await _idle_after(client, "bob: alice, is the deploy done?")
-            client.type("yes: v2.3 is out\r")
+            client.type("/re yes: v2.3 is out\r")
             await _idle_after(client, "alice: yes: v2.3 is out  #3")
+            client.type("/edit yes: v2.4 is out\r")
+            await _idle_after(client, "* alice edited #3: yes: v2.4 is out (edited)")
+            await bob.call.send_frame(
+                v1.ClientFrame(react=v1.ReactMessage(seq=3, emoji="🎉", client_msg_id="r1"))
+            )
+            await _idle_after(client, "* bob reacted 🎉 on #3")
             client.type("/me goes for coffee\r")
             await _idle_after(client, "* alice goes for coffee")
             client.type("/who\r")

@@ -25,6 +25,12 @@ without leaving the room; `history(before=N)`, `search("words")` and `conversati
 (unread counts and mentions) read back; a bot marks nothing read unless it says so,
 with `chat.mark_read()` (up to what it has received) or `mark_read(seq)`.
 
+Living messages: `send(text, reply_to=12)` answers message 12; `edit(12, "text")`,
+`delete(12)` and `react(12, "👍")` (`remove=True` takes it back) return once the server
+has them, or raise SendRefused with its sentence; `typing()` tells the room the bot is
+typing (nothing else sends it). Events of kind "edit", "delete", "reaction" and "typing"
+arrive among the messages.
+
 Operators moderate from here too: `await chat.ban("spammer", for_="1h", reason="spam")`
 (and `kick`, `mute`, `op`, `topic`, ...) returns once the server has done it, or raises
 SendRefused with its sentence ("Only an operator of this room may ban."). A session
@@ -54,6 +60,7 @@ from google.protobuf.message import Message
 
 from purechat.client.admin import AdminError
 from purechat.client.display import Shown
+from purechat.client.living import delete_frame, edit_frame, react_frame
 from purechat.client.machine import event_shown
 from purechat.client.moderation import CommandUsage, command, seconds_of
 from purechat.client.post import Poster, PostError
@@ -78,9 +85,14 @@ __all__ = [
 
 Event = Shown
 """What happens in the room: `kind` ("message", "join", "leave", "gap", "reset",
-"moderation", "error"), `user`, `text`, `seq`, `time_ms`, `action`, `history`, and for
-a moderation event its sentence as `text` and its details as `moderation` (`action`,
-`by`, `target`, `reason`, `until_ms`, `topic`, `mode`)."""
+"moderation", "edit", "delete", "reaction", "typing", "error"), `user`, `text`, `seq`,
+`time_ms`, `action`, `history`, and for a moderation event its sentence as `text` and
+its details as `moderation` (`action`, `by`, `target`, `reason`, `until_ms`, `topic`,
+`mode`). A message answering another has `reply_to`; an edit, delete or reaction names
+the message it changes (`target`) and carries it as it is now (`revision`: `edited_ms`,
+`deleted`, `deleted_by`, `reactions` as (emoji, names)); an edit's `text` is the new
+text, a reaction's `emoji` and `removed` say what it did. "typing": who else is typing
+(`typing`, at most five names, and `more`), never stored."""
 
 # Events kept for a bot that reads them slowly; a bot that never asks for them gets none.
 EVENTS_BUFFER = 1024
@@ -180,10 +192,11 @@ class Chat:
         """(epoch, newest number seen): where a resume would start."""
         return self._session.machine.epoch, self._session.machine.last_seq
 
-    async def send(self, text: str, *, action: bool = False) -> Receipt:
-        """Send a line and return once it is stored; SendRefused if it never will be,
-        SessionError if the session gave up first."""
-        client_msg_id = self._session.send(text, action=action)
+    async def send(self, text: str, *, action: bool = False, reply_to: int = 0) -> Receipt:
+        """Send a line (answering message reply_to: 0 for none) and return once it is
+        stored; SendRefused if it never will be, SessionError if the session gave up
+        first."""
+        client_msg_id = self._session.send(text, action=action, reply_to=reply_to)
         settled = await self._session.settled(client_msg_id)
         if settled is None:
             raise SessionError("The session ended before the line was stored.")
@@ -191,9 +204,40 @@ class Chat:
             raise SendRefused(settled.failure)
         return Receipt(client_msg_id, settled.seq)
 
-    def send_nowait(self, text: str, *, action: bool = False) -> str:
+    def send_nowait(self, text: str, *, action: bool = False, reply_to: int = 0) -> str:
         """Queue a line without waiting (it is delivered before the block is left)."""
-        return self._session.send(text, action=action)
+        return self._session.send(text, action=action, reply_to=reply_to)
+
+    # -- living messages: each returns once the server has it (the change's number) ---
+
+    async def edit(self, seq: int, text: str) -> Receipt:
+        """Make this account's message seq say text (within the server's edit window)."""
+        return await self._change(edit_frame(seq, text), f"/edit {seq} {text}")
+
+    async def delete(self, seq: int) -> Receipt:
+        """Delete message seq: this account's own, or as an operator anyone's."""
+        return await self._change(delete_frame(seq), f"/delete {seq}")
+
+    async def react(self, seq: int, emoji: str, *, remove: bool = False) -> Receipt:
+        """React to message seq with one emoji, or take the reaction back (remove)."""
+        return await self._change(react_frame(seq, emoji, remove=remove), f"/react {seq} {emoji}")
+
+    def typing(self) -> None:
+        """Tell the room this member is typing (sent at most once every 3 s; a bot that
+        never calls it is never shown typing)."""
+        self._session.typing()
+
+    async def _change(self, frame: v1.ClientFrame, text: str) -> Receipt:
+        client_msg_id = self._session.change(frame, text)
+        return await self._answered(client_msg_id)
+
+    async def _answered(self, client_msg_id: str) -> Receipt:
+        settled = await self._session.settled(client_msg_id)
+        if settled is None:
+            raise SessionError("The session ended before the server answered.")
+        if settled.failure:
+            raise SendRefused(settled.failure)
+        return Receipt(client_msg_id, settled.seq)
 
     # -- conversations and reading back -------------------------------------------------
 
@@ -353,13 +397,7 @@ class Chat:
         return await self._moderate(command("invite", name), f"/invite {name}")
 
     async def _moderate(self, moderation: v1.ModerationCommand, text: str) -> Receipt:
-        client_msg_id = self._session.moderate(moderation, text)
-        settled = await self._session.settled(client_msg_id)
-        if settled is None:
-            raise SessionError("The session ended before the server answered the command.")
-        if settled.failure:
-            raise SendRefused(settled.failure)
-        return Receipt(client_msg_id, settled.seq)
+        return await self._answered(self._session.moderate(moderation, text))
 
     def events(self) -> AsyncIterator[Event]:
         """What happens in the room since joining, in order, until the session ends.

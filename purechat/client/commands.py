@@ -85,6 +85,12 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     join.add_argument(
         "--no-bell", action="store_true", help="do not ring the bell when someone names you"
     )
+    join.add_argument(
+        "--no-typing",
+        action="store_true",
+        help="do not tell the room when you are typing (others' typing is still shown; a "
+        "pipe never tells it)",
+    )
     join.set_defaults(run=_join)
 
     post = commands.add_parser(
@@ -107,6 +113,13 @@ def add_client_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     post.add_argument("--name", default=_login_name(), help="the name to post under")
     post.add_argument("--me", action="store_true", help="post actions, shown as '* NAME TEXT'")
+    post.add_argument(
+        "--reply-to",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each line answers message N (shown under a quote of it)",
+    )
     post.add_argument(
         "--give-up-after",
         type=float,
@@ -230,7 +243,11 @@ def _join(args: argparse.Namespace) -> int:
         with shown_send:
             if interactive:
                 return await run_interactive(
-                    session, shown, bell=not args.no_bell, quit_patience=args.give_up_after
+                    session,
+                    shown,
+                    bell=not args.no_bell,
+                    quit_patience=args.give_up_after,
+                    typing=not args.no_typing,
                 )
             output = Output(sys.stdout, sys.stderr, as_json=args.json)
             return await run_pipe(session, shown, output, listen=args.listen)
@@ -260,7 +277,10 @@ def _post(args: argparse.Namespace) -> int:
         notice=lambda sentence: print(f"! {sentence}", file=sys.stderr, flush=True),
     )
     try:
-        anyio.run(partial(poster.post, lines, action=args.me), backend="trio")
+        anyio.run(
+            partial(poster.post, lines, action=args.me, reply_to=max(0, args.reply_to)),
+            backend="trio",
+        )
     except PostError as error:
         print(f"purechat: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,12 @@ A line you send is shown once: below the input, marked pending, until the server
 stored it; then in the room, with its time and number. Connection trouble is one line
 below the input that updates in place, not a line per retry.
 
+Replies are shown under a quote of the message they answer, from the messages this
+session has shown (`Held`); edits, deletes and reactions are new lines in their place
+(a scrolling terminal does not rewrite what it printed). While the person types a
+message the room is told (at most every few seconds, unless --no-typing), and who else
+is typing is shown under the input for a few seconds.
+
 What is printed to the person is what they have read: an account's session marks the
 room read up to the newest number printed (a few times a second at most), so its other
 sessions and `/rooms` agree. A pipe or a listener never marks anything read.
@@ -18,6 +24,7 @@ sessions and `/rooms` agree. A pipe or a listener never marks anything read.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +36,7 @@ import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from platformdirs import user_data_path
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -36,7 +44,16 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from purechat.client.admin import AdminError
-from purechat.client.display import Shown, mentions, neutralise, plain_line, shown_name
+from purechat.client.display import (
+    CHANGE_KINDS,
+    Shown,
+    mentions,
+    neutralise,
+    plain_line,
+    shown_name,
+)
+from purechat.client.living import Held, delete_frame, edit_frame, number, react_frame
+from purechat.client.machine import TYPING_EVERY
 from purechat.client.moderation import MODES, USAGE, CommandUsage, typed
 from purechat.client.post import Poster, PostError
 from purechat.client.reading import (
@@ -51,6 +68,7 @@ from purechat.client.reading import (
 from purechat.client.session import ChatSession, SessionError
 from purechat.core import Limits
 from purechat.core.limits import room_problem
+from purechat.core.living import TYPING_SHOWN_SECONDS
 from purechat.core.names import name_problem
 from purechat.pb import purechat_v1_pb2 as v1
 
@@ -65,12 +83,18 @@ COMMANDS = {
     "/dm": "/dm NAME: go to your conversation with the account NAME",
     "/history": "/history [N] | --before N | --after N | --around N: read this room back",
     "/search": "/search TEXT: messages holding the words, newest first (--more: older)",
+    "/reply": "/reply N TEXT: answer message N (shown under a quote of it)",
+    "/re": "/re TEXT: answer the last message that named you",
+    "/edit": "/edit [N] TEXT: make your message N (or your last) say TEXT",
+    "/delete": "/delete N: delete message N (yours; an operator: anyone's)",
+    "/react": "/react N EMOJI: react to message N (/react N -EMOJI takes it back)",
+    "/unreact": "/unreact N EMOJI: take back your reaction",
     "/quit": "leave (Ctrl-D too; Ctrl-C leaves at once)",
 }
 # Moderation: /claim, /kick, /ban... (client/moderation.py), for the room's owner and
 # operators (and the server's admins); the server says why when one may not.
 MODERATION = {f"/{action}": usage for action, usage in USAGE.items()}
-HELP = "commands:\n" + "\n".join(f"  {name:<8}{about}" for name, about in COMMANDS.items())
+HELP = "commands:\n" + "\n".join(f"  {name:<10}{about}" for name, about in COMMANDS.items())
 HELP += "\n  Alt-Enter (or Esc, Enter) starts a new line; a paste of several lines is one message"
 HELP += "\nmoderation (the room's owner and operators; DURATION like 10m, 2h, 7d):\n"
 HELP += "\n".join(f"  {typed_as:<32}{about}" for typed_as, about in USAGE.values())
@@ -87,6 +111,10 @@ AT = ("--before", "--after", "--around")
 GAP = v1.Event.GAP
 # A /msg that gets nowhere for this long is said to have failed.
 MSG_PATIENCE = 30.0
+# Someone's typing is shown this long after the frame that told it, at most.
+TYPING_SHOWN = TYPING_SHOWN_SECONDS
+# Lines being typed that are messages (anything else starting with "/" is a command).
+SAYING = ("//", "/me ", "/reply ", "/re ", "/edit ", "/msg ")
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,9 @@ class Snapshot:
     trouble: str = ""
     # time.monotonic() at which the next attempt to reconnect starts.
     retry_at: float = 0.0
+    # Who else is typing, each until a time.monotonic(); how many more, until when.
+    typing: tuple[tuple[str, float], ...] = ()
+    typing_more: tuple[int, float] = (0, 0.0)
 
 
 @dataclass
@@ -167,15 +198,31 @@ def _toolbar(shared: _Shared) -> Callable[[], str]:
         if snapshot.trouble:
             left = max(0.0, snapshot.retry_at - time.monotonic())
             lines.append(f"! {neutralise(snapshot.trouble)}; trying again in {left:.0f}s")
+        if typing := typing_line(snapshot.typing, snapshot.typing_more, time.monotonic()):
+            lines.append(typing)
         return "\n".join(lines)
 
     return toolbar
 
 
+def typing_line(
+    typing: tuple[tuple[str, float], ...], more_until: tuple[int, float], now: float
+) -> str:
+    """`bob is typing…` for those whose time has not run out."""
+    names = [shown_name(name) for name, until in typing if until > now]
+    more = more_until[0] if more_until[1] > now else 0
+    if more:
+        names.append(f"{more} other{'s' if more > 1 else ''}")
+    if not names:
+        return ""
+    said = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{said} {'is' if len(names) == 1 and not more else 'are'} typing…"
+
+
 class _PromptThread:
     """The prompt loop on its own thread, stoppable from the trio side."""
 
-    def __init__(self, shared: _Shared, history: History):
+    def __init__(self, shared: _Shared, history: History, typed: Callable[[], None] | None = None):
         self._shared = shared
         self._session: PromptSession[str] = PromptSession(
             history=history,
@@ -188,6 +235,24 @@ class _PromptThread:
             refresh_interval=0.5,
         )
         self._stopping = threading.Event()
+        # Tell the trio side the person is typing (at most once every few seconds).
+        self._typed = typed
+        self._typed_at = -math.inf
+        if typed is not None:
+            self._session.default_buffer.on_text_changed += self._on_text_changed
+
+    def _on_text_changed(self, buffer: Buffer) -> None:
+        text = buffer.text
+        if not text.strip() or (text.startswith("/") and not text.startswith(SAYING)):
+            return
+        now = time.monotonic()
+        if now - self._typed_at < TYPING_EVERY or self._typed is None:
+            return
+        self._typed_at = now
+        try:
+            anyio.from_thread.run_sync(self._typed)
+        except RuntimeError:  # the trio side has finished: nobody to tell
+            return
 
     def message(self) -> str:
         return f"[{self._shared.snapshot.room}] > "
@@ -224,10 +289,13 @@ async def run_interactive(
     bell: bool = True,
     history: History | None = None,
     quit_patience: float | None = None,
+    typing: bool = True,
 ) -> int:
-    """Chat until /quit, Ctrl-D or Ctrl-C; the exit status (1 if lines were not delivered)."""
+    """Chat until /quit, Ctrl-D or Ctrl-C; the exit status (1 if lines were not delivered).
+    With typing, the room hears when the person types (others' typing is shown either
+    way)."""
     shared = _Shared()
-    prompt = _PromptThread(shared, history or history_file())
+    prompt = _PromptThread(shared, history or history_file(), session.typing if typing else None)
     lines_send, lines = anyio.create_memory_object_stream[str | None](16)
     chat = _Chat(session, shared, bell=bell, patience=quit_patience or QUIT_PATIENCE)
     with patch_stdout(raw=True), lines:
@@ -270,6 +338,13 @@ class _Chat:
         # The last search and the token of its older results ("": none).
         self._search: tuple[str, str] = ("", "")
         self._room = session.room
+        # The messages shown here (replies quote them), the number of this member's last
+        # message and of the last that named it, and who is typing until when.
+        self.held = Held()
+        self._mine = 0
+        self._named = 0
+        self._typing: dict[str, float] = {}
+        self._typing_more = (0, 0.0)
 
     async def handle_lines(
         self, lines: MemoryObjectReceiveStream[str | None], done: anyio.CancelScope
@@ -301,6 +376,10 @@ class _Chat:
             await self._rooms()
         elif command in ("/join", "/me", "/nick", "/dm", "/search") and not argument:
             print(f"! usage: {COMMANDS[command].split(':')[0]}")
+        elif command in ("/reply", "/re"):
+            self._reply(command, argument)
+        elif command in ("/edit", "/delete", "/react", "/unreact"):
+            self._change(command, argument, line.strip())
         elif command == "/msg":
             self._msg(argument)
         elif command == "/dm":
@@ -451,6 +530,52 @@ class _Chat:
         if found.next:
             print("-- older results: /search --more")
 
+    def _usage(self, command: str) -> None:
+        print(f"! usage: {COMMANDS[command].split(':')[0]}")
+
+    def _reply(self, command: str, argument: str) -> None:
+        """/reply N TEXT, or /re TEXT: the last message that named this member."""
+        if command == "/re":
+            seq, text = self._named, argument
+            if not seq:
+                print("! no message has named you here yet: /reply N TEXT answers message N")
+                return
+        else:
+            first, _, text = argument.partition(" ")
+            seq = number(first) or 0
+        if not seq or not text.strip():
+            self._usage(command)
+            return
+        self.session.send(text.strip(), reply_to=seq)
+
+    def _change(self, command: str, argument: str, line: str) -> None:
+        """/edit [N] TEXT, /delete N, /react N EMOJI (-EMOJI), /unreact N EMOJI: queued
+        in their place among the lines; the server says why when it will not."""
+        first, _, rest = argument.partition(" ")
+        seq, rest = number(first), rest.strip()
+        if command == "/edit":
+            if seq is None or not rest:  # `/edit TEXT`: this member's last message
+                seq, rest = self._mine, argument
+                if not self._mine:
+                    print("! you have sent no message here yet: /edit N TEXT edits message N")
+                    return
+            if not rest:
+                self._usage(command)
+                return
+            frame = edit_frame(seq, rest)
+        elif command == "/delete":
+            if seq is None or rest:
+                self._usage(command)
+                return
+            frame = delete_frame(seq)
+        else:
+            if seq is None or not rest or " " in rest:
+                self._usage(command)
+                return
+            remove = command == "/unreact" or (rest.startswith("-") and len(rest) > 1)
+            frame = react_frame(seq, rest.removeprefix("-") if remove else rest, remove=remove)
+        self.session.change(frame, line)
+
     def _join(self, room: str) -> None:
         if problem := room_problem(room, Limits()):
             print(f"! {problem}")
@@ -503,16 +628,37 @@ class _Chat:
                 self.refresh()
                 if item.kind == "status":
                     continue  # shown in place, under the input
+                if item.kind == "typing":
+                    self._someone_typing(item)
+                    continue
                 me = self.session.machine.my_name
-                line = plain_line(item, colour=True, me=me)
+                quote = self.held.quote(item.reply_to) if item.reply_to else ""
+                line = plain_line(item, colour=True, me=me, quote=quote)
                 if item.kind == "message" and item.user == me and item.seq:
                     line += f"  #{item.seq}"
+                    self._mine = max(self._mine, item.seq)
+                elif item.kind == "message" and item.seq and not item.action:
+                    line += f"  #{item.seq}"  # the number to /reply, /react to
                 rings = item.kind == "message" and item.user != me and not item.history
-                if self.bell and rings and mentions(item.text, me):
-                    line += "\a"
+                if rings and mentions(item.text, me):
+                    self._named = max(self._named, item.seq)
+                    if self.bell:
+                        line += "\a"
+                if item.kind == "message":
+                    self._typing.pop(item.user, None)  # its message is here: done typing
                 print(line, flush=True)
-                if item.kind in ("message", "moderation"):
+                self.held.saw(item)
+                if item.kind in ("message", "moderation", *CHANGE_KINDS):
                     self._saw(item.room, item.seq)
+                self.refresh()
+
+    def _someone_typing(self, item: Shown) -> None:
+        """Who else is typing, each shown until TYPING_SHOWN after this frame."""
+        until = time.monotonic() + TYPING_SHOWN
+        for name in item.typing:
+            self._typing[name] = until
+        self._typing_more = (item.more, until)
+        self.refresh()
 
     def _saw(self, room: str, seq: int) -> None:
         """The person was shown room up to seq (keep_marking tells the server)."""
@@ -542,6 +688,8 @@ class _Chat:
             pending=tuple(line.text for line in machine.pending.values()),
             trouble=machine.trouble,
             retry_at=time.monotonic() + max(0.0, machine.reconnect_at - anyio.current_time()),
+            typing=tuple(self._typing.items()),
+            typing_more=self._typing_more,
         )
 
     async def keep_snapshot(self) -> None:

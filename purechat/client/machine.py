@@ -41,6 +41,11 @@ where it has read up to (`ServerFrame.read`), kept in `read`; `mark_read` says w
 person has read up to, only ever forward, and only for an account (a pipe or a listener
 never calls it: what they received nobody has read).
 
+Living messages: a line may answer another (`reply_to`); edits, deletes and reactions
+are lines too (`change`), sent once in their place and settled by the server's ack or
+sentence, as moderation commands are. Typing goes out at most once every
+TYPING_EVERY seconds, never for a listener; others' typing is shown as a "typing" item.
+
 Against a server of the original contract only (UNIMPLEMENTED), lines count as
 delivered when their echo comes back: that contract has no acks, and no moderation.
 """
@@ -55,8 +60,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from purechat.client.display import Moderation, Shown, shown_name
+from purechat.client.display import Moderation, Revision, Shown, shown_name
 from purechat.client.errors import TOKEN_OPTIONS, tls_hint, token_sentence
+from purechat.core.living import TYPING_EVERY_SECONDS
 from purechat.core.ratelimit import TokenBucket
 from purechat.pb import chat_pb2
 from purechat.pb import purechat_v1_pb2 as v1
@@ -85,11 +91,19 @@ _KINDS = {
     v1.Event.GAP: "gap",
     v1.Event.RESET: "reset",
     v1.Event.MODERATION: "moderation",
+    v1.Event.EDIT: "edit",
+    v1.Event.DELETE: "delete",
+    v1.Event.REACTION: "reaction",
 }
 # What a command says when the server speaks the original contract only.
 NO_MODERATION = (
     "this server speaks only the original chat contract, which has no moderation commands"
 )
+NO_CHANGES = (
+    "this server speaks only the original chat contract, which has no edits, deletes or reactions"
+)
+# The person's typing is sent at most this often (the server drops faster signals).
+TYPING_EVERY = TYPING_EVERY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -176,9 +190,11 @@ class Line:
     unanswered: int = 0
     # The server said it could not tell whether it was stored.
     unknown: bool = False
-    # A moderation command (its client_msg_id is set when sent); `text` then says it
-    # as typed ("/ban spammer 1h spam").
-    command: v1.ModerationCommand | None = None
+    # A moderation command or a change (edit, delete, react) as a ClientFrame, whose
+    # client_msg_id is set when sent; `text` then says it as typed ("/ban spammer 1h").
+    command: v1.ClientFrame | None = None
+    # The number of the message this line answers (0: none).
+    reply_to: int = 0
 
     @property
     def maybe_stored(self) -> bool:
@@ -253,15 +269,23 @@ class SessionMachine:
     _told_pace: bool = False
     _ever_joined: bool = False
     _switching: bool = False
+    # When the last typing signal went out (None: none yet).
+    _typed_at: float | None = None
 
     # -- what the person does --------------------------------------------------------
 
     def send(
-        self, text: str, now: float, *, action: bool = False, client_msg_id: str = ""
+        self,
+        text: str,
+        now: float,
+        *,
+        action: bool = False,
+        client_msg_id: str = "",
+        reply_to: int = 0,
     ) -> list[Action]:
-        """Queue a line (under client_msg_id, or a new one); it goes out now if it can,
-        or after the next reconnect."""
-        line = Line(client_msg_id or self.new_id(), text, action)
+        """Queue a line (under client_msg_id, or a new one), answering message reply_to
+        (0: none); it goes out now if it can, or after the next reconnect."""
+        line = Line(client_msg_id or self.new_id(), text, action, reply_to=reply_to)
         self.pending[line.id] = line
         return self._pump(now)
 
@@ -270,9 +294,27 @@ class SessionMachine:
     ) -> list[Action]:
         """Queue a moderation command (text: as the person typed it, for showing it
         while pending); it goes in its place among the lines, exactly once."""
-        line = Line(client_msg_id or self.new_id(), text, False, command=command)
+        return self.change(v1.ClientFrame(moderate=command), text, now, client_msg_id=client_msg_id)
+
+    def change(
+        self, frame: v1.ClientFrame, text: str, now: float, *, client_msg_id: str = ""
+    ) -> list[Action]:
+        """Queue an edit, delete, reaction or moderation command (a ClientFrame with one
+        of them; text: as typed, shown while pending): it goes in its place among the
+        lines, exactly once, and is settled by the server's ack or sentence."""
+        line = Line(client_msg_id or self.new_id(), text, False, command=frame)
         self.pending[line.id] = line
         return self._pump(now)
+
+    def typing(self, now: float) -> list[Action]:
+        """The person is typing: tell the room, at most once every TYPING_EVERY seconds
+        (never for a listener, nor on the original contract, nor when not in the room)."""
+        if self.phase is not Phase.JOINED or self.legacy or self.observe:
+            return []
+        if self._typed_at is not None and now - self._typed_at < TYPING_EVERY:
+            return []
+        self._typed_at = now
+        return [Transmit(v1.ClientFrame(typing=v1.TypingSignal()))]
 
     def finish(self, now: float) -> list[Action]:
         """Leave once every line is delivered (or given up on)."""
@@ -374,6 +416,11 @@ class SessionMachine:
         if kind == "read":
             marker = frame.read
             self.read[marker.room] = max(self.read.get(marker.room, 0), marker.seq)
+        if kind == "typing":
+            typing = frame.typing
+            users = tuple(user for user in typing.users if user != self.my_name)
+            shown = Shown("typing", typing.room, "", typing=users, more=typing.more)
+            return [Show(shown)]
         return []
 
     def received_legacy(self, message: chat_pb2.ChatMessage, now: float) -> list[Action]:
@@ -601,11 +648,12 @@ class SessionMachine:
             if len(self._sent) >= MAX_IN_FLIGHT:
                 break
             if line.command is not None and self.legacy:
-                self.failures.append(NO_MODERATION)
+                said = NO_MODERATION if line.command.HasField("moderate") else NO_CHANGES
+                self.failures.append(said)
                 self._settle(line.id, now)
                 actions += [
-                    Show(Shown("error", self.room, _sentence(NO_MODERATION))),
-                    Settled(line.id, failure=_sentence(NO_MODERATION)),
+                    Show(Shown("error", self.room, _sentence(said))),
+                    Settled(line.id, failure=_sentence(said)),
                 ]
                 continue
             self._sent[line.id] = None
@@ -621,13 +669,17 @@ class SessionMachine:
 
     def _frame(self, line: Line) -> v1.ClientFrame | chat_pb2.ChatMessage:
         if line.command is not None:
-            command = v1.ModerationCommand()
-            command.CopyFrom(line.command)
-            command.client_msg_id = line.id
-            return v1.ClientFrame(moderate=command)
+            frame = v1.ClientFrame()
+            frame.CopyFrom(line.command)
+            which = frame.WhichOneof("frame")
+            assert which in ("moderate", "edit", "delete", "react")
+            getattr(frame, which).client_msg_id = line.id
+            return frame
         if self.legacy:
             return chat_pb2.ChatMessage(user_id=self.name, text=_legacy_text(line))
-        send = v1.Send(text=line.text, client_msg_id=line.id, action=line.action)
+        send = v1.Send(
+            text=line.text, client_msg_id=line.id, action=line.action, reply_to=line.reply_to
+        )
         return v1.ClientFrame(send=send)
 
     def _trouble(self, what: str, now: float, was_joined: bool) -> list[Action]:
@@ -691,6 +743,20 @@ def event_shown(event: v1.Event) -> Shown:
         action=event.action,
         history=event.history,
         moderation=_moderation(event.moderation) if kind == "moderation" else None,
+        reply_to=event.reply_to,
+        target=event.target,
+        revision=_revision(event.revision) if event.HasField("revision") else None,
+        emoji=event.reaction.emoji,
+        removed=event.reaction.removed,
+    )
+
+
+def _revision(revision: v1.Revision) -> Revision:
+    return Revision(
+        edited_ms=revision.edited_unix_ms,
+        deleted=revision.deleted,
+        deleted_by=revision.deleted_by,
+        reactions=tuple((r.emoji, tuple(r.users)) for r in revision.reactions),
     )
 
 

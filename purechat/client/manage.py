@@ -1,5 +1,6 @@
-"""The commands of accounts and moderation: `purechat login`, `register`, `logout`,
-`room claim`, `mod ...`, `audit` and `admin ...` (parse, call, say the outcome).
+"""The commands of accounts, moderation and living messages: `purechat login`,
+`register`, `logout`, `room claim`, `mod ...`, `edit`, `delete`, `react`, `audit` and
+`admin ...` (parse, call, say the outcome).
 
 Each is one call (or two) to a running server, with the session `purechat login` saved
 for it unless a token is given, and ends with one sentence: on stdout and exit 0 when
@@ -51,6 +52,7 @@ def add_manage_commands(commands: argparse._SubParsersAction[Any]) -> None:
     _add_login(commands)
     _add_room(commands)
     _add_mod(commands)
+    _add_changes(commands)
     audit = commands.add_parser(
         "audit",
         help="read the audit log: every moderation action, and the server's own acts",
@@ -256,6 +258,90 @@ def _moderate(action: str, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     assert isinstance(answer, v1.ModerateResponse)
     print(f"{neutralise(args.room)}: {neutralise(answer.sentence)} (#{answer.seq})")
+    return EXIT_OK
+
+
+# -- edit, delete, react ----------------------------------------------------------------
+
+
+def _add_changes(commands: argparse._SubParsersAction[Any]) -> None:
+    said = (
+        " with the session `purechat login` kept. Exits 0 once the server has it (and prints "
+        "the change's number in the room's log), 1 with the server's sentence when it will "
+        "not."
+    )
+    edit = commands.add_parser(
+        "edit",
+        help="make one of your messages say something else",
+        description="Make your message N say TEXT (within the server's edit window): every "
+        "member sees the new text in its place, marked edited," + said,
+    )
+    edit.add_argument("seq", type=_number, metavar="N", help="the message's number")
+    edit.add_argument("text", metavar="TEXT", help="its new text")
+    delete = commands.add_parser(
+        "delete",
+        help="delete a message (yours; an operator: anyone's)",
+        description="Delete message N: yours, or as the room's operator or owner anyone's. "
+        "Every member sees a tombstone in its place, and the text is gone from the store," + said,
+    )
+    delete.add_argument("seq", type=_number, metavar="N", help="the message's number")
+    react = commands.add_parser(
+        "react",
+        help="react to a message with one emoji (or take it back)",
+        description="React to message N with one EMOJI (one of each kind per account), or "
+        "take it back with --remove," + said,
+    )
+    react.add_argument("seq", type=_number, metavar="N", help="the message's number")
+    react.add_argument("emoji", metavar="EMOJI", help="one emoji, like 👍")
+    react.add_argument("--remove", action="store_true", help="take the reaction back")
+    for parser, run in ((edit, _edit), (delete, _delete), (react, _react)):
+        where_ = parser.add_mutually_exclusive_group()
+        where_.add_argument("--room", default="lobby", help="the room (default: lobby)")
+        where_.add_argument(
+            "--dm", metavar="NAME", default="", help="the conversation with the account NAME"
+        )
+        add_connection_options(parser)
+        parser.set_defaults(run=run)
+
+
+def _number(text: str) -> int:
+    """A message's number: 12 or #12."""
+    digits = text.removeprefix("#")
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a message's number")
+    return int(digits)
+
+
+def _edit(args: argparse.Namespace) -> int:
+    request = v1.EditMessage(seq=args.seq, text=args.text)
+    return _change(args, "Edit", request, f"edited #{args.seq}")
+
+
+def _delete(args: argparse.Namespace) -> int:
+    return _change(args, "Delete", v1.DeleteMessage(seq=args.seq), f"deleted #{args.seq}")
+
+
+def _react(args: argparse.Namespace) -> int:
+    request = v1.ReactMessage(seq=args.seq, emoji=args.emoji, remove=args.remove)
+    did = "took back" if args.remove else "reacted"
+    return _change(args, "React", request, f"{did} {neutralise(args.emoji)} on #{args.seq}")
+
+
+def _change(
+    args: argparse.Namespace,
+    method: str,
+    request: v1.EditMessage | v1.DeleteMessage | v1.ReactMessage,
+    done: str,
+) -> int:
+    """One change by the unary call, with an id: a retry of it is never done twice."""
+    request.room, request.dm = ("", args.dm) if args.dm else (args.room, "")
+    request.client_msg_id = secrets.token_hex(16)
+    answer = _call(args, method, request, v1.ChangeResponse, service=CHAT)
+    if answer is None:
+        return EXIT_FAILED
+    assert isinstance(answer, v1.ChangeResponse)
+    where_ = f"@{args.dm}" if args.dm else args.room
+    print(f"{neutralise(where_)}: {done} (#{answer.seq})")
     return EXIT_OK
 
 

@@ -33,7 +33,7 @@ class Output:
     def event(self, item: Shown) -> None:
         if item.kind in ("status", "error"):
             self.problem(plain_line(item))
-        elif item.kind != "info":
+        elif item.kind not in ("info", "typing"):  # a script has no use for typing
             self._write(self.stdout, json_line(item) if self.as_json else plain_line(item))
 
     def problem(self, line: str) -> None:

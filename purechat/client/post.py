@@ -71,8 +71,11 @@ class Poster:
     _pace: TokenBucket | None = field(default=None, init=False)
     _told_pace: bool = field(default=False, init=False)
 
-    async def post(self, lines: Sequence[str], *, action: bool = False) -> list[Posted]:
-        """Store lines in order; PostError (saying which were not stored) otherwise."""
+    async def post(
+        self, lines: Sequence[str], *, action: bool = False, reply_to: int = 0
+    ) -> list[Posted]:
+        """Store lines in order (each answering message reply_to: 0 for none); PostError
+        (saying which were not stored) otherwise."""
         done: list[Posted] = []
         attempt, next_address = 0, 0
         down_since: float | None = None
@@ -82,7 +85,7 @@ class Poster:
         while pending:
             address = self.addresses[next_address % len(self.addresses)]
             try:
-                done += await self._post_on(address, pending, action)
+                done += await self._post_on(address, pending, action, reply_to)
                 return done
             except _Retry as trouble:
                 done += trouble.done
@@ -101,7 +104,7 @@ class Poster:
         return done
 
     async def _post_on(
-        self, address: Address, pending: list[tuple[str, str]], action: bool
+        self, address: Address, pending: list[tuple[str, str]], action: bool, reply_to: int
     ) -> list[Posted]:
         done: list[Posted] = []
         try:
@@ -120,7 +123,9 @@ class Poster:
             try:
                 for client_msg_id, text in pending:
                     self._taking_turn()
-                    posted = await self._post_one(connection, address, client_msg_id, text, action)
+                    posted = await self._post_one(
+                        connection, address, client_msg_id, text, action=action, reply_to=reply_to
+                    )
                     done.append(posted)
             except (_Retry, PostError) as error:
                 stopped = error
@@ -133,7 +138,14 @@ class Poster:
         return done
 
     async def _post_one(
-        self, connection: Connection, address: Address, client_msg_id: str, text: str, action: bool
+        self,
+        connection: Connection,
+        address: Address,
+        client_msg_id: str,
+        text: str,
+        *,
+        action: bool,
+        reply_to: int = 0,
     ) -> Posted:
         metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
         request = v1.PostRequest(
@@ -143,6 +155,7 @@ class Poster:
             client_msg_id=client_msg_id,
             action=action,
             to=self.to,
+            reply_to=reply_to,
         )
         raw: bytes | None = None
         try:

@@ -188,12 +188,27 @@ class ChatSession:
         """The session could not go on (run() raises, or raised, SessionError saying why)."""
         return isinstance(self._outcome, GiveUp)
 
-    def send(self, text: str, *, action: bool = False) -> str:
-        """Queue a line; it goes out now, or after the next reconnect. Its id."""
+    def send(self, text: str, *, action: bool = False, reply_to: int = 0) -> str:
+        """Queue a line (answering message reply_to: 0 for none); it goes out now, or
+        after the next reconnect. Its id."""
         client_msg_id = self.machine.new_id()
         now = anyio.current_time()
-        self._apply(self.machine.send(text, now, action=action, client_msg_id=client_msg_id))
+        sent = self.machine.send(
+            text, now, action=action, client_msg_id=client_msg_id, reply_to=reply_to
+        )
+        self._apply(sent)
         return client_msg_id
+
+    def change(self, frame: v1.ClientFrame, text: str) -> str:
+        """Queue an edit, delete or reaction (text: as typed, shown while pending); its id."""
+        client_msg_id = self.machine.new_id()
+        now = anyio.current_time()
+        self._apply(self.machine.change(frame, text, now, client_msg_id=client_msg_id))
+        return client_msg_id
+
+    def typing(self) -> None:
+        """The person is typing: the room hears it (at most once every 3 s)."""
+        self._apply(self.machine.typing(anyio.current_time()))
 
     def moderate(self, command: v1.ModerationCommand, text: str) -> str:
         """Queue a moderation command (text: as typed, shown while pending); its id."""
