@@ -147,8 +147,6 @@ async def test_scripts_edit_delete_react_and_reply_with_the_saved_session(
         assert (await _run(bob, "login", "bob", stdin=f"{PASSWORD}\n"))[0] == 0
         assert await _run(alice, "post", "--room", "lobby", "typo here") == (0, "", "")
         assert await _run(bob, "post", "--reply-to", "1", "nice") == (0, "", "")
-        # (Posted before anyone is in the room: see the report about Post's reply_to
-        # check while the room is open on the server.)
         listener = await trio.lowlevel.open_process(
             [*PURECHAT, "join", "--listen", "--json", "--history", "5", "--server", server],
             stdin=-1,
@@ -192,13 +190,17 @@ async def test_scripts_edit_delete_react_and_reply_with_the_saved_session(
                 "purechat: There is no message #1 here.\n",
             )
 
+            # A reply posted while the room is open on the server (a listener is in it).
+            assert await _run(bob, "post", "--reply-to", "2", "and again") == (0, "", "")
+
             # A listener's --json carries each kind with its target, reaction, revision.
-            await until_seq(6)
+            await until_seq(7)
         finally:
             listener.kill()
             await listener.wait()
     by_seq = {event["seq"]: event for event in seen if event.get("seq")}
     assert by_seq[2]["reply_to"] == 1
+    assert (by_seq[7]["reply_to"], by_seq[7]["text"]) == (2, "and again")
     assert (by_seq[3]["kind"], by_seq[3]["target"], by_seq[3]["text"]) == ("edit", 1, "no typo")
     assert by_seq[3]["revision"]["edited"]
     assert by_seq[4]["reaction"] == {"emoji": "🎉", "removed": False}

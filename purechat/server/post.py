@@ -106,7 +106,10 @@ class PostService:
             state = await services.known_state(room)
             answer = _Answer()
             poster = hub.poster(room, name, answer, identity=identity, state=state)
-            newest = (await services.known_head(room)).seq if request.reply_to else None
+            # A reply names a number the room has given: the hub knows an open room's
+            # newest; the store a room not open here.
+            closed = request.reply_to and not hub.has_room(room)
+            newest = (await services.known_head(room)).seq if closed else None
         except StoreError as error:
             services.store_failed(error, "a post")
             return statuses.for_error(error)
