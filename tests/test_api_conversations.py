@@ -79,3 +79,20 @@ async def test_a_guest_bot_is_told_why_it_has_no_conversations(server: Harness) 
                 await chat.history(dm="bob")
             with pytest.raises(SendRefused, match=r"log in"):
                 await chat.conversations()
+
+
+async def test_a_bot_in_a_room_hears_of_a_direct_message_as_an_event(server: Harness) -> None:
+    address = f"127.0.0.1:{server.port}"
+    with trio.fail_after(30):
+        alice = (await login(address, "alice", PASSWORD)).token
+        bob = (await login(address, "bob", PASSWORD)).token
+        async with (
+            connect(address, name="x", token=bob) as lobby,
+            connect(address, name="x", token=alice) as sender,
+        ):
+            await sender.send_direct("bob", "deploy done")
+            async for event in lobby.events():
+                if event.kind == "conversation":
+                    break
+            assert (event.user, event.seq, event.text) == ("alice", 1, "deploy done")
+            assert event.room.startswith("@dm:")

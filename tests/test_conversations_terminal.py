@@ -75,6 +75,27 @@ async def test_conversations_at_the_terminal(start_server, nursery, tmp_path) ->
         assert process.returncode == 0
 
 
+async def test_a_direct_message_while_in_a_room_is_told_and_left_unread(
+    start_server, nursery, tmp_path
+) -> None:
+    """bob is in #lobby; alice writes to him: his terminal says so (with how to answer),
+    and the message stays unread until he opens the conversation."""
+    harness: Harness = await start_server(**accounts_config())
+    await register(harness.server.directory, "alice", "bob")
+    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    with trio.fail_after(60):
+        alice, bob = await login(harness, "alice"), await login(harness, "bob")
+        async with _in_a_terminal(nursery, harness, "--token", bob, env=env) as (process, client):
+            await _idle_after(client, "joined lobby as bob")
+            await _post(harness, alice, "bob", "lunch?")
+            await _idle_after(client, "-- alice wrote to you (#1): lunch?  (/dm alice to answer)")
+            assert client.input_line() == "[lobby] >"
+            assert await _unread(harness, bob) == {"alice": 1}
+            client.type("\x04")
+            await process.wait()
+        assert process.returncode == 0
+
+
 async def test_a_guest_at_the_terminal_is_told_why_and_stays(
     start_server, nursery, tmp_path
 ) -> None:

@@ -314,3 +314,24 @@ async def test_scrolling_up_pages_back_to_the_beginning_and_search_opens_a_resul
         await page.click("#found button.result[data-seq='40']")
         await page.wait_for(f"document.querySelector('{LOG} li.found[data-seq=\"40\"]')")
     assert problems == []
+
+
+async def test_a_page_in_a_room_hears_at_once_that_someone_wrote_to_it(
+    start_server, pages: Browser
+) -> None:
+    """No coming back to the tab, no wait for the list's next refresh (30 s): the
+    server's conversation notice updates the list and is said in the live region."""
+    harness, url = await with_accounts(start_server)
+    with trio.fail_after(20):
+        page = await logged_in(pages, url, "bob")
+        alice = await member(harness, "alice", await login(harness, "alice"), dm="bob")
+        await alice.say("lunch at one?")
+        await page.wait_for(f"{conversation('alice')}?.dataset.unread === '1'")
+        await page.wait_for(
+            "[...document.querySelectorAll('#announcer p')]"
+            ".some((p) => p.textContent === 'alice wrote to you')"
+        )
+        # The room in front is as it was: the message is in the conversation only.
+        assert (
+            await page.script(f"return document.querySelectorAll('{LOG} li.message').length") == 0
+        )

@@ -85,14 +85,16 @@ __all__ = [
 
 Event = Shown
 """What happens in the room: `kind` ("message", "join", "leave", "gap", "reset",
-"moderation", "edit", "delete", "reaction", "typing", "error"), `user`, `text`, `seq`,
-`time_ms`, `action`, `history`, and for a moderation event its sentence as `text` and
+"moderation", "edit", "delete", "reaction", "typing", "conversation", "error"), `user`,
+`text`, `seq`, `time_ms`, `action`, `history`, and for a moderation event its sentence as `text` and
 its details as `moderation` (`action`, `by`, `target`, `reason`, `until_ms`, `topic`,
 `mode`). A message answering another has `reply_to`; an edit, delete or reaction names
 the message it changes (`target`) and carries it as it is now (`revision`: `edited_ms`,
 `deleted`, `deleted_by`, `reactions` as (emoji, names)); an edit's `text` is the new
 text, a reaction's `emoji` and `removed` say what it did. "typing": who else is typing
-(`typing`, at most five names, and `more`), never stored."""
+(`typing`, at most five names, and `more`), never stored. "conversation": `user` wrote
+message `seq` to the bot's account in a conversation (`room`) it is not in, `text` its
+beginning (connect(dm=user) or send_direct answers it)."""
 
 # Events kept for a bot that reads them slowly; a bot that never asks for them gets none.
 EVENTS_BUFFER = 1024

@@ -55,8 +55,10 @@ class Shown:
 
     # "message", "join", "leave", "gap", "reset", "moderation", and the changes "edit",
     # "delete", "reaction" from the room; "typing" (who else is typing: `typing`, and
-    # `more` others); "error" (a refused send or command), "status" (connection
-    # trouble) and "info" (joined, the topic) from the client itself.
+    # `more` others); "conversation" (`user` wrote message `seq` to this account in
+    # conversation `room`, which this session is not in: `text` is its beginning);
+    # "error" (a refused send or command), "status" (connection trouble) and "info"
+    # (joined, the topic) from the client itself.
     kind: str
     room: str
     text: str
@@ -154,6 +156,8 @@ def plain_line(item: Shown, *, colour: bool = False, me: str = "", quote: str = 
         return f"{stamp}{marker}* {change_words(item, user)}"
     if item.kind == "typing":
         return f"-- {typing_words(item)}"
+    if item.kind == "conversation":
+        return f"-- {user} wrote to you (#{item.seq}): {text}  (/dm {user} to answer)"
     head = f"{stamp}{marker}* {user} " if item.action else f"{stamp}{marker}{user}: "
     width = len(_ANSI.sub("", head))
     revision = item.revision

@@ -646,6 +646,12 @@ class _Chat:
                         line += "\a"
                 if item.kind == "message":
                     self._typing.pop(item.user, None)  # its message is here: done typing
+                if item.kind == "conversation":
+                    # Written to this person elsewhere: rings like a mention; read only
+                    # once shown in full there (/dm), and of no other room's quotes.
+                    print(line + ("\a" if self.bell else ""), flush=True)
+                    self.refresh()
+                    continue
                 print(line, flush=True)
                 self.held.saw(item)
                 if item.kind in ("message", "moderation", *CHANGE_KINDS):

@@ -416,6 +416,13 @@ class SessionMachine:
         if kind == "read":
             marker = frame.read
             self.read[marker.room] = max(self.read.get(marker.room, 0), marker.seq)
+        if kind == "conversation":
+            # A message in one of the account's conversations that this stream is not in.
+            notice = frame.conversation
+            shown = Shown(
+                "conversation", notice.room, notice.text, user=notice.peer, seq=notice.seq
+            )
+            return [Show(shown)]
         if kind == "typing":
             typing = frame.typing
             users = tuple(user for user in typing.users if user != self.my_name)

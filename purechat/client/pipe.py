@@ -33,7 +33,8 @@ class Output:
     def event(self, item: Shown) -> None:
         if item.kind in ("status", "error"):
             self.problem(plain_line(item))
-        elif item.kind not in ("info", "typing"):  # a script has no use for typing
+        # A script has no use for typing, nor for news of conversations it is not in.
+        elif item.kind not in ("info", "typing", "conversation"):
             self._write(self.stdout, json_line(item) if self.as_json else plain_line(item))
 
     def problem(self, line: str) -> None:

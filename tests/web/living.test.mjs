@@ -165,3 +165,12 @@ test("someone is shown typing for at most 6 s, or until their message", () => {
   assert.equal(typing.sentence(102), "bob and 2 more are typing…");
   assert.equal(typing.sentence(100 + TYPING_SHOWN), "");
 });
+
+test("a message to the account in a conversation not open here is handed on as news", () => {
+  const s = joined();
+  const notice = { room: "@dm:alice:bob", peer: "bob", seq: 3, text: "lunch?" };
+  assert.deepEqual(s.received({ conversation: notice }, 1), [{ type: "conversation", ...notice }]);
+  assert.deepEqual(s.received({ conversation: {} }, 1), [
+    { type: "conversation", room: "", peer: "", seq: 0, text: "" },
+  ]);
+});

@@ -218,6 +218,8 @@ const state = {
   searched: "",
   foundNext: "",
   conversationsTimer: null,
+  // The last "wrote to you" said (room#seq): each open socket of the tab hears it.
+  lastNotice: "",
 };
 
 // -- joining and leaving ---------------------------------------------------------------
@@ -493,6 +495,8 @@ function apply(room, actions) {
     } else if (action.type === "read") {
       // This page or another session of the account read up to there.
       if (state.unread.read(action.room, action.seq)) askConversations();
+    } else if (action.type === "conversation") {
+      wroteToMe(action);
     } else if (action.type === "conversations") {
       state.unread.listed(action.entries);
     } else if (action.type === "history") {
@@ -1630,6 +1634,26 @@ function heard(room, item, sender, named) {
   if (active) announce(said);
   else if (named) announce(`${sender} mentioned you in ${visible(room.name)}`);
   if (named && document.hidden) notify(room, sender, item);
+}
+
+/** Someone wrote to this account in a conversation not open on this socket: the list's
+ * counts asked for again, the news said (and notified, when the tab is hidden). Other
+ * open rooms of this tab hear it too: said once, by the conversation's own socket if
+ * the tab has it open (then it is no news). */
+function wroteToMe({ room, peer, seq, text }) {
+  if ([...state.rooms.values()].some((open) => open.session.room === room)) return;
+  if (state.lastNotice === `${room}#${seq}`) return;
+  state.lastNotice = `${room}#${seq}`;
+  askConversations();
+  announce(`${visible(peer)} wrote to you`);
+  if (document.hidden && "Notification" in window && Notification.permission === "granted") {
+    const body = visible(text);
+    const shown = new Notification(`${visible(peer)} wrote to you`, {
+      body: body.length > 200 ? `${body.slice(0, 199)}…` : body,
+      tag: `purechat-${room}`,
+    });
+    shown.addEventListener("click", () => window.focus());
+  }
 }
 
 function announce(words) {

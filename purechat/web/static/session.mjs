@@ -315,6 +315,11 @@ export class Session {
       return [{ type: "typing", users: users.filter((user) => user !== this.myName), more }];
     }
     if (frame.read) return [{ type: "read", room: frame.read.room, seq: frame.read.seq || 0 }];
+    if (frame.conversation) {
+      // A message to this account in a conversation this socket is not in.
+      const { room = "", peer = "", seq = 0, text = "" } = frame.conversation;
+      return [{ type: "conversation", room, peer, seq, text }];
+    }
     if (frame.history) return this._older(frame.history);
     if (frame.search) {
       const found = (frame.search.found || []).map((each) => ({
