@@ -935,10 +935,11 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         f"{scale.storm_typists:,} more typing",
         "",
         "purechat only (typing is purechat.v1's). The flat-out fan-out into grpc-go members "
-        "(the original contract, told nothing of typing), with as many purechat.v1 members "
-        "more in the room (bench/typists.py, on the load core, reading everything without "
-        "decoding it): quiet, then each typing every 3.1 s (the server takes a member's "
-        "typing at most once every 3 s), the first signals spread over 3.1 s and all sent "
+        f"(the original contract, told nothing of typing), with {scale.storm_typists:,} "
+        "purechat.v1 members more in the room (bench/typists.py, on the load core, reading "
+        "everything without decoding it): quiet, then each typing every 3.1 s (the server "
+        "takes a member's typing at most once every 3 s), the first signals spread over "
+        "3.1 s and all sent "
         "before the load starts. The server tells the room who typed once a second, one "
         "frame per purechat.v1 member. Figures are the grpc-go members' "
         f"(`{' '.join(scale.fanout_send)}`); the last column divides typing by quiet.",
