@@ -5,7 +5,8 @@ one connection each, as the tutorial's Go client connects (BDP pings and window
 updates on). Every scenario runs on a fresh server process, for each of the three
 servers in turn, several times; each figure is the median with the range. Servers
 are pinned to CPU 0 and the load to CPU 1 (before exec, so every thread inherits it).
-bench/loadgen.py (raw HTTP/2, nothing decoded) drives a second, smaller series.
+bench/loadgen.py (raw HTTP/2, nothing decoded) drives a second, smaller series, and
+bench/typists.py (purechat.v1 over the same raw members) the typing storm.
 Results go to BENCHMARKS.md, bench/fanout.png and bench/results.json; `--smoke` is a
 seconds-long run for CI that checks the machinery (and fails loudly when the Go
 programs do not build or the load client miscounts), not the speed.
@@ -77,6 +78,10 @@ class Scale:
     # One churn run per server: it measures growth over its rounds, not a rate that
     # varies from run to run (and ten rounds of 1,000 members take minutes).
     churn_repeats: int = 1
+    # The typing storm (purechat only): the flat-out fan-out into this many grpc-go
+    # members, with as many more purechat.v1 members in the room, quiet or typing.
+    storm_members: int = 500
+    storm_typists: int = 500
 
 
 FULL = Scale(
@@ -112,6 +117,8 @@ SMOKE = Scale(
     raw_measure=0.7,
     churn_members=20,
     churn_rounds=2,
+    storm_members=10,
+    storm_typists=10,
 )
 
 
@@ -390,6 +397,33 @@ async def churn(kind: str, go: GoPrograms, members: int, rounds: int) -> Summary
     }
 
 
+async def typing_storm(
+    go: GoPrograms, members: int, typists: int, typing: bool, send: tuple[str, ...]
+) -> Summary:
+    """The flat-out fan-out into members (grpc-go, the original contract: told nothing
+    of typing) with typists in the room: purechat.v1 members (bench/typists.py, on the
+    load core) that read everything and, typing, each send a TypingSignal every 3.1 s."""
+    async with serving("purechat", go) as server, trio.open_nursery() as nursery:
+        command = [sys.executable, str(ROOT / "bench" / "typists.py")]
+        command += ["--port", server.address.rpartition(":")[2], "--members", str(typists)]
+        command += ["--typing"] if typing else []
+        process = await _spawn(nursery, command, LOAD_CPUS, stdin=subprocess.PIPE)
+        lines = Lines(process.stdout)
+        with trio.fail_after(120):
+            json.loads(await lines.next())  # all welcomed (and typing)
+        summary = await go_load(go, [server.address], "-members", str(members), *send)
+        assert process.stdin is not None
+        await process.stdin.send_all(b"stop\n")
+        with trio.fail_after(30):
+            typed: dict[str, int] = json.loads(await lines.next())
+        await process.wait()
+    return summary | {"typists": typed, "server_log": server.log}
+
+
+# The typing storm's two runs: (key, whether the typists type).
+STORM = (("typing_storm_quiet", False), ("typing_storm", True))
+
+
 class _Killed(Exception):
     """Ends a paused load client's run by killing it (its nursery cancels the process)."""
 
@@ -559,6 +593,14 @@ ROWS: dict[str, list[tuple[str, Extract, str, bool]]] = {
         ("members in the room when measured", lambda s: s["held"], "{:,.0f}", False),
     ],
     "raw": [("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True)],
+    "storm": [
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:,.0f}", True),
+        ("lost", lambda s: s["lost"], "{:,.0f}", False),
+        ("members whose stream ended", lambda s: s["ended_members"], "{:,.0f}", False),
+        ("load client CPU", lambda s: 100 * s["client_cpu_share"], "{:.0f}%", False),
+        ("typing signals sent", lambda s: s["typists"]["signals"], "{:,.0f}", False),
+        ("typists whose stream ended", lambda s: s["typists"]["ended"], "{:,.0f}", False),
+    ],
     "churn": [
         ("RSS after the first round, MiB", lambda s: s["first_mib"], "{:.1f}", True),
         ("RSS after the last round, MiB", lambda s: s["last_mib"], "{:.1f}", True),
@@ -604,6 +646,17 @@ async def measure_all(scale: Scale, go: GoPrograms) -> dict[str, Any]:
             for repeat in range(repeats):
                 _log(f"{key}: {kind}, run {repeat + 1} of {repeats}")
                 runs[key][kind].append(await scenario(kind))
+    for key, _ in STORM:
+        rows[key] = "storm"
+        runs[key] = {"purechat": []}
+    for repeat in range(scale.repeats):  # quiet and typing in turn, so drift hits both
+        for key, typing in STORM:
+            _log(f"{key}: purechat, run {repeat + 1} of {scale.repeats}")
+            runs[key]["purechat"].append(
+                await typing_storm(
+                    go, scale.storm_members, scale.storm_typists, typing, scale.fanout_send
+                )
+            )
     if shutil.which("redis-server") or shutil.which("valkey-server"):
         for key, row_kind, store, repeats, flags in _shared_plan(scale):
             rows[key] = row_kind
@@ -875,6 +928,30 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
                     f"{_cell(f['p50 ms'], '{:.1f}')} | {_cell(f['p99 ms'], '{:.1f}')} | "
                     f"{_cell(f['max ms'], '{:.1f}')} |"
                 )
+    quiet, storm = (results["figures"][key]["purechat"] for key, _ in STORM)
+    lines += [
+        "",
+        f"## Typing storm: one sender flat out into {scale.storm_members:,} members, "
+        f"{scale.storm_typists:,} more typing",
+        "",
+        "purechat only (typing is purechat.v1's). The flat-out fan-out into grpc-go members "
+        f"(the original contract, told nothing of typing), with {scale.storm_typists:,} "
+        "purechat.v1 members more in the room (bench/typists.py, on the load core, reading "
+        "everything without decoding it): quiet, then each typing every 3.1 s (the server "
+        "takes a member's typing at most once every 3 s), the first signals spread over "
+        "3.1 s and all sent "
+        "before the load starts. The server tells the room who typed once a second, one "
+        "frame per purechat.v1 member. Figures are the grpc-go members' "
+        f"(`{' '.join(scale.fanout_send)}`); the last column divides typing by quiet.",
+        "",
+        "| | quiet | typing | typing / quiet |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, _, form, compare in ROWS["storm"]:
+        ratio = _ratio(storm[label]["median"], quiet[label]["median"]) if compare else ""
+        lines.append(
+            f"| {label} | {_cell(quiet[label], form)} | {_cell(storm[label], form)} | {ratio} |"
+        )
     lines += [
         "",
         "## Second series: raw HTTP/2 members (bench/loadgen.py)",
@@ -974,6 +1051,14 @@ def check_smoke(results: dict[str, Any], scale: Scale) -> list[str]:
         for s in runs[f"raw_{scale.raw_sizes[0]}"][kind]:
             if not s["deliveries_per_s"]:
                 problems.append(f"{kind} raw HTTP/2 fan-out: nothing delivered")
+    for key, typing in STORM:
+        if not runs.get(key, {}).get("purechat"):
+            problems.append(f"typing storm: {key} did not run")
+        for s in runs.get(key, {}).get("purechat", []):
+            typed = s["typists"]
+            wrong = s["lost"] or s["errors"] or typed["ended"]
+            if wrong or not s["sent"] or (typing and typed["signals"] < scale.storm_typists):
+                problems.append(f"typing storm ({key}): {json.dumps(s)[:1500]}")
     for key in ("shared_fanout", "cluster_fanout"):
         for s in runs.get(key, {}).get("purechat", []):
             if s["lost"] or not s["sent"]:

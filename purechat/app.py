@@ -179,10 +179,17 @@ class ChatServer:
 
     async def _tell_typing(self) -> None:
         """Who typed is told once a flush, not once a signal: a room where 500 type
-        costs each member one small frame a second, not 500 (see Hub.flush_typing)."""
+        costs each member one small frame a second, not 500 (see Hub.flush_typing).
+        With a shared store, who typed on the other servers is told with it, and who
+        typed here goes to them (see Feed.hear_typing)."""
+        feed = self._services.feed
         while True:
             await anyio.sleep(TYPING_FLUSH_SECONDS)
-            self._services.hub.flush_typing()
+            if feed is not None:
+                feed.hear_typing()
+            typed = self._services.hub.flush_typing()
+            if feed is not None:
+                feed.tell_typing(typed)
 
     async def stopped(self) -> None:
         """Wait until serve() has returned."""

@@ -58,6 +58,8 @@ from purechat.errors import LimitReached, NotAllowed, Refusal
 GUEST_NAME = "guest"
 # Names one typing frame lists; the rest are counted (Typing.more).
 TYPING_LISTED = 5
+# Names of one room kept, between flushes, of what other servers said typed there.
+TYPING_HEARD_KEPT = 1000
 
 
 class Outbox(Protocol):
@@ -684,10 +686,15 @@ class Hub:
         return True
 
     def typing_elsewhere(self, room_name: str, users: Sequence[str]) -> None:
-        """Members of room on another server are typing: told at the next flush."""
+        """Members of room on another server are typing: told at the next flush (at most
+        TYPING_HEARD_KEPT names a room; a room not open here hears nothing)."""
         room = self._rooms.get(room_name)
-        if room is not None:
-            room.typing_heard.update(dict.fromkeys(users))
+        if room is None:
+            return
+        for user in users:
+            if len(room.typing_heard) >= TYPING_HEARD_KEPT:
+                break
+            room.typing_heard[user] = None
 
     def flush_typing(self) -> dict[str, tuple[str, ...]]:
         """Tell each room who typed since the last flush (one frame per member, not

@@ -22,6 +22,11 @@ new epoch. The feed notices it from the log's entries, from an append's answer, 
 asking every so often while a room is quiet; it then tells the room's members (RESET),
 and reads the new log from its start, so delivery goes on at once and no number is
 taken for the message it meant in the old log.
+
+Who is typing crosses servers beside the log, never in it: each typing flush here hands
+what the store heard from the other servers to the hub (`hear_typing`), and what this
+server's members typed to the store (`tell_typing`), which tells the servers reading
+the room (store/shared.py's TypingCarrier; a store that is not one carries nothing).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from purechat.store.shared import (
     PresenceChange,
     PresenceId,
     SharedStore,
+    TypingCarrier,
 )
 
 log = logging.getLogger("purechat.server")
@@ -79,6 +85,10 @@ class Feed:
         self._recent: dict[str, deque[PresenceChange]] = {}
         self._outage = Outage("delivery")
         self._epochs_checked = 0.0
+        # Who typed here at the latest flush, not yet told to the other servers (a
+        # newer flush replaces it: a publish that lags is not queued behind).
+        self._typed: dict[str, tuple[str, ...]] = {}
+        self._typed_now = anyio.Event()
 
     def when_delivered(self, room: str, seq: int, then: Callable[[], None]) -> None:
         """Run `then` once seq has been delivered in room here (at once if it has)."""
@@ -110,12 +120,40 @@ class Feed:
                     room, change.kind, change.user, change.time_ms, at=change.id, only=member
                 )
 
+    def hear_typing(self) -> None:
+        """Hand the hub who typed on other servers since last asked (for its flush)."""
+        if isinstance(self.store, TypingCarrier):
+            for room, users in self.store.heard_typing().items():
+                self.hub.typing_elsewhere(room, users)
+
+    def tell_typing(self, typed: dict[str, tuple[str, ...]]) -> None:
+        """Who typed here since the last flush (Hub.flush_typing's answer), for the
+        other servers: told by `_carry_typing`, so a slow store delays no flush."""
+        if typed and isinstance(self.store, TypingCarrier):
+            self._typed = typed
+            self._typed_now.set()
+
     async def run(self) -> None:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.store.listen)
             if self.pacer is not None:
                 tasks.start_soon(self.keep_pace, self.pacer)
+            if isinstance(self.store, TypingCarrier):
+                tasks.start_soon(self._carry_typing, self.store)
             await self._follow()
+
+    async def _carry_typing(self, store: TypingCarrier) -> None:
+        """Tell the other servers who typed here, once a flush. What the store could not
+        take is dropped, not retried: typing is worth nothing a moment later (sends fail
+        meanwhile, and the delivery's outage says so)."""
+        while True:
+            await self._typed_now.wait()
+            self._typed_now = anyio.Event()
+            typed, self._typed = self._typed, {}
+            try:
+                await store.publish_typing(dict(typed))
+            except StoreError as error:
+                log.debug("%s; who typed here is not told to the other servers", error)
 
     async def _follow(self) -> None:
         while True:

@@ -22,9 +22,14 @@ then changes: see APPEND's fence); with N, it is first staged, then moved into t
 (where readers see it) only once Redis says N replicas have it (WAIT), so nothing a
 member saw or was acknowledged is lost by a failover.
 
+Who is typing goes from server to server on each room's `typing` channel (sharded
+pub/sub on a cluster, plain on one Redis), heard by the servers whose feed reads the
+room; nothing of it is kept in Redis.
+
 Uses valkey-glide (its async client runs under trio and asyncio). Blocking reads (one
-Redis) and pub/sub (a cluster) use a client of their own, as does WAIT with replicas:
-WAIT blocks its connection, and counts that connection's writes.
+Redis) and pub/sub use a client of their own (on a cluster the same one: its reads do
+not block), as does WAIT with replicas: WAIT blocks its connection, and counts that
+connection's writes.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ from purechat.store.redis_scripts import (
 )
 from purechat.store.shared import (
     TAIL_COUNT,
+    TYPING_HEARD,
+    TYPING_TOLD,
     EpochChange,
     Heartbeat,
     Joined,
@@ -120,6 +127,9 @@ POLL_SECONDS = 1.0
 UNFOLLOW_SECONDS = 5.0
 # How long a subscription may take to be confirmed before reads go on without it.
 SUBSCRIBE_TIMEOUT_MS = 500
+# A typing message longer than this is not read (TYPING_TOLD names of at most 32
+# characters, quoted, fit in well under it).
+TYPING_MESSAGE_BYTES = 64 * 1024
 
 T = TypeVar("T")
 
@@ -162,15 +172,16 @@ class RedisStore:
     def __init__(
         self,
         address: RedisAddress,
-        clients: tuple[Any, Any, Any],
+        clients: tuple[Any, Any, Any, Any],
         history: int,
         ids_kept: int,
     ):
         self.address = address
         self.layout = Layout(address.cluster)
-        # For everything but blocking work; for pub/sub and blocking reads; for the
-        # writes a WAIT follows (the first one when no replica is asked for).
-        self._client, self._reader, self._durable = clients
+        # For everything but blocking work; for blocking reads (and a cluster's pub/sub);
+        # for the writes a WAIT follows (the first one when no replica is asked for);
+        # for pub/sub (the reader on a cluster, whose reads do not block).
+        self._client, self._reader, self._durable, self._listener = clients
         self.history = history
         # What a log keeps (MAXLEN ~): see LOG_FLOOR.
         self.kept = max(history, LOG_FLOOR)
@@ -187,15 +198,19 @@ class RedisStore:
         self._listed: dict[str, set[str]] = {}
         self._joining: Counter[str] = Counter()
         self._listing = anyio.Lock()
-        # A cluster's feed: rooms followed (when last asked about), channels listened
-        # to, rooms with news not yet read, and when every room is read anyway.
+        # The feed: rooms followed (when last asked about), channels listened to (news
+        # on a cluster, typing everywhere), rooms with news not yet read, and when every
+        # room is read anyway (a cluster's).
         self._following: dict[str, float] = {}
         self._channels: dict[str, str] = {}
+        self._typing_channels: dict[str, str] = {}
         self._woken: set[str] = set()
         self._news = anyio.Event()
         self._next_poll = 0.0
         # With replicas: per room the oldest staged number seen at the last check.
         self._staged_seen: dict[str, int] = {}
+        # Who typed on other servers, by room, not yet taken (heard_typing).
+        self._typing_heard: dict[str, dict[str, None]] = {}
 
     @classmethod
     async def open(
@@ -221,10 +236,12 @@ class RedisStore:
             client = await _connect(address, address_resolver)
             reader = await _connect(address, address_resolver)
             durable = await _connect(address, address_resolver) if address.replicas else client
+            listener = reader if address.cluster else await _connect(address, address_resolver)
         except glide.GlideError as error:
             what = "Redis Cluster" if address.cluster else "Redis"
             raise StoreError(f"cannot reach {what} at {address.where}: {_reason(error)}") from None
-        return cls(address, (client, reader, durable), history, max(history, ids_kept))
+        clients = (client, reader, durable, listener)
+        return cls(address, clients, history, max(history, ids_kept))
 
     @property
     def description(self) -> str:
@@ -473,6 +490,7 @@ class RedisStore:
         self, positions: dict[str, Position], block_ms: int
     ) -> list[LogEntry]:
         """One blocking XREAD over every room: one Redis has no slots to keep apart."""
+        await self._follow(list(positions))
         streams, command = self._reads(list(positions), positions)
         command[1:1] = ["BLOCK", str(block_ms)]
         found = await self._call(self._reader, command)
@@ -529,29 +547,53 @@ class RedisStore:
         return streams, ["XREAD", "COUNT", str(self.tail_count), "STREAMS", *keys, *ids]
 
     async def _follow(self, rooms: list[str]) -> None:
-        """Listen to the news of rooms (reading each once when it starts), and stop
-        listening to rooms not asked about for UNFOLLOW_SECONDS."""
+        """Listen to the typing (and on a cluster the news) of rooms, reading each once
+        when it starts, and stop listening to rooms not asked about for UNFOLLOW_SECONDS."""
         now = anyio.current_time()
         new = [room for room in rooms if room not in self._following]
         self._following.update(dict.fromkeys(rooms, now))
         if new:
-            channels = {self.layout.room(room).news: room for room in new}
-            self._channels.update(channels)
-            self._woken.update(new)
+            typing = {self.layout.room(room).typing: room for room in new}
+            self._typing_channels.update(typing)
+            channels = dict(typing)
+            if self.address.cluster:
+                news = {self.layout.room(room).news: room for room in new}
+                self._channels.update(news)
+                channels.update(news)
+                self._woken.update(new)
             # Confirmed (so the first read cannot miss news) or, past the timeout, left to
             # glide, which subscribes when it can; the poll covers the meantime.
             with contextlib.suppress(glide.GlideError):
-                await self._reader.ssubscribe(set(channels), SUBSCRIBE_TIMEOUT_MS)
+                await self._subscribe(set(channels), subscribe=True)
         stale = [room for room, asked in self._following.items() if now - asked > UNFOLLOW_SECONDS]
         if stale:
-            dropped = {self.layout.room(room).news for room in stale}
+            dropped: set[str] = set()
             for room in stale:
+                keys = self.layout.room(room)
                 del self._following[room]
                 self._woken.discard(room)
-            for channel in dropped:
-                self._channels.pop(channel, None)
+                self._typing_heard.pop(room, None)
+                self._typing_channels.pop(keys.typing, None)
+                dropped.add(keys.typing)
+                if self._channels.pop(keys.news, None) is not None:
+                    dropped.add(keys.news)
             with contextlib.suppress(glide.GlideError):
-                await self._reader.sunsubscribe(dropped, SUBSCRIBE_TIMEOUT_MS)
+                await self._subscribe(dropped, subscribe=False)
+
+    async def _subscribe(self, channels: set[str], *, subscribe: bool) -> None:
+        """(Un)subscribe the listener: sharded channels on a cluster, plain on one Redis."""
+        if not channels:
+            return
+        listener = self._listener
+        if self.address.cluster:
+            if subscribe:
+                await listener.ssubscribe(channels, SUBSCRIBE_TIMEOUT_MS)
+            else:
+                await listener.sunsubscribe(channels, SUBSCRIBE_TIMEOUT_MS)
+        elif subscribe:
+            await listener.subscribe(channels, SUBSCRIBE_TIMEOUT_MS)
+        else:
+            await listener.unsubscribe(channels, SUBSCRIBE_TIMEOUT_MS)
 
     def _due(self, rooms: list[str]) -> list[str]:
         """Rooms to read now: those with news, or all when the poll is due."""
@@ -565,25 +607,72 @@ class RedisStore:
         return due
 
     async def listen(self) -> None:
-        """Take the cluster's word that rooms have news (sharded pub/sub), for tail.
+        """Take the cluster's word that rooms have news (sharded pub/sub), for tail, and
+        every store's word of who typed on other servers, for heard_typing.
 
         Runs beside the feed for as long as it does: a wait for a message is never
         cancelled midway, since glide would hand the next message to the cancelled wait.
-        On one Redis there is nothing to listen to (tail blocks on the logs themselves).
+        (On one Redis, tail blocks on the logs themselves: only typing comes this way.)
         """
-        if not self.address.cluster:
-            return
         while True:
             try:
-                message = await self._reader.get_pubsub_message()
+                message = await self._listener.get_pubsub_message()
             except glide.GlideError:
                 await anyio.sleep(0.1)  # closing, or a reconnect
                 continue
             channel = message.channel
-            room = self._channels.get(channel.decode() if isinstance(channel, bytes) else channel)
+            name = channel.decode() if isinstance(channel, bytes) else channel
+            room = self._channels.get(name)
             if room is not None:
                 self._woken.add(room)
                 self._news.set()
+                continue
+            room = self._typing_channels.get(name)
+            if room is not None:
+                self._heard(room, message.message)
+
+    # -- typing -----------------------------------------------------------------------
+
+    async def publish_typing(self, typed: dict[str, Sequence[str]]) -> None:
+        """PUBLISH (SPUBLISH on a cluster) to each room's typing channel: nothing kept."""
+
+        async def one(room: str, users: Sequence[str]) -> None:
+            body = json.dumps({"from": self.reader_id, "users": list(users[:TYPING_TOLD])})
+            channel = self.layout.room(room).typing
+            if self.address.cluster:
+                await self._answer(lambda: self._client.publish(body, channel, sharded=True))
+            else:
+                await self._answer(lambda: self._client.publish(body, channel))
+
+        jobs = [_later(one, room, users) for room, users in typed.items() if users]
+        _raise_first(await self._each(jobs))
+
+    def heard_typing(self) -> dict[str, tuple[str, ...]]:
+        heard, self._typing_heard = self._typing_heard, {}
+        return {room: tuple(users) for room, users in heard.items()}
+
+    def _heard(self, room: str, body: bytes | str) -> None:
+        """Keep who another server says typed in room (its own words are not news;
+        anything malformed or oversized is dropped, at most TYPING_HEARD names a room)."""
+        if len(body) > TYPING_MESSAGE_BYTES:
+            return
+        try:
+            told = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(told, dict) or told.get("from") == self.reader_id:
+            return
+        users = told.get("users")
+        if not isinstance(users, list):
+            return
+        kept = self._typing_heard.setdefault(room, {})
+        for user in users[:TYPING_TOLD]:
+            if len(kept) >= TYPING_HEARD:
+                break
+            if isinstance(user, str) and user:
+                kept[user] = None
+        if not kept:
+            del self._typing_heard[room]
 
     async def position(self, room: str) -> Position:
         keys = self.layout.room(room)
@@ -857,7 +946,8 @@ class RedisStore:
             await self._run(self._scripts.effects, [self.layout.room(room).state], [value])
 
     async def aclose(self) -> None:
-        for client in {id(c): c for c in (self._client, self._reader, self._durable)}.values():
+        clients = (self._client, self._reader, self._durable, self._listener)
+        for client in {id(c): c for c in clients}.values():
             with contextlib.suppress(glide.GlideError):
                 await client.close()
 

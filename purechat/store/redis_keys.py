@@ -80,6 +80,9 @@ behind         zset    reader id -> until (ms, Redis clock): servers whose membe
                        the room are behind, so senders everywhere wait
 news           (sharded pub/sub channel) something was logged: a cluster's feeds
                        read the room when told
+typing         (pub/sub channel; sharded on a cluster) JSON {"from": reader id,
+                       "users": [names]}: who typed on one server in the last
+                       second, heard by the servers following the room; never kept
 =============  ======  ===========================================================
 
 Servers (`ServerKeys`, slot `{servers}`)
@@ -188,6 +191,12 @@ class RoomKeys:
     def news(self) -> str:
         """The room's sharded pub/sub channel (in the room's slot, like its keys)."""
         return self.base + "news"
+
+    @property
+    def typing(self) -> str:
+        """The room's typing channel: sharded on a cluster (in the room's slot), plain
+        on one Redis. Nothing is kept: who types is worth nothing a moment later."""
+        return self.base + "typing"
 
     def held(self, server: str) -> str:
         """The set of server's seats in this room."""

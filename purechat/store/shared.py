@@ -185,3 +185,25 @@ class SharedStore(Store, Protocol):
     def behind_hints(self) -> set[str]:
         """Rooms that this server's appends found behind elsewhere since last asked."""
         ...
+
+
+# Names of one room a server tells the others at once (one flush: a second), and names
+# of one room kept of what the others told, until the next flush takes them.
+TYPING_TOLD = 500
+TYPING_HEARD = 1000
+
+
+@runtime_checkable
+class TypingCarrier(Protocol):
+    """A shared store that carries who is typing between its servers, never keeping it
+    (pub/sub). A store without it (memory, SQLite: one server) carries nothing."""
+
+    async def publish_typing(self, typed: dict[str, Sequence[str]]) -> None:
+        """Tell the servers following these rooms who typed here (at most TYPING_TOLD
+        names a room); nothing is stored, and a server not listening now never hears it."""
+        ...
+
+    def heard_typing(self) -> dict[str, tuple[str, ...]]:
+        """Who typed on other servers, by room (rooms this server's feed reads; at most
+        TYPING_HEARD names a room), since last asked."""
+        ...
