@@ -24,6 +24,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
 ACK, END_STREAM, END_HEADERS = 0x1, 0x1, 0x4
 MAX_WINDOW = 2**31 - 1
+# The original contract's one method, the path every load member joins by default.
+JOIN_CHAT = "/chat.ChatService/JoinChat"
 # A frame header: 3-byte length and 1-byte type read as one int, flags, stream id.
 FRAME = struct.Struct(">IBI")
 
@@ -105,7 +107,9 @@ class Member:
             await self.sock.send_all(data)
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, window: int = MAX_WINDOW) -> Member:
+    async def connect(
+        cls, host: str, port: int, *, window: int = MAX_WINDOW, path: str = JOIN_CHAT
+    ) -> Member:
         sock = await trio.open_tcp_stream(host, port)
         member = cls(sock, window=window)
         settings = struct.pack(">HI", 0x2, 0) + struct.pack(">HI", 0x4, window)
@@ -113,7 +117,7 @@ class Member:
             [
                 (":method", "POST"),
                 (":scheme", "http"),
-                (":path", "/chat.ChatService/JoinChat"),
+                (":path", path),
                 (":authority", f"{host}:{port}"),
                 ("content-type", "application/grpc"),
                 ("te", "trailers"),

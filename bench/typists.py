@@ -16,22 +16,11 @@ import struct
 import sys
 from pathlib import Path
 
-import hpack
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from loadgen import (  # noqa: E402
-    END_HEADERS,
-    HEADERS,
-    MAX_WINDOW,
-    PREFACE,
-    SETTINGS,
-    WINDOW_UPDATE,
-    Member,
-    Stats,
-    frame,
-)
+from loadgen import Member, Stats  # noqa: E402
 
 from purechat.pb import purechat_v1_pb2 as v1  # noqa: E402
 
@@ -43,24 +32,7 @@ def grpc_message(message: v1.ClientFrame) -> bytes:
 
 async def connect(host: str, port: int) -> Member:
     """A loadgen Member whose stream is purechat.v1's Connect."""
-    sock = await trio.open_tcp_stream(host, port)
-    member = Member(sock)
-    settings = struct.pack(">HI", 0x2, 0) + struct.pack(">HI", 0x4, MAX_WINDOW)
-    headers = hpack.Encoder().encode(
-        [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", "/purechat.v1.Chat/Connect"),
-            (":authority", f"{host}:{port}"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]
-    )
-    opening = PREFACE + frame(SETTINGS, 0, 0, settings)
-    opening += frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - 65535))
-    opening += frame(HEADERS, END_HEADERS, 1, headers)
-    await sock.send_all(opening)
-    return member
+    return await Member.connect(host, port, path="/purechat.v1.Chat/Connect")
 
 
 async def typists(args: argparse.Namespace) -> None:
