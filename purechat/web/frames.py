@@ -17,6 +17,11 @@ Page to server, one JSON object per text frame, the first a join:
     {"delete": {"seq": 12, "client_msg_id": "c5"}}
     {"react": {"seq": 12, "emoji": "👍", "remove": false, "client_msg_id": "c6"}}
     {"typing": {}}
+    {"mark_read": {"room": "lobby", "seq": 41}}
+    {"history": {"room": "lobby", "dm": "", "before": 41, "after": null, "around": null,
+                 "limit": 50}}
+    {"search": {"text": "deploy", "room": "", "dm": "", "limit": 20, "page": ""}}
+    {"conversations": {}}
 
 Living messages (the proto's EditMessage, DeleteMessage, ReactMessage, TypingSignal):
 `edit`, `delete` and `react` are acked like a send (or answered with an error whose
@@ -55,6 +60,13 @@ Server to page:
                "reaction": {"emoji": "👍", "removed": false}}}
     {"typing": {"room", "users": ["bob"], "more": 0}}
     {"conversation": {"room": "@dm:alice:bob", "peer": "alice", "seq": 7, "text": "…"}}
+    {"read": {"room", "seq"}}
+    {"history": {"room", "epoch", "last_seq", "events": [...], "more_before",
+                 "more_after", "peer"}}
+    {"search": {"found": [{"event": {...}, "marks": [[start, end], ...], "peer"}, ...],
+                "next": "…"}}
+    {"conversations": {"entries": [{"room", "peer", "last_seq", "read_seq", "unread",
+                                    "mentions"}, ...]}}
     {"ack": {"client_msg_id", "seq", "duplicate"}}
     {"error": {"code": "TEXT_TOO_LONG", "message": "a sentence", "client_msg_id"}}
     {"rooms": {"rooms": [{"name": "lobby", "members": 3, "last_seq": 41}, ...]}}
@@ -68,6 +80,14 @@ after it (an edit its new text as `text`; a reaction what it did as `reaction`):
 page replaces what it shows of that message. `typing` lists at most 5 others typing
 (`more` counts the rest); show each for at most 6 s, or until that member's next
 message.
+The asks of reading (the proto's MarkRead, HistoryRequest, SearchRequest and
+ConversationsRequest): `mark_read` moves the account's read marker (every session of
+it hears `read`); `history` asks a room's (or, with `dm`, a conversation's) messages
+before, after or around a number (one of them), answered by `history` with gaps as
+`gap` events; `search` asks what the account may read (in one room or conversation,
+or all), newest first, `marks` as code-point offsets into the event's text, `next`
+the page after (""): none); `conversations` lists the account's conversations and read
+rooms with what is unread. A refused ask is an `error` with its sentence.
 `conversation` (the proto's ConversationNotice): a message arrived in one of the
 account's conversations that this session is not in (it has not got the message), from
 the account `peer`, numbered `seq`; `text` is its first 100 characters, for a
