@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +17,7 @@ from grpc_tools import protoc
 from purechat.app import ChatServer
 from purechat.core import Limits
 from purechat.server import ServerConfig
+from tests.browser import Browser, require_browser
 from tests.gobuild import DEBIAN_PACKAGES, GoBuilder, GoBuildFailed, GoMissing
 from tests.helpers import Harness
 from tests.redis_cluster import RedisCluster
@@ -109,3 +110,24 @@ def go_load_client(go_builder: GoBuilder) -> Path:
 def go_tutorial_server(go_builder: GoBuilder) -> Path:
     """bench/go/server: the tutorial's grpc-go server; argument: the listen address."""
     return _go_program(go_builder, "bench/go/server")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium for every page test of this process (each worker's own)."""
+    require_browser()
+    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield started
+    finally:
+        started.quit()
+
+
+@pytest.fixture
+async def pages(browser: Browser) -> AsyncIterator[Browser]:
+    """The browser, its windows closed again when the test ends."""
+    try:
+        yield browser
+    finally:
+        with trio.CancelScope(shield=True):
+            await browser.close_pages()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -31,7 +31,7 @@ from purechat.server import ServerConfig
 from purechat.store import SqliteStore
 from purechat.store.redis import RedisStore
 from tests.accounts import CHEAP, PASSWORD, accounts_config, login, member, moderate, register
-from tests.browser import JOINED, Browser, Page, require_browser
+from tests.browser import JOINED, Browser, Page
 from tests.helpers import Harness, Member
 from tests.polling import settles
 from tests.processes import PURECHAT, Lines, send_lines
@@ -41,25 +41,6 @@ from tests.test_interactive import PtyClient, _has, _idle_after
 M = v1.ModerationCommand
 # How soon a ban on one server must end the sessions on another (the promise).
 WITHIN = 1.0
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_browser()
-    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield started
-    finally:
-        started.quit()
-
-
-@pytest.fixture
-async def pages(browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield browser
-    finally:
-        with trio.CancelScope(shield=True):
-            await browser.close_pages()
 
 
 async def on_sqlite(start_server: Any, path: Path) -> Harness:

@@ -12,42 +12,21 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import grpc
-import pytest
 import trio
 
 from purechat.client.calls import V1Call, open_connection
 from purechat.core import Limits
 from purechat.server.auth import TokenBook
-from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
+from tests.browser import JOINED, LOG, Browser, Page, messages_from
 from tests.helpers import Harness
 from tests.redis_server import free_port
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_browser()
-    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield started
-    finally:
-        started.quit()
-
-
-@pytest.fixture
-async def pages(browser: Browser) -> AsyncIterator[Browser]:
-    """The browser, its windows closed again when the test ends."""
-    try:
-        yield browser
-    finally:
-        with trio.CancelScope(shield=True):
-            await browser.close_pages()
 
 
 async def web_harness(start_server: Any, **config: Any) -> tuple[Harness, str]:

@@ -15,40 +15,18 @@ and axe-core scans of the new views.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from purechat.core.names import name_key
 from purechat.pb import purechat_v1_pb2 as v1
 from purechat.store import MemoryStore
 from tests.accounts import PASSWORD, accounts_config, login, member, register
-from tests.browser import JOINED, LOG, Browser, Page, messages_from, require_browser
+from tests.browser import JOINED, LOG, Browser, Page, messages_from
 from tests.helpers import Harness
 from tests.polling import settles
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_browser()
-    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield started
-    finally:
-        started.quit()
-
-
-@pytest.fixture
-async def pages(browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield browser
-    finally:
-        with trio.CancelScope(shield=True):
-            await browser.close_pages()
-
 
 # Headless windows all count as in front and focused: a page is told otherwise as a
 # browser would tell it.

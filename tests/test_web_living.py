@@ -9,35 +9,13 @@ with axe-core.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pytest
 import trio
 
 from purechat.store import SqliteStore
-from tests.browser import JOINED, LOG, Browser, Page, require_browser
+from tests.browser import JOINED, LOG, Browser, Page
 from tests.test_web_conversations import logged_in, with_accounts
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_browser()
-    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield started
-    finally:
-        started.quit()
-
-
-@pytest.fixture
-async def pages(browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield browser
-    finally:
-        with trio.CancelScope(shield=True):
-            await browser.close_pages()
-
 
 # What a person reads of each message: number, who, text, the quote it answers, the
 # edited mark and the reactions (as their accessible names say them).

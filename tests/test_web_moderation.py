@@ -7,11 +7,9 @@ the accessibility scans of the page with them (axe-core, as tests/test_web_brows
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from purechat.core.names import name_key
@@ -27,28 +25,9 @@ from tests.accounts import (
     refused_join,
     register,
 )
-from tests.browser import JOINED, Browser, Page, require_browser
+from tests.browser import JOINED, Browser, Page
 from tests.helpers import Harness
 from tests.polling import settles
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_browser()
-    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield started
-    finally:
-        started.quit()
-
-
-@pytest.fixture
-async def pages(browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield browser
-    finally:
-        with trio.CancelScope(shield=True):
-            await browser.close_pages()
 
 
 async def community(

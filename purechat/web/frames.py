@@ -86,7 +86,7 @@ it hears `read`); `history` asks a room's (or, with `dm`, a conversation's) mess
 before, after or around a number (one of them), answered by `history` with gaps as
 `gap` events; `search` asks what the account may read (in one room or conversation,
 or all), newest first, `marks` as code-point offsets into the event's text, `next`
-the page after (""): none); `conversations` lists the account's conversations and read
+the page after ("" when none); `conversations` lists the account's conversations and read
 rooms with what is unread. A refused ask is an `error` with its sentence.
 `conversation` (the proto's ConversationNotice): a message arrived in one of the
 account's conversations that this session is not in (it has not got the message), from
