@@ -25,7 +25,6 @@ from purechat.core.events import ConversationNotice
 from purechat.core.limits import DEFAULT_ROOM
 from purechat.ops.health import HealthState
 from purechat.ops.metrics import Metrics
-from purechat.server.addresses import AddressCounts
 from purechat.server.auth import Admitted
 from purechat.server.config import ServerConfig
 from purechat.server.delivery import DeliveryLimits
@@ -44,6 +43,7 @@ from purechat.store.base import Records
 from purechat.store.directory import AuditEntry, Directory
 from purechat.store.shared import SharedStore
 from purechat.transport import Flusher
+from purechat.transport.addresses import AddressCounts
 from purechat.web.listener import WebServer
 
 # How often who is typing is told to rooms.

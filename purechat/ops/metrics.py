@@ -37,9 +37,9 @@ from prometheus_client.registry import Collector
 from purechat import status as statuses
 from purechat.core import Hub
 from purechat.errors import ConfigurationError
-from purechat.server.addresses import AddressCounts
 from purechat.transport import streams
 from purechat.transport.accept import accept_forever, remote_of
+from purechat.transport.addresses import AddressCounts
 
 log = logging.getLogger("purechat.server")
 

@@ -28,7 +28,6 @@ from purechat.ops.health import watch as health_watch
 from purechat.ops.reflection import VERSIONS as REFLECTION_VERSIONS
 from purechat.ops.reflection import Reflection
 from purechat.server.accounts import ACCOUNTS_SERVICE, serve_accounts
-from purechat.server.addresses import AddressCounts
 from purechat.server.admin import ADMIN_SERVICE, AdminService
 from purechat.server.auth import Admitted, presented_token
 from purechat.server.config import ServerConfig
@@ -41,6 +40,7 @@ from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport import Connection, FirstHeaderBlocks, GrpcProtocol, Stream
 from purechat.transport.accept import accept_forever, remote_of
+from purechat.transport.addresses import AddressCounts
 
 log = logging.getLogger("purechat.server")
 

@@ -33,12 +33,12 @@ from anyio.streams.tls import TLSStream
 from purechat import status as statuses
 from purechat.core import EndReason
 from purechat.errors import ConfigurationError
-from purechat.server.addresses import AddressCounts
 from purechat.server.auth import Admitted
 from purechat.server.identity import Authenticator
 from purechat.server.services import Services
 from purechat.status import Status
 from purechat.transport.accept import accept_forever, remote_of
+from purechat.transport.addresses import AddressCounts
 from purechat.transport.guard import SingleWriter
 from purechat.transport.streams import AcyclicStream
 from purechat.web.frames import web_encoder
