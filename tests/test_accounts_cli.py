@@ -9,7 +9,6 @@ each person is a process environment of its own (its own state directory)."""
 from __future__ import annotations
 
 import argparse
-import os
 import stat
 import sys
 from pathlib import Path
@@ -24,38 +23,8 @@ from purechat.status import StatusCode
 from purechat.store import SqliteStore
 from tests.accounts import PASSWORD, accounts_config, login, member, refused_join, register
 from tests.helpers import Harness
+from tests.people import Person
 from tests.polling import settles
-from tests.processes import PURECHAT
-
-
-class Person:
-    """Someone at a terminal: `purechat` commands with their own state directory."""
-
-    def __init__(self, home: Path, server: str, cwd: Path):
-        self.state = home / "state"
-        self.server = server
-        self.cwd = cwd
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "XDG_STATE_HOME": str(self.state), "PURECHAT_SERVER": self.server}
-
-    async def run(self, *args: str, stdin: str = "") -> tuple[int, str, str]:
-        """The command's exit status, stdout and stderr (stdin: what is piped in)."""
-        done = await trio.run_process(
-            [*PURECHAT, *args],
-            stdin=stdin.encode(),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=self.env,
-            cwd=self.cwd,
-        )
-        return done.returncode, done.stdout.decode(), done.stderr.decode()
-
-    def session_files(self) -> list[Path]:
-        folder = self.state / "purechat" / "sessions"
-        return sorted(folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture

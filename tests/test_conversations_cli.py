@@ -8,7 +8,6 @@ environment of its own (its own state directory, its own saved session)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,39 +16,9 @@ import trio
 
 from purechat.cli import _parser
 from purechat.store import SqliteStore
-from tests.accounts import PASSWORD, accounts_config, register
+from tests.accounts import accounts_config, register
 from tests.helpers import Harness
-from tests.processes import PURECHAT
-
-
-class Person:
-    """Someone at a shell: `purechat` commands with their own state directory."""
-
-    def __init__(self, home: Path, server: str, cwd: Path):
-        self.state = home / "state"
-        self.server = server
-        self.cwd = cwd
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "XDG_STATE_HOME": str(self.state), "PURECHAT_SERVER": self.server}
-
-    async def run(self, *args: str, stdin: str = "") -> tuple[int, str, str]:
-        """The command's exit status, stdout and stderr (stdin: what is piped in)."""
-        done = await trio.run_process(
-            [*PURECHAT, *args],
-            stdin=stdin.encode(),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=self.env,
-            cwd=self.cwd,
-        )
-        return done.returncode, done.stdout.decode(), done.stderr.decode()
-
-    async def login(self, name: str) -> None:
-        code, _, problem = await self.run("login", name, stdin=f"{PASSWORD}\n")
-        assert code == 0, problem
+from tests.people import Person
 
 
 @pytest.fixture

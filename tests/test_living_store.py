@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,13 @@ import trio
 
 from purechat.core import EntryKind, Message
 from purechat.core.events import Reaction
-from purechat.store import MemoryStore, SqliteStore, Store
+from purechat.store import SqliteStore, Store
 from purechat.store.base import query_words
 from purechat.store.redis import RedisStore
 from tests.polling import eventually
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisProcess, free_port
+from tests.stores import every_store  # noqa: F401 (the `store` fixture)
 
 T0 = 1_700_000_000_000
 SECRET = "zanzibarquokka"
@@ -52,31 +52,6 @@ def change(
 
 def react(target: int, emoji: str, by: str, *, removed: bool = False, msg_id: str = "") -> Message:
     return change(EntryKind.REACTION, target, by, msg_id, emoji=emoji, removed=removed, key=by)
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "cluster-replicas"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
-) -> AsyncIterator[Store]:
-    opened: Store
-    if request.param == "memory":
-        opened = MemoryStore(history=100)
-    elif request.param == "sqlite":
-        opened = await SqliteStore.open(tmp_path / "chat.db")
-    elif request.param == "redis":
-        redis = RedisProcess(tmp_path, free_port())
-        await redis.start(nursery)
-        opened = await RedisStore.open(redis.url, history=100)
-    else:
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        await trio.to_thread.run_sync(cluster.heal)
-        await trio.to_thread.run_sync(cluster.flush)
-        replicas = 1 if request.param == "cluster-replicas" else 0
-        opened = await RedisStore.open(cluster.url(replicas), history=100)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 async def test_an_edit_replaces_the_text_in_history_and_search(store: Store) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,40 +11,13 @@ import trio
 from purechat.core import Message
 from purechat.errors import StoreDamaged
 from purechat.store import MemoryStore, SqliteStore, Store, StoreError, open_store
-from purechat.store.redis import RedisStore
 from purechat.store.sqlite import APPLICATION_ID, META, SCHEMA
 from tests.fakes import damage_last_page
-from tests.redis_cluster import RedisCluster
-from tests.redis_server import RedisProcess, free_port
+from tests.stores import every_store  # noqa: F401 (the `store` fixture)
 
 
 def draft(text: str, room: str = "lobby", sender: str = "bob", msg_id: str = "") -> Message:
     return Message(room, 0, sender, text, 1_700_000_000_000, False, sender, msg_id)
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "cluster-replicas"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
-) -> AsyncIterator[Store]:
-    opened: Store
-    if request.param == "memory":
-        opened = MemoryStore(history=100)
-    elif request.param == "sqlite":
-        opened = await SqliteStore.open(tmp_path / "chat.db")
-    elif request.param == "redis":
-        redis = RedisProcess(tmp_path, free_port())
-        await redis.start(nursery)
-        opened = await RedisStore.open(redis.url, history=100)
-    else:  # the session's cluster, emptied: messages acknowledged on the primary or a replica
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        await trio.to_thread.run_sync(cluster.heal)
-        await trio.to_thread.run_sync(cluster.flush)
-        replicas = 1 if request.param == "cluster-replicas" else 0
-        opened = await RedisStore.open(cluster.url(replicas), history=100)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 async def test_every_answer_names_the_log_it_is_from(store: Store) -> None:
