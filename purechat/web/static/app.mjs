@@ -1646,14 +1646,7 @@ function wroteToMe({ room, peer, seq, text }) {
   state.lastNotice = `${room}#${seq}`;
   askConversations();
   announce(`${visible(peer)} wrote to you`);
-  if (document.hidden && "Notification" in window && Notification.permission === "granted") {
-    const body = visible(text);
-    const shown = new Notification(`${visible(peer)} wrote to you`, {
-      body: body.length > 200 ? `${body.slice(0, 199)}…` : body,
-      tag: `purechat-${room}`,
-    });
-    shown.addEventListener("click", () => window.focus());
-  }
+  if (document.hidden) raise(`${visible(peer)} wrote to you`, text, room, () => {});
 }
 
 function announce(words) {
@@ -1664,15 +1657,23 @@ function announce(words) {
 }
 
 function notify(room, sender, item) {
+  raise(`${sender} in ${visible(room.name)}`, item.text, room.name, () => {
+    if (state.rooms.get(room.key) === room) activate(room);
+  });
+}
+
+/** A desktop notification, where the person allowed them: one per room (`tag`), its
+ * text shortened; a click brings the tab forward, then does `clicked`. */
+function raise(title, text, tag, clicked) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
-  const body = visible(item.text);
-  const shown = new Notification(`${sender} in ${visible(room.name)}`, {
+  const body = visible(text);
+  const shown = new Notification(title, {
     body: body.length > 200 ? `${body.slice(0, 199)}…` : body,
-    tag: `purechat-${room.name}`,
+    tag: `purechat-${tag}`,
   });
   shown.addEventListener("click", () => {
     window.focus();
-    if (state.rooms.get(room.key) === room) activate(room);
+    clicked();
   });
 }
 
